@@ -11,8 +11,12 @@
 
 pub mod body;
 pub mod client_ip;
+pub mod config;
 mod error;
 mod future;
+#[cfg(feature = "mcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mcp")))]
+pub mod mcp;
 mod net;
 pub mod reject;
 

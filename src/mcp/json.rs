@@ -1,0 +1,325 @@
+//! The little JSON the MCP layers need, without a JSON library: a syntax
+//! check that also finds the top-level `id` of a JSON-RPC message, and the
+//! writer for JSON-RPC error objects.
+
+/// Nesting deeper than this is refused as a parse error (no deep recursion
+/// on hostile input).
+const MAX_DEPTH: usize = 128;
+
+/// What the syntax check learned about a well-formed message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Peek {
+    /// The raw JSON text of the top-level `id` member, when the message is
+    /// an object whose `id` is a string, a number or `null`.
+    pub(crate) id: Option<String>,
+}
+
+/// Checks that `input` is exactly one RFC 8259 JSON text.
+///
+/// Returns `None` when it is not (the JSON-RPC "parse error" case).
+pub(crate) fn check(input: &[u8]) -> Option<Peek> {
+    let text = std::str::from_utf8(input).ok()?;
+    let mut parser = Parser {
+        bytes: text.as_bytes(),
+        pos: 0,
+    };
+    let mut peek = Peek::default();
+    parser.skip_ws();
+    parser.value(0, Some(&mut peek))?;
+    parser.skip_ws();
+    (parser.pos == parser.bytes.len()).then_some(peek)
+}
+
+struct Parser<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.pos += 1)
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.pos.checked_add(word.len())?;
+        (self.bytes.get(self.pos..end)? == word).then(|| self.pos = end)
+    }
+
+    /// One value. `top` is set only for the top-level value, whose `id`
+    /// member is recorded.
+    fn value(&mut self, depth: usize, top: Option<&mut Peek>) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        match self.peek()? {
+            b'{' => self.object(depth, top),
+            b'[' => self.array(depth),
+            b'"' => self.string(),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    fn object(&mut self, depth: usize, mut top: Option<&mut Peek>) -> Option<()> {
+        self.eat(b'{')?;
+        self.skip_ws();
+        if self.eat(b'}').is_some() {
+            return Some(());
+        }
+        loop {
+            self.skip_ws();
+            let key_start = self.pos;
+            self.string()?;
+            let is_id = &self.bytes[key_start..self.pos] == b"\"id\"";
+            self.skip_ws();
+            self.eat(b':')?;
+            self.skip_ws();
+            let value_start = self.pos;
+            let first = self.peek()?;
+            self.value(depth + 1, None)?;
+            if is_id
+                && let Some(peek) = top.as_deref_mut()
+                && matches!(first, b'"' | b'-' | b'0'..=b'9' | b'n')
+            {
+                let raw = &self.bytes[value_start..self.pos];
+                peek.id = std::str::from_utf8(raw).ok().map(str::to_owned);
+            }
+            self.skip_ws();
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b'}' => {
+                    self.pos += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Option<()> {
+        self.eat(b'[')?;
+        self.skip_ws();
+        if self.eat(b']').is_some() {
+            return Some(());
+        }
+        loop {
+            self.skip_ws();
+            self.value(depth + 1, None)?;
+            self.skip_ws();
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b']' => {
+                    self.pos += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn string(&mut self) -> Option<()> {
+        self.eat(b'"')?;
+        loop {
+            match self.peek()? {
+                b'"' => {
+                    self.pos += 1;
+                    return Some(());
+                }
+                b'\\' => {
+                    self.pos += 1;
+                    match self.peek()? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.pos += 1,
+                        b'u' => {
+                            self.pos += 1;
+                            for _ in 0..4 {
+                                if !self.peek()?.is_ascii_hexdigit() {
+                                    return None;
+                                }
+                                self.pos += 1;
+                            }
+                        }
+                        _ => return None,
+                    }
+                }
+                0x00..=0x1f => return None,
+                _ => self.pos += 1,
+            }
+        }
+    }
+
+    fn digits(&mut self) -> Option<()> {
+        let start = self.pos;
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.pos += 1;
+        }
+        (self.pos > start).then_some(())
+    }
+
+    fn number(&mut self) -> Option<()> {
+        let _ = self.eat(b'-');
+        if self.eat(b'0').is_none() {
+            if !self.peek()?.is_ascii_digit() {
+                return None;
+            }
+            self.digits()?;
+        }
+        if self.eat(b'.').is_some() {
+            self.digits()?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            self.digits()?;
+        }
+        Some(())
+    }
+}
+
+/// Appends `s` as the inside of a JSON string literal (no quotes).
+pub(crate) fn escape_into(out: &mut Vec<u8>, s: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &byte in s {
+        match byte {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x00..=0x1f | 0x7f => {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(byte >> 4)]);
+                out.push(HEX[usize::from(byte & 0xf)]);
+            }
+            _ => out.push(byte),
+        }
+    }
+}
+
+/// The opening of a JSON-RPC error response, up to and including the
+/// opening quote of `error.message`.
+pub(crate) fn error_prefix(id: Option<&str>, code: i32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(96);
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    out.extend_from_slice(id.unwrap_or("null").as_bytes());
+    out.extend_from_slice(b",\"error\":{\"code\":");
+    out.extend_from_slice(code.to_string().as_bytes());
+    out.extend_from_slice(b",\"message\":\"");
+    out
+}
+
+/// The closing of a JSON-RPC error response opened by [`error_prefix`].
+pub(crate) const ERROR_SUFFIX: &[u8] = b"\"}}";
+
+/// A whole JSON-RPC error response.
+pub(crate) fn error_object(id: Option<&str>, code: i32, message: &str) -> Vec<u8> {
+    let mut out = error_prefix(id, code);
+    escape_into(&mut out, message.as_bytes());
+    out.extend_from_slice(ERROR_SUFFIX);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(text: &str) -> bool {
+        check(text.as_bytes()).is_some()
+    }
+
+    #[test]
+    fn accepts_json_texts() {
+        for text in [
+            "{}",
+            "[]",
+            " {\"a\" : [1, -2.5e+3, 0, 0.1, true, false, null, \"x\\u00e9\\n\"]}\r\n",
+            "\"just a string\"",
+            "12",
+            "{\"nested\":{\"deeper\":[[[]]]}}",
+            "\"caf\u{e9}\"",
+        ] {
+            assert!(ok(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn refuses_everything_else() {
+        for text in [
+            "",
+            "   ",
+            "{",
+            "{\"a\":}",
+            "{\"a\":1,}",
+            "[1,]",
+            "[1 2]",
+            "{a:1}",
+            "'x'",
+            "01",
+            "1.",
+            "-",
+            "1e",
+            "tru",
+            "nul",
+            "\"unterminated",
+            "\"bad \\x escape\"",
+            "\"\\u12g4\"",
+            "\"raw \n newline\"",
+            "{} {}",
+            "{}x",
+            "NaN",
+        ] {
+            assert!(!ok(text), "{text:?}");
+        }
+        assert!(check(b"\"\xff\"").is_none());
+    }
+
+    #[test]
+    fn deep_nesting_is_a_parse_error_not_a_stack_overflow() {
+        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+        assert!(!ok(&deep));
+        let fine = "[".repeat(100) + &"]".repeat(100);
+        assert!(ok(&fine));
+    }
+
+    #[test]
+    fn finds_the_top_level_id() {
+        let id = |text: &str| check(text.as_bytes()).unwrap().id;
+        assert_eq!(
+            id(r#"{"jsonrpc":"2.0","id":7,"method":"x"}"#),
+            Some("7".into())
+        );
+        assert_eq!(
+            id(r#"{"id" : "a\"b","method":"x"}"#),
+            Some(r#""a\"b""#.into())
+        );
+        assert_eq!(id(r#"{"id":null}"#), Some("null".into()));
+        assert_eq!(id(r#"{"params":{"id":3},"method":"x"}"#), None);
+        assert_eq!(id(r#"{"id":{"x":1}}"#), None);
+        assert_eq!(id(r#"[{"id":1}]"#), None);
+    }
+
+    #[test]
+    fn error_objects_are_escaped() {
+        let body = error_object(Some("\"x\""), -32700, "bad \"json\"\n\u{1}");
+        let text = String::from_utf8(body).unwrap();
+        assert_eq!(
+            text,
+            r#"{"jsonrpc":"2.0","id":"x","error":{"code":-32700,"message":"bad \"json\"\n\u0001"}}"#
+        );
+        assert!(ok(&text));
+    }
+}

@@ -1,0 +1,610 @@
+//! `Host` and `Origin` validation against DNS rebinding.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::{HOST, ORIGIN};
+use http::uri::Authority;
+use http::{HeaderMap, Request, Response, Uri};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::ConfigError;
+use crate::future::ResponseFuture;
+use crate::reject::{self, DefaultResponder, Reason, Rejection, Respond};
+
+/// The hosts a [`HostOriginLayer`] answers for unless told otherwise: the
+/// loopback names, on any port.
+pub const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
+/// A host name (lower case, IPv6 without brackets) and maybe a port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct HostPort {
+    host: String,
+    port: Option<u16>,
+}
+
+impl HostPort {
+    fn of(authority: &Authority) -> Self {
+        Self {
+            host: normalize_host(authority.host()),
+            port: authority.port_u16(),
+        }
+    }
+}
+
+fn normalize_host(host: &str) -> String {
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// `http://a.example:8080`, `https://a.example` (default port), or
+/// `http://localhost:*` (any port); or the opaque origin `null`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum AllowedOrigin {
+    Null,
+    Site {
+        scheme: String,
+        host: String,
+        /// `None` means any port (`:*`).
+        port: Option<u16>,
+    },
+}
+
+/// An `Origin` header value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Origin {
+    Null,
+    Site {
+        scheme: String,
+        host: String,
+        port: u16,
+    },
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" | "ws" => Some(80),
+        "https" | "wss" => Some(443),
+        _ => None,
+    }
+}
+
+/// Parses a serialized origin (`scheme://host[:port]`, nothing after it).
+fn parse_origin(text: &str) -> Option<Origin> {
+    if text == "null" {
+        return Some(Origin::Null);
+    }
+    let (scheme, rest) = text.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme.is_empty()
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        || rest.is_empty()
+        || rest.contains(['/', '?', '#', '@'])
+    {
+        return None;
+    }
+    let authority: Authority = rest.parse().ok()?;
+    let port = match authority.port_u16() {
+        Some(port) => port,
+        None => default_port(&scheme)?,
+    };
+    Some(Origin::Site {
+        scheme,
+        host: normalize_host(authority.host()),
+        port,
+    })
+}
+
+fn parse_allowed_origin(text: &str) -> Result<AllowedOrigin, ConfigError> {
+    let text = text.trim();
+    let invalid = || {
+        ConfigError::new(
+            "allowed_origins",
+            format!(
+                "`{text}` is not an origin such as `https://app.example.com`, `http://localhost:*` or `null`"
+            ),
+        )
+    };
+    if text == "null" {
+        return Ok(AllowedOrigin::Null);
+    }
+    if let Some(base) = text.strip_suffix(":*") {
+        let (scheme, host) = match parse_origin(base).ok_or_else(invalid)? {
+            Origin::Site { scheme, host, .. } => (scheme, host),
+            Origin::Null => return Err(invalid()),
+        };
+        // `base` must not itself carry a port (`http://a:80:*`).
+        let after_scheme = base.split_once("://").map_or("", |(_, rest)| rest);
+        let authority: Authority = after_scheme.parse().map_err(|_| invalid())?;
+        if authority.port().is_some() {
+            return Err(invalid());
+        }
+        return Ok(AllowedOrigin::Site {
+            scheme,
+            host,
+            port: None,
+        });
+    }
+    match parse_origin(text).ok_or_else(invalid)? {
+        Origin::Null => Ok(AllowedOrigin::Null),
+        Origin::Site { scheme, host, port } => Ok(AllowedOrigin::Site {
+            scheme,
+            host,
+            port: Some(port),
+        }),
+    }
+}
+
+fn parse_allowed_host(text: &str) -> Result<HostPort, ConfigError> {
+    let text = text.trim();
+    let authority: Authority = text
+        .parse()
+        .ok()
+        .filter(|a: &Authority| a.as_str() == text && !text.contains('@') && !text.is_empty())
+        .ok_or_else(|| {
+            ConfigError::new(
+                "allowed_hosts",
+                format!(
+                    "`{text}` is not a host such as `mcp.example.com`, `mcp.example.com:8443` or `[::1]`"
+                ),
+            )
+        })?;
+    Ok(HostPort::of(&authority))
+}
+
+/// Checks that `text` is a valid [`HostOriginLayer::try_allowed_origins`]
+/// entry.
+pub(crate) fn validate_allowed_origin(text: &str) -> Result<(), ConfigError> {
+    parse_allowed_origin(text).map(drop)
+}
+
+/// Checks that `text` is a valid [`HostOriginLayer::try_allowed_hosts`]
+/// entry.
+pub(crate) fn validate_allowed_host(text: &str) -> Result<(), ConfigError> {
+    parse_allowed_host(text).map(drop)
+}
+
+#[derive(Clone, Debug)]
+struct Config {
+    hosts: Vec<HostPort>,
+    origins: Vec<AllowedOrigin>,
+}
+
+impl Config {
+    fn check(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), Rejection> {
+        let host = request_host(uri, headers)?;
+        let host_allowed = self.hosts.iter().any(|allowed| {
+            allowed.host == host.host && allowed.port.is_none_or(|port| host.port == Some(port))
+        });
+        if !host_allowed {
+            return Err(Rejection::new(Reason::HostForbidden));
+        }
+        let mut origins = headers.get_all(ORIGIN).iter();
+        let Some(value) = origins.next() else {
+            return Ok(());
+        };
+        if origins.next().is_some() {
+            return Err(Rejection::new(Reason::OriginForbidden)
+                .with_detail("more than one Origin header was sent"));
+        }
+        let origin = value
+            .to_str()
+            .ok()
+            .and_then(|text| parse_origin(text.trim()))
+            .ok_or_else(|| {
+                Rejection::new(Reason::OriginForbidden)
+                    .with_detail("the Origin header is malformed")
+            })?;
+        if self.origin_allowed(&origin, &host) {
+            Ok(())
+        } else {
+            Err(Rejection::new(Reason::OriginForbidden))
+        }
+    }
+
+    fn origin_allowed(&self, origin: &Origin, host: &HostPort) -> bool {
+        if let Origin::Site {
+            scheme,
+            host: name,
+            port,
+        } = origin
+        {
+            // Same host: the page was served by this very server.
+            let host_port = host.port.or_else(|| default_port(scheme));
+            if *name == host.host && host_port == Some(*port) {
+                return true;
+            }
+        }
+        self.origins.iter().any(|allowed| match (allowed, origin) {
+            (AllowedOrigin::Null, Origin::Null) => true,
+            (
+                AllowedOrigin::Site {
+                    scheme: a_scheme,
+                    host: a_host,
+                    port: a_port,
+                },
+                Origin::Site { scheme, host, port },
+            ) => a_scheme == scheme && a_host == host && a_port.is_none_or(|p| p == *port),
+            _ => false,
+        })
+    }
+}
+
+/// The request's host: the `Host` header, or the URI authority (HTTP/2).
+fn request_host(uri: &Uri, headers: &HeaderMap) -> Result<HostPort, Rejection> {
+    let mut values = headers.get_all(HOST).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => value
+            .to_str()
+            .ok()
+            .and_then(|text| text.parse::<Authority>().ok())
+            .filter(|authority| !authority.as_str().contains('@'))
+            .map(|authority| HostPort::of(&authority))
+            .ok_or_else(|| {
+                Rejection::new(Reason::HostForbidden).with_detail("the Host header is malformed")
+            }),
+        (Some(_), Some(_)) => {
+            Err(Rejection::new(Reason::HostForbidden)
+                .with_detail("more than one Host header was sent"))
+        }
+        (None, _) => uri.authority().map(HostPort::of).ok_or_else(|| {
+            Rejection::new(Reason::HostForbidden).with_detail("the request names no host")
+        }),
+    }
+}
+
+/// Refuses requests whose `Host` this server does not answer for, and
+/// requests from web pages of other sites.
+///
+/// This is the DNS-rebinding protection the MCP Streamable HTTP transport
+/// asks for: a page on `evil.example` that rebinds its name to 127.0.0.1
+/// still sends `Host: evil.example` and `Origin: http://evil.example`.
+///
+/// * `Host` (or the HTTP/2 `:authority`) must name an allowed host —
+///   [`LOOPBACK_HOSTS`] on any port by default. A missing, repeated or
+///   malformed `Host` is refused too. 403 `host_forbidden`.
+/// * `Origin`, when present, must be the request's own host (same host and
+///   port) or one of the allowed origins; requests without `Origin` (non
+///   browser clients) pass. 403 `origin_forbidden`.
+///
+/// Clones share the configuration.
+///
+/// # Example
+///
+/// ```
+/// use http::{Request, Response, StatusCode};
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use tower_warden::mcp::HostOriginLayer;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let layer = HostOriginLayer::new()
+///     .try_allowed_hosts(["mcp.example.com"])?
+///     .try_allowed_origins(["https://app.example.com"])?;
+/// let service = ServiceBuilder::new()
+///     .layer(layer)
+///     .service_fn(|_: Request<()>| async { Ok::<_, std::convert::Infallible>(Response::new(())) });
+///
+/// let request = Request::builder()
+///     .uri("/mcp")
+///     .header("host", "mcp.example.com")
+///     .header("origin", "https://evil.example")
+///     .body(())?;
+/// let response = service.oneshot(request).await?;
+/// assert_eq!(response.status(), StatusCode::FORBIDDEN);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct HostOriginLayer<R = DefaultResponder> {
+    config: Arc<Config>,
+    responder: R,
+}
+
+impl Default for HostOriginLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HostOriginLayer {
+    /// Allows the [`LOOPBACK_HOSTS`] on any port, and same-host origins.
+    pub fn new() -> Self {
+        let hosts = LOOPBACK_HOSTS
+            .iter()
+            .filter_map(|host| parse_allowed_host(host).ok())
+            .collect();
+        Self {
+            config: Arc::new(Config {
+                hosts,
+                origins: Vec::new(),
+            }),
+            responder: DefaultResponder,
+        }
+    }
+}
+
+impl<R> HostOriginLayer<R> {
+    /// Replaces the allowed hosts: `mcp.example.com` (any port),
+    /// `mcp.example.com:8443` (that port only), `127.0.0.1`, `[::1]:8000`.
+    /// Names compare case-insensitively.
+    ///
+    /// # Errors
+    ///
+    /// Names the first entry that is not a host.
+    pub fn try_allowed_hosts<I, T>(mut self, hosts: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        let hosts = hosts
+            .into_iter()
+            .map(|host| parse_allowed_host(host.as_ref()))
+            .collect::<Result<_, _>>()?;
+        Arc::make_mut(&mut self.config).hosts = hosts;
+        Ok(self)
+    }
+
+    /// Replaces the origins allowed besides the request's own host:
+    /// `https://app.example.com` (its default port), `http://localhost:6274`,
+    /// `http://localhost:*` (any port) or `null`.
+    ///
+    /// # Errors
+    ///
+    /// Names the first entry that is not an origin.
+    pub fn try_allowed_origins<I, T>(mut self, origins: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        let origins = origins
+            .into_iter()
+            .map(|origin| parse_allowed_origin(origin.as_ref()))
+            .collect::<Result<_, _>>()?;
+        Arc::make_mut(&mut self.config).origins = origins;
+        Ok(self)
+    }
+
+    /// Answers refusals with `responder` instead of the default.
+    pub fn responder<R2: Respond>(self, responder: R2) -> HostOriginLayer<R2> {
+        HostOriginLayer {
+            config: self.config,
+            responder,
+        }
+    }
+}
+
+impl<S, R: Clone> Layer<S> for HostOriginLayer<R> {
+    type Service = HostOrigin<S, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HostOrigin {
+            inner,
+            config: Arc::clone(&self.config),
+            responder: self.responder.clone(),
+        }
+    }
+}
+
+/// The service made by [`HostOriginLayer`].
+#[derive(Clone, Debug)]
+pub struct HostOrigin<S, R = DefaultResponder> {
+    inner: S,
+    config: Arc<Config>,
+    responder: R,
+}
+
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for HostOrigin<S, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    R: Respond,
+{
+    type Response = Response<crate::body::ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        match self.config.check(request.uri(), request.headers()) {
+            Ok(()) => ResponseFuture::inner(self.inner.call(request)),
+            Err(rejection) => {
+                ResponseFuture::reject(reject::render(&self.responder, rejection, &request))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    async fn status(layer: HostOriginLayer, host: Option<&str>, origin: Option<&str>) -> u16 {
+        let service = ServiceBuilder::new()
+            .layer(layer)
+            .service_fn(|_: Request<()>| async {
+                Ok::<_, std::convert::Infallible>(Response::new(()))
+            });
+        let mut builder = Request::builder().uri("/mcp");
+        if let Some(host) = host {
+            builder = builder.header(HOST, host);
+        }
+        if let Some(origin) = origin {
+            builder = builder.header(ORIGIN, origin);
+        }
+        let response = service.oneshot(builder.body(()).unwrap()).await.unwrap();
+        if response.status() == StatusCode::FORBIDDEN {
+            let rejection = response.extensions().get::<Rejection>().unwrap();
+            assert!(matches!(
+                rejection.reason(),
+                Reason::HostForbidden | Reason::OriginForbidden
+            ));
+        }
+        response.status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn loopback_hosts_on_any_port_by_default() {
+        let layer = HostOriginLayer::new;
+        for host in [
+            "localhost",
+            "localhost:8000",
+            "LOCALHOST:1",
+            "127.0.0.1:8000",
+            "[::1]:8000",
+            "[::1]",
+        ] {
+            assert_eq!(status(layer(), Some(host), None).await, 200, "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:8000",
+            "127.0.0.2",
+            "localhost.evil.example",
+            "user@localhost",
+            "local host",
+        ] {
+            assert_eq!(status(layer(), Some(host), None).await, 403, "{host}");
+        }
+        assert_eq!(status(layer(), None, None).await, 403);
+    }
+
+    #[tokio::test]
+    async fn http2_authority_stands_in_for_host() {
+        let service = HostOriginLayer::new().layer(tower::service_fn(|_: Request<()>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(()))
+        }));
+        let request = Request::builder()
+            .uri("http://localhost:8000/mcp")
+            .body(())
+            .unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn configured_hosts_replace_the_defaults() {
+        let layer = || {
+            HostOriginLayer::new()
+                .try_allowed_hosts(["mcp.example.com", "api.example.com:8443"])
+                .unwrap()
+        };
+        assert_eq!(status(layer(), Some("MCP.example.com:1"), None).await, 200);
+        assert_eq!(
+            status(layer(), Some("api.example.com:8443"), None).await,
+            200
+        );
+        assert_eq!(status(layer(), Some("api.example.com"), None).await, 403);
+        assert_eq!(status(layer(), Some("localhost"), None).await, 403);
+    }
+
+    #[tokio::test]
+    async fn origins_must_be_same_host_or_listed() {
+        let layer = || {
+            HostOriginLayer::new()
+                .try_allowed_origins(["https://app.example.com", "http://localhost:*", "null"])
+                .unwrap()
+        };
+        let host = Some("localhost:8000");
+        for (origin, expected) in [
+            ("http://localhost:8000", 200),
+            ("http://localhost:6274", 200),
+            ("https://app.example.com", 200),
+            ("https://app.example.com:443", 200),
+            ("null", 200),
+            ("https://app.example.com:8443", 403),
+            ("http://app.example.com", 403),
+            ("https://evil.example", 403),
+            ("http://localhost.evil.example:8000", 403),
+            ("not an origin", 403),
+            ("http://localhost:8000/path", 403),
+        ] {
+            assert_eq!(
+                status(layer(), host, Some(origin)).await,
+                expected,
+                "{origin}"
+            );
+        }
+        let strict = HostOriginLayer::new;
+        assert_eq!(
+            status(strict(), host, Some("http://localhost:8000")).await,
+            200
+        );
+        assert_eq!(
+            status(
+                strict(),
+                Some("127.0.0.1:8000"),
+                Some("http://127.0.0.1:8000")
+            )
+            .await,
+            200
+        );
+        assert_eq!(
+            status(strict(), Some("localhost"), Some("http://localhost")).await,
+            200
+        );
+        assert_eq!(
+            status(strict(), host, Some("http://localhost:6274")).await,
+            403
+        );
+        assert_eq!(status(strict(), host, Some("null")).await, 403);
+    }
+
+    #[tokio::test]
+    async fn rejections_are_problem_json() {
+        let service = HostOriginLayer::new().layer(tower::service_fn(|_: Request<()>| async {
+            Ok::<_, std::convert::Infallible>(Response::new(
+                http_body_util::Empty::<bytes::Bytes>::new(),
+            ))
+        }));
+        let request = Request::builder()
+            .header(HOST, "localhost")
+            .header(ORIGIN, "https://evil.example")
+            .body(())
+            .unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            response.headers()[http::header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        assert!(response.body().is_rejection());
+    }
+
+    #[test]
+    fn bad_entries_are_config_errors() {
+        for origin in [
+            "example.com",
+            "https://",
+            "https://a.example/path",
+            "https://a.example:80:*",
+            "ftp://a.example",
+            "*",
+        ] {
+            let error = HostOriginLayer::new()
+                .try_allowed_origins([origin])
+                .unwrap_err();
+            assert_eq!(error.setting(), "allowed_origins", "{origin}");
+        }
+        for host in ["", "a b", "https://a.example", "a.example/x", "u@a.example"] {
+            let error = HostOriginLayer::new()
+                .try_allowed_hosts([host])
+                .unwrap_err();
+            assert_eq!(error.setting(), "allowed_hosts", "{host}");
+        }
+        assert!(validate_allowed_origin("http://[::1]:*").is_ok());
+        assert!(validate_allowed_host("[::1]:8000").is_ok());
+    }
+}
