@@ -390,14 +390,19 @@ fn shape<B>(response: Response<B>, json_body: bool, id: Option<&str>) -> Respons
         let bytes = json::error_object(id, ErrorCode::InternalError.code(), "Internal error");
         return Response::from_parts(parts, JsonRpcBody::fixed(Bytes::from(bytes)));
     }
-    let code = if status == StatusCode::UNSUPPORTED_MEDIA_TYPE && json_body {
+    let undecodable = status == StatusCode::UNSUPPORTED_MEDIA_TYPE && json_body;
+    let code = if undecodable {
         // The body was JSON, so the transport could not decode the message.
         parts.status = StatusCode::BAD_REQUEST;
         ErrorCode::InvalidRequest
     } else {
         ErrorCode::for_status(status)
     };
-    let prefix = Bytes::from(json::error_prefix(id, code.code()));
+    let mut prefix = json::error_prefix(id, code.code());
+    if undecodable {
+        prefix.extend_from_slice(b"Invalid Request: ");
+    }
+    let prefix = Bytes::from(prefix);
     Response::from_parts(
         parts,
         JsonRpcBody {
@@ -720,6 +725,10 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(value["id"], "abc");
         assert_eq!(value["error"]["code"], -32600);
+        assert_eq!(
+            value["error"]["message"],
+            "Invalid Request: fail to deserialize"
+        );
     }
 
     #[tokio::test]
