@@ -353,3 +353,315 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http::{HeaderValue, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    use super::*;
+
+    /// What the inner service saw, or the refusal.
+    async fn resolve(
+        layer: ClientIpLayer,
+        peer: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<IpAddr, (StatusCode, String)> {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let service = ServiceBuilder::new()
+            .layer(layer)
+            .service_fn(move |req: Request<()>| {
+                c.fetch_add(1, Ordering::SeqCst);
+                let ip = req.extensions().get::<ClientIp>().unwrap().ip();
+                async move { Ok::<_, Infallible>(Response::new(ip.to_string())) }
+            });
+        let mut request = Request::new(());
+        if let Some(peer) = peer {
+            request
+                .extensions_mut()
+                .insert(peer.parse::<SocketAddr>().unwrap());
+        }
+        for (name, value) in headers {
+            request.headers_mut().append(
+                HeaderName::try_from(*name).unwrap(),
+                HeaderValue::try_from(*value).unwrap(),
+            );
+        }
+        let response = service.oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        if status == StatusCode::OK {
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+            Ok(body.parse().unwrap())
+        } else {
+            assert_eq!(
+                calls.load(Ordering::SeqCst),
+                0,
+                "a refusal never calls the service"
+            );
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+            Err((status, json["code"].as_str().unwrap().to_owned()))
+        }
+    }
+
+    fn behind_proxy(depth: usize) -> ClientIpLayer {
+        ClientIpLayer::new()
+            .try_trusted_proxies(["10.0.0.0/8", "2001:db8:ffff::/48"])
+            .unwrap()
+            .depth(depth)
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn without_proxies_the_peer_is_the_client() {
+        let got = resolve(ClientIpLayer::new(), Some("198.51.100.4:1000"), &[]).await;
+        assert_eq!(got, Ok(ip("198.51.100.4")));
+    }
+
+    #[tokio::test]
+    async fn attack_xff_from_an_untrusted_peer_is_ignored() {
+        let got = resolve(
+            behind_proxy(1),
+            Some("198.51.100.4:1000"),
+            &[("x-forwarded-for", "10.0.0.1")],
+        )
+        .await;
+        assert_eq!(got, Ok(ip("198.51.100.4")));
+    }
+
+    #[tokio::test]
+    async fn attack_spoofed_leftmost_entry_is_never_taken() {
+        // nginx appended the real client to whatever the client sent.
+        let got = resolve(
+            behind_proxy(1),
+            Some("10.0.0.2:1000"),
+            &[("x-forwarded-for", "127.0.0.1, 10.9.9.9, 203.0.113.7")],
+        )
+        .await;
+        assert_eq!(got, Ok(ip("203.0.113.7")));
+    }
+
+    #[tokio::test]
+    async fn two_proxies_skip_the_trusted_hop() {
+        let got = resolve(
+            behind_proxy(2),
+            Some("10.0.0.2:1000"),
+            &[("x-forwarded-for", "6.6.6.6, 203.0.113.7, 10.0.0.3")],
+        )
+        .await;
+        assert_eq!(got, Ok(ip("203.0.113.7")));
+        // The inner proxy was bypassed: the first untrusted hop is the client.
+        let got = resolve(
+            behind_proxy(2),
+            Some("10.0.0.2:1000"),
+            &[("x-forwarded-for", "6.6.6.6, 203.0.113.7")],
+        )
+        .await;
+        assert_eq!(got, Ok(ip("203.0.113.7")));
+        // Depth bounds the walk: a trusted address at the depth is the client.
+        let got = resolve(
+            behind_proxy(1),
+            Some("10.0.0.2:1000"),
+            &[("x-forwarded-for", "6.6.6.6, 10.0.0.3")],
+        )
+        .await;
+        assert_eq!(got, Ok(ip("10.0.0.3")));
+    }
+
+    #[tokio::test]
+    async fn attack_chain_shorter_than_the_depth_fails_closed() {
+        let got = resolve(
+            behind_proxy(3),
+            Some("10.0.0.2:1000"),
+            &[("x-forwarded-for", "10.0.0.5, 10.0.0.3")],
+        )
+        .await;
+        assert_eq!(
+            got,
+            Err((StatusCode::BAD_REQUEST, "forwarded_invalid".into()))
+        );
+        let missing = resolve(behind_proxy(1), Some("10.0.0.2:1000"), &[]).await;
+        assert_eq!(
+            missing,
+            Err((StatusCode::BAD_REQUEST, "forwarded_invalid".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn attack_unparsable_entries_fail_closed() {
+        for value in [
+            "unknown",
+            "203.0.113.7, ",
+            "not-an-ip",
+            "1.2.3.4.5",
+            "[::1",
+            "",
+        ] {
+            let got = resolve(
+                behind_proxy(1),
+                Some("10.0.0.2:1000"),
+                &[("x-forwarded-for", value)],
+            )
+            .await;
+            assert_eq!(
+                got,
+                Err((StatusCode::BAD_REQUEST, "forwarded_invalid".into())),
+                "{value:?}"
+            );
+        }
+        // Junk left of the client is never read.
+        let got = resolve(
+            behind_proxy(1),
+            Some("10.0.0.2:1000"),
+            &[("x-forwarded-for", "garbage, 203.0.113.7")],
+        )
+        .await;
+        assert_eq!(got, Ok(ip("203.0.113.7")));
+    }
+
+    #[tokio::test]
+    async fn several_header_lines_are_joined_in_order() {
+        let got = resolve(
+            behind_proxy(2),
+            Some("10.0.0.2:1000"),
+            &[
+                ("x-forwarded-for", "6.6.6.6, 203.0.113.7"),
+                ("x-forwarded-for", "10.0.0.3"),
+            ],
+        )
+        .await;
+        assert_eq!(got, Ok(ip("203.0.113.7")));
+    }
+
+    #[tokio::test]
+    async fn ports_and_brackets_are_accepted() {
+        for (value, want) in [
+            ("203.0.113.7:4711", "203.0.113.7"),
+            ("[2001:db8::7]:4711", "2001:db8::7"),
+            ("[2001:db8::7]", "2001:db8::7"),
+            ("2001:db8::7", "2001:db8::7"),
+        ] {
+            let got = resolve(
+                behind_proxy(1),
+                Some("10.0.0.2:1000"),
+                &[("x-forwarded-for", value)],
+            )
+            .await;
+            assert_eq!(got, Ok(ip(want)), "{value}");
+        }
+    }
+
+    #[tokio::test]
+    async fn attack_ipv4_mapped_ipv6_is_normalised() {
+        // A mapped peer is the trusted proxy it maps to.
+        let got = resolve(
+            behind_proxy(1),
+            Some("[::ffff:10.0.0.2]:1000"),
+            &[("x-forwarded-for", "::ffff:203.0.113.7")],
+        )
+        .await;
+        assert_eq!(got, Ok(ip("203.0.113.7")));
+        // And a mapped client cannot pass for a different address family.
+        let got = resolve(ClientIpLayer::new(), Some("[::ffff:192.0.2.1]:9"), &[]).await;
+        assert_eq!(got, Ok(ip("192.0.2.1")));
+        // Trusted lists written in mapped form match plain IPv4 peers.
+        let layer = ClientIpLayer::new()
+            .try_trusted_proxies(["::ffff:10.0.0.0/104"])
+            .unwrap();
+        let got = resolve(
+            layer,
+            Some("10.1.1.1:1"),
+            &[("x-forwarded-for", "203.0.113.9")],
+        )
+        .await;
+        assert_eq!(got, Ok(ip("203.0.113.9")));
+    }
+
+    #[tokio::test]
+    async fn rfc7239_forwarded_header() {
+        let layer = behind_proxy(2).forwarded();
+        let got = resolve(
+            layer.clone(),
+            Some("10.0.0.2:1000"),
+            &[(
+                "forwarded",
+                "for=6.6.6.6, for=\"[2001:db8::17]:4711\";proto=https, For=10.0.0.3;by=10.0.0.2",
+            )],
+        )
+        .await;
+        assert_eq!(got, Ok(ip("2001:db8::17")));
+        // With `forwarded()`, X-Forwarded-For is not read at all.
+        let got = resolve(
+            layer.clone(),
+            Some("10.0.0.2:1000"),
+            &[("x-forwarded-for", "203.0.113.7")],
+        )
+        .await;
+        assert_eq!(
+            got,
+            Err((StatusCode::BAD_REQUEST, "forwarded_invalid".into()))
+        );
+        for value in [
+            "for=unknown",
+            "for=_hidden",
+            "proto=https",
+            "for=1.2.3.4;for=5.6.7.8",
+        ] {
+            let got = resolve(
+                layer.clone(),
+                Some("10.0.0.2:1000"),
+                &[("forwarded", value)],
+            )
+            .await;
+            assert_eq!(
+                got,
+                Err((StatusCode::BAD_REQUEST, "forwarded_invalid".into())),
+                "{value}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn no_peer_address_fails_closed() {
+        let got = resolve(
+            ClientIpLayer::new(),
+            None,
+            &[("x-forwarded-for", "1.2.3.4")],
+        )
+        .await;
+        assert_eq!(
+            got,
+            Err((
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "client_ip_unavailable".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn bad_trusted_proxies_are_config_errors() {
+        let err = ClientIpLayer::new()
+            .try_trusted_proxies(["10.0.0.0/8", "10.0.0.0/40"])
+            .unwrap_err();
+        assert!(err.to_string().contains("10.0.0.0/40"));
+    }
+
+    #[test]
+    fn client_ip_of_prefers_the_extension() {
+        let mut extensions = Extensions::new();
+        assert_eq!(ClientIp::of(&extensions), None);
+        extensions.insert(SocketAddr::from(([10, 0, 0, 2], 1)));
+        assert_eq!(ClientIp::of(&extensions), Some(ip("10.0.0.2")));
+        extensions.insert(ClientIp(ip("203.0.113.7")));
+        assert_eq!(ClientIp::of(&extensions), Some(ip("203.0.113.7")));
+    }
+}

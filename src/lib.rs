@@ -10,6 +10,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body;
+#[cfg(feature = "body-limit")]
+pub mod body_limit;
+#[cfg(feature = "client-cert")]
+pub mod client_cert;
 pub mod client_ip;
 pub mod config;
 mod error;

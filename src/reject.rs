@@ -200,7 +200,7 @@ pub struct Rejection {
     reason: Reason,
     status: StatusCode,
     detail: Cow<'static, str>,
-    headers: HeaderMap,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Rejection {
@@ -211,7 +211,7 @@ impl Rejection {
             reason,
             status: reason.status(),
             detail: Cow::Borrowed(reason.default_detail()),
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -232,7 +232,7 @@ impl Rejection {
     /// Adds a header to the response (for example `Retry-After`).
     #[must_use]
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.append(name, value);
+        self.headers.push((name, value));
         self
     }
 
@@ -254,9 +254,9 @@ impl Rejection {
         &self.detail
     }
 
-    /// Extra headers for the response.
+    /// Extra headers for the response, in order.
     #[must_use]
-    pub fn headers(&self) -> &HeaderMap {
+    pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
         &self.headers
     }
 
@@ -422,7 +422,7 @@ pub fn grpc_response(rejection: &Rejection) -> Response<Bytes> {
     response
 }
 
-fn extend_headers(into: &mut HeaderMap, from: &HeaderMap) {
+fn extend_headers(into: &mut HeaderMap, from: &[(HeaderName, HeaderValue)]) {
     for (name, value) in from {
         into.append(name.clone(), value.clone());
     }

@@ -1,0 +1,106 @@
+//! The layers in front of a real tonic 0.14 server, called by a real tonic
+//! client on 127.0.0.1: gRPC callers read refusals as gRPC statuses.
+#![cfg(feature = "tonic")]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Channel, Server};
+use tonic::{Code, Request};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+use tower::ServiceBuilder;
+use tower_warden::body_limit::BodyLimitLayer;
+use tower_warden::client_cert::ClientCertLayer;
+use tower_warden::client_ip::ClientIpLayer;
+
+/// Starts a health server behind `layer` and returns a connected client.
+async fn serve<L, B>(layer: L) -> HealthClient<Channel>
+where
+    L: tower::Layer<tonic::service::Routes> + Clone + Send + Sync + 'static,
+    L::Service: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    <L::Service as tower::Service<http::Request<tonic::body::Body>>>::Future: Send + 'static,
+    <L::Service as tower::Service<http::Request<tonic::body::Body>>>::Error:
+        Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let incoming = TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let addr = incoming.local_addr().unwrap();
+    tokio::spawn(async move {
+        Server::builder()
+            .layer(layer)
+            .add_service(health)
+            .serve_with_incoming(incoming)
+            .await
+            .unwrap();
+    });
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .unwrap();
+    HealthClient::new(channel)
+}
+
+fn check() -> Request<HealthCheckRequest> {
+    Request::new(HealthCheckRequest {
+        service: String::new(),
+    })
+}
+
+#[tokio::test]
+async fn refusals_reach_the_tonic_client_as_permission_denied() {
+    // Loopback is the trusted proxy, but the client sends no cert assertion.
+    let layer = ServiceBuilder::new()
+        .layer(ClientIpLayer::new())
+        .layer(ClientCertLayer::new().try_trusted_proxies(["127.0.0.1"]).unwrap())
+        .into_inner();
+    let mut client = serve(layer).await;
+    let status = client.check(check()).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status.message().starts_with("client_cert_required"),
+        "{}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn admitted_calls_reach_the_service_with_the_peer_from_tonic_connect_info() {
+    // The cert layer trusts only loopback, so admission proves the peer
+    // address was read from tonic's `TcpConnectInfo`.
+    let layer = ClientCertLayer::new().try_trusted_proxies(["127.0.0.1"]).unwrap();
+    let mut client = serve(layer).await;
+    let mut request = check();
+    request
+        .metadata_mut()
+        .insert("x-ssl-client-verify", "SUCCESS".parse().unwrap());
+    let response = client.check(request).await.unwrap().into_inner();
+    assert_eq!(response.status(), ServingStatus::Serving);
+}
+
+#[tokio::test]
+async fn oversized_messages_are_resource_exhausted() {
+    let layer = ServiceBuilder::new()
+        .layer(BodyLimitLayer::new(2))
+        .map_request(|r: http::Request<_>| r.map(tonic::body::Body::new))
+        .into_inner();
+    let mut client = serve(layer).await;
+    let mut request = check();
+    request.get_mut().service = "a-service-name-longer-than-the-cap".into();
+    let status = client.check(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().starts_with("payload_too_large"));
+}
