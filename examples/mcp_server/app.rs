@@ -19,6 +19,8 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_warden::ConfigError;
+use tower_warden::body_limit::BodyLimitLayer;
+use tower_warden::client_cert::ClientCertLayer;
 use tower_warden::client_ip::ClientIpLayer;
 use tower_warden::config::WardenConfig;
 use tower_warden::mcp::{HostOriginLayer, JsonRpcErrorsLayer};
@@ -80,15 +82,31 @@ pub fn router(config: &WardenConfig, shutdown: &CancellationToken) -> Result<Rou
 // ---------------------------------------------------------------------------
 // GUARDS — the IP filter, client-certificate and body-limit layers.
 //
-// `IpFilterLayer`, `ClientCertLayer` and `BodyLimitLayer` are being written on
-// other branches. Until they are merged here, this function refuses to start
-// with a setting it cannot enforce (fail closed) instead of ignoring it. The
-// body size is capped meanwhile by `JsonRpcErrorsLayer` and rmcp itself, both
-// at `MCP_HTTP_MAX_BODY_BYTES`.
+// `ClientCertLayer` and `BodyLimitLayer` are wired. `IpFilterLayer` is being
+// written on another branch; until it is merged here, this function refuses
+// to start with an IP list it cannot enforce (fail closed) instead of
+// ignoring it.
 // ---------------------------------------------------------------------------
-/// Adds, outermost first, `IpFilterLayer` → `ClientCertLayer` →
-/// `BodyLimitLayer` around the MCP routes.
+/// Adds, outermost first, `IpFilterLayer` → `ClientCertLayer` (only when
+/// required) → `BodyLimitLayer` around the MCP routes.
 fn guards(mcp_routes: Router, config: &WardenConfig) -> Result<Router, ConfigError> {
+    // `route_layer`: the last one added is the outermost.
+    let mut mcp_routes = mcp_routes.route_layer(BodyLimitLayer::new(config.max_body_bytes));
+    if config.client_cert_required {
+        let client_cert = ClientCertLayer::new()
+            .try_header(&config.client_cert_header, &config.client_cert_header_value)
+            .map_err(|e| {
+                let setting = if e.setting() == "client_cert_header" {
+                    "MCP_CLIENT_CERT_HEADER"
+                } else {
+                    "MCP_CLIENT_CERT_HEADER_VALUE"
+                };
+                e.for_setting(setting)
+            })?
+            .try_trusted_proxies(config.trusted_proxies.iter().map(ToString::to_string))
+            .map_err(|e| e.for_setting("MCP_TRUSTED_PROXIES"))?;
+        mcp_routes = mcp_routes.route_layer(client_cert);
+    }
     if !config.allowed_ips.is_empty() {
         return Err(ConfigError::new(
             "MCP_ALLOWED_IPS",
@@ -99,12 +117,6 @@ fn guards(mcp_routes: Router, config: &WardenConfig) -> Result<Router, ConfigErr
         return Err(ConfigError::new(
             "MCP_BLOCKED_IPS",
             "is set, but this build has no IP filter layer yet",
-        ));
-    }
-    if config.client_cert_required {
-        return Err(ConfigError::new(
-            "MCP_CLIENT_CERT_REQUIRED",
-            "is true, but this build has no client-certificate layer yet",
         ));
     }
     Ok(mcp_routes)

@@ -10,6 +10,7 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, schemars, tool, tool_handler, tool_router};
+use tower_warden::client_cert::ClientCertInfo;
 use tower_warden::client_ip::{ClientIp, peer_ip};
 
 /// The longest `sleep` accepted, in milliseconds.
@@ -110,9 +111,14 @@ impl Tools {
                 .map(|addr| addr.ip())
                 .or_else(|| peer_ip(&p.extensions))
         });
+        // Present only when `ClientCertLayer` admitted the request.
+        let client_cert = parts
+            .and_then(|p| p.extensions.get::<ClientCertInfo>())
+            .map(|info| serde_json::json!({ "verified": true, "subject": info.subject() }));
         let report = serde_json::json!({
             "client_ip": client_ip.map(|ip| ip.to_string()),
             "peer_ip": peer.map(|ip| ip.to_string()),
+            "client_cert": client_cert,
         });
         Ok(text(report.to_string()))
     }
