@@ -125,7 +125,10 @@ fn guards(mcp_routes: Router, config: &WardenConfig) -> Result<Router, ConfigErr
 /// Copies axum's connect info into a plain `SocketAddr` extension, which the
 /// tower-warden layers read whatever their cargo features.
 async fn peer_address(mut request: Request) -> Request {
-    if let Some(ConnectInfo(addr)) = request.extensions().get::<ConnectInfo<SocketAddr>>().copied()
+    if let Some(ConnectInfo(addr)) = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .copied()
     {
         request.extensions_mut().insert(addr);
     }

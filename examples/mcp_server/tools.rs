@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{
-    CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig,
-};
+use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, schemars, tool, tool_handler, tool_router};
 use tower_warden::client_cert::ClientCertInfo;
@@ -78,7 +76,10 @@ impl Tools {
     ) -> Result<CallToolResult, ErrorData> {
         let sum = a + b;
         if !sum.is_finite() {
-            return Err(ErrorData::invalid_params("the sum is not a finite number", None));
+            return Err(ErrorData::invalid_params(
+                "the sum is not a finite number",
+                None,
+            ));
         }
         Ok(text(sum.to_string()))
     }
@@ -101,7 +102,9 @@ impl Tools {
         }
     }
 
-    #[tool(description = "What the server knows about the caller: client address (and later certificate and principal)")]
+    #[tool(
+        description = "What the server knows about the caller: client address (and later certificate and principal)"
+    )]
     fn whoami(&self, context: RequestContext<RoleServer>) -> Result<CallToolResult, ErrorData> {
         let parts = context.extensions.get::<http::request::Parts>();
         let client_ip = parts.and_then(|p| ClientIp::of(&p.extensions));

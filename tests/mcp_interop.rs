@@ -1,0 +1,586 @@
+//! The reference MCP server, started in-process on 127.0.0.1, against the
+//! official Rust MCP SDK client and against raw HTTP requests.
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../examples/mcp_server/app.rs"]
+mod app;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower_warden::config::WardenConfig;
+
+struct Server {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start(vars: &[(&str, &str)]) -> Self {
+        let config = WardenConfig::from_vars(vars.iter().copied()).unwrap();
+        let shutdown = CancellationToken::new();
+        let router = app::router(&config, &shutdown).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(app::serve(listener, router, shutdown.clone()));
+        Self {
+            addr,
+            shutdown,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("the server stops promptly")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    /// The JSON-RPC message of a JSON or event-stream answer.
+    fn message(&self) -> Value {
+        if self.headers[http::header::CONTENT_TYPE] == "text/event-stream" {
+            let text = std::str::from_utf8(&self.body).unwrap();
+            let data = text
+                .lines()
+                .filter_map(|line| line.strip_prefix("data:"))
+                .map(str::trim)
+                .find(|data| !data.is_empty())
+                .expect("an event with data");
+            serde_json::from_str(data).unwrap()
+        } else {
+            self.json()
+        }
+    }
+}
+
+const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+
+async fn send(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Reply {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let mut builder = Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let response = client
+        .request(builder.body(Full::new(body.into())).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+async fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    let mut all = vec![
+        ("content-type", "application/json"),
+        ("accept", ACCEPT_BOTH),
+    ];
+    all.extend_from_slice(headers);
+    send(Method::POST, url, &all, body.to_owned()).await
+}
+
+fn initialize(version: &str) -> String {
+    json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {
+            "protocolVersion": version,
+            "capabilities": {},
+            "clientInfo": {"name": "raw-http", "version": "1"}
+        }
+    })
+    .to_string()
+}
+
+/// Opens a session; returns its id after `notifications/initialized`.
+async fn open_session(url: &str, version: &str) -> String {
+    let reply = post(url, &[], &initialize(version)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.message()["result"]["protocolVersion"], version);
+    let session = reply.headers["mcp-session-id"].to_str().unwrap().to_owned();
+    let reply = post(
+        url,
+        &[
+            ("mcp-session-id", &session),
+            ("mcp-protocol-version", version),
+        ],
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    assert!(reply.body.is_empty());
+    session
+}
+
+fn arguments(value: Value) -> serde_json::Map<String, Value> {
+    serde_json::from_value(value).unwrap()
+}
+
+fn text_of(result: &rmcp::model::CallToolResult) -> String {
+    let value = serde_json::to_value(result).unwrap();
+    value["content"][0]["text"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn official_client_initializes_lists_tools_and_adds() {
+    let server = Server::start(&[]).await;
+    for version in [
+        ProtocolVersion::V_2025_03_26,
+        ProtocolVersion::V_2025_06_18,
+        ProtocolVersion::V_2025_11_25,
+    ] {
+        let transport = StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(server.url()),
+        );
+        let client = ClientConfig::default()
+            .with_protocol_version(version.clone())
+            .serve(transport)
+            .await
+            .unwrap();
+        let info = client.peer_info().expect("the server introduced itself");
+        assert_eq!(info.protocol_version, version);
+        assert_eq!(
+            info.server_info.as_ref().map(|s| s.name.as_str()),
+            Some("tower-warden-mcp-server")
+        );
+
+        let tools = client.list_all_tools().await.unwrap();
+        let mut names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
+        names.sort();
+        assert_eq!(names, ["add", "echo", "sleep", "whoami"]);
+
+        let result = client
+            .call_tool(
+                CallToolRequestParams::new("add")
+                    .with_arguments(arguments(json!({"a": 2, "b": 40.5}))),
+            )
+            .await
+            .unwrap();
+        assert_ne!(result.is_error, Some(true));
+        assert_eq!(text_of(&result), "42.5");
+
+        let result = client
+            .call_tool(CallToolRequestParams::new("whoami"))
+            .await
+            .unwrap();
+        let who: Value = serde_json::from_str(&text_of(&result)).unwrap();
+        assert_eq!(who["client_ip"], "127.0.0.1");
+
+        let error = client
+            .call_tool(
+                CallToolRequestParams::new("sleep")
+                    .with_arguments(arguments(json!({"ms": 10_001}))),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("-32602") || error.to_string().contains("at most"),
+            "{error}"
+        );
+        client.cancel().await.unwrap();
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn official_client_with_its_default_protocol() {
+    let server = Server::start(&[]).await;
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(server.url()),
+    );
+    let client = ClientConfig::default().serve(transport).await.unwrap();
+    let result = client
+        .call_tool(
+            CallToolRequestParams::new("echo").with_arguments(arguments(json!({"text": "hi"}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(text_of(&result), "hi");
+    client.cancel().await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_ping_notifications_and_delete() {
+    let server = Server::start(&[]).await;
+    let url = server.url();
+    let session = open_session(&url, "2025-06-18").await;
+    let headers = [
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+
+    let reply = post(
+        &url,
+        &headers,
+        r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.message(), json!({"jsonrpc":"2.0","id":2,"result":{}}));
+
+    let reply = post(
+        &url,
+        &headers,
+        r#"{"jsonrpc":"2.0","id":3,"method":"no/such"}"#,
+    )
+    .await;
+    assert_eq!(reply.message()["error"]["code"], -32601);
+
+    let reply = post(
+        &url,
+        &headers,
+        r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"nope","arguments":{}}}"#,
+    )
+    .await;
+    assert_eq!(reply.message()["error"]["code"], -32602);
+
+    let reply = send(Method::DELETE, &url, &headers, Bytes::new()).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+
+    let reply = post(
+        &url,
+        &headers,
+        r#"{"jsonrpc":"2.0","id":5,"method":"ping"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let error = reply.json();
+    assert_eq!(error["id"], 5);
+    assert_eq!(error["error"]["code"], -32001);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn session_ids_are_distinct_and_required() {
+    let server = Server::start(&[]).await;
+    let url = server.url();
+    let a = open_session(&url, "2025-03-26").await;
+    let b = open_session(&url, "2025-11-25").await;
+    assert_ne!(a, b);
+    assert!(a.len() >= 32, "{a}");
+
+    let reply = post(
+        &url,
+        &[],
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.headers[http::header::CONTENT_TYPE],
+        "application/json"
+    );
+    let error = reply.json();
+    assert_eq!(error["id"], 7);
+    assert_eq!(error["error"]["code"], -32600);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Session ID")
+    );
+
+    let reply = send(
+        Method::GET,
+        &url,
+        &[("accept", "text/event-stream")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.json()["error"]["code"], -32600);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_input_gets_json_rpc_errors_never_5xx() {
+    let server = Server::start(&[]).await;
+    let url = server.url();
+
+    for body in ["{\"jsonrpc\":", "not json", "", "{\"a\":1,}"] {
+        let reply = post(&url, &[], body).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}");
+        let error = reply.json();
+        assert_eq!(error["error"]["code"], -32700, "{body}");
+        assert_eq!(error["id"], Value::Null);
+    }
+
+    let reply = post(&url, &[], r#"{"id":3,"not":"json-rpc"}"#).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.json()["error"]["code"], -32600);
+    assert_eq!(reply.json()["id"], 3);
+
+    let reply = send(
+        Method::POST,
+        &url,
+        &[("content-type", "text/plain"), ("accept", ACCEPT_BOTH)],
+        "{}",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(reply.json()["error"]["code"], -32000);
+
+    let reply = send(
+        Method::POST,
+        &url,
+        &[
+            ("content-type", "application/json"),
+            ("accept", "text/html"),
+        ],
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NOT_ACCEPTABLE);
+    assert_eq!(reply.json()["error"]["code"], -32000);
+
+    let reply = send(Method::PUT, &url, &[], Bytes::new()).await;
+    assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(reply.json()["error"]["code"], -32000);
+    server.stop().await;
+}
+
+fn meta() -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw-http", "version": "1"}
+    })
+}
+
+#[tokio::test]
+async fn stateless_2026_revision() {
+    let server = Server::start(&[]).await;
+    let url = server.url();
+    let version = ("mcp-protocol-version", "2026-07-28");
+
+    let discover =
+        json!({"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta": meta()}});
+    let reply = post(
+        &url,
+        &[version, ("mcp-method", "server/discover")],
+        &discover.to_string(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let versions = reply.message()["result"]["supportedVersions"].clone();
+    for v in ["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"] {
+        assert!(versions.as_array().unwrap().contains(&json!(v)), "{v}");
+    }
+
+    let call = json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
+        "params":{"name":"add","arguments":{"a":1,"b":2},"_meta": meta()}});
+    let reply = post(
+        &url,
+        &[version, ("mcp-method", "tools/call"), ("mcp-name", "add")],
+        &call.to_string(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.message()["result"]["content"][0]["text"], "3");
+
+    for headers in [
+        [version, ("mcp-method", "tools/list"), ("mcp-name", "add")],
+        [version, ("mcp-method", "tools/call"), ("mcp-name", "echo")],
+    ] {
+        let reply = post(&url, &headers, &call.to_string()).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        let error = reply.json();
+        assert_eq!(error["error"]["code"], -32020);
+        assert_eq!(error["id"], 2);
+    }
+
+    let reply = post(
+        &url,
+        &[version, ("mcp-method", "notifications/cancelled")],
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    assert!(reply.body.is_empty());
+
+    let unknown = json!({"jsonrpc":"2.0","id":3,"method":"no/such","params":{"_meta": meta()}});
+    let reply = post(
+        &url,
+        &[version, ("mcp-method", "no/such")],
+        &unknown.to_string(),
+    )
+    .await;
+    assert_eq!(reply.json()["error"]["code"], -32601);
+
+    for method in [Method::GET, Method::DELETE] {
+        let reply = send(
+            method,
+            &url,
+            &[version, ("accept", "text/event-stream")],
+            Bytes::new(),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(reply.json()["error"]["code"], -32000);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn origin_and_host_are_checked() {
+    let server = Server::start(&[("MCP_ALLOWED_ORIGINS", "https://app.example.com")]).await;
+    let url = server.url();
+    let own = format!("http://{}", server.addr);
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+
+    let reply = post(&url, &[("origin", "https://evil.example")], ping).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        reply.headers[http::header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    assert_eq!(reply.json()["code"], "origin_forbidden");
+
+    for origin in [own.as_str(), "https://app.example.com"] {
+        let reply = post(&url, &[("origin", origin)], &initialize("2025-06-18")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{origin}");
+    }
+
+    let reply = post(&url, &[("host", "evil.example")], ping).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(reply.json()["code"], "host_forbidden");
+    let reply = post(
+        &url,
+        &[("host", "localhost:1234")],
+        &initialize("2025-06-18"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    server.stop().await;
+
+    let server = Server::start(&[("MCP_ALLOWED_HOSTS", "mcp.example.com")]).await;
+    let reply = post(&server.url(), &[], ping).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let reply = post(
+        &server.url(),
+        &[("host", "mcp.example.com")],
+        &initialize("2025-06-18"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn body_limit_and_client_certificate_guard_the_endpoint() {
+    let server = Server::start(&[
+        ("MCP_HTTP_MAX_BODY_BYTES", "200"),
+        ("MCP_CLIENT_CERT_REQUIRED", "true"),
+        ("MCP_TRUSTED_PROXIES", "127.0.0.1"),
+    ])
+    .await;
+    let url = server.url();
+    let verified = ("x-ssl-client-verify", "SUCCESS");
+
+    let reply = post(&url, &[], &initialize("2025-06-18")).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(reply.json()["code"], "client_cert_required");
+
+    let big = json!({"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"x".repeat(300)}});
+    let reply = post(&url, &[verified], &big.to_string()).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(reply.json()["code"], "payload_too_large");
+
+    let reply = post(&url, &[verified], &initialize("2025-06-18")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn health_reports_status_version_and_uptime() {
+    let server = Server::start(&[]).await;
+    let reply = send(
+        Method::GET,
+        &format!("http://{}/health", server.addr),
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let health = reply.json();
+    assert_eq!(health["status"], "healthy");
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    assert!(health["uptime_seconds"].is_u64());
+    assert_eq!(health.as_object().unwrap().len(), 3);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_event_streams() {
+    let server = Server::start(&[]).await;
+    let url = server.url();
+    let session = open_session(&url, "2025-06-18").await;
+
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let request = Request::get(&url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut stream = response.into_body();
+
+    // The stream stays open until the server shuts down; then it ends and
+    // the server task completes.
+    server.stop().await;
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(frame) = stream.frame().await {
+            if frame.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the event stream ended");
+}
