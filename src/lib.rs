@@ -70,7 +70,7 @@ pub mod body_limit;
 pub mod client_cert;
 pub mod client_ip;
 mod error;
-mod future;
+pub mod guard;
 mod net;
 pub mod reject;
 
