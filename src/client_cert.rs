@@ -64,19 +64,16 @@
 //! every request is refused.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use ipnet::IpNet;
 use tower_layer::Layer;
-use tower_service::Service;
 
 use crate::ConfigError;
-use crate::body::ResponseBody;
 use crate::client_ip::peer_ip;
-use crate::future::ResponseFuture;
+use crate::guard::{Check, Guard};
 use crate::net::{canonical_net, parse_net};
-use crate::reject::{self, DefaultResponder, Reason, Rejection, Respond};
+use crate::reject::{DefaultResponder, Reason, Rejection, Respond};
 
 /// What the trusted proxy told us about the client certificate, left in the
 /// request extensions by [`ClientCertLayer`].
@@ -324,55 +321,33 @@ impl<R> ClientCertLayer<R> {
     }
 }
 
-impl<S, R: Clone> Layer<S> for ClientCertLayer<R> {
+impl<R: Respond> Check for ClientCertLayer<R> {
+    type Responder = R;
+
+    #[inline]
+    fn check<B>(&self, request: &mut Request<B>) -> Result<(), Rejection> {
+        let info = self
+            .config
+            .check(request.headers(), peer_ip(request.extensions()))?;
+        request.extensions_mut().insert(info);
+        Ok(())
+    }
+
+    fn responder(&self) -> &R {
+        &self.responder
+    }
+}
+
+impl<S, R: Respond> Layer<S> for ClientCertLayer<R> {
     type Service = ClientCert<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ClientCert {
-            inner,
-            config: Arc::clone(&self.config),
-            responder: self.responder.clone(),
-        }
+        Guard::new(inner, self.clone())
     }
 }
 
 /// The service made by [`ClientCertLayer`].
-#[derive(Clone, Debug)]
-pub struct ClientCert<S, R = DefaultResponder> {
-    inner: S,
-    config: Arc<Config>,
-    responder: R,
-}
-
-impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for ClientCert<S, R>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    R: Respond,
-{
-    type Response = Response<ResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        match self
-            .config
-            .check(request.headers(), peer_ip(request.extensions()))
-        {
-            Ok(info) => {
-                request.extensions_mut().insert(info);
-                ResponseFuture::inner(self.inner.call(request))
-            }
-            Err(rejection) => {
-                ResponseFuture::reject(reject::render(&self.responder, rejection, &request))
-            }
-        }
-    }
-}
+pub type ClientCert<S, R = DefaultResponder> = Guard<S, ClientCertLayer<R>>;
 
 #[cfg(test)]
 mod tests {
@@ -380,7 +355,7 @@ mod tests {
     use std::net::SocketAddr;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use http::StatusCode;
+    use http::{Response, StatusCode};
     use http_body_util::BodyExt;
     use tower::{ServiceBuilder, ServiceExt};
 

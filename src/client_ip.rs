@@ -61,17 +61,15 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use http::{Extensions, HeaderMap, HeaderName, Request, Response};
+use http::{Extensions, HeaderMap, HeaderName, Request};
 use ipnet::IpNet;
 use tower_layer::Layer;
-use tower_service::Service;
 
 use crate::ConfigError;
-use crate::future::ResponseFuture;
+use crate::guard::{Check, Guard};
 use crate::net::{canonical, canonical_net, parse_net};
-use crate::reject::{self, DefaultResponder, Reason, Rejection, Respond};
+use crate::reject::{DefaultResponder, Reason, Rejection, Respond};
 
 /// The address of the client, as resolved by [`ClientIpLayer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -307,59 +305,40 @@ impl<R> ClientIpLayer<R> {
     }
 }
 
-impl<S, R: Clone> Layer<S> for ClientIpLayer<R> {
+impl<R: Respond> Check for ClientIpLayer<R> {
+    type Responder = R;
+
+    #[inline]
+    fn check<B>(&self, request: &mut Request<B>) -> Result<(), Rejection> {
+        let ip = self
+            .config
+            .resolve(request.headers(), request.extensions())?;
+        request.extensions_mut().insert(ClientIp(ip));
+        Ok(())
+    }
+
+    fn responder(&self) -> &R {
+        &self.responder
+    }
+}
+
+impl<S, R: Respond> Layer<S> for ClientIpLayer<R> {
     type Service = ClientIpResolver<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ClientIpResolver {
-            inner,
-            config: Arc::clone(&self.config),
-            responder: self.responder.clone(),
-        }
+        Guard::new(inner, self.clone())
     }
 }
 
 /// The service made by [`ClientIpLayer`].
-#[derive(Clone, Debug)]
-pub struct ClientIpResolver<S, R = DefaultResponder> {
-    inner: S,
-    config: Arc<Config>,
-    responder: R,
-}
-
-impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for ClientIpResolver<S, R>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    R: Respond,
-{
-    type Response = Response<crate::body::ResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        match self.config.resolve(request.headers(), request.extensions()) {
-            Ok(ip) => {
-                request.extensions_mut().insert(ClientIp(ip));
-                ResponseFuture::inner(self.inner.call(request))
-            }
-            Err(rejection) => {
-                ResponseFuture::reject(reject::render(&self.responder, rejection, &request))
-            }
-        }
-    }
-}
+pub type ClientIpResolver<S, R = DefaultResponder> = Guard<S, ClientIpLayer<R>>;
 
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use http::{HeaderValue, StatusCode};
+    use http::{HeaderValue, Response, StatusCode};
     use http_body_util::BodyExt;
     use tower::{ServiceBuilder, ServiceExt};
 

@@ -1,5 +1,59 @@
 //! Tower layers that put a production security perimeter in front of MCP
-//! servers and any axum or tonic app.
+//! (Model Context Protocol) servers and any axum or tonic app.
+//!
+//! Each layer does one job, denies through one [`Rejection`](reject::Rejection)
+//! type with a stable machine code, and leaves what it learned in the request
+//! extensions for the layers and handlers after it:
+//!
+//! | layer | protects against | leaves | refuses with |
+//! |---|---|---|---|
+//! | [`ClientIpLayer`](client_ip::ClientIpLayer) | spoofed `X-Forwarded-For` / `Forwarded` | [`ClientIp`](client_ip::ClientIp) | 400 `forwarded_invalid` |
+//! | `IpFilterLayer` (feature `ip-filter`) | callers outside your networks | — | 403 `ip_denied` |
+//! | `ClientCertLayer` (feature `client-cert`) | callers without a certificate verified by your mTLS proxy | `ClientCertInfo` | 403 `client_cert_required` |
+//! | `BodyLimitLayer` (feature `body-limit`) | oversized and endless (chunked) bodies | — | 413 `payload_too_large` |
+//!
+//! HTTP clients receive RFC 9457 `application/problem+json`; gRPC clients a
+//! trailers-only `grpc-status` they read as `PERMISSION_DENIED`,
+//! `RESOURCE_EXHAUSTED`, ... (see [`reject`]). Every layer works unchanged
+//! in an axum `Router` and a tonic `Server`, is generic over request and
+//! response bodies, and never boxes a future on the request path.
+//!
+//! # Order
+//!
+//! Cheap checks first: client address → IP filter → client certificate →
+//! body limit → your service. With `tower::ServiceBuilder` the **first**
+//! layer added is the **outermost**:
+//!
+//! ```
+//! use tower::ServiceBuilder;
+//! use tower_warden::{body_limit::BodyLimitLayer, client_ip::ClientIpLayer};
+//!
+//! # fn main() -> Result<(), tower_warden::ConfigError> {
+//! let guards = ServiceBuilder::new()
+//!     .layer(ClientIpLayer::new().try_trusted_proxies(["10.0.0.0/8"])?)
+//!     .layer(BodyLimitLayer::new(1 << 20));
+//! # let _ = guards;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! axum's `Router::layer` is the other way round: each call wraps what is
+//! already there, so the **last** `.layer(..)` is the outermost. Use
+//! `route_layer` for checks that should not turn a 404 into a 403.
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `ip-filter` | yes | `IpSet`, `IpFilterLayer` |
+//! | `client-cert` | yes | `ClientCertLayer` |
+//! | `body-limit` | yes | `BodyLimitLayer` (pulls in `http-body-util`) |
+//! | `axum` | no | the peer address from axum's `ConnectInfo<SocketAddr>` |
+//! | `tonic` | no | the peer address from tonic's `TcpConnectInfo` |
+//! | `full` | no | all of the above |
+//!
+//! Without `axum` or `tonic`, put the peer [`SocketAddr`](std::net::SocketAddr)
+//! in the request extensions yourself.
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,
@@ -17,7 +71,7 @@ pub mod client_cert;
 pub mod client_ip;
 pub mod config;
 mod error;
-mod future;
+pub mod guard;
 #[cfg(feature = "mcp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mcp")))]
 pub mod mcp;

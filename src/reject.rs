@@ -374,7 +374,6 @@ where
 /// The default responder: RFC 9457 problem JSON for HTTP, trailers-only
 /// status for gRPC.
 #[derive(Clone, Copy, Debug, Default)]
-#[non_exhaustive]
 pub struct DefaultResponder;
 
 impl Respond for DefaultResponder {

@@ -8,9 +8,9 @@ use std::time::Duration;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Server};
 use tonic::{Code, Request};
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 use tower::ServiceBuilder;
 use tower_warden::body_limit::BodyLimitLayer;
 use tower_warden::client_cert::ClientCertLayer;
@@ -65,7 +65,11 @@ async fn refusals_reach_the_tonic_client_as_permission_denied() {
     // Loopback is the trusted proxy, but the client sends no cert assertion.
     let layer = ServiceBuilder::new()
         .layer(ClientIpLayer::new())
-        .layer(ClientCertLayer::new().try_trusted_proxies(["127.0.0.1"]).unwrap())
+        .layer(
+            ClientCertLayer::new()
+                .try_trusted_proxies(["127.0.0.1"])
+                .unwrap(),
+        )
         .into_inner();
     let mut client = serve(layer).await;
     let status = client.check(check()).await.unwrap_err();
@@ -81,7 +85,9 @@ async fn refusals_reach_the_tonic_client_as_permission_denied() {
 async fn admitted_calls_reach_the_service_with_the_peer_from_tonic_connect_info() {
     // The cert layer trusts only loopback, so admission proves the peer
     // address was read from tonic's `TcpConnectInfo`.
-    let layer = ClientCertLayer::new().try_trusted_proxies(["127.0.0.1"]).unwrap();
+    let layer = ClientCertLayer::new()
+        .try_trusted_proxies(["127.0.0.1"])
+        .unwrap();
     let mut client = serve(layer).await;
     let mut request = check();
     request

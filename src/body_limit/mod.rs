@@ -26,13 +26,13 @@
 //! use http::{Request, Response, StatusCode};
 //! use http_body_util::{BodyExt, Full};
 //! use tower::{BoxError, ServiceBuilder, ServiceExt};
-//! use tower_warden::body_limit::BodyLimitLayer;
+//! use tower_warden::body_limit::{BodyLimitLayer, LimitedBody};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), BoxError> {
 //! let service = ServiceBuilder::new()
 //!     .layer(BodyLimitLayer::new(16))
-//!     .service_fn(|req: Request<_>| async move {
+//!     .service_fn(|req: Request<LimitedBody<Full<Bytes>>>| async move {
 //!         // However the handler treats the error, the client gets 413.
 //!         let _ = req.into_body().collect().await;
 //!         Ok::<_, BoxError>(Response::new(Full::new(Bytes::from("ok"))))

@@ -1,17 +1,15 @@
 //! `Host` and `Origin` validation against DNS rebinding.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::header::{HOST, ORIGIN};
 use http::uri::Authority;
-use http::{HeaderMap, Request, Response, Uri};
+use http::{HeaderMap, Request, Uri};
 use tower_layer::Layer;
-use tower_service::Service;
 
 use crate::ConfigError;
-use crate::future::ResponseFuture;
-use crate::reject::{self, DefaultResponder, Reason, Rejection, Respond};
+use crate::guard::{Check, Guard};
+use crate::reject::{DefaultResponder, Reason, Rejection, Respond};
 
 /// The hosts a [`HostOriginLayer`] answers for unless told otherwise: the
 /// loopback names, on any port.
@@ -381,54 +379,34 @@ impl<R> HostOriginLayer<R> {
     }
 }
 
-impl<S, R: Clone> Layer<S> for HostOriginLayer<R> {
+impl<R: Respond> Check for HostOriginLayer<R> {
+    type Responder = R;
+
+    #[inline]
+    fn check<B>(&self, request: &mut Request<B>) -> Result<(), Rejection> {
+        self.config.check(request.uri(), request.headers())
+    }
+
+    fn responder(&self) -> &R {
+        &self.responder
+    }
+}
+
+impl<S, R: Respond> Layer<S> for HostOriginLayer<R> {
     type Service = HostOrigin<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        HostOrigin {
-            inner,
-            config: Arc::clone(&self.config),
-            responder: self.responder.clone(),
-        }
+        Guard::new(inner, self.clone())
     }
 }
 
 /// The service made by [`HostOriginLayer`].
-#[derive(Clone, Debug)]
-pub struct HostOrigin<S, R = DefaultResponder> {
-    inner: S,
-    config: Arc<Config>,
-    responder: R,
-}
-
-impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for HostOrigin<S, R>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    R: Respond,
-{
-    type Response = Response<crate::body::ResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        match self.config.check(request.uri(), request.headers()) {
-            Ok(()) => ResponseFuture::inner(self.inner.call(request)),
-            Err(rejection) => {
-                ResponseFuture::reject(reject::render(&self.responder, rejection, &request))
-            }
-        }
-    }
-}
+pub type HostOrigin<S, R = DefaultResponder> = Guard<S, HostOriginLayer<R>>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::StatusCode;
+    use http::{Response, StatusCode};
     use tower::{ServiceBuilder, ServiceExt};
 
     async fn status(layer: HostOriginLayer, host: Option<&str>, origin: Option<&str>) -> u16 {
