@@ -11,6 +11,12 @@
 //! | `IpFilterLayer` (feature `ip-filter`) | callers outside your networks | — | 403 `ip_denied` |
 //! | `ClientCertLayer` (feature `client-cert`) | callers without a certificate verified by your mTLS proxy | `ClientCertInfo` | 403 `client_cert_required` |
 //! | `BodyLimitLayer` (feature `body-limit`) | oversized and endless (chunked) bodies | — | 413 `payload_too_large` |
+//! | [`HostOriginLayer`](mcp::HostOriginLayer) (feature `mcp`) | DNS rebinding, cross-site browser calls | — | 403 `host_forbidden` / `origin_forbidden` |
+//!
+//! [`JsonRpcErrorsLayer`](mcp::JsonRpcErrorsLayer) (feature `mcp`) makes an
+//! MCP endpoint answer malformed bodies and transport errors with JSON-RPC
+//! error objects, and [`WardenConfig`](config::WardenConfig) loads every
+//! setting from `MCP_*` environment variables.
 //!
 //! HTTP clients receive RFC 9457 `application/problem+json`; gRPC clients a
 //! trailers-only `grpc-status` they read as `PERMISSION_DENIED`,
@@ -48,6 +54,7 @@
 //! | `ip-filter` | yes | `IpSet`, `IpFilterLayer` |
 //! | `client-cert` | yes | `ClientCertLayer` |
 //! | `body-limit` | yes | `BodyLimitLayer` (pulls in `http-body-util`) |
+//! | `mcp` | yes | `mcp::HostOriginLayer`, `mcp::JsonRpcErrorsLayer` (no extra dependency) |
 //! | `axum` | no | the peer address from axum's `ConnectInfo<SocketAddr>` |
 //! | `tonic` | no | the peer address from tonic's `TcpConnectInfo` |
 //! | `full` | no | all of the above |
