@@ -584,3 +584,49 @@ async fn shutdown_ends_open_event_streams() {
     .await;
     assert!(drained.is_ok(), "the event stream ended");
 }
+
+#[tokio::test]
+async fn tools_see_the_client_behind_a_trusted_proxy() {
+    let server = Server::start(&[
+        ("MCP_TRUST_X_FORWARDED", "true"),
+        ("MCP_TRUSTED_PROXIES", "127.0.0.1"),
+    ])
+    .await;
+    let url = server.url();
+    let forwarded = ("x-forwarded-for", "6.6.6.6, 203.0.113.9");
+    let reply = post(&url, &[forwarded], &initialize("2025-06-18")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let session = reply.headers["mcp-session-id"].to_str().unwrap().to_owned();
+    let headers = [
+        forwarded,
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    let reply = post(
+        &url,
+        &headers,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    let reply = post(
+        &url,
+        &headers,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}}"#,
+    )
+    .await;
+    let text = reply.message()["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let who: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(who["client_ip"], "203.0.113.9");
+    assert_eq!(who["peer_ip"], "127.0.0.1");
+    assert_eq!(who["client_cert"], Value::Null);
+
+    // A trusted peer without the header is refused rather than guessed.
+    let reply = post(&url, &[], &initialize("2025-06-18")).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.json()["code"], "forwarded_invalid");
+    server.stop().await;
+}
