@@ -66,6 +66,12 @@ async fn run(config: WardenConfig) -> Result<(), String> {
         environment = %config.environment,
         "MCP server listening on http://{local}/mcp"
     );
+    if !local.ip().is_loopback() && config.allowed_hosts == WardenConfig::default().allowed_hosts {
+        tracing::warn!(
+            "listening beyond loopback, but MCP_ALLOWED_HOSTS only allows loopback names: \
+             requests naming any other host get 403 host_forbidden"
+        );
+    }
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     app::serve(listener, router, shutdown)
         .await
