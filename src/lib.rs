@@ -13,7 +13,11 @@ pub mod body;
 pub mod client_ip;
 mod error;
 mod future;
+#[cfg(feature = "ip-filter")]
+pub mod ip_filter;
 mod net;
 pub mod reject;
 
 pub use error::ConfigError;
+#[cfg(feature = "ip-filter")]
+pub use ip_filter::{Decision, IpFilter, IpFilterLayer, IpSet, IpSetBuilder};
