@@ -119,13 +119,14 @@ impl IpSet {
     #[inline]
     #[must_use]
     pub fn is_allowed(&self, ip: IpAddr) -> bool {
-        self.leaf(ip).1.is_allow()
+        self.leaf(ip).is_allow()
     }
 
     /// The verdict for `ip`, with the prefix that decided it.
     #[must_use]
     pub fn decide(&self, ip: IpAddr) -> Decision {
-        let (ip, leaf) = self.leaf(ip);
+        let ip = canonical(ip);
+        let leaf = self.leaf(ip);
         let matched = leaf.matched_len().and_then(|len| match ip {
             IpAddr::V4(v4) => Ipv4Net::new(v4, len).ok().map(|n| IpNet::V4(n.trunc())),
             IpAddr::V6(v6) => Ipv6Net::new(v6, len).ok().map(|n| IpNet::V6(n.trunc())),
@@ -137,14 +138,13 @@ impl IpSet {
         }
     }
 
-    #[inline]
-    fn leaf(&self, ip: IpAddr) -> (IpAddr, Leaf) {
-        let ip = canonical(ip);
-        let leaf = match ip {
-            IpAddr::V4(v4) => self.inner.v4.lookup(u32::from(v4)),
-            IpAddr::V6(v6) => self.inner.v6.lookup(u128::from(v6)),
-        };
-        (ip, leaf)
+    /// The leaf of an address.
+    #[inline(always)]
+    fn leaf(&self, ip: IpAddr) -> Leaf {
+        match canonical(ip) {
+            IpAddr::V4(v4) => self.inner.v4.lookup(v4.to_bits()),
+            IpAddr::V6(v6) => self.inner.v6.lookup(v6.to_bits()),
+        }
     }
 
     /// Whether both lists are empty (the set then allows everything).
@@ -250,8 +250,8 @@ impl IpSetBuilder {
     ///
     /// # Panics
     ///
-    /// Only past about a billion prefixes in one address family, beyond the
-    /// tables' 32-bit indices.
+    /// Only if one address family would need more than 2^32 table blocks
+    /// (hundreds of gigabytes), beyond the tables' 32-bit indices.
     pub fn build(self) -> IpSet {
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();

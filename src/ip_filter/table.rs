@@ -6,51 +6,44 @@
 //! The allow and deny prefixes of one family are first flattened into
 //! *elementary intervals*: a sorted list of interval starts, each carrying a
 //! [`Leaf`] — the verdict of the longest prefix covering that interval and
-//! that prefix's length (or "nothing matched"). Every address then belongs to
-//! exactly one interval, and the answer for an address is the leaf of the
-//! last start at or below it. Adjacent intervals with the same leaf are
-//! merged, which is lossless: the matched prefix of an address is always the
-//! address truncated to the matched length.
+//! that prefix's length (or "nothing matched"). Every address belongs to
+//! exactly one interval: the one that starts at the last start at or below
+//! it. Adjacent intervals with the same leaf are merged, which is lossless:
+//! the matched prefix of an address is always the address truncated to the
+//! matched length.
 //!
-//! A radix tree over the key bits finds that interval. Each node splits the
-//! range it covers into `2^stride` equal slots; a slot holds
+//! A radix tree over the key bits then finds that interval. A node splits
+//! the key range between its first and last start into `2^stride` equal
+//! slots on the highest bits in which those two starts differ; each slot is
+//! one cache-aligned [`Block`] holding either
 //!
-//! * a leaf, when no interval starts strictly inside it,
-//! * a bucket, when at most [`BUCKET_MAX`] starts fall inside it: a short run
-//!   of the sorted starts that is counted branch-free,
-//! * or a child node, when more starts fall inside it.
+//! * a *window*: the (at most [`Block::WINDOW`]) starts that fall inside the
+//!   slot and their leaves, plus the leaf in force where the slot begins.
+//!   Counting the starts at or below a key is branch-free and picks the
+//!   leaf from the same cache line(s); or
+//! * a child node, when more starts fall inside the slot.
 //!
-//! Node strides grow with the number of starts they split (up to
-//! [`MAX_STRIDE`] bits), so a node has about one start per slot, and a node
-//! whose starts all share a longer common prefix than the slot it hangs from
-//! skips those bits (path compression) instead of adding levels. Lookup cost
-//! is bounded by the key width, not by the number of entries; in practice it
-//! is one or two slot reads, a bucket of a few keys and one leaf read.
-//! Memory is linear in the number of entries.
+//! Node strides grow with the number of starts they split (aiming at
+//! [`Key::PER_SLOT`] starts per slot, up to [`MAX_STRIDE`] bits), so for
+//! most sets a lookup is the root's arithmetic plus **one block read**.
+//! A key outside a node's first..=last start is clamped into it (and, if it
+//! was below, answered by the leaf before the node); this skips the bits all
+//! of the node's starts share (path compression) without a branch. Lookup
+//! cost is bounded by the key width, never by the number of entries, and
+//! memory is linear in the number of entries.
 //!
-//! Everything lives in flat boxed slices indexed by `u32`s packed into `u64`
-//! slots: no pointers, no per-node allocation.
+//! Everything lives in one flat boxed slice of blocks indexed by `u32`: no
+//! pointers, no per-node allocation.
 
 use std::fmt;
-use std::ops::{BitAnd, BitOr, BitXor, Not, Shl, Shr};
+use std::ops::{BitOr, BitXor, Shr};
 
-/// The most starts a bucket may hold before its slot gets a child node.
-const BUCKET_MAX: usize = 8;
-
-/// The widest a node may be, in bits (`2^20` slots of 8 bytes = 8 MiB).
+/// The widest a node may be, in bits (`2^20` blocks).
 const MAX_STRIDE: u32 = 20;
 
 /// An address as an unsigned integer: `u32` for IPv4, `u128` for IPv6.
 pub(super) trait Key:
-    Copy
-    + Ord
-    + fmt::Debug
-    + BitAnd<Output = Self>
-    + BitOr<Output = Self>
-    + BitXor<Output = Self>
-    + Not<Output = Self>
-    + Shl<u32, Output = Self>
-    + Shr<u32, Output = Self>
+    Copy + Ord + fmt::Debug + BitOr<Output = Self> + BitXor<Output = Self> + Shr<u32, Output = Self>
 {
     /// Key width in bits.
     const BITS: u32;
@@ -58,45 +51,17 @@ pub(super) trait Key:
     const ZERO: Self;
     /// All bits set.
     const MAX: Self;
+    /// The average number of starts per slot a node aims for.
+    const PER_SLOT: usize;
+    /// The block holding a window of these keys.
+    type Block: Block<Self>;
     /// `self + 1`, or `None` at the top of the address space.
     fn checked_inc(self) -> Option<Self>;
     /// The number of leading zero bits.
     fn leading_zeros(self) -> u32;
     /// The low 32 bits.
     fn low_u32(self) -> u32;
-    /// Widens a slot number.
-    fn from_u32(value: u32) -> Self;
 }
-
-macro_rules! impl_key {
-    ($t:ty) => {
-        impl Key for $t {
-            const BITS: u32 = <$t>::BITS;
-            const ZERO: Self = 0;
-            const MAX: Self = <$t>::MAX;
-            #[inline]
-            fn checked_inc(self) -> Option<Self> {
-                self.checked_add(1)
-            }
-            #[inline]
-            fn leading_zeros(self) -> u32 {
-                <$t>::leading_zeros(self)
-            }
-            #[inline]
-            #[allow(clippy::cast_possible_truncation)]
-            fn low_u32(self) -> u32 {
-                self as u32
-            }
-            #[inline]
-            fn from_u32(value: u32) -> Self {
-                Self::from(value)
-            }
-        }
-    };
-}
-
-impl_key!(u32);
-impl_key!(u128);
 
 /// The bits of a `len`-bit prefix that are host bits (`len` ≥ width: none).
 #[inline]
@@ -108,15 +73,178 @@ fn host_mask<K: Key>(len: u32) -> K {
     }
 }
 
-/// The bits above the lowest `bits` bits (`bits` ≥ width: none).
-#[inline]
-fn high_mask<K: Key>(bits: u32) -> K {
-    if bits >= K::BITS {
-        K::ZERO
-    } else {
-        K::MAX << bits
-    }
+/// A node: splits the keys `lo..=hi` (its first and last interval start)
+/// into slots on the key bits from `shift` up to the highest bit in which
+/// `lo` and `hi` differ, one block each.
+///
+/// The block of a key in `lo..=hi` is `origin + (key >> shift)`, modulo
+/// 2^32: `origin` is the index of the node's first block minus the (low 32
+/// bits of the) shifted common prefix of `lo` and `hi`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Node<K> {
+    lo: K,
+    hi: K,
+    origin: u32,
+    shift: u8,
 }
+
+/// One slot of a node, laid out in one (IPv4) or two (IPv6) cache lines.
+pub(super) trait Block<K>: Copy + fmt::Debug {
+    /// The most interval starts a window holds.
+    const WINDOW: usize;
+    /// A window of `starts` (at most [`WINDOW`](Self::WINDOW)) with their
+    /// `leaves`; `before` is the leaf in force where the slot begins.
+    fn window(starts: &[K], before: Leaf, leaves: &[Leaf]) -> Self;
+    /// A child node.
+    fn node(node: Node<K>) -> Self;
+    /// The child node, if this block is one.
+    fn child(&self) -> Option<Node<K>>;
+    /// The leaf of `key` in this window; `below` picks the leaf before
+    /// (the key was clamped up to the node's first start).
+    fn leaf(&self, key: K, below: bool) -> Leaf;
+}
+
+macro_rules! key_and_block {
+    (
+        $key:ty,
+        $block:ident,
+        window = $window:literal,
+        align = $align:literal,
+        per_slot = $per_slot:literal,
+        count = $count:ident $(,)?
+    ) => {
+        impl Key for $key {
+            const BITS: u32 = <$key>::BITS;
+            const ZERO: Self = 0;
+            const MAX: Self = <$key>::MAX;
+            const PER_SLOT: usize = $per_slot;
+            type Block = $block;
+            #[inline]
+            fn checked_inc(self) -> Option<Self> {
+                self.checked_add(1)
+            }
+            #[inline]
+            fn leading_zeros(self) -> u32 {
+                <$key>::leading_zeros(self)
+            }
+            #[inline]
+            #[allow(clippy::cast_possible_truncation)]
+            fn low_u32(self) -> u32 {
+                self as u32
+            }
+        }
+
+        /// A block of
+        #[doc = concat!("`", stringify!($key), "` keys.")]
+        #[derive(Clone, Copy, Debug)]
+        #[repr(C, align($align))]
+        pub(super) struct $block {
+            /// A window: sorted starts, padded with the maximum key.
+            /// A node: `lo` and `hi`.
+            starts: [$key; $window],
+            /// A window: the leaf before the first start, then the leaf of
+            /// each start, padded with the last one (so that the maximum
+            /// key, which counts the padding too, gets it).
+            leaves: [Leaf; $window + 1],
+            origin: u32,
+            shift: u8,
+            /// Whether this block is a node rather than a window.
+            is_node: bool,
+        }
+
+        impl Block<$key> for $block {
+            const WINDOW: usize = $window;
+
+            fn window(starts: &[$key], before: Leaf, leaves: &[Leaf]) -> Self {
+                let mut block = Self {
+                    starts: [<$key>::MAX; $window],
+                    leaves: [before; $window + 1],
+                    origin: 0,
+                    shift: 0,
+                    is_node: false,
+                };
+                let mut last = before;
+                for (i, slot) in block.leaves.iter_mut().enumerate().skip(1) {
+                    if let (Some(&start), Some(&leaf)) = (starts.get(i - 1), leaves.get(i - 1)) {
+                        block.starts[i - 1] = start;
+                        last = leaf;
+                    }
+                    *slot = last;
+                }
+                block
+            }
+
+            fn node(node: Node<$key>) -> Self {
+                let mut starts = [<$key>::MAX; $window];
+                starts[0] = node.lo;
+                starts[1] = node.hi;
+                Self {
+                    starts,
+                    leaves: [Leaf::FAIL_CLOSED; $window + 1],
+                    origin: node.origin,
+                    shift: node.shift,
+                    is_node: true,
+                }
+            }
+
+            #[inline]
+            fn child(&self) -> Option<Node<$key>> {
+                self.is_node.then(|| Node {
+                    lo: self.starts[0],
+                    hi: self.starts[1],
+                    origin: self.origin,
+                    shift: self.shift,
+                })
+            }
+
+            #[inline]
+            fn leaf(&self, key: $key, below: bool) -> Leaf {
+                let count = $count(&self.starts, key) as usize;
+                match self.leaves.get(count.wrapping_sub(usize::from(below))) {
+                    Some(&leaf) => leaf,
+                    None => Leaf::FAIL_CLOSED,
+                }
+            }
+        }
+    };
+}
+
+/// The number of `starts` at or below `key`, by adding up comparisons
+/// (which compilers turn into a few SIMD instructions for `u32`).
+#[inline]
+fn count_by_sum<K: Key, const N: usize>(starts: &[K; N], key: K) -> u32 {
+    starts.iter().map(|&start| u32::from(start <= key)).sum()
+}
+
+/// The number of `starts` at or below `key`, which must be sorted: the
+/// length of the run of comparisons that hold (scalar, for `u128`).
+#[inline]
+fn count_by_mask<K: Key, const N: usize>(starts: &[K; N], key: K) -> u32 {
+    let mut at_or_below = 0u64;
+    for (i, &start) in starts.iter().enumerate() {
+        at_or_below |= u64::from(start <= key) << i;
+    }
+    (!at_or_below).trailing_zeros()
+}
+
+// IPv4: 8 starts and 9 leaves in one 64-byte line.
+key_and_block!(
+    u32,
+    Block4,
+    window = 8,
+    align = 64,
+    per_slot = 4,
+    count = count_by_sum
+);
+// IPv6: 6 starts and 7 leaves in one 128-byte pair of lines.
+key_and_block!(
+    u128,
+    Block6,
+    window = 6,
+    align = 128,
+    per_slot = 2,
+    count = count_by_mask
+);
 
 /// The verdict for one elementary interval: allow or deny, and the length
 /// of the prefix that decided (or none: the set's default applied).
@@ -175,76 +303,31 @@ pub(super) struct Rule<K> {
     pub(super) allow: bool,
 }
 
-// Slot encoding, a `u64`:
-//
-// | tag (bits 62-63) | meaning                                              |
-// |------------------|------------------------------------------------------|
-// | 0 `LEAF`         | bits 0-15: the leaf                                  |
-// | 1 `BUCKET`       | bits 0-31: first start index, bits 32-39: count      |
-// | 2 `NODE`         | bits 0-31: first slot of the child block,            |
-// |                  | bits 32-39: shift, bits 40-44: stride                |
-// | 3 `SKIP`         | bits 0-31: index of a path-compressed node header    |
-const TAG_SHIFT: u32 = 62;
-const LEAF: u64 = 0;
-const BUCKET: u64 = 1;
-const NODE: u64 = 2;
-const SKIP: u64 = 3;
-
-fn leaf_slot(leaf: Leaf) -> u64 {
-    (LEAF << TAG_SHIFT) | u64::from(leaf.0)
-}
-
-fn bucket_slot(first: u32, count: u8) -> u64 {
-    (BUCKET << TAG_SHIFT) | (u64::from(count) << 32) | u64::from(first)
-}
-
-fn node_slot(base: u32, shift: u32, stride: u32) -> u64 {
-    (NODE << TAG_SHIFT) | (u64::from(stride) << 40) | (u64::from(shift) << 32) | u64::from(base)
-}
-
-fn skip_slot(header: u32) -> u64 {
-    (SKIP << TAG_SHIFT) | u64::from(header)
-}
-
-/// A path-compressed node: the keys of its range that do not share
-/// `prefix` lie wholly below or above every start inside it.
-#[derive(Clone, Copy, Debug)]
-struct Skip<K> {
-    mask: K,
-    prefix: K,
-    below: Leaf,
-    above: Leaf,
-    /// A `NODE` slot: where to continue when the prefix matches.
-    next: u64,
-}
-
 /// The lookup table of one address family.
 #[derive(Clone)]
-pub(super) struct Table<K> {
-    root: u64,
-    slots: Box<[u64]>,
-    skips: Box<[Skip<K>]>,
-    starts: Box<[K]>,
-    leaves: Box<[Leaf]>,
+pub(super) struct Table<K: Key> {
+    root: Node<K>,
+    blocks: Box<[K::Block]>,
+    intervals: usize,
 }
 
 impl<K: Key> fmt::Debug for Table<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Table")
-            .field("intervals", &self.starts.len())
-            .field("slots", &self.slots.len())
+            .field("intervals", &self.intervals)
+            .field("blocks", &self.blocks.len())
             .finish_non_exhaustive()
     }
 }
 
-/// Converts a table index to the `u32` stored in slots.
+/// Converts a block index to the `u32` stored in nodes.
 ///
 /// # Panics
 ///
-/// When a table would exceed `u32::MAX` entries, which needs more than a
-/// billion prefixes in one address family.
+/// When a table would exceed `2^32` blocks, which needs hundreds of
+/// gigabytes of prefixes in one address family.
 fn index_u32(index: usize) -> u32 {
-    u32::try_from(index).expect("IpSet supports at most 2^31 prefixes per address family")
+    u32::try_from(index).expect("IpSet supports at most 2^32 blocks per address family")
 }
 
 impl<K: Key> Table<K> {
@@ -255,90 +338,54 @@ impl<K: Key> Table<K> {
         // Same prefix in both lists: the deny sorts first and is kept.
         rules.dedup_by(|later, earlier| later.key == earlier.key && later.len == earlier.len);
         let (starts, leaves) = intervals(&rules, Leaf::unmatched(default_allow));
+        drop(rules);
         let mut builder = Builder {
             starts: &starts,
             leaves: &leaves,
-            slots: Vec::new(),
-            skips: Vec::new(),
+            blocks: Vec::new(),
         };
-        let root = builder.range(0, starts.len(), K::BITS);
-        let Builder { slots, skips, .. } = builder;
+        let root = builder.node(0, starts.len());
         Self {
             root,
-            slots: slots.into_boxed_slice(),
-            skips: skips.into_boxed_slice(),
-            starts: starts.into_boxed_slice(),
-            leaves: leaves.into_boxed_slice(),
+            blocks: builder.blocks.into_boxed_slice(),
+            intervals: starts.len(),
         }
     }
 
     /// The number of elementary intervals.
     pub(super) fn intervals(&self) -> usize {
-        self.starts.len()
+        self.intervals
     }
 
     /// Heap bytes held by the table.
     #[cfg(test)]
     pub(super) fn heap_bytes(&self) -> usize {
-        std::mem::size_of_val(&*self.slots)
-            + std::mem::size_of_val(&*self.skips)
-            + std::mem::size_of_val(&*self.starts)
-            + std::mem::size_of_val(&*self.leaves)
+        std::mem::size_of_val(&*self.blocks)
     }
 
     /// The leaf of the interval holding `key`.
     #[inline]
     pub(super) fn lookup(&self, key: K) -> Leaf {
-        let mut slot = self.root;
-        // Every step descends at least one bit, so this loop is bounded by
-        // the key width; a malformed table fails closed rather than panics.
+        // The root's first start is 0: no key is below it.
+        let mut key = key.min(self.root.hi);
+        let mut index =
+            (self.root.origin).wrapping_add((key >> u32::from(self.root.shift)).low_u32());
+        let mut below = false;
+        // Each node splits on lower bits than its parent, so this loop runs
+        // at most once per key bit (and for most sets, once); a malformed
+        // table fails closed rather than panics.
         loop {
-            match slot >> TAG_SHIFT {
-                LEAF => {
-                    #[allow(clippy::cast_possible_truncation)]
-                    return Leaf(slot as u16);
-                }
-                BUCKET => {
-                    #[allow(clippy::cast_possible_truncation)]
-                    let first = slot as u32 as usize;
-                    let count = usize::from((slot >> 32) as u8);
-                    let Some(starts) = self.starts.get(first..first + count) else {
-                        return Leaf::FAIL_CLOSED;
-                    };
-                    let below = starts.iter().filter(|&&start| start <= key).count();
-                    // `below == 0` only when `first > 0`: the interval
-                    // covering the slot's beginning starts before it.
-                    return match self.leaves.get((first + below).wrapping_sub(1)) {
-                        Some(&leaf) => leaf,
-                        None => Leaf::FAIL_CLOSED,
-                    };
-                }
-                NODE => {
-                    #[allow(clippy::cast_possible_truncation)]
-                    let base = slot as u32 as usize;
-                    let shift = u32::from((slot >> 32) as u8);
-                    let stride = ((slot >> 40) & 0x1f) as u32;
-                    let index = (key >> shift).low_u32() & ((1 << stride) - 1);
-                    slot = match self.slots.get(base + index as usize) {
-                        Some(&next) => next,
-                        None => return Leaf::FAIL_CLOSED,
-                    };
-                }
-                _ => {
-                    #[allow(clippy::cast_possible_truncation)]
-                    let Some(skip) = self.skips.get(slot as u32 as usize) else {
-                        return Leaf::FAIL_CLOSED;
-                    };
-                    if key & skip.mask != skip.prefix {
-                        return if key < skip.prefix {
-                            skip.below
-                        } else {
-                            skip.above
-                        };
-                    }
-                    slot = skip.next;
-                }
-            }
+            let Some(block) = self.blocks.get(index as usize) else {
+                return Leaf::FAIL_CLOSED;
+            };
+            let Some(node) = block.child() else {
+                return block.leaf(key, below);
+            };
+            below |= key < node.lo;
+            key = key.max(node.lo).min(node.hi);
+            index = node
+                .origin
+                .wrapping_add((key >> u32::from(node.shift)).low_u32());
         }
     }
 }
@@ -401,75 +448,60 @@ fn intervals<K: Key>(rules: &[Rule<K>], default: Leaf) -> (Vec<K>, Vec<Leaf>) {
     (starts, leaves)
 }
 
-struct Builder<'a, K> {
+struct Builder<'a, K: Key> {
     starts: &'a [K],
     leaves: &'a [Leaf],
-    slots: Vec<u64>,
-    skips: Vec<Skip<K>>,
+    blocks: Vec<K::Block>,
 }
 
 impl<K: Key> Builder<'_, K> {
-    /// The slot for an aligned range of `2^bits` keys in which exactly the
-    /// starts `first..first + count` lie.
-    fn range(&mut self, first: usize, count: usize, bits: u32) -> u64 {
-        if count == 0 {
-            // The interval covering this range began before it; there is
-            // always one, because the very first start is key 0.
-            return leaf_slot(self.leaves[first.saturating_sub(1)]);
-        }
-        let range_start = self.starts[first] & high_mask::<K>(bits);
-        if count == 1 && self.starts[first] == range_start {
-            return leaf_slot(self.leaves[first]);
-        }
-        if count <= BUCKET_MAX {
-            // BUCKET_MAX fits in the 8-bit count.
-            #[allow(clippy::cast_possible_truncation)]
-            return bucket_slot(index_u32(first), count as u8);
-        }
-        self.node(first, count, bits)
-    }
-
-    /// A child node splitting the (at least two) starts
-    /// `first..first + count`, which lie in an aligned range of `2^bits`.
-    fn node(&mut self, first: usize, count: usize, bits: u32) -> u64 {
-        let last = first + count - 1;
-        let low = self.starts[first];
-        // The starts differ in their lowest `span` bits and agree above.
-        let span = K::BITS - (low ^ self.starts[last]).leading_zeros();
-        let stride = ceil_log2(count).clamp(1, span.min(MAX_STRIDE));
-        let shift = span - stride;
-        let prefix = low & high_mask::<K>(span);
-        let base = self.slots.len();
-        let width = 1usize << stride;
-        self.slots.resize(base + width, 0);
-        let mut next = first;
+    /// A node over the starts `first..first + count` (at least one), with
+    /// its blocks.
+    fn node(&mut self, first: usize, count: usize) -> Node<K> {
         let end = first + count;
-        for i in 0..width {
-            // `i < 2^stride ≤ 2^20` fits a u32.
-            #[allow(clippy::cast_possible_truncation)]
-            let slot_key = (prefix | (K::from_u32(i as u32) << shift)) >> shift;
+        let lo = self.starts[first];
+        let hi = self.starts[end - 1];
+        // The starts differ in their lowest `span` bits and agree above.
+        let span = K::BITS - (lo ^ hi).leading_zeros();
+        let stride = if span == 0 {
+            // A single start (the root of an empty table).
+            0
+        } else {
+            ceil_log2(count.div_ceil(K::PER_SLOT)).clamp(1, span.min(MAX_STRIDE))
+        };
+        let shift = span - stride;
+        let base = self.blocks.len();
+        let width = 1usize << stride;
+        let empty = K::Block::window(&[], Leaf::FAIL_CLOSED, &[]);
+        self.blocks.resize(base + width, empty);
+        let slot_of = |start: K| (start >> shift).low_u32() & ((1 << stride) - 1);
+        let mut next = first;
+        for slot in 0..width {
             let begin = next;
-            while next < end && self.starts[next] >> shift == slot_key {
+            while next < end && slot_of(self.starts[next]) == slot as u32 {
                 next += 1;
             }
-            let slot = self.range(begin, next - begin, shift);
-            self.slots[base + i] = slot;
+            let block = if next - begin <= K::Block::WINDOW {
+                // Where the slot begins, the interval of the last start
+                // before it is in force (keys before the node's first start
+                // never get here: they are clamped to it).
+                let before = self.leaves[begin.saturating_sub(1)];
+                K::Block::window(&self.starts[begin..next], before, &self.leaves[begin..next])
+            } else {
+                K::Block::node(self.node(begin, next - begin))
+            };
+            self.blocks[base + slot] = block;
         }
-        let node = node_slot(index_u32(base), shift, stride);
-        if span >= bits {
-            return node;
+        // Index arithmetic modulo 2^32: see `Node`.
+        let prefix = (lo >> shift).low_u32() & !((1 << stride) - 1);
+        // `shift` < 128 fits.
+        #[allow(clippy::cast_possible_truncation)]
+        Node {
+            lo,
+            hi,
+            origin: index_u32(base).wrapping_sub(prefix),
+            shift: shift as u8,
         }
-        // The starts share more bits than the range does: test those bits
-        // once instead of descending through them.
-        let header = index_u32(self.skips.len());
-        self.skips.push(Skip {
-            mask: high_mask::<K>(span),
-            prefix,
-            below: self.leaves[first.saturating_sub(1)],
-            above: self.leaves[last],
-            next: node,
-        });
-        skip_slot(header)
     }
 }
 
@@ -525,7 +557,7 @@ mod tests {
             .map(|i| rule(0xc633_6400 + i * 2, 32, i % 3 == 0))
             .collect();
         let table = Table::build(rules, false);
-        assert!(!table.skips.is_empty());
+        assert!(table.root.lo == 0 && table.blocks.iter().any(|block| block.child().is_some()));
         assert_eq!(table.lookup(0).matched_len(), None);
         assert_eq!(table.lookup(u32::MAX).matched_len(), None);
         for i in 0..4096u32 {
