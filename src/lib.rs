@@ -79,10 +79,21 @@ pub mod client_ip;
 pub mod config;
 mod error;
 pub mod guard;
+#[cfg(feature = "ip-filter")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ip-filter")))]
+pub mod ip_filter;
 #[cfg(feature = "mcp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mcp")))]
 pub mod mcp;
 mod net;
 pub mod reject;
 
+#[cfg(feature = "body-limit")]
+pub use body_limit::BodyLimitLayer;
+#[cfg(feature = "client-cert")]
+pub use client_cert::{ClientCertInfo, ClientCertLayer};
+pub use client_ip::{ClientIp, ClientIpLayer};
 pub use error::ConfigError;
+#[cfg(feature = "ip-filter")]
+pub use ip_filter::{IpFilterLayer, IpSet};
+pub use reject::{Reason, Rejection};

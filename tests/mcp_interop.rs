@@ -630,3 +630,51 @@ async fn tools_see_the_client_behind_a_trusted_proxy() {
     assert_eq!(reply.json()["code"], "forwarded_invalid");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn ip_lists_guard_the_endpoint() {
+    // The operator's setting: block everything, allow one network.
+    let server = Server::start(&[
+        ("MCP_BLOCKED_IPS", "0.0.0.0/0"),
+        ("MCP_ALLOWED_IPS", r#"["10.0.0.0/24", "127.0.0.1"]"#),
+    ])
+    .await;
+    let reply = post(&server.url(), &[], &initialize("2025-06-18")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    server.stop().await;
+
+    let server = Server::start(&[("MCP_ALLOWED_IPS", "10.0.0.0/24")]).await;
+    let reply = post(&server.url(), &[], &initialize("2025-06-18")).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(reply.json()["code"], "ip_denied");
+    server.stop().await;
+
+    // Behind a trusted proxy the forwarded client is filtered, not the proxy.
+    let server = Server::start(&[
+        ("MCP_TRUST_X_FORWARDED", "true"),
+        ("MCP_TRUSTED_PROXIES", "127.0.0.1"),
+        ("MCP_BLOCKED_IPS", "203.0.113.0/24"),
+    ])
+    .await;
+    let url = server.url();
+    let reply = post(
+        &url,
+        &[("x-forwarded-for", "203.0.113.9")],
+        &initialize("2025-06-18"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(reply.json()["code"], "ip_denied");
+    let reply = post(
+        &url,
+        &[("x-forwarded-for", "203.0.113.9, 198.51.100.4")],
+        &initialize("2025-06-18"),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "a spoofed leftmost entry is ignored"
+    );
+    server.stop().await;
+}

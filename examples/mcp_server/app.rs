@@ -23,6 +23,7 @@ use tower_warden::body_limit::BodyLimitLayer;
 use tower_warden::client_cert::ClientCertLayer;
 use tower_warden::client_ip::ClientIpLayer;
 use tower_warden::config::WardenConfig;
+use tower_warden::ip_filter::{IpFilterLayer, IpSet};
 use tower_warden::mcp::{HostOriginLayer, JsonRpcErrorsLayer};
 
 /// Builds the whole application from validated settings.
@@ -79,14 +80,6 @@ pub fn router(config: &WardenConfig, shutdown: &CancellationToken) -> Result<Rou
         .layer(axum::middleware::map_request(peer_address)))
 }
 
-// ---------------------------------------------------------------------------
-// GUARDS — the IP filter, client-certificate and body-limit layers.
-//
-// `ClientCertLayer` and `BodyLimitLayer` are wired. `IpFilterLayer` is being
-// written on another branch; until it is merged here, this function refuses
-// to start with an IP list it cannot enforce (fail closed) instead of
-// ignoring it.
-// ---------------------------------------------------------------------------
 /// Adds, outermost first, `IpFilterLayer` → `ClientCertLayer` (only when
 /// required) → `BodyLimitLayer` around the MCP routes.
 fn guards(mcp_routes: Router, config: &WardenConfig) -> Result<Router, ConfigError> {
@@ -107,17 +100,12 @@ fn guards(mcp_routes: Router, config: &WardenConfig) -> Result<Router, ConfigErr
             .map_err(|e| e.for_setting("MCP_TRUSTED_PROXIES"))?;
         mcp_routes = mcp_routes.route_layer(client_cert);
     }
-    if !config.allowed_ips.is_empty() {
-        return Err(ConfigError::new(
-            "MCP_ALLOWED_IPS",
-            "is set, but this build has no IP filter layer yet",
-        ));
-    }
-    if !config.blocked_ips.is_empty() {
-        return Err(ConfigError::new(
-            "MCP_BLOCKED_IPS",
-            "is set, but this build has no IP filter layer yet",
-        ));
+    if !config.allowed_ips.is_empty() || !config.blocked_ips.is_empty() {
+        let set = IpSet::builder()
+            .allow_nets(config.allowed_ips.iter().copied())
+            .deny_nets(config.blocked_ips.iter().copied())
+            .build();
+        mcp_routes = mcp_routes.route_layer(IpFilterLayer::new(set));
     }
     Ok(mcp_routes)
 }
