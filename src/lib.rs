@@ -1,16 +1,16 @@
 //! Tower layers that put a production security perimeter in front of MCP
 //! (Model Context Protocol) servers and any axum or tonic app.
 //!
-//! Each layer does one job, denies through one [`Rejection`](reject::Rejection)
+//! Each layer does one job, denies through one [`Rejection`]
 //! type with a stable machine code, and leaves what it learned in the request
 //! extensions for the layers and handlers after it:
 //!
 //! | layer | protects against | leaves | refuses with |
 //! |---|---|---|---|
-//! | [`ClientIpLayer`](client_ip::ClientIpLayer) | spoofed `X-Forwarded-For` / `Forwarded` | [`ClientIp`](client_ip::ClientIp) | 400 `forwarded_invalid` |
-//! | `IpFilterLayer` (feature `ip-filter`) | callers outside your networks | — | 403 `ip_denied` |
-//! | `ClientCertLayer` (feature `client-cert`) | callers without a certificate verified by your mTLS proxy | `ClientCertInfo` | 403 `client_cert_required` |
-//! | `BodyLimitLayer` (feature `body-limit`) | oversized and endless (chunked) bodies | — | 413 `payload_too_large` |
+//! | [`ClientIpLayer`] | spoofed `X-Forwarded-For` / `Forwarded` | [`ClientIp`] | 400 `forwarded_invalid` |
+//! | [`IpFilterLayer`] (feature `ip-filter`) | callers outside your networks | — | 403 `ip_denied` |
+//! | [`ClientCertLayer`] (feature `client-cert`) | callers without a certificate verified by your mTLS proxy | [`ClientCertInfo`] | 403 `client_cert_required` |
+//! | [`BodyLimitLayer`] (feature `body-limit`) | oversized and endless (chunked) bodies | — | 413 `payload_too_large` |
 //! | [`HostOriginLayer`](mcp::HostOriginLayer) (feature `mcp`) | DNS rebinding, cross-site browser calls | — | 403 `host_forbidden` / `origin_forbidden` |
 //!
 //! [`JsonRpcErrorsLayer`](mcp::JsonRpcErrorsLayer) (feature `mcp`) makes an
