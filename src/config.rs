@@ -206,8 +206,8 @@ const DEFAULT_CERT_HEADER_VALUE: &str = "SUCCESS";
 const DEFAULT_ALLOWED_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 const MAX_PROXY_DEPTH: usize = 64;
 
-/// The variables read, so that lookups below are by one name each.
-const VARIABLES: [&str; 16] = [
+/// Every environment variable [`WardenConfig`] reads.
+pub const VARIABLES: [&str; 16] = [
     "MCP_HOST",
     "MCP_PORT",
     "MCP_ENVIRONMENT",
