@@ -13,7 +13,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use http_body_util::Full;
 use tower::{Layer, Service, service_fn};
 use tower_warden::body_limit::BodyLimitLayer;
@@ -28,12 +28,18 @@ fn ready<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// A request as hyper hands it over: URI and header values share the read
+/// buffer, so cloning them costs a reference count, not a copy (static bytes
+/// stand in for that buffer here).
 fn request() -> Request<Full<Bytes>> {
-    let mut request = Request::post("/mcp")
-        .header("content-type", "application/json")
-        .header("content-length", "40")
-        .header("x-forwarded-for", "198.51.100.7, 203.0.113.9")
-        .header("x-ssl-client-verify", "SUCCESS")
+    let mut request = Request::post(http::Uri::from_static("/mcp"))
+        .header("content-type", HeaderValue::from_static("application/json"))
+        .header("content-length", HeaderValue::from_static("40"))
+        .header(
+            "x-forwarded-for",
+            HeaderValue::from_static("198.51.100.7, 203.0.113.9"),
+        )
+        .header("x-ssl-client-verify", HeaderValue::from_static("SUCCESS"))
         .body(Full::new(Bytes::from_static(
             b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}",
         )))
