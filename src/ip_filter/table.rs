@@ -389,7 +389,11 @@ impl<K: Key> Table<K> {
             leaves: &leaves,
             blocks: Vec::new(),
         };
+        // Allocate once, exactly: the blocks are most of the memory.
+        let needed = builder.blocks_needed(0, starts.len());
+        builder.blocks = Vec::with_capacity(needed);
         let root = builder.node(0, starts.len());
+        debug_assert_eq!(builder.blocks.len(), needed);
         Self {
             root,
             blocks: builder.blocks.into_boxed_slice(),
@@ -505,13 +509,18 @@ struct Builder<'a, K: Key> {
     blocks: Vec<K::Block>,
 }
 
+/// How a node splits its starts: on key bits `shift..shift + stride`.
+#[derive(Clone, Copy)]
+struct Split {
+    shift: u32,
+    stride: u32,
+}
+
 impl<K: Key> Builder<'_, K> {
-    /// A node over the starts `first..first + count` (at least one), with
-    /// its blocks.
-    fn node(&mut self, first: usize, count: usize) -> Node<K> {
-        let end = first + count;
+    /// How to split the starts `first..first + count` (at least one).
+    fn split(&self, first: usize, count: usize) -> Split {
         let lo = self.starts[first];
-        let hi = self.starts[end - 1];
+        let hi = self.starts[first + count - 1];
         // The starts differ in their lowest `span` bits and agree above.
         let span = K::BITS - (lo ^ hi).leading_zeros();
         let stride = if span == 0 {
@@ -520,39 +529,87 @@ impl<K: Key> Builder<'_, K> {
         } else {
             ceil_log2(count.div_ceil(K::PER_SLOT)).clamp(1, span.min(MAX_STRIDE))
         };
-        let shift = span - stride;
-        let base = self.blocks.len();
-        let width = 1usize << stride;
-        let empty = K::Block::window(&[], Leaf::FAIL_CLOSED, &[]);
-        self.blocks.resize(base + width, empty);
-        let slot_of = |start: K| (start >> shift).low_u32() & ((1 << stride) - 1);
-        let mut next = first;
-        for slot in 0..width {
-            let begin = next;
-            while next < end && slot_of(self.starts[next]) == slot as u32 {
-                next += 1;
-            }
-            let block = if next - begin <= K::Block::WINDOW {
-                // Where the slot begins, the interval of the last start
-                // before it is in force (keys before the node's first start
-                // never get here: they are clamped to it).
-                let before = self.leaves[begin.saturating_sub(1)];
-                K::Block::window(&self.starts[begin..next], before, &self.leaves[begin..next])
-            } else {
-                K::Block::node(self.node(begin, next - begin))
-            };
-            self.blocks[base + slot] = block;
+        Split {
+            shift: span - stride,
+            stride,
         }
+    }
+
+    /// The number of blocks a node over the starts `first..first + count`
+    /// needs, its descendants included.
+    fn blocks_needed(&self, first: usize, count: usize) -> usize {
+        let split = self.split(first, count);
+        let mut total = 1usize << split.stride;
+        let mut children = Vec::new();
+        slots(self.starts, first, count, split, |_, begin, end| {
+            if end - begin > K::Block::WINDOW {
+                children.push((begin, end - begin));
+            }
+        });
+        for (begin, count) in children {
+            total += self.blocks_needed(begin, count);
+        }
+        total
+    }
+
+    /// A node over the starts `first..first + count` (at least one), with
+    /// its blocks.
+    fn node(&mut self, first: usize, count: usize) -> Node<K> {
+        let split = self.split(first, count);
+        let base = self.blocks.len();
+        let empty = K::Block::window(&[], Leaf::FAIL_CLOSED, &[]);
+        self.blocks.resize(base + (1 << split.stride), empty);
+        let (starts, leaves) = (self.starts, self.leaves);
+        let blocks = &mut self.blocks;
+        let mut children = Vec::new();
+        slots(starts, first, count, split, |slot, begin, end| {
+            if end - begin > K::Block::WINDOW {
+                children.push((slot, begin, end - begin));
+            } else {
+                // Where the slot begins, the interval of the last start
+                // before it is in force (keys that are before the node's
+                // first start count below it in its window and get this).
+                let before = leaves[begin.saturating_sub(1)];
+                blocks[base + slot] =
+                    K::Block::window(&starts[begin..end], before, &leaves[begin..end]);
+            }
+        });
+        for (slot, begin, count) in children {
+            let child = self.node(begin, count);
+            self.blocks[base + slot] = K::Block::node(child);
+        }
+        let lo = self.starts[first];
         // Index arithmetic modulo 2^32: see `Node`.
-        let prefix = (lo >> shift).low_u32() & !((1 << stride) - 1);
+        let prefix = (lo >> split.shift).low_u32() & !((1 << split.stride) - 1);
         // `shift` < 128 fits.
         #[allow(clippy::cast_possible_truncation)]
         Node {
             lo,
-            hi,
+            hi: self.starts[first + count - 1],
             origin: index_u32(base).wrapping_sub(prefix),
-            shift: shift as u8,
+            shift: split.shift as u8,
         }
+    }
+}
+
+/// Calls `each(slot, begin, end)` for every slot of `split` over
+/// `starts[first..first + count]`, with the starts `begin..end` inside.
+fn slots<K: Key>(
+    starts: &[K],
+    first: usize,
+    count: usize,
+    split: Split,
+    mut each: impl FnMut(usize, usize, usize),
+) {
+    let end = first + count;
+    let mask = (1u32 << split.stride) - 1;
+    let mut next = first;
+    for slot in 0..1usize << split.stride {
+        let begin = next;
+        while next < end && (starts[next] >> split.shift).low_u32() & mask == slot as u32 {
+            next += 1;
+        }
+        each(slot, begin, next);
     }
 }
 
