@@ -46,8 +46,9 @@ use crate::net::{canonical, canonical_net, parse_net};
 ///
 /// # Cost
 ///
-/// A lookup reads a handful of array entries whatever the size of the lists
-/// (a radix tree over the precomputed verdicts, see the
+/// A lookup costs the same whatever the size of the lists: for most sets,
+/// a little arithmetic and one cache-line-sized block read (a radix tree
+/// over the precomputed verdicts, see the
 /// [module docs](super#performance)); it never allocates. Building is
 /// `O(n log n)` and memory is linear in the number of prefixes. Clones are
 /// cheap and share the tables.
