@@ -103,18 +103,21 @@
 //! The lists are compiled, once, into per-family tables of *elementary
 //! intervals* — the address ranges over which the verdict and the matching
 //! prefix do not change — found through a radix tree whose nodes widen
-//! with the number of intervals they split (up to 2^20 slots) and skip bits
-//! that all their intervals share. A lookup reads one or two tree slots, a
-//! run of at most eight interval starts and one verdict, whatever the size
-//! of the lists; nothing is scanned linearly and nothing allocates. Memory
-//! is linear in the number of prefixes.
+//! with the number of intervals they split (up to 2^20 slots) and skip the
+//! bits all their intervals share. Each slot is one cache-aligned block: up
+//! to eight IPv4 (six IPv6) interval starts with their verdicts, or a child
+//! node. For most sets a lookup is a little arithmetic on the root and one
+//! block read, compared without branches — whatever the size of the lists.
+//! Nothing is scanned linearly and nothing allocates. Memory is linear in
+//! the number of prefixes: about 40 bytes per IPv4 prefix and 180 per IPv6
+//! prefix for a million random ones, built in well under a second.
 //!
-//! Measured on a 2-core Xeon (Sapphire Rapids) over a rotating set of 1024
-//! addresses, a lookup stays within about ten nanoseconds from ten to a
-//! million prefixes, IPv4 and IPv6, for addresses that match a prefix and
-//! for those that match none; a linear scan over the same lists costs
-//! microseconds at a thousand entries. `cargo bench --bench ip_set`
-//! reproduces the comparison.
+//! On a small 2-core Xeon VM, over a rotating set of 1024 addresses, a
+//! lookup takes about 6 to 15 ns for IPv4 and 8 to 22 ns for IPv6 from ten
+//! to a million prefixes, for addresses that match a prefix and for those
+//! that match none — several times faster than the `prefix-trie` crate,
+//! while a linear scan costs microseconds at a thousand entries.
+//! `cargo bench --bench ip_set` reproduces the comparison.
 
 mod layer;
 mod service;

@@ -46,8 +46,9 @@ use crate::net::{canonical, canonical_net, parse_net};
 ///
 /// # Cost
 ///
-/// A lookup reads a handful of array entries whatever the size of the lists
-/// (a radix tree over the precomputed verdicts, see the
+/// A lookup costs the same whatever the size of the lists: for most sets,
+/// a little arithmetic and one cache-line-sized block read (a radix tree
+/// over the precomputed verdicts, see the
 /// [module docs](super#performance)); it never allocates. Building is
 /// `O(n log n)` and memory is linear in the number of prefixes. Clones are
 /// cheap and share the tables.
@@ -77,6 +78,7 @@ impl fmt::Debug for IpSet {
             .field("deny", &self.inner.deny_len)
             .field("ipv4_intervals", &self.inner.v4.intervals())
             .field("ipv6_intervals", &self.inner.v6.intervals())
+            .field("table_bytes", &self.table_bytes())
             .finish()
     }
 }
@@ -165,9 +167,15 @@ impl IpSet {
         self.inner.deny_len
     }
 
-    #[cfg(test)]
-    pub(super) fn heap_bytes(&self) -> usize {
+    /// Heap bytes held by the lookup tables.
+    fn table_bytes(&self) -> usize {
         self.inner.v4.heap_bytes() + self.inner.v6.heap_bytes()
+    }
+
+    /// The shifts of the IPv4 and IPv6 nodes below the roots.
+    #[cfg(test)]
+    fn node_shifts(&self) -> (Vec<u8>, Vec<u8>) {
+        (self.inner.v4.node_shifts(), self.inner.v6.node_shifts())
     }
 }
 
@@ -624,7 +632,7 @@ mod tests {
         }
     }
 
-    fn check(seed: u64, bases: usize, rules: usize, queries: usize) {
+    fn check(seed: u64, bases: usize, rules: usize, queries: usize) -> IpSet {
         let mut g = Gen::new(seed, bases);
         let mut allow = Vec::new();
         let mut deny = Vec::new();
@@ -661,6 +669,7 @@ mod tests {
                 "seed {seed}, address {addr}"
             );
         }
+        set
     }
 
     #[test]
@@ -679,9 +688,15 @@ mod tests {
     fn matches_a_linear_scan_on_large_random_sets() {
         // Dense clusters around few bases (deep nodes, path compression,
         // full buckets) and spread-out sets (wide nodes).
-        check(1001, 3, 3000, 4000);
+        let dense = check(1001, 3, 3000, 4000);
         check(1002, 40, 3000, 4000);
         check(1003, 400, 2000, 3000);
+        // The dense set really has nodes below the roots, on both halves of
+        // IPv6 keys.
+        let (v4, v6) = dense.node_shifts();
+        assert!(!v4.is_empty());
+        assert!(v6.iter().any(|&shift| shift < 64), "{v6:?}");
+        assert!(v6.iter().any(|&shift| shift >= 64), "{v6:?}");
     }
 
     #[test]
@@ -693,6 +708,10 @@ mod tests {
         let set = IpSet::builder().deny_nets(nets).build();
         // About 40k interval starts and leaves (6 bytes each) plus the
         // slots that index them.
-        assert!(set.heap_bytes() < 20_000 * 64, "{} bytes", set.heap_bytes());
+        assert!(
+            set.table_bytes() < 20_000 * 64,
+            "{} bytes",
+            set.table_bytes()
+        );
     }
 }

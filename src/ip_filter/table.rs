@@ -26,11 +26,13 @@
 //! Node strides grow with the number of starts they split (aiming at
 //! [`Key::PER_SLOT`] starts per slot, up to [`MAX_STRIDE`] bits), so for
 //! most sets a lookup is the root's arithmetic plus **one block read**.
-//! A key outside a node's first..=last start is clamped into it (and, if it
-//! was below, answered by the leaf before the node); this skips the bits all
-//! of the node's starts share (path compression) without a branch. Lookup
-//! cost is bounded by the key width, never by the number of entries, and
-//! memory is linear in the number of entries.
+//! To pick a slot, a key outside a node's first..=last start is clamped
+//! into that range: it then lands in the first (or last) start's window,
+//! where it counts below (or above) every start and so gets the leaf before
+//! the node (or the last one in it). Splitting on the highest bits in which
+//! the node's starts differ skips the bits they share (path compression),
+//! without a branch. Lookup cost is bounded by the key width, never by the
+//! number of entries, and memory is linear in the number of entries.
 //!
 //! Everything lives in one flat boxed slice of blocks indexed by `u32`: no
 //! pointers, no per-node allocation.
@@ -61,6 +63,9 @@ pub(super) trait Key:
     fn leading_zeros(self) -> u32;
     /// The low 32 bits.
     fn low_u32(self) -> u32;
+    /// The low 32 bits of `self`, clamped to `lo..=hi`, shifted right by
+    /// `shift`: a node's slot number (plus the node's origin).
+    fn slot(self, lo: Self, hi: Self, shift: u32) -> u32;
 }
 
 /// The bits of a `len`-bit prefix that are host bits (`len` ≥ width: none).
@@ -99,9 +104,8 @@ pub(super) trait Block<K>: Copy + fmt::Debug {
     fn node(node: Node<K>) -> Self;
     /// The child node, if this block is one.
     fn child(&self) -> Option<Node<K>>;
-    /// The leaf of `key` in this window; `below` picks the leaf before
-    /// (the key was clamped up to the node's first start).
-    fn leaf(&self, key: K, below: bool) -> Leaf;
+    /// The leaf of `key` in this window.
+    fn leaf(&self, key: K) -> Leaf;
 }
 
 macro_rules! key_and_block {
@@ -111,7 +115,8 @@ macro_rules! key_and_block {
         window = $window:literal,
         align = $align:literal,
         per_slot = $per_slot:literal,
-        count = $count:ident $(,)?
+        count = $count:ident,
+        slot = $slot:ident $(,)?
     ) => {
         impl Key for $key {
             const BITS: u32 = <$key>::BITS;
@@ -131,6 +136,10 @@ macro_rules! key_and_block {
             #[allow(clippy::cast_possible_truncation)]
             fn low_u32(self) -> u32 {
                 self as u32
+            }
+            #[inline]
+            fn slot(self, lo: Self, hi: Self, shift: u32) -> u32 {
+                $slot(self, lo, hi, shift)
             }
         }
 
@@ -198,9 +207,8 @@ macro_rules! key_and_block {
             }
 
             #[inline]
-            fn leaf(&self, key: $key, below: bool) -> Leaf {
-                let count = $count(&self.starts, key) as usize;
-                match self.leaves.get(count.wrapping_sub(usize::from(below))) {
+            fn leaf(&self, key: $key) -> Leaf {
+                match self.leaves.get($count(&self.starts, key) as usize) {
                     Some(&leaf) => leaf,
                     None => Leaf::FAIL_CLOSED,
                 }
@@ -209,23 +217,58 @@ macro_rules! key_and_block {
     };
 }
 
-/// The number of `starts` at or below `key`, by adding up comparisons
-/// (which compilers turn into a few SIMD instructions for `u32`).
+/// The number of 8 sorted `starts` at or below `key`: a byte of ones per
+/// start at or below (compilers build these with a few SIMD instructions),
+/// which form a prefix whose length in bytes is the count.
 #[inline]
-fn count_by_sum<K: Key, const N: usize>(starts: &[K; N], key: K) -> u32 {
-    starts.iter().map(|&start| u32::from(start <= key)).sum()
+fn count_8(starts: &[u32; 8], key: u32) -> u32 {
+    let mut bytes = [0u8; 8];
+    for (byte, &start) in bytes.iter_mut().zip(starts) {
+        *byte = 0u8.wrapping_sub(u8::from(start <= key));
+    }
+    u64::from_le_bytes(bytes).trailing_ones() / 8
 }
 
-/// The number of `starts` at or below `key`, which must be sorted: the
-/// length of the run of comparisons that hold (scalar, for `u128`).
+/// The number of `starts` at or below `key`: `N` minus the number above,
+/// whose comparisons become borrow flags added up (scalar, for `u128`).
 #[inline]
 fn count_by_mask<K: Key, const N: usize>(starts: &[K; N], key: K) -> u32 {
-    let mut at_or_below = 0u64;
-    for (i, &start) in starts.iter().enumerate() {
-        at_or_below |= u64::from(start <= key) << i;
+    let mut above = 0u32;
+    for &start in starts {
+        above = above.wrapping_add(u32::from(key < start));
     }
-    (!at_or_below).trailing_zeros()
+    N as u32 - above
 }
+
+/// [`Key::slot`] for IPv4.
+#[inline]
+fn slot_u32(key: u32, lo: u32, hi: u32, shift: u32) -> u32 {
+    key.clamp_to(lo, hi) >> shift
+}
+
+/// [`Key::slot`] for IPv6.
+#[inline]
+#[allow(clippy::cast_possible_truncation)]
+fn slot_u128(key: u128, lo: u128, hi: u128, shift: u32) -> u32 {
+    if shift >= 64 {
+        // Only the high halves matter (the common case at the top of an
+        // IPv6 table): clamp and shift those alone.
+        let high = |k: u128| (k >> 64) as u64;
+        (high(key).clamp_to(high(lo), high(hi)) >> (shift - 64)) as u32
+    } else {
+        (key.clamp_to(lo, hi) >> shift) as u32
+    }
+}
+
+/// `Ord::clamp` without its assertion: `lo <= hi` holds by construction.
+trait ClampTo: Ord + Sized {
+    #[inline]
+    fn clamp_to(self, lo: Self, hi: Self) -> Self {
+        self.max(lo).min(hi)
+    }
+}
+
+impl<T: Ord> ClampTo for T {}
 
 // IPv4: 8 starts and 9 leaves in one 64-byte line.
 key_and_block!(
@@ -234,7 +277,8 @@ key_and_block!(
     window = 8,
     align = 64,
     per_slot = 4,
-    count = count_by_sum
+    count = count_8,
+    slot = slot_u32
 );
 // IPv6: 6 starts and 7 leaves in one 128-byte pair of lines.
 key_and_block!(
@@ -243,7 +287,8 @@ key_and_block!(
     window = 6,
     align = 128,
     per_slot = 2,
-    count = count_by_mask
+    count = count_by_mask,
+    slot = slot_u128
 );
 
 /// The verdict for one elementary interval: allow or deny, and the length
@@ -344,7 +389,11 @@ impl<K: Key> Table<K> {
             leaves: &leaves,
             blocks: Vec::new(),
         };
+        // Allocate once, exactly: the blocks are most of the memory.
+        let needed = builder.blocks_needed(0, starts.len());
+        builder.blocks = Vec::with_capacity(needed);
         let root = builder.node(0, starts.len());
+        debug_assert_eq!(builder.blocks.len(), needed);
         Self {
             root,
             blocks: builder.blocks.into_boxed_slice(),
@@ -358,19 +407,27 @@ impl<K: Key> Table<K> {
     }
 
     /// Heap bytes held by the table.
-    #[cfg(test)]
     pub(super) fn heap_bytes(&self) -> usize {
         std::mem::size_of_val(&*self.blocks)
+    }
+
+    /// The shifts of the nodes below the root.
+    #[cfg(test)]
+    pub(super) fn node_shifts(&self) -> Vec<u8> {
+        self.blocks
+            .iter()
+            .filter_map(|block| block.child().map(|node| node.shift))
+            .collect()
     }
 
     /// The leaf of the interval holding `key`.
     #[inline]
     pub(super) fn lookup(&self, key: K) -> Leaf {
-        // The root's first start is 0: no key is below it.
-        let mut key = key.min(self.root.hi);
-        let mut index =
-            (self.root.origin).wrapping_add((key >> u32::from(self.root.shift)).low_u32());
-        let mut below = false;
+        let root = &self.root;
+        // The root's first start is key 0 (so clamping up is a no-op).
+        let mut index = root
+            .origin
+            .wrapping_add(key.slot(K::ZERO, root.hi, u32::from(root.shift)));
         // Each node splits on lower bits than its parent, so this loop runs
         // at most once per key bit (and for most sets, once); a malformed
         // table fails closed rather than panics.
@@ -379,13 +436,11 @@ impl<K: Key> Table<K> {
                 return Leaf::FAIL_CLOSED;
             };
             let Some(node) = block.child() else {
-                return block.leaf(key, below);
+                return block.leaf(key);
             };
-            below |= key < node.lo;
-            key = key.max(node.lo).min(node.hi);
             index = node
                 .origin
-                .wrapping_add((key >> u32::from(node.shift)).low_u32());
+                .wrapping_add(key.slot(node.lo, node.hi, u32::from(node.shift)));
         }
     }
 }
@@ -454,13 +509,18 @@ struct Builder<'a, K: Key> {
     blocks: Vec<K::Block>,
 }
 
+/// How a node splits its starts: on key bits `shift..shift + stride`.
+#[derive(Clone, Copy)]
+struct Split {
+    shift: u32,
+    stride: u32,
+}
+
 impl<K: Key> Builder<'_, K> {
-    /// A node over the starts `first..first + count` (at least one), with
-    /// its blocks.
-    fn node(&mut self, first: usize, count: usize) -> Node<K> {
-        let end = first + count;
+    /// How to split the starts `first..first + count` (at least one).
+    fn split(&self, first: usize, count: usize) -> Split {
         let lo = self.starts[first];
-        let hi = self.starts[end - 1];
+        let hi = self.starts[first + count - 1];
         // The starts differ in their lowest `span` bits and agree above.
         let span = K::BITS - (lo ^ hi).leading_zeros();
         let stride = if span == 0 {
@@ -469,39 +529,87 @@ impl<K: Key> Builder<'_, K> {
         } else {
             ceil_log2(count.div_ceil(K::PER_SLOT)).clamp(1, span.min(MAX_STRIDE))
         };
-        let shift = span - stride;
-        let base = self.blocks.len();
-        let width = 1usize << stride;
-        let empty = K::Block::window(&[], Leaf::FAIL_CLOSED, &[]);
-        self.blocks.resize(base + width, empty);
-        let slot_of = |start: K| (start >> shift).low_u32() & ((1 << stride) - 1);
-        let mut next = first;
-        for slot in 0..width {
-            let begin = next;
-            while next < end && slot_of(self.starts[next]) == slot as u32 {
-                next += 1;
-            }
-            let block = if next - begin <= K::Block::WINDOW {
-                // Where the slot begins, the interval of the last start
-                // before it is in force (keys before the node's first start
-                // never get here: they are clamped to it).
-                let before = self.leaves[begin.saturating_sub(1)];
-                K::Block::window(&self.starts[begin..next], before, &self.leaves[begin..next])
-            } else {
-                K::Block::node(self.node(begin, next - begin))
-            };
-            self.blocks[base + slot] = block;
+        Split {
+            shift: span - stride,
+            stride,
         }
+    }
+
+    /// The number of blocks a node over the starts `first..first + count`
+    /// needs, its descendants included.
+    fn blocks_needed(&self, first: usize, count: usize) -> usize {
+        let split = self.split(first, count);
+        let mut total = 1usize << split.stride;
+        let mut children = Vec::new();
+        slots(self.starts, first, count, split, |_, begin, end| {
+            if end - begin > K::Block::WINDOW {
+                children.push((begin, end - begin));
+            }
+        });
+        for (begin, count) in children {
+            total += self.blocks_needed(begin, count);
+        }
+        total
+    }
+
+    /// A node over the starts `first..first + count` (at least one), with
+    /// its blocks.
+    fn node(&mut self, first: usize, count: usize) -> Node<K> {
+        let split = self.split(first, count);
+        let base = self.blocks.len();
+        let empty = K::Block::window(&[], Leaf::FAIL_CLOSED, &[]);
+        self.blocks.resize(base + (1 << split.stride), empty);
+        let (starts, leaves) = (self.starts, self.leaves);
+        let blocks = &mut self.blocks;
+        let mut children = Vec::new();
+        slots(starts, first, count, split, |slot, begin, end| {
+            if end - begin > K::Block::WINDOW {
+                children.push((slot, begin, end - begin));
+            } else {
+                // Where the slot begins, the interval of the last start
+                // before it is in force (keys that are before the node's
+                // first start count below it in its window and get this).
+                let before = leaves[begin.saturating_sub(1)];
+                blocks[base + slot] =
+                    K::Block::window(&starts[begin..end], before, &leaves[begin..end]);
+            }
+        });
+        for (slot, begin, count) in children {
+            let child = self.node(begin, count);
+            self.blocks[base + slot] = K::Block::node(child);
+        }
+        let lo = self.starts[first];
         // Index arithmetic modulo 2^32: see `Node`.
-        let prefix = (lo >> shift).low_u32() & !((1 << stride) - 1);
+        let prefix = (lo >> split.shift).low_u32() & !((1 << split.stride) - 1);
         // `shift` < 128 fits.
         #[allow(clippy::cast_possible_truncation)]
         Node {
             lo,
-            hi,
+            hi: self.starts[first + count - 1],
             origin: index_u32(base).wrapping_sub(prefix),
-            shift: shift as u8,
+            shift: split.shift as u8,
         }
+    }
+}
+
+/// Calls `each(slot, begin, end)` for every slot of `split` over
+/// `starts[first..first + count]`, with the starts `begin..end` inside.
+fn slots<K: Key>(
+    starts: &[K],
+    first: usize,
+    count: usize,
+    split: Split,
+    mut each: impl FnMut(usize, usize, usize),
+) {
+    let end = first + count;
+    let mask = (1u32 << split.stride) - 1;
+    let mut next = first;
+    for slot in 0..1usize << split.stride {
+        let begin = next;
+        while next < end && (starts[next] >> split.shift).low_u32() & mask == slot as u32 {
+            next += 1;
+        }
+        each(slot, begin, next);
     }
 }
 
