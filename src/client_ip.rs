@@ -148,9 +148,7 @@ impl Config {
             return Ok(peer);
         }
         let (name, parse): (HeaderName, fn(&str) -> Option<IpAddr>) = match self.header {
-            ForwardedHeader::XForwardedFor => {
-                (HeaderName::from_static("x-forwarded-for"), parse_xff_entry)
-            }
+            ForwardedHeader::XForwardedFor => (X_FORWARDED_FOR, parse_xff_entry),
             ForwardedHeader::Forwarded => (http::header::FORWARDED, parse_forwarded_element),
         };
         let mut walked = 0;
@@ -173,6 +171,8 @@ impl Config {
         ))
     }
 }
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 fn invalid(detail: &'static str) -> Rejection {
     Rejection::new(Reason::ForwardedInvalid).with_detail(detail)
