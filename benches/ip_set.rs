@@ -28,26 +28,9 @@ const SIZES: [usize; 4] = [10, 1_000, 100_000, 1_000_000];
 const LINEAR_MAX: usize = 100_000;
 const QUERIES: usize = 1024;
 
-/// SplitMix64: small, deterministic, good enough for test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn u128(&mut self) -> u128 {
-        (u128::from(self.next()) << 64) | u128::from(self.next())
-    }
-}
+#[path = "../src/ip_filter/splitmix.rs"]
+mod splitmix;
+use splitmix::Rng;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Family {

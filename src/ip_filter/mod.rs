@@ -122,6 +122,8 @@
 mod layer;
 mod service;
 mod set;
+#[cfg(test)]
+mod splitmix;
 mod table;
 
 pub use self::layer::IpFilterLayer;

@@ -310,6 +310,7 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use super::*;
+    use crate::ip_filter::splitmix::Rng;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
@@ -468,27 +469,6 @@ mod tests {
         assert!(!debug.contains("10.0.0.0"), "{debug}");
         let builder = IpSet::builder().allow(net("10.0.0.0/8"));
         assert_eq!(format!("{builder:?}"), "IpSetBuilder { allow: 1, deny: 0 }");
-    }
-
-    /// A small deterministic PRNG (SplitMix64).
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-
-        fn u128(&mut self) -> u128 {
-            (u128::from(self.next()) << 64) | u128::from(self.next())
-        }
     }
 
     /// The semantics, by linear scan.
