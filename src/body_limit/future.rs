@@ -10,25 +10,17 @@ use pin_project_lite::pin_project;
 
 use super::service::{Head, too_large};
 use crate::body::ResponseBody;
+use crate::guard;
 use crate::reject::Respond;
 
 pin_project! {
-    /// Response future of [`BodyLimit`](super::BodyLimit).
+    /// Response future of [`BodyLimit`](super::BodyLimit): the guard future
+    /// (inner service, or a refusal ready at once), plus, for admitted
+    /// requests, the watch that turns a streamed overflow into 413.
     pub struct ResponseFuture<F, R> {
         #[pin]
-        kind: Kind<F, R>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F, R> {
-        Watch {
-            #[pin]
-            future: F,
-            watch: Option<Watch<R>>,
-        },
-        Reject { response: Option<Response<Bytes>> },
+        inner: guard::ResponseFuture<F>,
+        watch: Option<Watch<R>>,
     }
 }
 
@@ -48,35 +40,29 @@ impl<F, R> ResponseFuture<F, R> {
         limit: u64,
     ) -> Self {
         Self {
-            kind: Kind::Watch {
-                future,
-                watch: Some(Watch {
-                    tripped,
-                    head,
-                    responder,
-                    limit,
-                }),
-            },
+            inner: guard::ResponseFuture::inner(future),
+            watch: Some(Watch {
+                tripped,
+                head,
+                responder,
+                limit,
+            }),
         }
     }
 
     pub(super) fn reject(response: Response<Bytes>) -> Self {
         Self {
-            kind: Kind::Reject {
-                response: Some(response),
-            },
+            inner: guard::ResponseFuture::reject(response),
+            watch: None,
         }
     }
 }
 
 impl<F, R> std::fmt::Debug for ResponseFuture<F, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = match self.kind {
-            Kind::Watch { .. } => "watch",
-            Kind::Reject { .. } => "reject",
-        };
         f.debug_struct("ResponseFuture")
-            .field("state", &state)
+            .field("inner", &self.inner)
+            .field("watching", &self.watch.is_some())
             .finish()
     }
 }
@@ -89,26 +75,16 @@ where
     type Output = Result<Response<ResponseBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Watch { future, watch } => {
-                let response = ready!(future.poll(cx))?;
-                let watch = watch
-                    .take()
-                    .expect("ResponseFuture polled after completion");
-                if watch.tripped.load(Ordering::Acquire) {
-                    drop(response);
-                    let request = watch.head.into_request();
-                    let rejection = too_large(&watch.responder, watch.limit, &request);
-                    return Poll::Ready(Ok(rejection.map(ResponseBody::rejection)));
-                }
-                Poll::Ready(Ok(response.map(ResponseBody::inner)))
+        let this = self.project();
+        let response = ready!(this.inner.poll(cx))?;
+        match this.watch.take() {
+            Some(watch) if watch.tripped.load(Ordering::Acquire) => {
+                drop(response);
+                let request = watch.head.into_request();
+                let rejection = too_large(&watch.responder, watch.limit, &request);
+                Poll::Ready(Ok(rejection.map(ResponseBody::rejection)))
             }
-            KindProj::Reject { response } => {
-                let response = response
-                    .take()
-                    .expect("ResponseFuture polled after completion");
-                Poll::Ready(Ok(response.map(ResponseBody::rejection)))
-            }
+            _ => Poll::Ready(Ok(response)),
         }
     }
 }
