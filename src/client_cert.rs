@@ -72,7 +72,7 @@ use tower_layer::Layer;
 use crate::ConfigError;
 use crate::client_ip::peer_ip;
 use crate::guard::{Check, Guard};
-use crate::net::{canonical_net, parse_net};
+use crate::net::{in_any, normalize_net, parse_nets};
 use crate::reject::{DefaultResponder, Reason, Rejection, Respond};
 
 /// What the trusted proxy told us about the client certificate, left in the
@@ -121,7 +121,7 @@ impl Config {
         headers: &HeaderMap,
         peer: Option<std::net::IpAddr>,
     ) -> Result<ClientCertInfo, Rejection> {
-        let trusted = peer.is_some_and(|ip| self.trusted.iter().any(|net| net.contains(&ip)));
+        let trusted = peer.is_some_and(|ip| in_any(&self.trusted, ip));
         if !trusted {
             return Err(refuse(
                 "client certificate assertions are accepted only from a trusted proxy",
@@ -241,10 +241,7 @@ impl ClientCertLayer {
 impl<R> ClientCertLayer<R> {
     /// Believes the headers from peers in these prefixes (and only them).
     pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpNet>) -> Self {
-        Arc::make_mut(&mut self.config).trusted = proxies
-            .into_iter()
-            .map(|net| canonical_net(net).trunc())
-            .collect();
+        Arc::make_mut(&mut self.config).trusted = proxies.into_iter().map(normalize_net).collect();
         self
     }
 
@@ -258,10 +255,7 @@ impl<R> ClientCertLayer<R> {
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
-        Arc::make_mut(&mut self.config).trusted = proxies
-            .into_iter()
-            .map(|p| parse_net("trusted_proxies", p.as_ref()))
-            .collect::<Result<_, _>>()?;
+        Arc::make_mut(&mut self.config).trusted = parse_nets("trusted_proxies", proxies)?;
         Ok(self)
     }
 

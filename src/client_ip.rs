@@ -68,7 +68,7 @@ use tower_layer::Layer;
 
 use crate::ConfigError;
 use crate::guard::{Check, Guard};
-use crate::net::{canonical, canonical_net, parse_net};
+use crate::net::{canonical, in_any, normalize_net, parse_nets};
 use crate::reject::{DefaultResponder, Reason, Rejection, Respond};
 
 /// The address of the client, as resolved by [`ClientIpLayer`].
@@ -138,7 +138,7 @@ struct Config {
 impl Config {
     #[inline]
     fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.trusted.iter().any(|net| net.contains(&ip))
+        in_any(&self.trusted, ip)
     }
 
     fn resolve(&self, headers: &HeaderMap, extensions: &Extensions) -> Result<IpAddr, Rejection> {
@@ -251,10 +251,7 @@ impl<R> ClientIpLayer<R> {
 
     /// Trusts forwarding headers from peers in these prefixes (and only them).
     pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpNet>) -> Self {
-        self.config_mut().trusted = proxies
-            .into_iter()
-            .map(|net| canonical_net(net).trunc())
-            .collect();
+        self.config_mut().trusted = proxies.into_iter().map(normalize_net).collect();
         self
     }
 
@@ -269,10 +266,7 @@ impl<R> ClientIpLayer<R> {
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
-        self.config_mut().trusted = proxies
-            .into_iter()
-            .map(|p| parse_net("trusted_proxies", p.as_ref()))
-            .collect::<Result<_, _>>()?;
+        self.config_mut().trusted = parse_nets("trusted_proxies", proxies)?;
         Ok(self)
     }
 

@@ -52,7 +52,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::ConfigError;
-use crate::net::parse_net;
+use crate::net::parse_nets;
 
 /// The deployment environment (`MCP_ENVIRONMENT`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -461,11 +461,7 @@ fn boolean(vars: &Vars, name: &'static str) -> Result<Option<bool>, ConfigError>
 }
 
 fn nets(vars: &Vars, name: &'static str) -> Result<Vec<IpNet>, ConfigError> {
-    list(vars, name)?
-        .unwrap_or_default()
-        .iter()
-        .map(|entry| parse_net(name, entry))
-        .collect()
+    parse_nets(name, list(vars, name)?.unwrap_or_default())
 }
 
 fn list(vars: &Vars, name: &'static str) -> Result<Option<Vec<String>>, ConfigError> {

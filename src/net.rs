@@ -29,11 +29,29 @@ pub(crate) fn parse_net(setting: &'static str, text: &str) -> Result<IpNet, Conf
         })?;
         IpNet::from(ip)
     };
-    Ok(canonical_net(net).trunc())
+    Ok(normalize_net(net))
+}
+
+/// Parses every entry of `list` with [`parse_net`]; the first bad entry is
+/// the error.
+pub(crate) fn parse_nets<I, T>(setting: &'static str, list: I) -> Result<Vec<IpNet>, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: AsRef<str>,
+{
+    list.into_iter()
+        .map(|entry| parse_net(setting, entry.as_ref()))
+        .collect()
+}
+
+/// A prefix as the layers compare it: IPv4-mapped IPv6 becomes IPv4, and the
+/// host bits are cleared.
+pub(crate) fn normalize_net(net: IpNet) -> IpNet {
+    canonical_net(net).trunc()
 }
 
 /// An IPv4-mapped IPv6 prefix (`::ffff:0:0/96` and longer) as IPv4.
-pub(crate) fn canonical_net(net: IpNet) -> IpNet {
+fn canonical_net(net: IpNet) -> IpNet {
     if let IpNet::V6(v6) = net
         && let Some(v4) = v6.addr().to_ipv4_mapped()
         && v6.prefix_len() >= 96
@@ -44,6 +62,13 @@ pub(crate) fn canonical_net(net: IpNet) -> IpNet {
         }
     }
     net
+}
+
+/// Whether `ip` (already canonical) lies in any of `nets`. Trusted-proxy
+/// lists are short, so a scan beats any index here.
+#[inline]
+pub(crate) fn in_any(nets: &[IpNet], ip: IpAddr) -> bool {
+    nets.iter().any(|net| net.contains(&ip))
 }
 
 /// An address as the layers compare it: IPv4-mapped IPv6 becomes IPv4.

@@ -8,7 +8,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::table::{Leaf, Rule, Table};
 use crate::ConfigError;
-use crate::net::{canonical, canonical_net, parse_net};
+use crate::net::{canonical, normalize_net, parse_nets};
 
 /// Allow and deny lists of IPv4 and IPv6 prefixes, answered in constant
 /// time.
@@ -107,10 +107,11 @@ impl IpSet {
             setting: &'static str,
             list: impl IntoIterator<Item: AsRef<str>>,
         ) -> Result<Vec<IpNet>, ConfigError> {
-            list.into_iter()
-                .filter(|entry| !entry.as_ref().trim().is_empty())
-                .map(|entry| parse_net(setting, entry.as_ref()))
-                .collect()
+            parse_nets(
+                setting,
+                list.into_iter()
+                    .filter(|entry| !entry.as_ref().trim().is_empty()),
+            )
         }
         let allow = parse("allow", allow)?;
         let deny = parse("deny", deny)?;
@@ -266,7 +267,7 @@ impl IpSetBuilder {
         for (list, allow) in [(self.allow, true), (self.deny, false)] {
             for net in list {
                 // `prefix_len` is at most 32 or 128.
-                match canonical_net(net).trunc() {
+                match normalize_net(net) {
                     IpNet::V4(n) => v4.push(Rule {
                         key: u32::from(n.network()),
                         len: n.prefix_len(),
@@ -477,7 +478,7 @@ mod tests {
         let mut best: Option<(u8, bool, IpNet)> = None;
         for (list, allowed) in [(allow, true), (deny, false)] {
             for net in list {
-                let net = canonical_net(*net).trunc();
+                let net = normalize_net(*net);
                 if !net.contains(&ip) {
                     continue;
                 }
@@ -571,7 +572,7 @@ mod tests {
         fn query(&mut self, rules: &[IpNet]) -> IpAddr {
             let pick = self.rng.below(10);
             if pick < 4 && !rules.is_empty() {
-                let net = canonical_net(rules[self.rng.below(rules.len() as u64) as usize]).trunc();
+                let net = normalize_net(rules[self.rng.below(rules.len() as u64) as usize]);
                 return match net {
                     IpNet::V4(n) => {
                         let (lo, hi) = (u32::from(n.network()), u32::from(n.broadcast()));
