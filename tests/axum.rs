@@ -2,17 +2,14 @@
 //! and called over real HTTP/1.1.
 #![cfg(feature = "axum")]
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::extract::Extension;
 use axum::routing::{get, post};
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use http_body::{Body, Frame};
+use http_body::Body;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -49,21 +46,9 @@ fn app(layer: ClientIpLayer) -> Router {
         .layer(layer)
 }
 
-/// A body streamed in chunks with no length: hyper sends it chunked.
-struct Chunks(Vec<Bytes>);
-
-impl Body for Chunks {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let next = (!self.0.is_empty()).then(|| self.0.remove(0));
-        Poll::Ready(next.map(|b| Ok(Frame::data(b))))
-    }
-}
+#[path = "support/chunks.rs"]
+mod chunks;
+use chunks::Chunks;
 
 async fn send<B>(request: Request<B>) -> (StatusCode, http::HeaderMap, Bytes)
 where
@@ -115,7 +100,7 @@ async fn trusted_loopback_proxy_forwards_the_client() {
 #[tokio::test]
 async fn attack_chunked_upload_over_the_cap_gets_a_clean_413() {
     let addr = serve(app(ClientIpLayer::new())).await;
-    let chunks = Chunks(vec![Bytes::from_static(b"0123456789"); 4]);
+    let chunks = Chunks::of(vec![Bytes::from_static(b"0123456789"); 4]);
     let request = Request::post(format!("http://{addr}/echo"))
         .body(chunks)
         .unwrap();
@@ -136,7 +121,7 @@ async fn declared_length_over_the_cap_and_bodies_within_it() {
     let (status, _, _) = send(request).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 
-    let chunks = Chunks(vec![Bytes::from_static(b"01234567"); 2]);
+    let chunks = Chunks::of(vec![Bytes::from_static(b"01234567"); 2]);
     let request = Request::post(format!("http://{addr}/echo"))
         .body(chunks)
         .unwrap();

@@ -1,40 +1,20 @@
-use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Version};
-use http_body::{Body, Frame};
+use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 
 use super::BodyLimitLayer;
 use crate::reject::{Reason, Rejection};
 
-/// A body streamed in chunks with no declared size, like a chunked upload.
-struct Chunks(VecDeque<Bytes>);
-
-impl Chunks {
-    fn new(sizes: &[usize]) -> Self {
-        Self(sizes.iter().map(|&n| Bytes::from(vec![b'x'; n])).collect())
-    }
-}
-
-impl Body for Chunks {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
-    }
-}
+#[path = "../../tests/support/chunks.rs"]
+mod chunks;
+use chunks::Chunks;
 
 #[derive(Clone, Copy)]
 enum Handler {
