@@ -70,6 +70,7 @@
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod audit;
 pub mod body;
 #[cfg(feature = "body-limit")]
 pub mod body_limit;
@@ -86,6 +87,7 @@ pub mod ip_filter;
 #[cfg_attr(docsrs, doc(cfg(feature = "mcp")))]
 pub mod mcp;
 mod net;
+pub mod principal;
 pub mod reject;
 
 #[cfg(feature = "body-limit")]
@@ -96,4 +98,5 @@ pub use client_ip::{ClientIp, ClientIpLayer};
 pub use error::ConfigError;
 #[cfg(feature = "ip-filter")]
 pub use ip_filter::{IpFilterLayer, IpSet};
+pub use principal::{AuthMethod, McpCall, Principal};
 pub use reject::{Reason, Rejection};

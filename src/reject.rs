@@ -84,6 +84,21 @@ pub enum Reason {
     /// The `Host` header names a host this server does not answer for
     /// (403, `host_forbidden`).
     HostForbidden,
+    /// No credential was presented (401).
+    Unauthenticated,
+    /// The credential was presented but is not valid: a bad signature, an
+    /// unknown key, a wrong issuer or audience, an unknown API key (401).
+    InvalidCredentials,
+    /// The token's `exp` has passed (401).
+    TokenExpired,
+    /// The caller is authenticated but lacks a scope or role the request
+    /// needs (403).
+    InsufficientScope,
+    /// The server cannot check credentials right now, for example because
+    /// its signing keys are too stale to trust (503).
+    AuthUnavailable,
+    /// An MCP session id that does not exist for this caller (404).
+    SessionNotFound,
 }
 
 impl Reason {
@@ -98,6 +113,12 @@ impl Reason {
             Self::PayloadTooLarge => "payload_too_large",
             Self::OriginForbidden => "origin_forbidden",
             Self::HostForbidden => "host_forbidden",
+            Self::Unauthenticated => "unauthenticated",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::TokenExpired => "token_expired",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::AuthUnavailable => "auth_unavailable",
+            Self::SessionNotFound => "session_not_found",
         }
     }
 
@@ -108,8 +129,14 @@ impl Reason {
             Self::IpDenied
             | Self::ClientCertRequired
             | Self::OriginForbidden
-            | Self::HostForbidden => StatusCode::FORBIDDEN,
+            | Self::HostForbidden
+            | Self::InsufficientScope => StatusCode::FORBIDDEN,
             Self::ForwardedInvalid => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated | Self::InvalidCredentials | Self::TokenExpired => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::SessionNotFound => StatusCode::NOT_FOUND,
             Self::ClientIpUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
@@ -122,8 +149,14 @@ impl Reason {
             Self::IpDenied
             | Self::ClientCertRequired
             | Self::OriginForbidden
-            | Self::HostForbidden => GrpcCode::PermissionDenied,
+            | Self::HostForbidden
+            | Self::InsufficientScope => GrpcCode::PermissionDenied,
             Self::ForwardedInvalid => GrpcCode::InvalidArgument,
+            Self::Unauthenticated | Self::InvalidCredentials | Self::TokenExpired => {
+                GrpcCode::Unauthenticated
+            }
+            Self::AuthUnavailable => GrpcCode::Unavailable,
+            Self::SessionNotFound => GrpcCode::NotFound,
             Self::ClientIpUnavailable => GrpcCode::Internal,
             Self::PayloadTooLarge => GrpcCode::ResourceExhausted,
         }
@@ -140,6 +173,12 @@ impl Reason {
             Self::PayloadTooLarge => "request body is too large",
             Self::OriginForbidden => "requests from this origin are not allowed",
             Self::HostForbidden => "requests for this host are not allowed",
+            Self::Unauthenticated => "authentication is required",
+            Self::InvalidCredentials => "the credentials are not valid",
+            Self::TokenExpired => "the token has expired",
+            Self::InsufficientScope => "the credentials do not grant access to this resource",
+            Self::AuthUnavailable => "credentials cannot be checked right now",
+            Self::SessionNotFound => "session not found",
         }
     }
 }
@@ -157,6 +196,8 @@ impl fmt::Display for Reason {
 pub enum GrpcCode {
     /// `INVALID_ARGUMENT` (3).
     InvalidArgument = 3,
+    /// `NOT_FOUND` (5).
+    NotFound = 5,
     /// `PERMISSION_DENIED` (7).
     PermissionDenied = 7,
     /// `RESOURCE_EXHAUSTED` (8).
@@ -181,6 +222,7 @@ impl GrpcCode {
     fn header_value(self) -> HeaderValue {
         HeaderValue::from_static(match self {
             Self::InvalidArgument => "3",
+            Self::NotFound => "5",
             Self::PermissionDenied => "7",
             Self::ResourceExhausted => "8",
             Self::FailedPrecondition => "9",
@@ -524,6 +566,12 @@ mod tests {
             Reason::PayloadTooLarge,
             Reason::OriginForbidden,
             Reason::HostForbidden,
+            Reason::Unauthenticated,
+            Reason::InvalidCredentials,
+            Reason::TokenExpired,
+            Reason::InsufficientScope,
+            Reason::AuthUnavailable,
+            Reason::SessionNotFound,
         ] {
             let grpc = grpc_response(&Rejection::new(reason));
             assert_eq!(
