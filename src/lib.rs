@@ -71,6 +71,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod audit;
+#[cfg(feature = "auth")]
+#[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
+pub mod auth;
 pub mod body;
 #[cfg(feature = "body-limit")]
 pub mod body_limit;

@@ -1,0 +1,249 @@
+//! Signing keys and the algorithms each one is pinned to.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse,
+};
+use jsonwebtoken::{Algorithm, DecodingKey};
+
+use crate::ConfigError;
+
+/// Every key gets a process-unique id; the token cache remembers which key
+/// verified each entry so that a rotation can drop the entries of removed
+/// keys.
+static NEXT_KEY_ID: AtomicU64 = AtomicU64::new(1);
+
+fn next_key_id() -> u64 {
+    NEXT_KEY_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// One verification key.
+pub(crate) struct Key {
+    pub(crate) id: u64,
+    pub(crate) kid: Option<Box<str>>,
+    /// The algorithms a token signed with this key may name. Never mixes
+    /// families: an HMAC key only accepts HS*, an RSA key only RS*/PS*.
+    pub(crate) algorithms: Box<[Algorithm]>,
+    pub(crate) decoding: DecodingKey,
+    /// The JWK this key came from, to recognise it again after a refresh.
+    source: Option<Jwk>,
+}
+
+impl Key {
+    pub(crate) fn allows(&self, alg: Algorithm) -> bool {
+        self.algorithms.contains(&alg)
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Key")
+            .field("kid", &self.kid)
+            .field("algorithms", &self.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The keys a verifier currently trusts.
+#[derive(Debug, Default)]
+pub(crate) struct KeySet {
+    pub(crate) keys: Vec<Key>,
+}
+
+pub(crate) const HMAC_ALGORITHMS: [Algorithm; 3] =
+    [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
+const RSA_ALGORITHMS: [Algorithm; 6] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
+
+/// The lowest HMAC secret length accepted by default, in bytes (RFC 7518
+/// §3.2 asks for at least the hash output size; 32 bytes covers HS256).
+pub const MIN_HMAC_SECRET_BYTES: usize = 32;
+
+impl KeySet {
+    pub(crate) fn hmac(secret: &[u8], algorithm: Algorithm) -> Result<Self, ConfigError> {
+        if !HMAC_ALGORITHMS.contains(&algorithm) {
+            return Err(ConfigError::new(
+                "jwt algorithm",
+                format!(
+                    "{algorithm:?} is not an HMAC algorithm; an HMAC secret signs HS256, HS384 or HS512"
+                ),
+            ));
+        }
+        if secret.is_empty() {
+            return Err(ConfigError::new("jwt secret", "the HMAC secret is empty"));
+        }
+        Ok(Self {
+            keys: vec![Key {
+                id: next_key_id(),
+                kid: None,
+                algorithms: Box::new([algorithm]),
+                decoding: DecodingKey::from_secret(secret),
+                source: None,
+            }],
+        })
+    }
+
+    pub(crate) fn pem(pem: &[u8], algorithm: Algorithm) -> Result<Self, ConfigError> {
+        use Algorithm::*;
+        let decoding = match algorithm {
+            RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => DecodingKey::from_rsa_pem(pem),
+            ES256 | ES384 => DecodingKey::from_ec_pem(pem),
+            EdDSA => DecodingKey::from_ed_pem(pem),
+            HS256 | HS384 | HS512 => {
+                return Err(ConfigError::new(
+                    "jwt algorithm",
+                    "a public key cannot verify HS* tokens; configure an HMAC secret instead",
+                ));
+            }
+            other => {
+                return Err(ConfigError::new(
+                    "jwt algorithm",
+                    format!("{other:?} is not supported"),
+                ));
+            }
+        }
+        .map_err(|e| {
+            ConfigError::new(
+                "jwt public key",
+                format!("not a PEM public key for {algorithm:?}: {e}"),
+            )
+        })?;
+        Ok(Self {
+            keys: vec![Key {
+                id: next_key_id(),
+                kid: None,
+                algorithms: Box::new([algorithm]),
+                decoding,
+                source: None,
+            }],
+        })
+    }
+
+    /// Parses a JWKS document. Keys meant for encryption, keys of unknown
+    /// types and keys whose `alg` does not fit their type are skipped; a
+    /// document with no usable key is an error. `previous` lends its key ids
+    /// to keys that did not change, so cached tokens they verified survive a
+    /// refresh.
+    pub(crate) fn from_jwks_json(
+        json: &[u8],
+        previous: Option<&KeySet>,
+    ) -> Result<(Self, usize), ConfigError> {
+        let set: JwkSet = serde_json::from_slice(json)
+            .map_err(|e| ConfigError::new("jwks", format!("not a JWKS document: {e}")))?;
+        Self::from_jwks(&set, previous)
+    }
+
+    pub(crate) fn from_jwks(
+        set: &JwkSet,
+        previous: Option<&KeySet>,
+    ) -> Result<(Self, usize), ConfigError> {
+        let mut keys = Vec::with_capacity(set.keys.len());
+        let mut skipped = 0;
+        for jwk in &set.keys {
+            let Some(algorithms) = jwk_algorithms(jwk) else {
+                skipped += 1;
+                continue;
+            };
+            let Ok(decoding) = DecodingKey::from_jwk(jwk) else {
+                skipped += 1;
+                continue;
+            };
+            let id = previous
+                .and_then(|p| p.keys.iter().find(|k| k.source.as_ref() == Some(jwk)))
+                .map_or_else(next_key_id, |k| k.id);
+            keys.push(Key {
+                id,
+                kid: jwk.common.key_id.clone().map(String::into_boxed_str),
+                algorithms,
+                decoding,
+                source: Some(jwk.clone()),
+            });
+        }
+        if keys.is_empty() {
+            return Err(ConfigError::new(
+                "jwks",
+                format!(
+                    "the JWKS has no usable signing key ({} key(s) skipped)",
+                    skipped
+                ),
+            ));
+        }
+        Ok((Self { keys }, skipped))
+    }
+
+    /// The key ids in this set.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.keys.iter().map(|k| k.id)
+    }
+
+    pub(crate) fn by_kid(&self, kid: &str) -> Option<&Key> {
+        self.keys.iter().find(|k| k.kid.as_deref() == Some(kid))
+    }
+}
+
+/// The algorithms a JWK may verify, or `None` when it cannot sign JWTs.
+fn jwk_algorithms(jwk: &Jwk) -> Option<Box<[Algorithm]>> {
+    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+        return None;
+    }
+    let family: &[Algorithm] = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => &RSA_ALGORITHMS,
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => &[Algorithm::ES256],
+            EllipticCurve::P384 => &[Algorithm::ES384],
+            _ => return None,
+        },
+        AlgorithmParameters::OctetKeyPair(okp) => match okp.curve {
+            EllipticCurve::Ed25519 => &[Algorithm::EdDSA],
+            _ => return None,
+        },
+        // A shared secret is only trusted when the JWK pins its algorithm.
+        AlgorithmParameters::OctetKey(_) => &HMAC_ALGORITHMS,
+        _ => return None,
+    };
+    match jwk.common.key_algorithm {
+        Some(named) => {
+            let named = key_algorithm(named)?;
+            family.contains(&named).then(|| Box::from([named]))
+        }
+        None if matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) => None,
+        None => Some(family.into()),
+    }
+}
+
+fn key_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
+    Some(match alg {
+        KeyAlgorithm::HS256 => Algorithm::HS256,
+        KeyAlgorithm::HS384 => Algorithm::HS384,
+        KeyAlgorithm::HS512 => Algorithm::HS512,
+        KeyAlgorithm::ES256 => Algorithm::ES256,
+        KeyAlgorithm::ES384 => Algorithm::ES384,
+        KeyAlgorithm::RS256 => Algorithm::RS256,
+        KeyAlgorithm::RS384 => Algorithm::RS384,
+        KeyAlgorithm::RS512 => Algorithm::RS512,
+        KeyAlgorithm::PS256 => Algorithm::PS256,
+        KeyAlgorithm::PS384 => Algorithm::PS384,
+        KeyAlgorithm::PS512 => Algorithm::PS512,
+        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+/// Parses an algorithm name (`HS256`, `RS256`, `ES256`, `EdDSA`, ...).
+pub(crate) fn parse_algorithm(setting: &'static str, name: &str) -> Result<Algorithm, ConfigError> {
+    name.trim().parse::<Algorithm>().map_err(|_| {
+        ConfigError::new(
+            setting,
+            format!(
+                "unknown JWT algorithm {name:?}; expected one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA"
+            ),
+        )
+    })
+}

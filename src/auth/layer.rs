@@ -1,0 +1,571 @@
+//! `AuthLayer`, its service and future.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Method, Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::api_key::ApiKeys;
+use super::challenge::Challenge;
+use super::jwt::{Failure, JwtAuth, Pending, Verdict};
+use crate::audit;
+use crate::body::ResponseBody;
+use crate::principal::Principal;
+use crate::reject::{self, DefaultResponder, Reason, Rejection, Respond};
+
+/// The header API keys are read from by default.
+pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// Query parameters that carry credentials (refused unless enabled).
+const QUERY_TOKEN_PARAMS: [&str; 2] = ["access_token", "token"];
+const QUERY_KEY_PARAMS: [&str; 2] = ["api_key", "apikey"];
+
+#[derive(Clone)]
+struct Config {
+    jwt: Option<JwtAuth>,
+    api_keys: Option<ApiKeys>,
+    anonymous: bool,
+    api_key_header: HeaderName,
+    allow_query: bool,
+    realm: Option<String>,
+    resource_metadata: Option<String>,
+}
+
+/// Turns a credential into a [`Principal`] in the request extensions, or
+/// refuses the request.
+///
+/// * `Authorization: Bearer <token>`: a JWT when a [`JwtAuth`] is set (a
+///   value that is not shaped like a JWT is tried as an API key when API
+///   keys are set, for clients that can only send bearer tokens);
+/// * `X-API-Key: <key>` when [`ApiKeys`] are set;
+/// * credentials in the query string (`access_token`, `api_key`, ...) are
+///   refused, unless [`allow_query_credentials`](Self::allow_query_credentials)
+///   is on, and even then only on WebSocket upgrades, which browsers cannot
+///   send headers with.
+///
+/// Refusals: no credential → 401 `unauthenticated`; a bad one → 401
+/// `invalid_credentials`; an expired token → 401 `token_expired`; keys too
+/// stale to trust → 503 `auth_unavailable`. Every 401 carries
+/// `WWW-Authenticate: Bearer` with `error` (RFC 6750) and, when set,
+/// `resource_metadata` (RFC 9728), and every refusal is one audit event on
+/// `tower_warden::audit` with the reason, client address and subject or key
+/// id when known — never the credential.
+///
+/// Cloning is cheap; clones share keys and the token cache.
+#[must_use]
+pub struct AuthLayer<R = DefaultResponder> {
+    config: Arc<Config>,
+    responder: R,
+}
+
+impl<R: Clone> Clone for AuthLayer<R> {
+    fn clone(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            responder: self.responder.clone(),
+        }
+    }
+}
+
+impl<R> std::fmt::Debug for AuthLayer<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthLayer")
+            .field("jwt", &self.config.jwt)
+            .field("api_keys", &self.config.api_keys)
+            .field("anonymous", &self.config.anonymous)
+            .field("api_key_header", &self.config.api_key_header)
+            .field("allow_query", &self.config.allow_query)
+            .field("resource_metadata", &self.config.resource_metadata)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthLayer {
+    fn with(jwt: Option<JwtAuth>, api_keys: Option<ApiKeys>, anonymous: bool) -> Self {
+        Self {
+            config: Arc::new(Config {
+                jwt,
+                api_keys,
+                anonymous,
+                api_key_header: X_API_KEY,
+                allow_query: false,
+                realm: None,
+                resource_metadata: None,
+            }),
+            responder: DefaultResponder,
+        }
+    }
+
+    /// Accepts JSON Web Tokens verified by `jwt`.
+    pub fn jwt(jwt: JwtAuth) -> Self {
+        Self::with(Some(jwt), None, false)
+    }
+
+    /// Accepts the API keys in `keys`.
+    pub fn api_keys(keys: ApiKeys) -> Self {
+        Self::with(None, Some(keys), false)
+    }
+
+    /// Accepts both JWTs and API keys.
+    pub fn jwt_or_api_key(jwt: JwtAuth, keys: ApiKeys) -> Self {
+        Self::with(Some(jwt), Some(keys), false)
+    }
+
+    /// Authentication switched off: every request gets
+    /// [`Principal::anonymous`] (every scope). For development only.
+    pub fn anonymous() -> Self {
+        Self::with(None, None, true)
+    }
+}
+
+impl<R> AuthLayer<R> {
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Reads API keys from `header` instead of `X-API-Key`.
+    pub fn api_key_header(mut self, header: HeaderName) -> Self {
+        self.config_mut().api_key_header = header;
+        self
+    }
+
+    /// Accepts `access_token`/`api_key` query parameters on WebSocket
+    /// upgrades (`MCP_WS_ALLOW_QUERY_AUTH`). Query strings end up in proxy
+    /// and server logs; prefer headers.
+    pub fn allow_query_credentials(mut self, allow: bool) -> Self {
+        self.config_mut().allow_query = allow;
+        self
+    }
+
+    /// The `realm` of the challenges.
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.config_mut().realm = Some(realm.into());
+        self
+    }
+
+    /// The URL of this server's RFC 9728 protected-resource metadata, sent as
+    /// `resource_metadata` in every 401 challenge so that MCP clients can
+    /// discover the authorization server.
+    pub fn resource_metadata(mut self, url: impl Into<String>) -> Self {
+        self.config_mut().resource_metadata = Some(url.into());
+        self
+    }
+
+    /// Answers refusals with `responder` instead of problem JSON / gRPC status.
+    pub fn responder<R2: Respond>(self, responder: R2) -> AuthLayer<R2> {
+        AuthLayer {
+            config: self.config,
+            responder,
+        }
+    }
+}
+
+impl<S, R: Clone> Layer<S> for AuthLayer<R> {
+    type Service = Auth<S, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Auth {
+            inner,
+            config: self.config.clone(),
+            responder: self.responder.clone(),
+        }
+    }
+}
+
+/// The service of [`AuthLayer`].
+pub struct Auth<S, R = DefaultResponder> {
+    inner: S,
+    config: Arc<Config>,
+    responder: R,
+}
+
+impl<S: Clone, R: Clone> Clone for Auth<S, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+            responder: self.responder.clone(),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, R> std::fmt::Debug for Auth<S, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Outcome {
+    Done(Result<Principal, Refusal>),
+    Pending(Pending),
+}
+
+/// A refusal before it becomes a [`Rejection`]: what to tell the client and
+/// what to audit.
+struct Refusal {
+    reason: Reason,
+    detail: &'static str,
+    oauth_error: Option<&'static str>,
+    subject: Option<String>,
+    key_id: Option<String>,
+}
+
+impl Refusal {
+    fn new(reason: Reason, detail: &'static str, oauth_error: Option<&'static str>) -> Self {
+        Self {
+            reason,
+            detail,
+            oauth_error,
+            subject: None,
+            key_id: None,
+        }
+    }
+}
+
+impl From<Failure> for Refusal {
+    fn from(f: Failure) -> Self {
+        Self {
+            reason: f.reason,
+            detail: f.detail,
+            oauth_error: (f.reason != Reason::AuthUnavailable).then_some("invalid_token"),
+            subject: f.subject,
+            key_id: f.kid,
+        }
+    }
+}
+
+fn looks_like_jwt(token: &str) -> bool {
+    token.bytes().filter(|&b| b == b'.').count() == 2
+}
+
+fn is_websocket_upgrade<B>(request: &Request<B>) -> bool {
+    let upgrade = request
+        .headers()
+        .get(http::header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    // HTTP/1.1 upgrade, or an HTTP/2 extended CONNECT (RFC 8441).
+    (request.method() == Method::GET && upgrade)
+        || (request.method() == Method::CONNECT
+            && request.headers().contains_key("sec-websocket-version"))
+}
+
+/// One header value, or a refusal when it is repeated or not text.
+fn single<'a>(headers: &'a http::HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, Refusal> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Refusal::new(
+            Reason::InvalidCredentials,
+            "more than one credential header",
+            Some("invalid_request"),
+        ));
+    }
+    first.to_str().map(|v| Some(v.trim())).map_err(|_| {
+        Refusal::new(
+            Reason::InvalidCredentials,
+            "the credential header is not valid text",
+            Some("invalid_request"),
+        )
+    })
+}
+
+fn query_param<'a>(query: &'a str, names: &[&str]) -> Option<&'a str> {
+    query.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        names.contains(&name).then_some(value)
+    })
+}
+
+impl Config {
+    fn authenticate<B>(&self, request: &Request<B>) -> Outcome {
+        if self.anonymous {
+            return Outcome::Done(Ok(Principal::anonymous()));
+        }
+        let headers = request.headers();
+        let bearer = match single(headers, &AUTHORIZATION) {
+            Ok(v) => v,
+            Err(refusal) => return Outcome::Done(Err(refusal)),
+        };
+        if let Some(value) = bearer {
+            let token = match value.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+                _ => {
+                    return Outcome::Done(Err(Refusal::new(
+                        Reason::InvalidCredentials,
+                        "only Bearer credentials are accepted in Authorization",
+                        Some("invalid_request"),
+                    )));
+                }
+            };
+            return self.bearer(token);
+        }
+        let api_key = match single(headers, &self.api_key_header) {
+            Ok(v) => v,
+            Err(refusal) => return Outcome::Done(Err(refusal)),
+        };
+        if let Some(key) = api_key {
+            return Outcome::Done(self.api_key(key));
+        }
+        if let Some(query) = request.uri().query() {
+            let token = query_param(query, &QUERY_TOKEN_PARAMS);
+            let key = query_param(query, &QUERY_KEY_PARAMS);
+            if token.is_some() || key.is_some() {
+                if !(self.allow_query && is_websocket_upgrade(request)) {
+                    return Outcome::Done(Err(Refusal::new(
+                        Reason::Unauthenticated,
+                        "credentials in the query string are not accepted; send a header",
+                        Some("invalid_request"),
+                    )));
+                }
+                if let Some(token) = token {
+                    return self.bearer(token);
+                }
+                if let Some(key) = key {
+                    return Outcome::Done(self.api_key(key));
+                }
+            }
+        }
+        Outcome::Done(Err(Refusal::new(
+            Reason::Unauthenticated,
+            Reason::Unauthenticated.default_detail(),
+            None,
+        )))
+    }
+
+    fn bearer(&self, token: &str) -> Outcome {
+        if token.is_empty() {
+            return Outcome::Done(Err(Refusal::new(
+                Reason::InvalidCredentials,
+                "the bearer token is empty",
+                Some("invalid_request"),
+            )));
+        }
+        match (&self.jwt, &self.api_keys) {
+            (Some(jwt), None) => Self::jwt(jwt, token),
+            (Some(jwt), Some(_)) if looks_like_jwt(token) => Self::jwt(jwt, token),
+            (_, Some(_)) => Outcome::Done(self.api_key(token)),
+            (None, None) => Outcome::Done(Err(Refusal::new(
+                Reason::InvalidCredentials,
+                "bearer tokens are not accepted",
+                Some("invalid_token"),
+            ))),
+        }
+    }
+
+    fn jwt(jwt: &JwtAuth, token: &str) -> Outcome {
+        match jwt.verify(token) {
+            Verdict::Done(result) => Outcome::Done(result.map_err(Refusal::from)),
+            Verdict::Pending(pending) => Outcome::Pending(pending),
+        }
+    }
+
+    fn api_key(&self, key: &str) -> Result<Principal, Refusal> {
+        match &self.api_keys {
+            Some(keys) => keys.verify(key).ok_or_else(|| {
+                Refusal::new(
+                    Reason::InvalidCredentials,
+                    "the API key is not valid",
+                    Some("invalid_token"),
+                )
+            }),
+            None => Err(Refusal::new(
+                Reason::InvalidCredentials,
+                "API keys are not accepted",
+                Some("invalid_request"),
+            )),
+        }
+    }
+
+    fn rejection<B>(&self, refusal: Refusal, request: &Request<B>) -> Rejection {
+        audit::denied(
+            refusal.reason,
+            request.extensions(),
+            refusal.subject.as_deref(),
+            refusal.key_id.as_deref(),
+            refusal.detail,
+        );
+        let mut rejection = Rejection::new(refusal.reason).with_detail(refusal.detail);
+        if refusal.reason == Reason::AuthUnavailable {
+            return rejection.with_header(RETRY_AFTER, HeaderValue::from_static("10"));
+        }
+        let challenge = Challenge {
+            realm: self.realm.as_deref(),
+            error: refusal.oauth_error,
+            description: refusal.oauth_error.map(|_| refusal.detail),
+            scope: None,
+            resource_metadata: self.resource_metadata.as_deref(),
+        };
+        rejection = rejection.with_header(WWW_AUTHENTICATE, challenge.to_header());
+        rejection
+    }
+}
+
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for Auth<S, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    R: Respond,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody, R>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        match self.config.authenticate(&request) {
+            Outcome::Done(Ok(principal)) => {
+                request.extensions_mut().insert(principal);
+                ResponseFuture::inner(self.inner.call(request))
+            }
+            Outcome::Done(Err(refusal)) => {
+                let rejection = self.config.rejection(refusal, &request);
+                ResponseFuture::reject(reject::render(&self.responder, rejection, &request))
+            }
+            Outcome::Pending(pending) => {
+                // The ready service goes with the request; this one gets a
+                // fresh clone that will be polled ready before its next call.
+                let clone = self.inner.clone();
+                let service = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture {
+                    state: State::Pending {
+                        pending,
+                        service: Some(service),
+                        request: Some(request),
+                        config: self.config.clone(),
+                        responder: self.responder.clone(),
+                    },
+                }
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Auth`].
+    pub struct ResponseFuture<S, B, R>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: State<S, B, R>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B, R>
+    where
+        S: Service<Request<B>>,
+    {
+        Inner { #[pin] future: S::Future },
+        Reject { response: Option<Response<Bytes>> },
+        Pending {
+            pending: Pending,
+            service: Option<S>,
+            request: Option<Request<B>>,
+            config: Arc<Config>,
+            responder: R,
+        },
+    }
+}
+
+impl<S, B, R> ResponseFuture<S, B, R>
+where
+    S: Service<Request<B>>,
+{
+    fn inner(future: S::Future) -> Self {
+        Self {
+            state: State::Inner { future },
+        }
+    }
+
+    fn reject(response: Response<Bytes>) -> Self {
+        Self {
+            state: State::Reject {
+                response: Some(response),
+            },
+        }
+    }
+}
+
+impl<S, B, R> std::fmt::Debug for ResponseFuture<S, B, R>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            State::Inner { .. } => "inner",
+            State::Reject { .. } => "reject",
+            State::Pending { .. } => "fetching keys",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<S, B, R, ResBody> Future for ResponseFuture<S, B, R>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    R: Respond,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let next = match self.as_mut().project().state.project() {
+                StateProj::Inner { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                }
+                StateProj::Reject { response } => {
+                    let response = response
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
+                }
+                StateProj::Pending {
+                    pending,
+                    service,
+                    request,
+                    config,
+                    responder,
+                } => {
+                    let result = ready!(pending.as_mut().poll(cx));
+                    let (Some(mut svc), Some(mut req)) = (service.take(), request.take()) else {
+                        panic!("ResponseFuture polled after completion");
+                    };
+                    match result {
+                        Ok(principal) => {
+                            req.extensions_mut().insert(principal);
+                            State::Inner {
+                                future: svc.call(req),
+                            }
+                        }
+                        Err(failure) => {
+                            let rejection = config.rejection(Refusal::from(failure), &req);
+                            State::Reject {
+                                response: Some(reject::render(&*responder, rejection, &req)),
+                            }
+                        }
+                    }
+                }
+            };
+            self.as_mut().project().state.set(next);
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Authentication and authorization: who is calling, and may they?
+//!
+//! [`AuthLayer`] turns a credential into a [`Principal`](crate::Principal)
+//! in the request extensions, or refuses the request with 401 and a
+//! `WWW-Authenticate: Bearer` challenge:
+//!
+//! * JSON Web Tokens ([`JwtAuth`]) signed with HS256/384/512,
+//!   RS256/384/512, PS256/384/512, ES256/384 or EdDSA, with keys from an
+//!   HMAC secret, a PEM public key, a JWKS document or file, or a JWKS URL
+//!   ([`JwksUrl`], feature `jwks-url`) refreshed in the background and
+//!   refetched when a token names a new `kid`. The key pins the algorithm;
+//!   the token never chooses it.
+//! * API keys ([`ApiKeys`]) kept only as salted HMAC-SHA-256 digests.
+//!
+//! [`RequireLayer`] then asks for scopes or roles (403
+//! `insufficient_scope`).
+//!
+//! ```
+//! use http::{Request, Response, StatusCode};
+//! use jsonwebtoken::Algorithm;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_warden::auth::{AuthLayer, JwtAuth};
+//! use tower_warden::Principal;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let jwt = JwtAuth::builder()
+//!     .hmac_secret("a secret of at least thirty-two bytes!", Algorithm::HS256)
+//!     .audience(["https://mcp.example.com/mcp"])
+//!     .build()?;
+//! let service = ServiceBuilder::new()
+//!     .layer(AuthLayer::jwt(jwt))
+//!     .service_fn(|request: Request<String>| async move {
+//!         let who = request.extensions().get::<Principal>().unwrap().subject().to_owned();
+//!         Ok::<_, std::convert::Infallible>(Response::new(who))
+//!     });
+//!
+//! // No credential: 401 with a Bearer challenge.
+//! let response = service.oneshot(Request::new(String::new())).await?;
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//! assert_eq!(response.headers()["www-authenticate"], "Bearer");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Security notes
+//!
+//! * `alg: none`, an HS256 token "signed" with a public key, a token whose
+//!   algorithm its key does not allow, a tampered payload, a wrong issuer or
+//!   audience, an expired or not-yet-valid token and a token over 8 KiB are
+//!   all refused before any claim is believed.
+//! * Only successes are cached, keyed by a keyed digest of the whole token,
+//!   never past the token's `exp`.
+//! * No log line or error message ever holds a token, a key, a secret or a
+//!   signature. Refusals go to the audit target `tower_warden::audit`.
+//! * Put [`ClientIpLayer`](crate::ClientIpLayer) in front so that audit
+//!   events name the real client.
+//!
+//! # Signature backends
+//!
+//! `jsonwebtoken` checks signatures through aws-lc-rs (feature `aws-lc-rs`,
+//! on by default) or the pure-Rust RustCrypto crates (feature
+//! `rust-crypto`). With both on, aws-lc-rs is used.
+
+mod api_key;
+mod cache;
+mod challenge;
+#[cfg(feature = "jwks-url")]
+mod jwks;
+mod jwt;
+mod keys;
+mod layer;
+mod require;
+
+pub use api_key::{ApiKeys, DIGEST_PREFIX, MAX_KEY_BYTES, MIN_SALT_BYTES};
+#[cfg(feature = "jwks-url")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwks-url")))]
+pub use jwks::JwksUrl;
+pub use jwt::{
+    DEFAULT_CACHE_CAPACITY, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, JwtAuth, JwtAuthBuilder,
+};
+pub use keys::MIN_HMAC_SECRET_BYTES;
+pub use layer::{Auth, AuthLayer, ResponseFuture, X_API_KEY};
+pub use require::{Require, RequireLayer};
+
+/// The JWT signature algorithms (re-exported from `jsonwebtoken`).
+pub use jsonwebtoken::Algorithm;
+
+#[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
+compile_error!(
+    "tower-warden's `auth` feature needs a signature backend: enable `aws-lc-rs` or `rust-crypto`"
+);
+
+/// Selects `jsonwebtoken`'s signature backend for the process.
+///
+/// Only needed when both `aws-lc-rs` and `rust-crypto` are enabled *and*
+/// you call `jsonwebtoken` yourself before building any [`JwtAuth`]; with
+/// one backend, `jsonwebtoken` picks it on its own. Idempotent.
+pub fn install_crypto_provider() {
+    ensure_crypto_provider();
+}
+
+pub(crate) fn ensure_crypto_provider() {
+    #[cfg(all(feature = "aws-lc-rs", feature = "rust-crypto"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // Fails only when a provider is already installed: fine.
+            let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+        });
+    }
+}
+
+#[cfg(feature = "axum")]
+mod extract {
+    use axum::extract::FromRequestParts;
+    use http::request::Parts;
+
+    use crate::Principal;
+    use crate::body::ResponseBody;
+    use crate::reject::{self, Reason, Rejection};
+
+    /// Without an auth layer in front there is no principal: 401.
+    impl<S: Send + Sync> FromRequestParts<S> for Principal {
+        type Rejection = http::Response<ResponseBody<axum::body::Body>>;
+
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _state: &S,
+        ) -> Result<Self, Self::Rejection> {
+            if let Some(principal) = parts.extensions.get::<Principal>() {
+                return Ok(principal.clone());
+            }
+            let request = http::Request::from_parts(parts.clone(), ());
+            let response = reject::render(
+                &reject::DefaultResponder,
+                Rejection::new(Reason::Unauthenticated),
+                &request,
+            );
+            Err(response.map(ResponseBody::rejection))
+        }
+    }
+}
