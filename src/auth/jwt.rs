@@ -584,15 +584,18 @@ impl JwtAuthBuilder {
         template.validate_exp = false;
         template.validate_nbf = false;
         template.leeway = 0;
-        template.set_required_spec_claims(&["exp"]);
+        let mut required = vec!["exp"];
         if !self.issuers.is_empty() {
             template.set_issuer(&self.issuers);
+            required.push("iss");
         }
         if self.audiences.is_empty() {
             template.validate_aud = false;
         } else {
             template.set_audience(&self.audiences);
+            required.push("aud");
         }
+        template.set_required_spec_claims(&required);
         Ok(JwtAuth {
             inner: Arc::new(Inner {
                 keys,

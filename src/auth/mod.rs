@@ -141,3 +141,6 @@ mod extract {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
