@@ -28,7 +28,7 @@
 //! | `MCP_HOST` | `127.0.0.1` | address or name to listen on |
 //! | `MCP_PORT` | `8000` | port to listen on (0–65535) |
 //! | `MCP_ENVIRONMENT` | `development` | `development`, `staging` or `production` (`dev`, `stage`, `prod` too) |
-//! | `MCP_AUTH_MODE` | `none` | `none` (no authentication); allowed only in `development` |
+//! | `MCP_AUTH_MODE` | `jwt` | `jwt`, `api_key`, `both`, or `none` (no authentication; `development` only) |
 //! | `MCP_ALLOWED_IPS` | empty (all) | addresses / CIDRs allowed to connect |
 //! | `MCP_BLOCKED_IPS` | empty | addresses / CIDRs refused |
 //! | `MCP_TRUST_X_FORWARDED` | `false` | read `X-Forwarded-For` from trusted proxies; needs `MCP_TRUSTED_PROXIES` |
@@ -40,6 +40,21 @@
 //! | `MCP_HTTP_MAX_BODY_BYTES` (alias `MCP_MAX_REQUEST_SIZE`) | `1048576` | largest request body, in bytes |
 //! | `MCP_ALLOWED_ORIGINS` | empty | browser origins allowed besides the server's own host |
 //! | `MCP_ALLOWED_HOSTS` | `localhost,127.0.0.1,[::1]` | `Host` values served (any port unless one is given) |
+//! | `MCP_JWT_SECRET` | ephemeral in `development` | HMAC secret for HS256/384/512; at least 32 bytes outside `development` |
+//! | `MCP_JWT_ALGORITHM` | `HS256` (secret), `RS256` (public key) | `HS256` … `HS512`, `RS256` … `RS512`, `PS256` … `PS512`, `ES256`, `ES384`, `EdDSA` |
+//! | `MCP_JWT_PUBLIC_KEY_FILE` | — | PEM public key (RSA, EC or Ed25519) |
+//! | `MCP_JWKS_FILE` | — | JWKS document; keys chosen by `kid`, algorithm pinned per key |
+//! | `MCP_JWKS_URL` | — | JWKS URL, refreshed every 5 min and on an unknown `kid` |
+//! | `MCP_JWT_ISSUER` | — (not checked) | accepted `iss` values |
+//! | `MCP_JWT_AUDIENCE` | the resource URL | accepted `aud` values (RFC 8707) |
+//! | `MCP_JWT_LEEWAY_SECONDS` | `30` | clock-skew allowance on `exp` / `nbf` (0–300) |
+//! | `MCP_API_KEYS` | — | API keys, each granted every scope; at least 16 characters outside `development` |
+//! | `MCP_API_KEYS_FILE` | — | one JSON object per line: `id`, `digest`, `namespace`, `roles`, `scopes` |
+//! | `MCP_API_KEY_SALT` | random per start | salt of the key digests (at least 16 bytes; required with `MCP_API_KEYS_FILE`) |
+//! | `MCP_TOOL_SCOPES` | — | JSON object: tool → scopes needed to call it (and to see it in `tools/list`) |
+//! | `MCP_RESOURCE_URL` | `http://<host>:<port>/mcp` | the MCP endpoint as clients name it: token audience and RFC 9728 `resource` |
+//! | `MCP_OAUTH_AUTHORIZATION_SERVERS` | — | authorization servers published in the RFC 9728 metadata |
+//! | `MCP_WS_ALLOW_QUERY_AUTH` | `false` | accept `access_token` / `api_key` in the query of WebSocket upgrades |
 //!
 //! Lists are written `a,b` or as a JSON array of strings `["a","b"]`.
 //! Booleans are `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off` (any
@@ -48,6 +63,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use ipnet::IpNet;
 
@@ -90,8 +106,28 @@ impl fmt::Display for Environment {
 #[non_exhaustive]
 pub enum AuthMode {
     /// No authentication. Allowed only in [`Environment::Development`].
-    #[default]
     None,
+    /// JSON Web Tokens (`Authorization: Bearer`). The default.
+    #[default]
+    Jwt,
+    /// API keys (`X-API-Key`, or a bearer value).
+    ApiKey,
+    /// Either a JWT or an API key.
+    Both,
+}
+
+impl AuthMode {
+    /// Whether JWTs are accepted.
+    #[must_use]
+    pub const fn jwt(self) -> bool {
+        matches!(self, Self::Jwt | Self::Both)
+    }
+
+    /// Whether API keys are accepted.
+    #[must_use]
+    pub const fn api_key(self) -> bool {
+        matches!(self, Self::ApiKey | Self::Both)
+    }
 }
 
 impl AuthMode {
@@ -100,6 +136,9 @@ impl AuthMode {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::None => "none",
+            Self::Jwt => "jwt",
+            Self::ApiKey => "api_key",
+            Self::Both => "both",
         }
     }
 }
@@ -148,6 +187,41 @@ pub struct WardenConfig {
     pub allowed_origins: Vec<String>,
     /// `MCP_ALLOWED_HOSTS`: the `Host` values this server answers for.
     pub allowed_hosts: Vec<String>,
+    /// `MCP_JWT_SECRET`: the HMAC secret of HS* tokens (secret).
+    pub jwt_secret: Option<String>,
+    /// `MCP_JWT_ALGORITHM`: `HS256` (default with a secret), `RS256`
+    /// (default with a public key file), ... `EdDSA`.
+    pub jwt_algorithm: Option<String>,
+    /// `MCP_JWT_PUBLIC_KEY_FILE`: a PEM public key.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// `MCP_JWKS_FILE`: a JWKS document.
+    pub jwks_file: Option<PathBuf>,
+    /// `MCP_JWKS_URL`: where to fetch the JWKS.
+    pub jwks_url: Option<String>,
+    /// `MCP_JWT_ISSUER`: accepted `iss` values (empty: not checked).
+    pub jwt_issuers: Vec<String>,
+    /// `MCP_JWT_AUDIENCE`: accepted `aud` values; empty means the resource
+    /// URL (`MCP_RESOURCE_URL`).
+    pub jwt_audiences: Vec<String>,
+    /// `MCP_JWT_LEEWAY_SECONDS`: clock-skew allowance on `exp`/`nbf`.
+    pub jwt_leeway_seconds: u64,
+    /// `MCP_API_KEYS`: accepted API keys, each with every scope (secret).
+    pub api_keys: Vec<String>,
+    /// `MCP_API_KEYS_FILE`: stored key digests with their principals.
+    pub api_keys_file: Option<PathBuf>,
+    /// `MCP_API_KEY_SALT`: the salt of the stored digests (secret).
+    pub api_key_salt: Option<String>,
+    /// `MCP_TOOL_SCOPES`: tool name → scopes a caller needs to call it.
+    pub tool_scopes: Vec<(String, Vec<String>)>,
+    /// `MCP_RESOURCE_URL`: this server's MCP endpoint as clients name it
+    /// (the token audience, RFC 8707); derived from host and port if unset.
+    pub resource_url: Option<String>,
+    /// `MCP_OAUTH_AUTHORIZATION_SERVERS`: issuers clients may get tokens
+    /// from, published in the RFC 9728 metadata.
+    pub oauth_authorization_servers: Vec<String>,
+    /// `MCP_WS_ALLOW_QUERY_AUTH`: accept credentials in the query string of
+    /// WebSocket upgrades.
+    pub ws_allow_query_auth: bool,
 }
 
 impl fmt::Debug for WardenConfig {
@@ -170,6 +244,33 @@ impl fmt::Debug for WardenConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("allowed_origins", &self.allowed_origins)
             .field("allowed_hosts", &self.allowed_hosts)
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("jwt_algorithm", &self.jwt_algorithm)
+            .field("jwt_public_key_file", &self.jwt_public_key_file)
+            .field("jwks_file", &self.jwks_file)
+            .field("jwks_url", &self.jwks_url)
+            .field("jwt_issuers", &self.jwt_issuers)
+            .field("jwt_audiences", &self.jwt_audiences)
+            .field("jwt_leeway_seconds", &self.jwt_leeway_seconds)
+            .field(
+                "api_keys",
+                &format_args!("<{} redacted>", self.api_keys.len()),
+            )
+            .field("api_keys_file", &self.api_keys_file)
+            .field(
+                "api_key_salt",
+                &self.api_key_salt.as_ref().map(|_| "<redacted>"),
+            )
+            .field("tool_scopes", &self.tool_scopes)
+            .field("resource_url", &self.resource_url)
+            .field(
+                "oauth_authorization_servers",
+                &self.oauth_authorization_servers,
+            )
+            .field("ws_allow_query_auth", &self.ws_allow_query_auth)
             .finish()
     }
 }
@@ -180,7 +281,7 @@ impl Default for WardenConfig {
             host: "127.0.0.1".to_owned(),
             port: 8000,
             environment: Environment::Development,
-            auth_mode: AuthMode::None,
+            auth_mode: AuthMode::Jwt,
             allowed_ips: Vec::new(),
             blocked_ips: Vec::new(),
             trust_x_forwarded: false,
@@ -195,9 +296,35 @@ impl Default for WardenConfig {
                 .iter()
                 .map(|h| (*h).to_owned())
                 .collect(),
+            jwt_secret: None,
+            jwt_algorithm: None,
+            jwt_public_key_file: None,
+            jwks_file: None,
+            jwks_url: None,
+            jwt_issuers: Vec::new(),
+            jwt_audiences: Vec::new(),
+            jwt_leeway_seconds: DEFAULT_JWT_LEEWAY_SECONDS,
+            api_keys: Vec::new(),
+            api_keys_file: None,
+            api_key_salt: None,
+            tool_scopes: Vec::new(),
+            resource_url: None,
+            oauth_authorization_servers: Vec::new(),
+            ws_allow_query_auth: false,
         }
     }
 }
+
+/// Default `MCP_JWT_LEEWAY_SECONDS`.
+pub const DEFAULT_JWT_LEEWAY_SECONDS: u64 = 30;
+/// Shortest `MCP_JWT_SECRET` accepted outside development, in bytes.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+/// Shortest `MCP_API_KEYS` entry accepted outside development.
+pub const MIN_API_KEY_CHARS: usize = 16;
+const JWT_ALGORITHMS: [&str; 12] = [
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+    "ES384", "EdDSA",
+];
 
 /// Default `MCP_HTTP_MAX_BODY_BYTES`: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
@@ -207,7 +334,7 @@ const DEFAULT_ALLOWED_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 const MAX_PROXY_DEPTH: usize = 64;
 
 /// Every environment variable [`WardenConfig`] reads.
-pub const VARIABLES: [&str; 16] = [
+pub const VARIABLES: [&str; 31] = [
     "MCP_HOST",
     "MCP_PORT",
     "MCP_ENVIRONMENT",
@@ -224,6 +351,21 @@ pub const VARIABLES: [&str; 16] = [
     "MCP_MAX_REQUEST_SIZE",
     "MCP_ALLOWED_ORIGINS",
     "MCP_ALLOWED_HOSTS",
+    "MCP_JWT_SECRET",
+    "MCP_JWT_ALGORITHM",
+    "MCP_JWT_PUBLIC_KEY_FILE",
+    "MCP_JWKS_FILE",
+    "MCP_JWKS_URL",
+    "MCP_JWT_ISSUER",
+    "MCP_JWT_AUDIENCE",
+    "MCP_JWT_LEEWAY_SECONDS",
+    "MCP_API_KEYS",
+    "MCP_API_KEYS_FILE",
+    "MCP_API_KEY_SALT",
+    "MCP_TOOL_SCOPES",
+    "MCP_RESOURCE_URL",
+    "MCP_OAUTH_AUTHORIZATION_SERVERS",
+    "MCP_WS_ALLOW_QUERY_AUTH",
 ];
 
 struct Vars {
@@ -317,10 +459,13 @@ impl WardenConfig {
         if let Some(mode) = vars.get("MCP_AUTH_MODE") {
             config.auth_mode = match mode.to_ascii_lowercase().as_str() {
                 "none" => AuthMode::None,
+                "jwt" => AuthMode::Jwt,
+                "api_key" | "api-key" | "apikey" => AuthMode::ApiKey,
+                "both" => AuthMode::Both,
                 _ => {
                     return Err(ConfigError::new(
                         "MCP_AUTH_MODE",
-                        format!("`{mode}` is not a supported mode (supported: none)"),
+                        format!("`{mode}` is not one of none, jwt, api_key, both"),
                     ));
                 }
             };
@@ -329,7 +474,7 @@ impl WardenConfig {
             return Err(ConfigError::new(
                 "MCP_AUTH_MODE",
                 format!(
-                    "`none` (the default) is allowed only when MCP_ENVIRONMENT=development, not {}",
+                    "`none` is allowed only when MCP_ENVIRONMENT=development, not {}",
                     config.environment
                 ),
             ));
@@ -404,8 +549,213 @@ impl WardenConfig {
             }
             config.allowed_hosts = hosts;
         }
+        load_auth(vars, &mut config)?;
         Ok(config)
     }
+}
+
+fn path(vars: &Vars, name: &'static str) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(text) = vars.get(name) else {
+        return Ok(None);
+    };
+    let path = PathBuf::from(text);
+    if !path.is_file() {
+        return Err(ConfigError::new(
+            name,
+            format!("`{text}` is not a readable file"),
+        ));
+    }
+    Ok(Some(path))
+}
+
+fn url(name: &'static str, text: &str, production: bool) -> Result<String, ConfigError> {
+    let ok = text.starts_with("https://")
+        || (!production && text.starts_with("http://"))
+        || (text.starts_with("http://") && is_loopback_url(text));
+    let rest = text.split_once("://").map_or("", |(_, rest)| rest);
+    if !ok || rest.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::new(
+            name,
+            format!(
+                "`{text}` is not an {}URL",
+                if production { "https " } else { "http(s) " }
+            ),
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+fn is_loopback_url(text: &str) -> bool {
+    let rest = text.trim_start_matches("http://");
+    ["127.0.0.1", "localhost", "[::1]"]
+        .iter()
+        .any(|h| rest.starts_with(h) && rest[h.len()..].starts_with([':', '/']) || rest == *h)
+}
+
+fn load_auth(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigError> {
+    let production = config.environment != Environment::Development;
+    config.jwt_secret = vars.get("MCP_JWT_SECRET").map(str::to_owned);
+    config.jwt_public_key_file = path(vars, "MCP_JWT_PUBLIC_KEY_FILE")?;
+    config.jwks_file = path(vars, "MCP_JWKS_FILE")?;
+    config.jwks_url = vars
+        .get("MCP_JWKS_URL")
+        .map(|u| url("MCP_JWKS_URL", u, production))
+        .transpose()?;
+    config.api_keys_file = path(vars, "MCP_API_KEYS_FILE")?;
+    config.api_key_salt = vars.get("MCP_API_KEY_SALT").map(str::to_owned);
+    config.api_keys = list(vars, "MCP_API_KEYS")?.unwrap_or_default();
+    config.jwt_issuers = list(vars, "MCP_JWT_ISSUER")?.unwrap_or_default();
+    config.jwt_audiences = list(vars, "MCP_JWT_AUDIENCE")?.unwrap_or_default();
+    config.ws_allow_query_auth = boolean(vars, "MCP_WS_ALLOW_QUERY_AUTH")?.unwrap_or(false);
+    if let Some(text) = vars.get("MCP_JWT_LEEWAY_SECONDS") {
+        config.jwt_leeway_seconds = text.parse().ok().filter(|s| *s <= 300).ok_or_else(|| {
+            ConfigError::new(
+                "MCP_JWT_LEEWAY_SECONDS",
+                format!("`{text}` is not a whole number of seconds from 0 to 300"),
+            )
+        })?;
+    }
+    if let Some(text) = vars.get("MCP_RESOURCE_URL") {
+        config.resource_url = Some(url("MCP_RESOURCE_URL", text, production)?);
+    }
+    for server in list(vars, "MCP_OAUTH_AUTHORIZATION_SERVERS")?.unwrap_or_default() {
+        let server = url("MCP_OAUTH_AUTHORIZATION_SERVERS", &server, production)?;
+        config.oauth_authorization_servers.push(server);
+    }
+    if let Some(text) = vars.get("MCP_TOOL_SCOPES") {
+        config.tool_scopes = tool_scopes(text)?;
+    }
+
+    // Which key source, and which algorithm.
+    let sources = [
+        ("MCP_JWT_SECRET", config.jwt_secret.is_some()),
+        (
+            "MCP_JWT_PUBLIC_KEY_FILE",
+            config.jwt_public_key_file.is_some(),
+        ),
+        ("MCP_JWKS_FILE", config.jwks_file.is_some()),
+        ("MCP_JWKS_URL", config.jwks_url.is_some()),
+    ];
+    let named: Vec<&str> = sources.iter().filter(|s| s.1).map(|s| s.0).collect();
+    if named.len() > 1 {
+        return Err(ConfigError::new(
+            named[1],
+            format!("set only one JWT key source, not {}", named.join(" and ")),
+        ));
+    }
+    if let Some(alg) = vars.get("MCP_JWT_ALGORITHM") {
+        let canonical = JWT_ALGORITHMS
+            .iter()
+            .find(|a| a.eq_ignore_ascii_case(alg))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "MCP_JWT_ALGORITHM",
+                    format!("`{alg}` is not one of {}", JWT_ALGORITHMS.join(", ")),
+                )
+            })?;
+        config.jwt_algorithm = Some((*canonical).to_owned());
+    }
+    let hmac = config
+        .jwt_algorithm
+        .as_deref()
+        .is_none_or(|a| a.starts_with("HS"));
+    if config.jwt_secret.is_some() && !hmac {
+        return Err(ConfigError::new(
+            "MCP_JWT_ALGORITHM",
+            "MCP_JWT_SECRET signs HS256, HS384 or HS512 tokens only",
+        ));
+    }
+    if config.jwt_public_key_file.is_some() && hmac && config.jwt_algorithm.is_some() {
+        return Err(ConfigError::new(
+            "MCP_JWT_ALGORITHM",
+            "a public key cannot verify HS* tokens (that is the algorithm-confusion attack)",
+        ));
+    }
+    if config.auth_mode.jwt() {
+        if let Some(secret) = &config.jwt_secret {
+            if production && secret.len() < MIN_JWT_SECRET_BYTES {
+                return Err(ConfigError::new(
+                    "MCP_JWT_SECRET",
+                    format!(
+                        "is {} bytes; at least {MIN_JWT_SECRET_BYTES} are required outside development",
+                        secret.len()
+                    ),
+                ));
+            }
+        } else if named.is_empty() && production {
+            return Err(ConfigError::new(
+                "MCP_JWT_SECRET",
+                "MCP_AUTH_MODE needs JWT keys: set MCP_JWT_SECRET, MCP_JWT_PUBLIC_KEY_FILE, MCP_JWKS_FILE or MCP_JWKS_URL",
+            ));
+        }
+    }
+    if let Some(salt) = &config.api_key_salt {
+        if salt.len() < 16 {
+            return Err(ConfigError::new(
+                "MCP_API_KEY_SALT",
+                format!("is {} bytes; at least 16 are required", salt.len()),
+            ));
+        }
+    }
+    if config.api_keys_file.is_some() && config.api_key_salt.is_none() {
+        return Err(ConfigError::new(
+            "MCP_API_KEY_SALT",
+            "MCP_API_KEYS_FILE holds salted digests: set the salt they were made with",
+        ));
+    }
+    if config.auth_mode.api_key() {
+        if config.api_keys.is_empty() && config.api_keys_file.is_none() {
+            return Err(ConfigError::new(
+                "MCP_API_KEYS",
+                format!(
+                    "MCP_AUTH_MODE={} needs MCP_API_KEYS or MCP_API_KEYS_FILE",
+                    config.auth_mode
+                ),
+            ));
+        }
+        if production
+            && config
+                .api_keys
+                .iter()
+                .any(|k| k.chars().count() < MIN_API_KEY_CHARS)
+        {
+            return Err(ConfigError::new(
+                "MCP_API_KEYS",
+                format!(
+                    "every key needs at least {MIN_API_KEY_CHARS} characters outside development"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `MCP_TOOL_SCOPES`: `{"tool": ["scope", ...] | "scope scope", ...}`.
+fn tool_scopes(text: &str) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
+    let bad = |m: String| ConfigError::new("MCP_TOOL_SCOPES", m);
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| bad("must be a JSON object: tool name → scopes".into()))?;
+    let mut out = Vec::with_capacity(object.len());
+    for (tool, scopes) in object {
+        let scopes: Vec<String> = match scopes {
+            serde_json::Value::String(s) => s.split_whitespace().map(str::to_owned).collect(),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<_>>()
+                .ok_or_else(|| bad(format!("the scopes of `{tool}` must be strings")))?,
+            _ => {
+                return Err(bad(format!(
+                    "the scopes of `{tool}` must be an array of strings"
+                )));
+            }
+        };
+        out.push((tool.clone(), scopes));
+    }
+    Ok(out)
 }
 
 fn body_limit(vars: &Vars) -> Result<u64, ConfigError> {
@@ -589,7 +939,8 @@ mod tests {
         assert_eq!(config.host, "127.0.0.1");
         assert_eq!(config.port, 8000);
         assert_eq!(config.environment, Environment::Development);
-        assert_eq!(config.auth_mode, AuthMode::None);
+        assert_eq!(config.auth_mode, AuthMode::Jwt);
+        assert_eq!(config.jwt_leeway_seconds, 30);
         assert_eq!(config.max_body_bytes, 1_048_576);
         assert_eq!(config.allowed_hosts, ["localhost", "127.0.0.1", "[::1]"]);
         assert!(config.allowed_origins.is_empty());
@@ -664,7 +1015,6 @@ mod tests {
     #[test]
     fn auth_mode_none_is_for_development_only() {
         for env in ["production", "PROD", "staging"] {
-            assert_eq!(setting(&[("MCP_ENVIRONMENT", env)]), "MCP_AUTH_MODE");
             assert_eq!(
                 setting(&[("MCP_ENVIRONMENT", env), ("MCP_AUTH_MODE", "none")]),
                 "MCP_AUTH_MODE"
@@ -747,5 +1097,129 @@ mod tests {
             load(&[("MCP_HOST", "mcp-1.internal")]).unwrap().host,
             "mcp-1.internal"
         );
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn production_needs_strong_jwt_keys() {
+        let prod = ("MCP_ENVIRONMENT", "production");
+        assert_eq!(setting(&[prod]), "MCP_JWT_SECRET");
+        let err = load(&[prod, ("MCP_JWT_SECRET", "too-short")]).unwrap_err();
+        assert_eq!(err.setting(), "MCP_JWT_SECRET");
+        assert!(
+            !err.to_string().contains("too-short"),
+            "never echo a secret"
+        );
+        let config = load(&[prod, ("MCP_JWT_SECRET", SECRET)]).unwrap();
+        assert_eq!(config.auth_mode, AuthMode::Jwt);
+        assert!(!format!("{config:?}").contains(SECRET));
+        // Development accepts a short secret (the server warns).
+        assert!(load(&[("MCP_JWT_SECRET", "short")]).is_ok());
+    }
+
+    #[test]
+    fn jwt_settings_are_checked() {
+        assert_eq!(
+            setting(&[("MCP_JWT_ALGORITHM", "none")]),
+            "MCP_JWT_ALGORITHM"
+        );
+        assert_eq!(
+            setting(&[("MCP_JWT_SECRET", SECRET), ("MCP_JWT_ALGORITHM", "RS256")]),
+            "MCP_JWT_ALGORITHM"
+        );
+        assert_eq!(
+            setting(&[
+                ("MCP_JWT_SECRET", SECRET),
+                ("MCP_JWKS_URL", "https://idp/jwks")
+            ]),
+            "MCP_JWKS_URL"
+        );
+        assert_eq!(
+            setting(&[("MCP_JWKS_FILE", "/nonexistent.json")]),
+            "MCP_JWKS_FILE"
+        );
+        assert_eq!(setting(&[("MCP_JWKS_URL", "ftp://x")]), "MCP_JWKS_URL");
+        assert_eq!(
+            setting(&[
+                ("MCP_ENVIRONMENT", "prod"),
+                ("MCP_JWKS_URL", "http://idp.example/jwks")
+            ]),
+            "MCP_JWKS_URL",
+            "plain http only in development or on loopback"
+        );
+        assert_eq!(
+            setting(&[("MCP_JWT_LEEWAY_SECONDS", "9999")]),
+            "MCP_JWT_LEEWAY_SECONDS"
+        );
+        let config = load(&[
+            ("MCP_JWT_ALGORITHM", "es256"),
+            ("MCP_JWT_ISSUER", "https://idp.example"),
+            ("MCP_JWT_AUDIENCE", "https://mcp.example/mcp,api://mcp"),
+            ("MCP_RESOURCE_URL", "https://mcp.example/mcp"),
+            ("MCP_OAUTH_AUTHORIZATION_SERVERS", "https://idp.example"),
+        ])
+        .unwrap();
+        assert_eq!(config.jwt_algorithm.as_deref(), Some("ES256"));
+        assert_eq!(
+            config.jwt_audiences,
+            ["https://mcp.example/mcp", "api://mcp"]
+        );
+        assert_eq!(config.oauth_authorization_servers, ["https://idp.example"]);
+    }
+
+    #[test]
+    fn api_key_settings_are_checked() {
+        assert_eq!(setting(&[("MCP_AUTH_MODE", "api_key")]), "MCP_API_KEYS");
+        assert_eq!(
+            setting(&[
+                ("MCP_ENVIRONMENT", "production"),
+                ("MCP_AUTH_MODE", "api_key"),
+                ("MCP_API_KEYS", "short,also-short")
+            ]),
+            "MCP_API_KEYS"
+        );
+        assert_eq!(
+            setting(&[
+                ("MCP_AUTH_MODE", "both"),
+                ("MCP_API_KEYS", "k"),
+                ("MCP_API_KEY_SALT", "salt")
+            ]),
+            "MCP_API_KEY_SALT"
+        );
+        let config = load(&[
+            ("MCP_AUTH_MODE", "API_KEY"),
+            ("MCP_API_KEYS", "dev-key-1,dev-key-2"),
+        ])
+        .unwrap();
+        assert_eq!(config.auth_mode, AuthMode::ApiKey);
+        assert_eq!(config.api_keys.len(), 2);
+        assert!(!format!("{config:?}").contains("dev-key-1"));
+    }
+
+    #[test]
+    fn tool_scopes_are_a_json_object_of_scopes() {
+        let config = load(&[(
+            "MCP_TOOL_SCOPES",
+            r#"{"add":["tools:add"],"sleep":"tools:sleep admin"}"#,
+        )])
+        .unwrap();
+        assert_eq!(
+            config.tool_scopes,
+            [
+                ("add".to_owned(), vec!["tools:add".to_owned()]),
+                (
+                    "sleep".to_owned(),
+                    vec!["tools:sleep".to_owned(), "admin".to_owned()]
+                ),
+            ]
+        );
+        for bad in ["[]", "{\"add\": 3}", "{\"add\": [1]}", "not json"] {
+            assert_eq!(
+                setting(&[("MCP_TOOL_SCOPES", bad)]),
+                "MCP_TOOL_SCOPES",
+                "{bad}"
+            );
+        }
     }
 }

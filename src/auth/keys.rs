@@ -235,15 +235,3 @@ fn key_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
         _ => return None,
     })
 }
-
-/// Parses an algorithm name (`HS256`, `RS256`, `ES256`, `EdDSA`, ...).
-pub(crate) fn parse_algorithm(setting: &'static str, name: &str) -> Result<Algorithm, ConfigError> {
-    name.trim().parse::<Algorithm>().map_err(|_| {
-        ConfigError::new(
-            setting,
-            format!(
-                "unknown JWT algorithm {name:?}; expected one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA"
-            ),
-        )
-    })
-}
