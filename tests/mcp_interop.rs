@@ -23,6 +23,30 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_warden::config::WardenConfig;
 
+/// The HMAC secret every test server is started with.
+const TEST_SECRET: &str = "interop-test-secret-of-at-least-32-bytes";
+
+/// A token for [`TEST_SECRET`]: subject `interop`, every scope.
+static TOKEN: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| mint(&json!({"sub": "interop", "scope": "*"})));
+
+/// Signs `claims` (plus `exp` an hour ahead) with [`TEST_SECRET`].
+fn mint(claims: &Value) -> String {
+    tower_warden::auth::install_crypto_provider();
+    let mut claims = claims.clone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    claims["exp"] = json!(now + 3600);
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
 struct Server {
     addr: SocketAddr,
     shutdown: CancellationToken,
@@ -31,7 +55,9 @@ struct Server {
 
 impl Server {
     async fn start(vars: &[(&str, &str)]) -> Self {
-        let config = WardenConfig::from_vars(vars.iter().copied()).unwrap();
+        let mut all = vec![("MCP_JWT_SECRET", TEST_SECRET)];
+        all.extend_from_slice(vars);
+        let config = WardenConfig::from_vars(all).unwrap();
         let shutdown = CancellationToken::new();
         let router = app::router(&config, &shutdown).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -89,7 +115,27 @@ impl Reply {
 
 const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 
+/// Sends a request with [`TOKEN`] as its credential, unless `headers`
+/// carry one of their own.
 async fn send(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Reply {
+    let has_credential = headers.iter().any(|(n, _)| {
+        n.eq_ignore_ascii_case("authorization") || n.eq_ignore_ascii_case("x-api-key")
+    });
+    let bearer = format!("Bearer {}", *TOKEN);
+    let mut all = headers.to_vec();
+    if !has_credential {
+        all.push(("authorization", bearer.as_str()));
+    }
+    send_raw(method, url, &all, body).await
+}
+
+/// Sends exactly these headers.
+async fn send_raw(
     method: Method,
     url: &str,
     headers: &[(&str, &str)],
@@ -173,7 +219,7 @@ async fn official_client_initializes_lists_tools_and_adds() {
         ProtocolVersion::V_2025_11_25,
     ] {
         let transport = StreamableHttpClientTransport::from_config(
-            StreamableHttpClientTransportConfig::with_uri(server.url()),
+            StreamableHttpClientTransportConfig::with_uri(server.url()).auth_header(TOKEN.as_str()),
         );
         let client = ClientConfig::default()
             .with_protocol_version(version.clone())
@@ -229,7 +275,7 @@ async fn official_client_initializes_lists_tools_and_adds() {
 async fn official_client_with_its_default_protocol() {
     let server = Server::start(&[]).await;
     let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(server.url()),
+        StreamableHttpClientTransportConfig::with_uri(server.url()).auth_header(TOKEN.as_str()),
     );
     let client = ClientConfig::default().serve(transport).await.unwrap();
     let result = client
@@ -565,6 +611,7 @@ async fn shutdown_ends_open_event_streams() {
     let request = Request::get(&url)
         .header("accept", "text/event-stream")
         .header("mcp-session-id", &session)
+        .header("authorization", format!("Bearer {}", *TOKEN))
         .body(Full::new(Bytes::new()))
         .unwrap();
     let response = client.request(request).await.unwrap();
@@ -677,4 +724,149 @@ async fn ip_lists_guard_the_endpoint() {
         "a spoofed leftmost entry is ignored"
     );
     server.stop().await;
+}
+
+#[tokio::test]
+async fn mcp_requires_a_credential_and_challenges_without_one() {
+    let server = Server::start(&[("MCP_TOOL_SCOPES", r#"{"add":["tools:add"]}"#)]).await;
+    let url = server.url();
+    let headers = [
+        ("content-type", "application/json"),
+        ("accept", ACCEPT_BOTH),
+    ];
+    let reply = send_raw(Method::POST, &url, &headers, initialize("2025-06-18")).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let metadata_url = "http://127.0.0.1:8000/.well-known/oauth-protected-resource/mcp";
+    assert_eq!(
+        reply.headers["www-authenticate"],
+        format!("Bearer resource_metadata=\"{metadata_url}\"").as_str()
+    );
+    assert_eq!(reply.json()["code"], "unauthenticated");
+
+    // A forged token and an expired one.
+    let forged = format!("Bearer {}x", *TOKEN);
+    let mut with = headers.to_vec();
+    with.push(("authorization", forged.as_str()));
+    let reply = send_raw(Method::POST, &url, &with, initialize("2025-06-18")).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        reply.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
+    let expired = {
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &json!({"sub": "late", "exp": 1_000_000_000u64}),
+            &jsonwebtoken::EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+        )
+        .unwrap();
+        format!("Bearer {token}")
+    };
+    let with = [headers[0], headers[1], ("authorization", expired.as_str())];
+    let reply = send_raw(Method::POST, &url, &with, initialize("2025-06-18")).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.json()["code"], "token_expired");
+
+    // The query string is not a place for tokens.
+    let query_url = format!("{url}?access_token={}", *TOKEN);
+    let reply = send_raw(Method::POST, &query_url, &headers, initialize("2025-06-18")).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+
+    // The metadata the challenge points at is served, in both forms.
+    let base = format!("http://{}", server.addr);
+    for path in [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-protected-resource",
+    ] {
+        let reply = send_raw(Method::GET, &format!("{base}{path}"), &[], Bytes::new()).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        let doc = reply.json();
+        assert_eq!(doc["resource"], "http://127.0.0.1:8000/mcp");
+        assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
+        assert_eq!(doc["scopes_supported"], json!(["tools:add"]));
+        assert!(doc["authorization_servers"].is_array());
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_rmcp_client_is_refused_without_a_token() {
+    let server = Server::start(&[]).await;
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(server.url()),
+    );
+    let refused = ClientConfig::default().serve(transport).await;
+    assert!(
+        refused.is_err(),
+        "initialize without a credential must fail"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn api_keys_work_in_both_mode() {
+    let server = Server::start(&[
+        ("MCP_AUTH_MODE", "both"),
+        ("MCP_API_KEYS", "dev-key-0123456789,second-key-0123456789"),
+    ])
+    .await;
+    let url = server.url();
+    let reply = post(
+        &url,
+        &[("x-api-key", "second-key-0123456789")],
+        &initialize("2025-06-18"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let reply = post(
+        &url,
+        &[("x-api-key", "wrong-key-0123456789")],
+        &initialize("2025-06-18"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.json()["code"], "invalid_credentials");
+    let reply = post(&url, &[], &initialize("2025-06-18")).await;
+    assert_eq!(reply.status, StatusCode::OK, "JWTs still work");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_zero_config_development_start_prints_a_working_token() {
+    let config = WardenConfig::from_vars(Vec::<(&str, &str)>::new()).unwrap();
+    let auth = app::auth(&config).unwrap();
+    let token = auth.dev_token.clone().expect("a development token");
+    assert!(auth.warnings.iter().any(|w| w.contains("ephemeral")));
+    let shutdown = CancellationToken::new();
+    let router = app::router_with(&config, &shutdown, &auth).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(app::serve(listener, router, shutdown.clone()));
+    let url = format!("http://{addr}/mcp");
+    let bearer = format!("Bearer {token}");
+    let reply = post(
+        &url,
+        &[("authorization", bearer.as_str())],
+        &initialize("2025-06-18"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let reply = post(&url, &[], &initialize("2025-06-18")).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNAUTHORIZED,
+        "the test token is not for this secret"
+    );
+    let health = send_raw(
+        Method::GET,
+        &format!("http://{addr}/health"),
+        &[],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(health.status, StatusCode::OK, "/health stays open");
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
 }

@@ -19,27 +19,287 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_warden::ConfigError;
+use tower_warden::auth::{Algorithm, ApiKeys, AuthLayer, JwksUrl, JwtAuth};
 use tower_warden::body_limit::BodyLimitLayer;
 use tower_warden::client_cert::ClientCertLayer;
 use tower_warden::client_ip::ClientIpLayer;
 use tower_warden::config::WardenConfig;
+use tower_warden::config::{AuthMode, Environment};
 use tower_warden::ip_filter::{IpFilterLayer, IpSet};
 use tower_warden::mcp::{HostOriginLayer, JsonRpcErrorsLayer};
+use tower_warden::principal::{AuthMethod, Principal};
+
+/// How `/mcp` authenticates, built from the settings.
+pub struct Auth {
+    /// The layer in front of `/mcp`.
+    pub layer: AuthLayer,
+    /// The JWT verifier, when JWTs are accepted.
+    pub jwt: Option<JwtAuth>,
+    /// A token for the ephemeral development secret (only when nothing was
+    /// configured in development).
+    pub dev_token: Option<String>,
+    /// Warnings to print at start-up.
+    pub warnings: Vec<String>,
+    /// The MCP endpoint as clients name it.
+    pub resource_url: String,
+    /// Where the RFC 9728 metadata of `/mcp` is published.
+    pub metadata_url: String,
+}
+
+/// The seconds a development token stays valid.
+const DEV_TOKEN_SECONDS: u64 = 24 * 3600;
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], ConfigError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        ConfigError::new(
+            "MCP_JWT_SECRET",
+            format!("no random source for an ephemeral secret: {e}"),
+        )
+    })?;
+    Ok(bytes)
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `MCP_RESOURCE_URL`, or `http://<host>:<port>/mcp`.
+fn resource_url(config: &WardenConfig) -> String {
+    if let Some(url) = &config.resource_url {
+        return url.clone();
+    }
+    let host = match config.host.as_str() {
+        "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
+        host => host,
+    };
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    format!("http://{host}:{}/mcp", config.port)
+}
+
+/// RFC 9728 §3.1: the well-known path inserted between host and path.
+fn metadata_url(resource: &str) -> String {
+    let (scheme, rest) = resource.split_once("://").unwrap_or(("https", resource));
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let path = path.trim_end_matches('/');
+    if path.is_empty() {
+        format!("{scheme}://{authority}/.well-known/oauth-protected-resource")
+    } else {
+        format!("{scheme}://{authority}/.well-known/oauth-protected-resource/{path}")
+    }
+}
+
+/// Builds the authentication of `/mcp` from the settings: the JWT verifier
+/// (with an ephemeral secret and a printed token in development when no key
+/// is configured), the API keys, and the challenge's metadata URL.
+///
+/// # Errors
+///
+/// A key that cannot be read or parsed, by variable name.
+pub fn auth(config: &WardenConfig) -> Result<Auth, ConfigError> {
+    let resource_url = resource_url(config);
+    let metadata_url = metadata_url(&resource_url);
+    let mut warnings = Vec::new();
+    let mut dev_token = None;
+    let jwt = if config.auth_mode.jwt() {
+        let mut builder = JwtAuth::builder()
+            .leeway(std::time::Duration::from_secs(config.jwt_leeway_seconds))
+            .issuer(config.jwt_issuers.iter().cloned());
+        let audiences: Vec<String> = if !config.jwt_audiences.is_empty() {
+            config.jwt_audiences.clone()
+        } else {
+            config.resource_url.iter().cloned().collect()
+        };
+        if audiences.is_empty() {
+            warnings.push(
+                "token audiences (aud) are not checked: set MCP_RESOURCE_URL or MCP_JWT_AUDIENCE"
+                    .to_owned(),
+            );
+        }
+        builder = builder.audience(audiences);
+        let algorithm = |default: Algorithm| -> Result<Algorithm, ConfigError> {
+            match &config.jwt_algorithm {
+                Some(name) => name.parse().map_err(|_| {
+                    ConfigError::new("MCP_JWT_ALGORITHM", format!("`{name}` is not supported"))
+                }),
+                None => Ok(default),
+            }
+        };
+        let (builder, setting) = if let Some(secret) = &config.jwt_secret {
+            let mut b = builder.hmac_secret(secret, algorithm(Algorithm::HS256)?);
+            if secret.len() < tower_warden::config::MIN_JWT_SECRET_BYTES {
+                warnings.push(format!(
+                    "MCP_JWT_SECRET is {} bytes; production requires at least {}",
+                    secret.len(),
+                    tower_warden::config::MIN_JWT_SECRET_BYTES
+                ));
+                b = b.allow_short_secret();
+            }
+            (b, "MCP_JWT_SECRET")
+        } else if let Some(path) = &config.jwt_public_key_file {
+            (
+                builder.public_key_file(path, algorithm(Algorithm::RS256)?),
+                "MCP_JWT_PUBLIC_KEY_FILE",
+            )
+        } else if let Some(path) = &config.jwks_file {
+            (builder.jwks_file(path), "MCP_JWKS_FILE")
+        } else if let Some(url) = &config.jwks_url {
+            (builder.jwks_url(JwksUrl::new(url.clone())), "MCP_JWKS_URL")
+        } else {
+            // Development with nothing configured: an ephemeral secret, and a
+            // token for it that the operator can paste into a client.
+            let secret = random_bytes::<32>()?;
+            let iat = now();
+            let claims = serde_json::json!({
+                "sub": "developer",
+                "scope": "*",
+                "aud": resource_url,
+                "iat": iat,
+                "exp": iat + DEV_TOKEN_SECONDS,
+            });
+            tower_warden::auth::install_crypto_provider();
+            let token = jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(Algorithm::HS256),
+                &claims,
+                &jsonwebtoken::EncodingKey::from_secret(&secret),
+            )
+            .map_err(|e| {
+                ConfigError::new(
+                    "MCP_JWT_SECRET",
+                    format!("cannot sign the development token: {e}"),
+                )
+            })?;
+            dev_token = Some(token);
+            (
+                builder
+                    .hmac_secret(secret, Algorithm::HS256)
+                    .audience([resource_url.clone()]),
+                "MCP_JWT_SECRET",
+            )
+        };
+        Some(builder.build().map_err(|e| e.for_setting(setting))?)
+    } else {
+        None
+    };
+    let api_keys = if config.auth_mode.api_key() {
+        let salt = match &config.api_key_salt {
+            Some(salt) => salt.as_bytes().to_vec(),
+            None => random_bytes::<32>()?.to_vec(),
+        };
+        let keys = ApiKeys::new(&salt).map_err(|e| e.for_setting("MCP_API_KEY_SALT"))?;
+        for (n, key) in config.api_keys.iter().enumerate() {
+            let id = format!("api-key-{}", n + 1);
+            let principal = Principal::builder(id.clone(), AuthMethod::ApiKey)
+                .key_id(id)
+                .scopes(["*"])
+                .build();
+            keys.insert_key(key, principal)
+                .map_err(|e| e.for_setting("MCP_API_KEYS"))?;
+        }
+        if let Some(path) = &config.api_keys_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new(
+                    "MCP_API_KEYS_FILE",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            keys.load_lines(&text)
+                .map_err(|e| e.for_setting("MCP_API_KEYS_FILE"))?;
+        }
+        Some(keys)
+    } else {
+        None
+    };
+    let layer = match (config.auth_mode, jwt.clone(), api_keys) {
+        (AuthMode::None, ..) => {
+            warnings
+                .push("MCP_AUTH_MODE=none: every caller is admitted with every scope".to_owned());
+            AuthLayer::anonymous()
+        }
+        (_, Some(jwt), Some(keys)) => AuthLayer::jwt_or_api_key(jwt, keys),
+        (_, Some(jwt), None) => AuthLayer::jwt(jwt),
+        (_, None, Some(keys)) => AuthLayer::api_keys(keys),
+        (mode, None, None) => {
+            return Err(ConfigError::new(
+                "MCP_AUTH_MODE",
+                format!("`{mode}` is not supported by this server"),
+            ));
+        }
+    };
+    let layer = layer
+        .resource_metadata(metadata_url.clone())
+        .allow_query_credentials(config.ws_allow_query_auth);
+    if config.environment == Environment::Development && dev_token.is_some() {
+        warnings.push(
+            "no JWT key configured: using an ephemeral development secret (set MCP_JWT_SECRET to keep tokens across restarts)"
+                .to_owned(),
+        );
+    }
+    Ok(Auth {
+        layer,
+        jwt,
+        dev_token,
+        warnings,
+        resource_url,
+        metadata_url,
+    })
+}
+
+/// The RFC 9728 protected-resource metadata of `/mcp`.
+fn protected_resource_metadata(config: &WardenConfig, auth: &Auth) -> serde_json::Value {
+    let mut scopes: Vec<&str> = config
+        .tool_scopes
+        .iter()
+        .flat_map(|(_, scopes)| scopes.iter().map(String::as_str))
+        .collect();
+    scopes.sort_unstable();
+    scopes.dedup();
+    serde_json::json!({
+        "resource": auth.resource_url,
+        "authorization_servers": config.oauth_authorization_servers,
+        "scopes_supported": scopes,
+        "bearer_methods_supported": ["header"],
+        "resource_name": "tower-warden reference MCP server",
+    })
+}
 
 /// Builds the whole application from validated settings.
 ///
 /// Layers around `/mcp`, outermost first: `ClientIpLayer` (only with
 /// `MCP_TRUST_X_FORWARDED=true`) → `IpFilterLayer` → `ClientCertLayer`
 /// (only with `MCP_CLIENT_CERT_REQUIRED=true`) → `BodyLimitLayer` →
-/// `HostOriginLayer` → `JsonRpcErrorsLayer` → rmcp. `/health` is not
-/// guarded, so that load balancers and orchestrators can probe it.
+/// `AuthLayer` → `HostOriginLayer` → `JsonRpcErrorsLayer` → rmcp.
+/// `/health` and the RFC 9728 metadata
+/// (`/.well-known/oauth-protected-resource[/mcp]`) are not guarded, so
+/// that probes and OAuth clients can read them.
 ///
 /// Cancelling `shutdown` ends every MCP session and open event stream.
 ///
 /// # Errors
 ///
 /// A setting the layers cannot use, by variable name.
+#[allow(dead_code)] // the integration tests build the app through it
 pub fn router(config: &WardenConfig, shutdown: &CancellationToken) -> Result<Router, ConfigError> {
+    router_with(config, shutdown, &auth(config)?)
+}
+
+/// [`router`] with authentication already built (to print its development
+/// token, or prefetch its keys).
+///
+/// # Errors
+///
+/// A setting the layers cannot use, by variable name.
+pub fn router_with(
+    config: &WardenConfig,
+    shutdown: &CancellationToken,
+    auth: &Auth,
+) -> Result<Router, ConfigError> {
     let max_body = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
     let mcp = StreamableHttpService::new(
         || Ok(tools::Tools::new()),
@@ -62,7 +322,8 @@ pub fn router(config: &WardenConfig, shutdown: &CancellationToken) -> Result<Rou
     let mcp_routes = Router::new()
         .route_service("/mcp", mcp)
         .route_layer(JsonRpcErrorsLayer::new().max_body_bytes(max_body))
-        .route_layer(host_origin);
+        .route_layer(host_origin)
+        .route_layer(auth.layer.clone());
     let mut mcp_routes = guards(mcp_routes, config)?;
     if config.trust_x_forwarded {
         let client_ip = ClientIpLayer::new()
@@ -72,9 +333,28 @@ pub fn router(config: &WardenConfig, shutdown: &CancellationToken) -> Result<Rou
         mcp_routes = mcp_routes.route_layer(client_ip);
     }
 
+    let metadata = Arc::new(protected_resource_metadata(config, auth));
+    let metadata_path = auth.metadata_url.split_once("/.well-known/").map_or(
+        "/.well-known/oauth-protected-resource".to_owned(),
+        |(_, p)| format!("/.well-known/{p}"),
+    );
+    let mut well_known = Router::new().route(
+        "/.well-known/oauth-protected-resource",
+        get({
+            let m = metadata.clone();
+            move || async move { Json((*m).clone()) }
+        }),
+    );
+    if metadata_path != "/.well-known/oauth-protected-resource" {
+        well_known = well_known.route(
+            &metadata_path,
+            get(move || async move { Json((*metadata).clone()) }),
+        );
+    }
     let health = Router::new()
         .route("/health", get(health))
-        .with_state(Arc::new(Instant::now()));
+        .with_state(Arc::new(Instant::now()))
+        .merge(well_known);
     Ok(health
         .merge(mcp_routes)
         .layer(axum::middleware::map_request(peer_address)))

@@ -6,7 +6,10 @@
 //! MCP_PORT=9000 MCP_ALLOWED_ORIGINS=http://localhost:6274 cargo run --example mcp_server
 //! ```
 //!
-//! Endpoints: `POST/GET/DELETE /mcp` (MCP Streamable HTTP) and `GET /health`.
+//! Endpoints: `POST/GET/DELETE /mcp` (MCP Streamable HTTP, authenticated),
+//! `GET /health`, and the RFC 9728 metadata at
+//! `/.well-known/oauth-protected-resource` (and `.../mcp`). With nothing
+//! configured, the server prints a development token for an ephemeral secret.
 //! A bad setting exits with status 2 and one line naming the variable.
 
 mod app;
@@ -53,7 +56,23 @@ fn main() -> ExitCode {
 
 async fn run(config: WardenConfig) -> Result<(), String> {
     let shutdown = CancellationToken::new();
-    let router = app::router(&config, &shutdown).map_err(|e| e.to_string())?;
+    let auth = app::auth(&config).map_err(|e| e.to_string())?;
+    for warning in &auth.warnings {
+        tracing::warn!("{warning}");
+    }
+    if let Some(token) = &auth.dev_token {
+        // Printed on purpose, outside the logs: the development credential.
+        eprintln!(
+            "\nDevelopment token for {} (valid 24 h, every scope; ephemeral, NOT for production):\n\n  Authorization: Bearer {token}\n",
+            auth.resource_url
+        );
+    }
+    if let Some(jwt) = &auth.jwt {
+        if let Err(error) = jwt.prefetch().await {
+            tracing::warn!(%error, "cannot fetch the JWT signing keys yet; will retry on demand");
+        }
+    }
+    let router = app::router_with(&config, &shutdown, &auth).map_err(|e| e.to_string())?;
     let address = (config.host.as_str(), config.port);
     let listener = tokio::net::TcpListener::bind(address)
         .await
