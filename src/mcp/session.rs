@@ -637,40 +637,39 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let principal = request.extensions().get::<Principal>();
-        let caller = Caller::of(principal);
-        let (detail, fingerprint): (&'static str, Option<String>) =
-            match presented(request.headers()) {
-                Presented::None => {
-                    let owner = caller.to_owner();
-                    let table = Arc::clone(&self.table.0);
-                    return ResponseFuture::inner(
-                        self.inner.call(request),
-                        After::Bind { table, owner },
-                    );
-                }
-                Presented::Several => ("more than one Mcp-Session-Id header was sent", None),
-                Presented::One(value) => {
-                    let lookup = match value.to_str() {
-                        Ok(id) => self.table.0.lookup(id, caller),
-                        Err(_) => Lookup::Unknown,
-                    };
-                    let fingerprint = Some(self.table.0.fingerprint(value.as_bytes()));
-                    match lookup {
-                        Lookup::Owner(id) => {
-                            let delete = request.method() == Method::DELETE;
-                            let table = Arc::clone(&self.table.0);
-                            return ResponseFuture::inner(
-                                self.inner.call(request),
-                                After::Owned { table, id, delete },
-                            );
-                        }
-                        Lookup::Other => ("the session is bound to another principal", fingerprint),
-                        Lookup::Unknown => ("unknown or expired session", fingerprint),
+        let (detail, presented_id) = match presented(request.headers()) {
+            Presented::None => {
+                let after = After::Bind {
+                    table: Arc::clone(&self.table.0),
+                    principal: principal.cloned(),
+                };
+                return ResponseFuture::inner(self.inner.call(request), after);
+            }
+            Presented::Several => ("more than one Mcp-Session-Id header was sent", None),
+            Presented::One(value) => {
+                let lookup = match value.to_str() {
+                    Ok(id) => self.table.0.lookup(id, Caller::of(principal)),
+                    Err(_) => Lookup::Unknown,
+                };
+                match lookup {
+                    Lookup::Owner(id) => {
+                        let after = After::Owned {
+                            table: Arc::clone(&self.table.0),
+                            id,
+                            delete: request.method() == Method::DELETE,
+                        };
+                        return ResponseFuture::inner(self.inner.call(request), after);
                     }
+                    Lookup::Other => ("the session is bound to another principal", Some(value)),
+                    Lookup::Unknown => ("unknown or expired session", Some(value)),
                 }
-            };
-        let audit_detail: Cow<'static, str> = match &fingerprint {
-            Some(fp) => Cow::Owned(format!("{detail} (session fingerprint {fp})")),
+            }
+        };
+        let audit_detail: Cow<'static, str> = match presented_id {
+            Some(id) => {
+                let fingerprint = self.table.0.fingerprint(id.as_bytes());
+                Cow::Owned(format!("{detail} (session fingerprint {fingerprint})"))
+            }
             None => Cow::Borrowed(detail),
         };
         audit::denied(
@@ -680,7 +679,7 @@ where
             principal.and_then(Principal::key_id),
             &audit_detail,
         );
-        // The client learns only what an unknown session tells it.
+        // The client learns only what an unknown session would tell it.
         let rejection = Rejection::new(Reason::SessionNotFound);
         ResponseFuture::reject(reject::render(&self.responder, rejection, &request))
     }
@@ -688,8 +687,12 @@ where
 
 /// What to do with the table once the inner service has answered.
 enum After {
-    /// The request carried no session id: bind the one a 2xx answer issues.
-    Bind { table: Arc<Table>, owner: Owner },
+    /// The request carried no session id: bind the one a 2xx answer issues
+    /// to the caller.
+    Bind {
+        table: Arc<Table>,
+        principal: Option<Principal>,
+    },
     /// The request used a session bound to its caller.
     Owned {
         table: Arc<Table>,
@@ -702,14 +705,14 @@ impl After {
     fn apply<B>(self, response: &Response<B>) {
         let status = response.status();
         match self {
-            Self::Bind { table, owner } => {
+            Self::Bind { table, principal } => {
                 if !status.is_success() {
                     return;
                 }
                 if let Presented::One(value) = presented(response.headers())
                     && let Ok(id) = value.to_str()
                 {
-                    table.bind(id, owner);
+                    table.bind(id, Caller::of(principal.as_ref()).to_owner());
                 }
             }
             Self::Owned { table, id, delete } => {
