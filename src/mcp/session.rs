@@ -366,19 +366,31 @@ impl fmt::Debug for SessionTable {
 /// * **Using.** A request that presents an `Mcp-Session-Id` (a `POST`, the
 ///   `GET` of the event stream, a `DELETE`) passes only when the session is
 ///   bound to the caller's identity; that refreshes the binding's idle timer.
-/// * **Refusing.** A session bound to someone else, a session the table does
-///   not know (never issued, evicted, expired, deleted, forged) and a request
-///   with more than one `Mcp-Session-Id` header are all answered the way an
-///   MCP server answers an unknown session: **404**, here a [`Rejection`]
-///   with [`Reason::SessionNotFound`] (`session_not_found`, problem JSON with
-///   the default responder). MCP clients read a 404 on a session as "start a
-///   new one" and re-initialize. The inner service is not called: a session
-///   the table does not know never reaches the server, so the table **fails
-///   closed** — an id issued while this layer was not in front of the
-///   server, or before a restart, is refused too. Each refusal is one event
-///   on the [audit target](crate::audit) with the reason, the client address
-///   and the caller's subject; the session id appears only as a keyed,
-///   per-process fingerprint, never in full.
+/// * **Refusing.** A session bound to someone else, and a session the table
+///   does not know (never issued, evicted, expired, deleted, forged, not
+///   visible ASCII), are answered the way an MCP server answers an unknown
+///   session: **404** (rmcp's `StreamableHttpService` answers
+///   `404 Not Found: Session not found`). The answer is a [`Rejection`] with
+///   [`Reason::SessionNotFound`] — `session_not_found` problem JSON with the
+///   default responder, like every other refusal of this crate; MCP clients
+///   look only at the status, read a 404 on a session as "start a new one"
+///   and re-initialize. Give the layer a [`responder`](Self::responder) to
+///   answer with the server's exact body instead. The inner service is not
+///   called: a session the table does not know never reaches the server, so
+///   the table **fails closed** — an id issued while this layer was not in
+///   front of the server, or before a restart of this process, is refused
+///   too.
+/// * **Several ids.** A request with more than one `Mcp-Session-Id` header
+///   line is refused the same way, 404 without calling the server: the
+///   layer would check one id while the server might use another (rmcp
+///   reads the first). It is not a 400 because no honest client sends two,
+///   and a confused one recovers by re-initializing. One header value is
+///   one id, commas included, as the server reads it.
+/// * **Audit.** Each refusal is one event on the
+///   [audit target](crate::audit) with the reason, the client address and
+///   the caller's subject; the session id appears only as a keyed,
+///   per-process fingerprint (the same id gives the same fingerprint until
+///   the process restarts), never in full.
 /// * **Ending.** A 2xx answer to the owner's `DELETE` removes the binding,
 ///   and so does a 404 from the server for a bound session (the server
 ///   forgot it first).

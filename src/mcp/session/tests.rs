@@ -594,3 +594,67 @@ async fn each_refusal_is_one_audit_event_without_the_session_id() {
     }
     assert!(!text.contains(&session), "{text}");
 }
+
+#[test]
+fn bindings_and_lookups_sweep_expired_bindings() {
+    let clock = TestClock::new();
+    let now = {
+        let clock = clock.clone();
+        move || clock.start + Duration::from_millis(clock.millis.load(Ordering::SeqCst))
+    };
+    let table = Table::new(100, Duration::from_secs(10), Arc::new(now));
+    assert_eq!(table.shards.len(), 1);
+    let owner = Caller::of(None).to_owner();
+    for n in 0..20 {
+        table.bind(&format!("old-{n}"), owner.clone());
+    }
+    clock.advance(Duration::from_secs(10));
+    // Each operation sweeps a few expired bindings, oldest first.
+    table.bind("new", owner.clone());
+    assert_eq!(table.len(), 21 - SWEEP_PER_OPERATION);
+    assert!(matches!(
+        table.lookup("old-19", Caller::of(None)),
+        Lookup::Unknown
+    ));
+    assert!(matches!(
+        table.lookup("new", Caller::of(None)),
+        Lookup::Owner(_)
+    ));
+    for _ in 0..3 {
+        table.bind("new", owner.clone());
+    }
+    assert_eq!(table.len(), 1);
+    // Re-binding an id keeps one entry.
+    table.bind("new", Caller::of(Some(&jwt("alice"))).to_owner());
+    assert_eq!(table.len(), 1);
+    assert!(matches!(
+        table.lookup("new", Caller::of(None)),
+        Lookup::Other
+    ));
+}
+
+#[tokio::test]
+async fn refusals_can_be_answered_like_the_server() {
+    // rmcp's own answer to an unknown session: 404 with a plain-text body.
+    let like_rmcp = |_: &Rejection, _: &reject::RequestHead<'_>| {
+        let mut response = Response::new(Bytes::from_static(b"Not Found: Session not found"));
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        response
+    };
+    let layer = SessionBindingLayer::new().responder(like_rmcp);
+    let inner = tower::service_fn(|_: Request<()>| async {
+        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
+    });
+    let mut request = Request::new(());
+    request
+        .headers_mut()
+        .insert(MCP_SESSION_ID, HeaderValue::from_static("forged"));
+    let response = layer.layer(inner).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        response.extensions().get::<Rejection>().unwrap().reason(),
+        Reason::SessionNotFound
+    );
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "Not Found: Session not found");
+}
