@@ -26,14 +26,40 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! [`SessionBindingLayer`] keeps a session from standing in for
+//! authentication: each `Mcp-Session-Id` is bound to the principal that
+//! opened it, and anyone else presenting it — or any id the layer does not
+//! know — is answered `404` `session_not_found`, as for an unknown session,
+//! without reaching the server. It goes after the auth layer (it reads the
+//! `Principal`) and outside the two above:
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::ServiceBuilder;
+//! use tower_warden::mcp::{JsonRpcErrorsLayer, SessionBindingLayer};
+//!
+//! let sessions = SessionBindingLayer::new()
+//!     .max_sessions(10_000)
+//!     .idle_timeout(Duration::from_secs(30 * 60));
+//! let table = sessions.sessions(); // for a gauge: table.len()
+//! let layers = ServiceBuilder::new()
+//!     // .layer(auth) — puts the `Principal` in the request extensions
+//!     .layer(sessions)
+//!     .layer(JsonRpcErrorsLayer::new());
+//! # let _ = layers;
+//! assert_eq!(table.len(), 0);
+//! ```
 
 mod errors;
 mod json;
 mod origin;
+pub mod session;
 
 pub use errors::{
     ErrorCode, JsonRpcBody, JsonRpcErrors, JsonRpcErrorsLayer, RequestBody, ResponseFuture,
 };
 pub use origin::{HostOrigin, HostOriginLayer, LOOPBACK_HOSTS};
+pub use session::{MCP_SESSION_ID, SessionBinding, SessionBindingLayer, SessionTable};
 
 pub(crate) use origin::{validate_allowed_host, validate_allowed_origin};
