@@ -870,3 +870,34 @@ async fn a_zero_config_development_start_prints_a_working_token() {
     shutdown.cancel();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn another_principals_session_id_is_answered_as_unknown() {
+    let server = Server::start(&[]).await;
+    let url = server.url();
+    let session = open_session(&url, "2025-06-18").await;
+    let bob = format!("Bearer {}", mint(&json!({"sub": "bob", "scope": "*"})));
+    let ping = r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#;
+    let stolen = post(
+        &url,
+        &[
+            ("mcp-session-id", session.as_str()),
+            ("authorization", bob.as_str()),
+        ],
+        ping,
+    )
+    .await;
+    let unknown = post(&url, &[("mcp-session-id", "no-such-session")], ping).await;
+    assert_eq!(stolen.status, StatusCode::NOT_FOUND);
+    assert_eq!(stolen.status, unknown.status);
+    assert_eq!(
+        stolen.json(),
+        unknown.json(),
+        "indistinguishable from an unknown session"
+    );
+    assert_eq!(stolen.json()["error"]["code"], -32001);
+    // The owner (same subject, a freshly minted token) still gets through.
+    let reply = post(&url, &[("mcp-session-id", session.as_str())], ping).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    server.stop().await;
+}

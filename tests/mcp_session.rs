@@ -64,7 +64,8 @@ impl Server {
     /// The reference server, its `/mcp` behind `layer` (if any) and the
     /// test principal.
     async fn reference(layer: Option<SessionBindingLayer>) -> Self {
-        let config = WardenConfig::from_vars(std::iter::empty::<(&str, &str)>()).unwrap();
+        // Authentication off: the test principal stands in for it.
+        let config = WardenConfig::from_vars([("MCP_AUTH_MODE", "none")]).unwrap();
         let shutdown = CancellationToken::new();
         let mut router = app::router(&config, &shutdown).unwrap();
         if let Some(layer) = layer {

@@ -26,7 +26,7 @@ use tower_warden::client_ip::ClientIpLayer;
 use tower_warden::config::WardenConfig;
 use tower_warden::config::{AuthMode, Environment};
 use tower_warden::ip_filter::{IpFilterLayer, IpSet};
-use tower_warden::mcp::{HostOriginLayer, JsonRpcErrorsLayer};
+use tower_warden::mcp::{HostOriginLayer, JsonRpcErrorsLayer, SessionBindingLayer};
 use tower_warden::principal::{AuthMethod, Principal};
 
 /// How `/mcp` authenticates, built from the settings.
@@ -274,7 +274,8 @@ fn protected_resource_metadata(config: &WardenConfig, auth: &Auth) -> serde_json
 /// Layers around `/mcp`, outermost first: `ClientIpLayer` (only with
 /// `MCP_TRUST_X_FORWARDED=true`) → `IpFilterLayer` → `ClientCertLayer`
 /// (only with `MCP_CLIENT_CERT_REQUIRED=true`) → `BodyLimitLayer` →
-/// `AuthLayer` → `HostOriginLayer` → `JsonRpcErrorsLayer` → rmcp.
+/// `AuthLayer` → `HostOriginLayer` → `JsonRpcErrorsLayer` →
+/// `SessionBindingLayer` → rmcp.
 /// `/health` and the RFC 9728 metadata
 /// (`/.well-known/oauth-protected-resource[/mcp]`) are not guarded, so
 /// that probes and OAuth clients can read them.
@@ -321,6 +322,11 @@ pub fn router_with(
     // `route_layer`: the last one added is the outermost.
     let mcp_routes = Router::new()
         .route_service("/mcp", mcp)
+        // Sessions are bound to the principal that opened them. Another
+        // principal's session id is answered exactly as rmcp answers an
+        // unknown one, which `JsonRpcErrorsLayer` then turns into the same
+        // JSON-RPC error (-32001) either way.
+        .route_layer(SessionBindingLayer::new().responder(like_unknown_session))
         .route_layer(JsonRpcErrorsLayer::new().max_body_bytes(max_body))
         .route_layer(host_origin)
         .route_layer(auth.layer.clone());
@@ -388,6 +394,17 @@ fn guards(mcp_routes: Router, config: &WardenConfig) -> Result<Router, ConfigErr
         mcp_routes = mcp_routes.route_layer(IpFilterLayer::new(set));
     }
     Ok(mcp_routes)
+}
+
+/// rmcp's answer to a session id it does not know: 404, plain text.
+fn like_unknown_session(
+    _: &tower_warden::Rejection,
+    _: &tower_warden::reject::RequestHead<'_>,
+) -> http::Response<bytes::Bytes> {
+    let mut response =
+        http::Response::new(bytes::Bytes::from_static(b"Not Found: Session not found"));
+    *response.status_mut() = http::StatusCode::NOT_FOUND;
+    response
 }
 
 /// Copies axum's connect info into a plain `SocketAddr` extension, which the

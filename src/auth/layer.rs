@@ -119,7 +119,8 @@ impl AuthLayer {
     }
 
     /// Authentication switched off: every request gets
-    /// [`Principal::anonymous`] (every scope). For development only.
+    /// [`Principal::anonymous`] (every scope), unless an outer layer already
+    /// put a [`Principal`] in its extensions. For development only.
     pub fn anonymous() -> Self {
         Self::with(None, None, true)
     }
@@ -290,7 +291,8 @@ fn query_param<'a>(query: &'a str, names: &[&str]) -> Option<&'a str> {
 impl Config {
     fn authenticate<B>(&self, request: &Request<B>) -> Outcome {
         if self.anonymous {
-            return Outcome::Done(Ok(Principal::anonymous()));
+            let principal = request.extensions().get::<Principal>().cloned();
+            return Outcome::Done(Ok(principal.unwrap_or_else(Principal::anonymous)));
         }
         let headers = request.headers();
         let bearer = match single(headers, &AUTHORIZATION) {
