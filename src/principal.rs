@@ -91,7 +91,6 @@ struct Inner {
 
 impl Principal {
     /// Starts a principal for `subject` (a JWT's `sub`, an API key's id).
-    #[must_use]
     pub fn builder(subject: impl Into<String>, method: AuthMethod) -> PrincipalBuilder {
         PrincipalBuilder {
             subject: subject.into(),
