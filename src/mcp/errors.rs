@@ -166,7 +166,7 @@ pub struct JsonRpcErrors<S> {
     config: Arc<Config>,
 }
 
-fn is_json_media_type(headers: &HeaderMap) -> bool {
+pub(super) fn is_json_media_type(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };

@@ -9,8 +9,14 @@
 //!   JSON-RPC error object: a malformed body is `400` with `-32700`, a plain
 //!   text refusal of the transport (missing session, wrong media type,
 //!   method not allowed) keeps its status and gains a JSON-RPC body.
+//! * [`McpPolicyLayer`] — per-tool authorization with a [`ToolPolicy`]
+//!   (tool → required scopes, from code or `MCP_TOOL_SCOPES`): a
+//!   `tools/call` the caller's scopes do not cover is refused with 403
+//!   `insufficient_scope`, and `tools/list` answers only show the tools the
+//!   caller may call. It leaves an [`McpCall`](crate::McpCall) in the
+//!   request extensions.
 //!
-//! Both are plain Tower layers, generic over request and response bodies,
+//! All are plain Tower layers, generic over request and response bodies,
 //! and do not depend on any MCP SDK. Place them innermost, just outside the
 //! MCP service (rmcp's `StreamableHttpService`, for example):
 //!
@@ -50,16 +56,67 @@
 //! # let _ = layers;
 //! assert_eq!(table.len(), 0);
 //! ```
+//!
+//! [`McpPolicyLayer`] goes inside authentication, which leaves the
+//! [`Principal`](crate::Principal) it reads, and outside
+//! [`JsonRpcErrorsLayer`]:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::{BodyExt, Full};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//! use tower_warden::mcp::{JsonRpcErrorsLayer, McpPolicyLayer, RequestBody, ToolPolicy};
+//! use tower_warden::principal::{AuthMethod, Principal};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Usually from the environment: ToolPolicy::try_from_json(&std::env::var("MCP_TOOL_SCOPES")?)?
+//! let policy = ToolPolicy::try_from_json(r#"{"echo": "tools:echo", "add": ["tools:add"]}"#)?;
+//! let mut service = ServiceBuilder::new()
+//!     .layer(McpPolicyLayer::new(policy))
+//!     .layer(JsonRpcErrorsLayer::new())
+//!     .service_fn(|_: Request<RequestBody<RequestBody<Full<Bytes>>>>| async {
+//!         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from("{}"))))
+//!     });
+//!
+//! let call = |tool: &str| {
+//!     let body = format!(
+//!         r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}"}}}}"#
+//!     );
+//!     let mut request = Request::post("/mcp")
+//!         .header("content-type", "application/json")
+//!         .body(Full::new(Bytes::from(body)))
+//!         .unwrap();
+//!     // What an authentication layer would have left:
+//!     request.extensions_mut().insert(
+//!         Principal::builder("bob", AuthMethod::ApiKey).scopes(["tools:echo"]).build(),
+//!     );
+//!     request
+//! };
+//! let response = service.ready().await?.call(call("echo")).await?;
+//! assert_eq!(response.status(), StatusCode::OK);
+//! let response = service.ready().await?.call(call("add")).await?;
+//! assert_eq!(response.status(), StatusCode::FORBIDDEN);
+//! let problem = response.into_body().collect().await?.to_bytes();
+//! assert!(std::str::from_utf8(&problem)?.contains(r#""code":"insufficient_scope""#));
+//! # Ok(())
+//! # }
+//! ```
 
 mod errors;
 mod json;
 mod origin;
+mod policy;
 pub mod session;
 
 pub use errors::{
     ErrorCode, JsonRpcBody, JsonRpcErrors, JsonRpcErrorsLayer, RequestBody, ResponseFuture,
 };
 pub use origin::{HostOrigin, HostOriginLayer, LOOPBACK_HOSTS};
+pub use policy::{
+    McpPolicy, McpPolicyBody, McpPolicyLayer, ResponseFuture as McpPolicyFuture, ToolPolicy,
+};
 pub use session::{MCP_SESSION_ID, SessionBinding, SessionBindingLayer, SessionTable};
 
 pub(crate) use origin::{validate_allowed_host, validate_allowed_origin};
