@@ -901,3 +901,61 @@ async fn another_principals_session_id_is_answered_as_unknown() {
     assert_eq!(reply.status, StatusCode::OK);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn tool_scopes_refuse_calls_and_filter_lists() {
+    let server = Server::start(&[(
+        "MCP_TOOL_SCOPES",
+        r#"{"add":["tools:add"],"sleep":"tools:sleep"}"#,
+    )])
+    .await;
+    let url = server.url();
+    let echo_only = format!(
+        "Bearer {}",
+        mint(&json!({"sub": "carol", "scope": "tools:echo"}))
+    );
+    let auth = [("authorization", echo_only.as_str())];
+    let reply = post(&url, &auth, &initialize("2025-06-18")).await;
+    let session = reply.headers["mcp-session-id"].to_str().unwrap().to_owned();
+    let with = [auth[0], ("mcp-session-id", session.as_str())];
+    post(
+        &url,
+        &with,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )
+    .await;
+
+    let list = post(
+        &url,
+        &with,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    )
+    .await;
+    let names: Vec<String> = list.message()["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        names.contains(&"echo".to_owned()) && names.contains(&"whoami".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        !names.contains(&"add".to_owned()) && !names.contains(&"sleep".to_owned()),
+        "{names:?}"
+    );
+
+    let call = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}"#;
+    let refused = post(&url, &with, call).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.json()["code"], "insufficient_scope");
+    assert_eq!(
+        refused.headers["www-authenticate"],
+        "Bearer error=\"insufficient_scope\", scope=\"tools:add\""
+    );
+    // The default test token has every scope.
+    let allowed = post(&url, &[], &initialize("2025-06-18")).await;
+    assert_eq!(allowed.status, StatusCode::OK);
+    server.stop().await;
+}

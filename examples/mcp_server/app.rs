@@ -26,7 +26,9 @@ use tower_warden::client_ip::ClientIpLayer;
 use tower_warden::config::WardenConfig;
 use tower_warden::config::{AuthMode, Environment};
 use tower_warden::ip_filter::{IpFilterLayer, IpSet};
-use tower_warden::mcp::{HostOriginLayer, JsonRpcErrorsLayer, SessionBindingLayer};
+use tower_warden::mcp::{
+    HostOriginLayer, JsonRpcErrorsLayer, McpPolicyLayer, SessionBindingLayer, ToolPolicy,
+};
 use tower_warden::principal::{AuthMethod, Principal};
 
 /// How `/mcp` authenticates, built from the settings.
@@ -274,8 +276,8 @@ fn protected_resource_metadata(config: &WardenConfig, auth: &Auth) -> serde_json
 /// Layers around `/mcp`, outermost first: `ClientIpLayer` (only with
 /// `MCP_TRUST_X_FORWARDED=true`) → `IpFilterLayer` → `ClientCertLayer`
 /// (only with `MCP_CLIENT_CERT_REQUIRED=true`) → `BodyLimitLayer` →
-/// `AuthLayer` → `HostOriginLayer` → `JsonRpcErrorsLayer` →
-/// `SessionBindingLayer` → rmcp.
+/// `AuthLayer` → `HostOriginLayer` → `McpPolicyLayer` (with
+/// `MCP_TOOL_SCOPES`) → `JsonRpcErrorsLayer` → `SessionBindingLayer` → rmcp.
 /// `/health` and the RFC 9728 metadata
 /// (`/.well-known/oauth-protected-resource[/mcp]`) are not guarded, so
 /// that probes and OAuth clients can read them.
@@ -320,14 +322,26 @@ pub fn router_with(
         .map_err(|e| e.for_setting("MCP_ALLOWED_ORIGINS"))?;
 
     // `route_layer`: the last one added is the outermost.
-    let mcp_routes = Router::new()
+    let mut mcp_routes = Router::new()
         .route_service("/mcp", mcp)
         // Sessions are bound to the principal that opened them. Another
         // principal's session id is answered exactly as rmcp answers an
         // unknown one, which `JsonRpcErrorsLayer` then turns into the same
         // JSON-RPC error (-32001) either way.
         .route_layer(SessionBindingLayer::new().responder(like_unknown_session))
-        .route_layer(JsonRpcErrorsLayer::new().max_body_bytes(max_body))
+        .route_layer(JsonRpcErrorsLayer::new().max_body_bytes(max_body));
+    // Per-tool scopes (`MCP_TOOL_SCOPES`): calls refused with 403
+    // insufficient_scope, `tools/list` filtered to what the caller may call.
+    if !config.tool_scopes.is_empty() {
+        let policy = config
+            .tool_scopes
+            .iter()
+            .fold(ToolPolicy::new(), |policy, (tool, scopes)| {
+                policy.require(tool.clone(), scopes.clone())
+            });
+        mcp_routes = mcp_routes.route_layer(McpPolicyLayer::new(policy).max_body_bytes(max_body));
+    }
+    let mcp_routes = mcp_routes
         .route_layer(host_origin)
         .route_layer(auth.layer.clone());
     let mut mcp_routes = guards(mcp_routes, config)?;
