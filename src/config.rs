@@ -689,13 +689,11 @@ fn load_auth(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigError> 
             ));
         }
     }
-    if let Some(salt) = &config.api_key_salt {
-        if salt.len() < 16 {
-            return Err(ConfigError::new(
-                "MCP_API_KEY_SALT",
-                format!("is {} bytes; at least 16 are required", salt.len()),
-            ));
-        }
+    if let Some(salt) = config.api_key_salt.as_ref().filter(|s| s.len() < 16) {
+        return Err(ConfigError::new(
+            "MCP_API_KEY_SALT",
+            format!("is {} bytes; at least 16 are required", salt.len()),
+        ));
     }
     if config.api_keys_file.is_some() && config.api_key_salt.is_none() {
         return Err(ConfigError::new(

@@ -12,6 +12,10 @@
 //! | [`ClientCertLayer`] (feature `client-cert`) | callers without a certificate verified by your mTLS proxy | [`ClientCertInfo`] | 403 `client_cert_required` |
 //! | [`BodyLimitLayer`] (feature `body-limit`) | oversized and endless (chunked) bodies | — | 413 `payload_too_large` |
 //! | [`HostOriginLayer`](mcp::HostOriginLayer) (feature `mcp`) | DNS rebinding, cross-site browser calls | — | 403 `host_forbidden` / `origin_forbidden` |
+//! | [`AuthLayer`](auth::AuthLayer) (feature `auth`) | callers without a valid JWT or API key | [`Principal`] | 401 `unauthenticated` / `invalid_credentials` / `token_expired` |
+//! | [`RequireLayer`](auth::RequireLayer) (feature `auth`) | callers without a needed scope or role | — | 403 `insufficient_scope` |
+//! | [`McpPolicyLayer`](mcp::McpPolicyLayer) (feature `mcp`) | `tools/call` beyond the caller's scopes; lists tools it may not call | [`McpCall`] | 403 `insufficient_scope` |
+//! | [`SessionBindingLayer`](mcp::SessionBindingLayer) (feature `mcp`) | a session id used by anyone but the principal that opened it | — | 404 `session_not_found` |
 //!
 //! [`JsonRpcErrorsLayer`](mcp::JsonRpcErrorsLayer) (feature `mcp`) makes an
 //! MCP endpoint answer malformed bodies and transport errors with JSON-RPC
@@ -27,7 +31,8 @@
 //! # Order
 //!
 //! Cheap checks first: client address → IP filter → client certificate →
-//! body limit → your service. With `tower::ServiceBuilder` the **first**
+//! body limit → authentication → scope requirements / MCP policy → your
+//! service. With `tower::ServiceBuilder` the **first**
 //! layer added is the **outermost**:
 //!
 //! ```
@@ -54,7 +59,11 @@
 //! | `ip-filter` | yes | `IpSet`, `IpFilterLayer` |
 //! | `client-cert` | yes | `ClientCertLayer` |
 //! | `body-limit` | yes | `BodyLimitLayer` (pulls in `http-body-util`) |
-//! | `mcp` | yes | `mcp::HostOriginLayer`, `mcp::JsonRpcErrorsLayer` (no extra dependency) |
+//! | `mcp` | yes | `mcp::HostOriginLayer`, `mcp::JsonRpcErrorsLayer`, `mcp::McpPolicyLayer`, `mcp::SessionBindingLayer` |
+//! | `auth` | yes | `auth::AuthLayer`, `JwtAuth`, `ApiKeys`, `RequireLayer` (with a backend below) |
+//! | `aws-lc-rs` | yes | JWT signatures through aws-lc-rs |
+//! | `rust-crypto` | no | JWT signatures through RustCrypto instead |
+//! | `jwks-url` | yes | `auth::JwksUrl` (reqwest + rustls) |
 //! | `axum` | no | the peer address from axum's `ConnectInfo<SocketAddr>` |
 //! | `tonic` | no | the peer address from tonic's `TcpConnectInfo` |
 //! | `full` | no | all of the above |

@@ -67,10 +67,10 @@ async fn run(config: WardenConfig) -> Result<(), String> {
             auth.resource_url
         );
     }
-    if let Some(jwt) = &auth.jwt {
-        if let Err(error) = jwt.prefetch().await {
-            tracing::warn!(%error, "cannot fetch the JWT signing keys yet; will retry on demand");
-        }
+    if let Some(jwt) = &auth.jwt
+        && let Err(error) = jwt.prefetch().await
+    {
+        tracing::warn!(%error, "cannot fetch the JWT signing keys yet; will retry on demand");
     }
     let router = app::router_with(&config, &shutdown, &auth).map_err(|e| e.to_string())?;
     let address = (config.host.as_str(), config.port);

@@ -151,10 +151,8 @@ impl TokenCache {
             .unwrap_or_else(|e| e.into_inner());
         if map.len() >= self.per_shard && !map.contains_key(&digest) {
             map.retain(|_, e| e.exp > now);
-            if map.len() >= self.per_shard {
-                if let Some(&victim) = map.keys().next() {
-                    map.remove(&victim);
-                }
+            if let Some(&victim) = map.keys().next().filter(|_| map.len() >= self.per_shard) {
+                map.remove(&victim);
             }
         }
         map.insert(
