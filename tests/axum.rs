@@ -129,3 +129,59 @@ async fn declared_length_over_the_cap_and_bodies_within_it() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, "0123456701234567");
 }
+
+/// The `Principal` extractor: a handler takes the caller as an argument.
+async fn me(principal: tower_warden::Principal) -> String {
+    format!("{} {}", principal.subject(), principal.method())
+}
+
+#[tokio::test]
+async fn the_principal_extractor_and_route_layer_auth() {
+    use tower_warden::auth::{ApiKeys, AuthLayer, RequireLayer};
+    use tower_warden::principal::{AuthMethod, Principal};
+
+    let keys = ApiKeys::new("a-server-side-salt-value").unwrap();
+    let reader = Principal::builder("reader-bot", AuthMethod::ApiKey)
+        .scopes(["notes:read"])
+        .build();
+    keys.insert_key("sk-reader-0123456789", reader).unwrap();
+    let app = Router::new()
+        .route("/admin", get(me))
+        .route_layer(RequireLayer::scopes(["notes:write"]))
+        .route("/me", get(me))
+        .route_layer(AuthLayer::api_keys(keys));
+    let app = Router::new().route("/bare", get(me)).merge(app);
+    let addr = serve(app).await;
+    let get_with = |path: &str, key: Option<&str>| {
+        let mut builder = Request::get(format!("http://{addr}{path}"));
+        if let Some(key) = key {
+            builder = builder.header("x-api-key", key);
+        }
+        builder.body(Empty::<Bytes>::new()).unwrap()
+    };
+    let (status, _, body) = send(get_with("/me", Some("sk-reader-0123456789"))).await;
+    assert_eq!(
+        (status, &body[..]),
+        (StatusCode::OK, &b"reader-bot api_key"[..])
+    );
+    let (status, headers, _) = send(get_with("/me", None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["www-authenticate"], "Bearer");
+    let (status, headers, _) = send(get_with("/admin", Some("sk-reader-0123456789"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        headers["www-authenticate"],
+        "Bearer error=\"insufficient_scope\", scope=\"notes:write\""
+    );
+    // route_layer: an unknown path stays 404 rather than 401.
+    let (status, _, _) = send(get_with("/nowhere", None)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A handler outside any auth layer: the extractor refuses with 401.
+    let (status, _, body) = send(get_with("/bare", None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        std::str::from_utf8(&body)
+            .unwrap()
+            .contains("unauthenticated")
+    );
+}

@@ -110,3 +110,56 @@ async fn oversized_messages_are_resource_exhausted() {
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert!(status.message().starts_with("payload_too_large"));
 }
+
+#[tokio::test]
+async fn missing_and_forged_credentials_are_unauthenticated_and_scopes_permission_denied() {
+    use tower_warden::auth::{ApiKeys, AuthLayer, RequireLayer};
+    use tower_warden::principal::{AuthMethod, Principal};
+
+    let keys = ApiKeys::new("a-server-side-salt-value").unwrap();
+    keys.insert_key(
+        "sk-grpc-0123456789",
+        Principal::builder("svc", AuthMethod::ApiKey)
+            .scopes(["health:read"])
+            .build(),
+    )
+    .unwrap();
+    let layer = ServiceBuilder::new()
+        .layer(AuthLayer::api_keys(keys.clone()))
+        .into_inner();
+    let mut client = serve(layer).await;
+    let status = client.check(check()).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(
+        status.message().starts_with("unauthenticated"),
+        "{}",
+        status.message()
+    );
+    let mut forged = check();
+    forged
+        .metadata_mut()
+        .insert("x-api-key", "sk-grpc-0000000000".parse().unwrap());
+    assert_eq!(
+        client.check(forged).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    let mut good = check();
+    good.metadata_mut()
+        .insert("x-api-key", "sk-grpc-0123456789".parse().unwrap());
+    assert_eq!(
+        client.check(good).await.unwrap().into_inner().status(),
+        ServingStatus::Serving
+    );
+
+    let layer = ServiceBuilder::new()
+        .layer(AuthLayer::api_keys(keys))
+        .layer(RequireLayer::scopes(["health:admin"]))
+        .into_inner();
+    let mut client = serve(layer).await;
+    let mut good = check();
+    good.metadata_mut()
+        .insert("x-api-key", "sk-grpc-0123456789".parse().unwrap());
+    let status = client.check(good).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(status.message().starts_with("insufficient_scope"));
+}
