@@ -25,6 +25,22 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
 
 type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
+/// Every algorithm a key may be pinned to.
+const ALGORITHMS: [Algorithm; 12] = [
+    Algorithm::HS256,
+    Algorithm::HS384,
+    Algorithm::HS512,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
 fn system_clock() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -73,7 +89,9 @@ enum Keys {
 
 struct Inner {
     keys: Keys,
-    template: Validation,
+    /// One prepared `Validation` per algorithm (the algorithm list is the
+    /// only difference), so that no request clones one.
+    validations: Box<[(Algorithm, Validation)]>,
     leeway: u64,
     namespace_claim: Box<str>,
     max_token_bytes: usize,
@@ -110,8 +128,11 @@ pub struct JwtAuth {
 impl std::fmt::Debug for JwtAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtAuth")
-            .field("issuers", &self.inner.template.iss)
-            .field("audiences", &self.inner.template.aud)
+            .field("issuers", &self.inner.validations.first().map(|v| &v.1.iss))
+            .field(
+                "audiences",
+                &self.inner.validations.first().map(|v| &v.1.aud),
+            )
             .field("leeway", &self.inner.leeway)
             .field("cache", &self.inner.cache)
             .finish_non_exhaustive()
@@ -265,7 +286,9 @@ impl JwtAuth {
                             None => None,
                         };
                         match keys {
-                            Some(keys) => this.verify_with(&token, &keys, digest),
+                            Some(keys) => {
+                                this.verify_with(&token, &header, &keys, digest, this.now())
+                            }
                             None => Err(Failure {
                                 reason: Reason::AuthUnavailable,
                                 detail: "the signing keys are unavailable",
@@ -277,7 +300,7 @@ impl JwtAuth {
                 }
             },
         };
-        Verdict::Done(self.verify_with(token, &keys, digest))
+        Verdict::Done(self.verify_with(token, &header, &keys, digest, now))
     }
 
     /// Refreshes remote keys in the background, when a Tokio runtime is
@@ -307,10 +330,15 @@ impl JwtAuth {
         }
     }
 
-    fn verify_with(&self, token: &str, keys: &KeySet, digest: u128) -> Result<Principal, Failure> {
+    fn verify_with(
+        &self,
+        token: &str,
+        header: &jsonwebtoken::Header,
+        keys: &KeySet,
+        digest: u128,
+        now: u64,
+    ) -> Result<Principal, Failure> {
         let inner = &*self.inner;
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| Failure::invalid("the token is malformed"))?;
         let kid = header.kid.as_deref();
         let key = match kid {
             Some(kid) => keys
@@ -338,10 +366,11 @@ impl JwtAuth {
                 Failure::invalid("the token's algorithm is not allowed for its key").kid(kid),
             );
         }
-        let mut validation = inner.template.clone();
-        validation.algorithms = vec![header.alg];
+        let Some((_, validation)) = inner.validations.iter().find(|(a, _)| *a == header.alg) else {
+            return Err(Failure::invalid("the token's algorithm is not supported").kid(kid));
+        };
         let claims =
-            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &validation) {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, validation) {
                 Ok(data) => data.claims,
                 Err(e) => {
                     let detail = match e.kind() {
@@ -364,7 +393,6 @@ impl JwtAuth {
             subject: subject.map(str::to_owned),
             kid: kid.map(str::to_owned),
         };
-        let now = self.now();
         let exp = match claims.get("exp").and_then(Value::as_u64) {
             Some(exp) => exp,
             None => {
@@ -596,10 +624,18 @@ impl JwtAuthBuilder {
             required.push("aud");
         }
         template.set_required_spec_claims(&required);
+        let validations = ALGORITHMS
+            .iter()
+            .map(|&alg| {
+                let mut validation = template.clone();
+                validation.algorithms = vec![alg];
+                (alg, validation)
+            })
+            .collect();
         Ok(JwtAuth {
             inner: Arc::new(Inner {
                 keys,
-                template,
+                validations,
                 leeway: self.leeway.as_secs(),
                 namespace_claim: self.namespace_claim.into_boxed_str(),
                 max_token_bytes: self.max_token_bytes,
