@@ -658,3 +658,27 @@ async fn refusals_can_be_answered_like_the_server() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, "Not Found: Session not found");
 }
+
+#[test]
+fn a_refusal_polled_again_is_an_empty_404() {
+    type Inner = std::future::Ready<Result<Response<Full<Bytes>>, std::convert::Infallible>>;
+    let refusal = Response::new(Bytes::from_static(b"refused"));
+    let mut future = std::pin::pin!(ResponseFuture::<Inner>::reject(refusal));
+    assert_eq!(
+        format!("{future:?}"),
+        r#"ResponseFuture { state: "reject" }"#
+    );
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let Poll::Ready(Ok(first)) = future.as_mut().poll(&mut cx) else {
+        panic!("a refusal is ready at once");
+    };
+    assert_eq!(first.status(), StatusCode::OK);
+    let Poll::Ready(Ok(again)) = future.as_mut().poll(&mut cx) else {
+        panic!("a refusal polled again is ready at once");
+    };
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        format!("{future:?}"),
+        r#"ResponseFuture { state: "reject" }"#
+    );
+}
