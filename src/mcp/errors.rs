@@ -15,6 +15,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::json;
+use crate::body::ResponseBody;
 
 /// JSON-RPC 2.0 and MCP error codes used by [`JsonRpcErrorsLayer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -544,7 +545,7 @@ pin_project! {
     #[project = KindProj]
     #[derive(Debug)]
     enum Kind<B> {
-        Inner { #[pin] body: B },
+        Plain { #[pin] body: ResponseBody<B> },
         Wrapping {
             #[pin]
             body: B,
@@ -552,21 +553,23 @@ pin_project! {
             message: Vec<u8>,
             fallback: &'static str,
         },
-        Fixed { bytes: Option<Bytes> },
     }
 }
 
 impl<B> JsonRpcBody<B> {
     fn inner(body: B) -> Self {
         Self {
-            kind: Kind::Inner { body },
+            kind: Kind::Plain {
+                body: ResponseBody::inner(body),
+            },
         }
     }
 
     fn fixed(bytes: Bytes) -> Self {
-        let bytes = (!bytes.is_empty()).then_some(bytes);
         Self {
-            kind: Kind::Fixed { bytes },
+            kind: Kind::Plain {
+                body: ResponseBody::rejection(bytes),
+            },
         }
     }
 }
@@ -595,10 +598,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let done = match self.as_mut().project().kind.project() {
-            KindProj::Inner { body } => return body.poll_frame(cx),
-            KindProj::Fixed { bytes } => {
-                return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b))));
-            }
+            KindProj::Plain { body } => return body.poll_frame(cx),
             KindProj::Wrapping {
                 mut body,
                 prefix,
@@ -620,25 +620,23 @@ where
                 }
             },
         };
-        self.project().kind.set(Kind::Fixed { bytes: None });
+        self.project().kind.set(Kind::Plain {
+            body: ResponseBody::default(),
+        });
         Poll::Ready(Some(Ok(Frame::data(done))))
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Plain { body } => body.is_end_stream(),
             Kind::Wrapping { .. } => false,
-            Kind::Fixed { bytes } => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Inner { body } => body.size_hint(),
+            Kind::Plain { body } => body.size_hint(),
             Kind::Wrapping { .. } => SizeHint::default(),
-            Kind::Fixed { bytes } => {
-                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
-            }
         }
     }
 }

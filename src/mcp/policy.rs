@@ -24,6 +24,7 @@ use super::errors::{
 use super::json;
 use crate::ConfigError;
 use crate::audit;
+use crate::body::ResponseBody;
 use crate::principal::{McpCall, Principal};
 use crate::reject::{self, DefaultResponder, Reason, Rejection, Respond};
 
@@ -1150,24 +1151,25 @@ pin_project! {
     #[project = KindProj]
     #[derive(Debug)]
     enum Kind<B> {
-        Inner { #[pin] body: B },
+        Plain { #[pin] body: ResponseBody<B> },
         Filtering { #[pin] body: B, state: Box<FilterState> },
-        Fixed { bytes: Option<Bytes> },
     }
 }
 
 impl<B> McpPolicyBody<B> {
-    #[inline]
     fn inner(body: B) -> Self {
         Self {
-            kind: Kind::Inner { body },
+            kind: Kind::Plain {
+                body: ResponseBody::inner(body),
+            },
         }
     }
 
     fn fixed(bytes: Bytes) -> Self {
-        let bytes = (!bytes.is_empty()).then_some(bytes);
         Self {
-            kind: Kind::Fixed { bytes },
+            kind: Kind::Plain {
+                body: ResponseBody::rejection(bytes),
+            },
         }
     }
 }
@@ -1184,8 +1186,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         match self.project().kind.project() {
-            KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Fixed { bytes } => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            KindProj::Plain { body } => body.poll_frame(cx),
             KindProj::Filtering { mut body, state } => loop {
                 if let Some(bytes) = state.out.pop_front() {
                     return Poll::Ready(Some(Ok(Frame::data(bytes))));
@@ -1229,23 +1230,19 @@ where
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Plain { body } => body.is_end_stream(),
             Kind::Filtering { body, state } => match state.phase {
                 Phase::Ended => state.out.is_empty() && state.trailers.is_none(),
                 Phase::Passthrough => state.out.is_empty() && body.is_end_stream(),
                 Phase::Filtering => false,
             },
-            Kind::Fixed { bytes } => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Inner { body } => body.size_hint(),
+            Kind::Plain { body } => body.size_hint(),
             Kind::Filtering { .. } => SizeHint::default(),
-            Kind::Fixed { bytes } => {
-                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
-            }
         }
     }
 }
