@@ -14,7 +14,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::Request as AxumRequest;
 use http::StatusCode;
-use mcp_support::{Server, client_config_with_header, post};
+use mcp_support::{Reply, Server, client_config_with_header, post};
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientConfig};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -83,6 +83,24 @@ impl Server {
 /// Opens a session as a caller with `scopes`; returns its id.
 async fn open_session(url: &str, scopes: &str) -> String {
     mcp_support::open_session(url, &[(SCOPES_HEADER, scopes)], "2025-06-18").await
+}
+
+/// A `tools/call` request `id` for tool `name`.
+fn tool_call(id: u32, name: &str, arguments: Value) -> String {
+    json!({
+        "jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": name, "arguments": arguments}
+    })
+    .to_string()
+}
+
+/// Asserts a 403 that challenges for `scope`.
+fn assert_insufficient_scope(reply: &Reply, scope: &str) {
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        reply.headers[http::header::WWW_AUTHENTICATE],
+        format!(r#"Bearer error="insufficient_scope", scope="{scope}""#).as_str()
+    );
 }
 
 fn tool_names(message: &Value) -> Vec<String> {
@@ -172,29 +190,17 @@ async fn raw_calls_get_403_insufficient_scope_with_a_challenge() {
     );
     assert_eq!(tool_names(&reply.message()), ["echo"]);
 
-    let reply = post(
-        &url,
-        &headers,
-        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}"#,
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN);
-    assert_eq!(
-        reply.headers[http::header::WWW_AUTHENTICATE],
-        r#"Bearer error="insufficient_scope", scope="tools:add""#
-    );
+    let call = tool_call(3, "add", json!({"a": 1, "b": 2}));
+    let reply = post(&url, &headers, &call).await;
+    assert_insufficient_scope(&reply, "tools:add");
     assert_eq!(
         reply.headers[http::header::CONTENT_TYPE],
         "application/problem+json"
     );
     assert_eq!(reply.json()["code"], "insufficient_scope");
 
-    let reply = post(
-        &url,
-        &headers,
-        r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo","arguments":{"text":"ok"}}}"#,
-    )
-    .await;
+    let call = tool_call(4, "echo", json!({"text": "ok"}));
+    let reply = post(&url, &headers, &call).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.message()["result"]["content"][0]["text"], "ok");
 
@@ -224,16 +230,7 @@ async fn json_answers_are_filtered_and_callers_without_a_principal_see_nothing()
     assert_eq!(reply.status, StatusCode::OK);
     assert!(tool_names(&reply.json()).is_empty());
 
-    let reply = post(
-        &url,
-        &[],
-        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"whoami","arguments":{}}}"#,
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN);
-    assert_eq!(
-        reply.headers[http::header::WWW_AUTHENTICATE],
-        r#"Bearer error="insufficient_scope", scope="tools:admin""#
-    );
+    let reply = post(&url, &[], &tool_call(3, "whoami", json!({}))).await;
+    assert_insufficient_scope(&reply, "tools:admin");
     server.stop().await;
 }
