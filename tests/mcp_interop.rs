@@ -5,21 +5,21 @@
 #[path = "../examples/mcp_server/app.rs"]
 mod app;
 
-use std::net::SocketAddr;
+#[allow(dead_code)]
+#[path = "support/mcp.rs"]
+mod mcp_support;
+
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, StatusCode};
+use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use mcp_support::{ACCEPT_BOTH, Reply, Server, client, initialize, send as send_raw};
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_warden::config::WardenConfig;
 
@@ -47,158 +47,54 @@ fn mint(claims: &Value) -> String {
     .unwrap()
 }
 
-struct Server {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    task: JoinHandle<std::io::Result<()>>,
-}
-
 impl Server {
+    /// The reference server, started with [`TEST_SECRET`] and `vars`.
     async fn start(vars: &[(&str, &str)]) -> Self {
         let mut all = vec![("MCP_JWT_SECRET", TEST_SECRET)];
         all.extend_from_slice(vars);
         let config = WardenConfig::from_vars(all).unwrap();
         let shutdown = CancellationToken::new();
         let router = app::router(&config, &shutdown).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(app::serve(listener, router, shutdown.clone()));
-        Self {
-            addr,
-            shutdown,
-            task,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/mcp", self.addr)
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("the server stops promptly")
-            .unwrap()
-            .unwrap();
+        Self::serve(router, shutdown).await
     }
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
+/// The `authorization` header value for [`TOKEN`].
+static BEARER: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("Bearer {}", *TOKEN));
+
+/// `headers`, plus [`TOKEN`] as the credential unless they carry one of
+/// their own.
+fn with_token<'a>(headers: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let has_credential = headers.iter().any(|(n, _)| {
+        n.eq_ignore_ascii_case("authorization") || n.eq_ignore_ascii_case("x-api-key")
+    });
+    let mut all = headers.to_vec();
+    if !has_credential {
+        all.push(("authorization", BEARER.as_str()));
+    }
+    all
 }
 
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
-    }
-
-    /// The JSON-RPC message of a JSON or event-stream answer.
-    fn message(&self) -> Value {
-        if self.headers[http::header::CONTENT_TYPE] == "text/event-stream" {
-            let text = std::str::from_utf8(&self.body).unwrap();
-            let data = text
-                .lines()
-                .filter_map(|line| line.strip_prefix("data:"))
-                .map(str::trim)
-                .find(|data| !data.is_empty())
-                .expect("an event with data");
-            serde_json::from_str(data).unwrap()
-        } else {
-            self.json()
-        }
-    }
-}
-
-const ACCEPT_BOTH: &str = "application/json, text/event-stream";
-
-/// Sends a request with [`TOKEN`] as its credential, unless `headers`
-/// carry one of their own.
+/// Sends a request with [`with_token`]'s headers.
 async fn send(
     method: Method,
     url: &str,
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Reply {
-    let has_credential = headers.iter().any(|(n, _)| {
-        n.eq_ignore_ascii_case("authorization") || n.eq_ignore_ascii_case("x-api-key")
-    });
-    let bearer = format!("Bearer {}", *TOKEN);
-    let mut all = headers.to_vec();
-    if !has_credential {
-        all.push(("authorization", bearer.as_str()));
-    }
-    send_raw(method, url, &all, body).await
+    send_raw(method, url, &with_token(headers), body).await
 }
 
-/// Sends exactly these headers.
-async fn send_raw(
-    method: Method,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: impl Into<Bytes>,
-) -> Reply {
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
-    let mut builder = Request::builder().method(method).uri(url);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let response = client
-        .request(builder.body(Full::new(body.into())).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    }
-}
-
+/// A JSON-RPC `POST` with [`with_token`]'s headers.
 async fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-    let mut all = vec![
-        ("content-type", "application/json"),
-        ("accept", ACCEPT_BOTH),
-    ];
-    all.extend_from_slice(headers);
-    send(Method::POST, url, &all, body.to_owned()).await
+    mcp_support::post(url, &with_token(headers), body).await
 }
 
-fn initialize(version: &str) -> String {
-    json!({
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {
-            "protocolVersion": version,
-            "capabilities": {},
-            "clientInfo": {"name": "raw-http", "version": "1"}
-        }
-    })
-    .to_string()
-}
-
-/// Opens a session; returns its id after `notifications/initialized`.
+/// Opens a session with [`TOKEN`]; returns its id after
+/// `notifications/initialized`.
 async fn open_session(url: &str, version: &str) -> String {
-    let reply = post(url, &[], &initialize(version)).await;
-    assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(reply.message()["result"]["protocolVersion"], version);
-    let session = reply.headers["mcp-session-id"].to_str().unwrap().to_owned();
-    let reply = post(
-        url,
-        &[
-            ("mcp-session-id", &session),
-            ("mcp-protocol-version", version),
-        ],
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::ACCEPTED);
-    assert!(reply.body.is_empty());
-    session
+    mcp_support::open_session(url, &with_token(&[]), version).await
 }
 
 fn arguments(value: Value) -> serde_json::Map<String, Value> {
@@ -606,15 +502,13 @@ async fn shutdown_ends_open_event_streams() {
     let url = server.url();
     let session = open_session(&url, "2025-06-18").await;
 
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
     let request = Request::get(&url)
         .header("accept", "text/event-stream")
         .header("mcp-session-id", &session)
-        .header("authorization", format!("Bearer {}", *TOKEN))
+        .header("authorization", BEARER.as_str())
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let response = client.request(request).await.unwrap();
+    let response = client().request(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let mut stream = response.into_body();
 
@@ -641,21 +535,12 @@ async fn tools_see_the_client_behind_a_trusted_proxy() {
     .await;
     let url = server.url();
     let forwarded = ("x-forwarded-for", "6.6.6.6, 203.0.113.9");
-    let reply = post(&url, &[forwarded], &initialize("2025-06-18")).await;
-    assert_eq!(reply.status, StatusCode::OK);
-    let session = reply.headers["mcp-session-id"].to_str().unwrap().to_owned();
+    let session = mcp_support::open_session(&url, &with_token(&[forwarded]), "2025-06-18").await;
     let headers = [
         forwarded,
         ("mcp-session-id", session.as_str()),
         ("mcp-protocol-version", "2025-06-18"),
     ];
-    let reply = post(
-        &url,
-        &headers,
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::ACCEPTED);
     let reply = post(
         &url,
         &headers,
@@ -915,15 +800,8 @@ async fn tool_scopes_refuse_calls_and_filter_lists() {
         mint(&json!({"sub": "carol", "scope": "tools:echo"}))
     );
     let auth = [("authorization", echo_only.as_str())];
-    let reply = post(&url, &auth, &initialize("2025-06-18")).await;
-    let session = reply.headers["mcp-session-id"].to_str().unwrap().to_owned();
+    let session = mcp_support::open_session(&url, &auth, "2025-06-18").await;
     let with = [auth[0], ("mcp-session-id", session.as_str())];
-    post(
-        &url,
-        &with,
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-    )
-    .await;
 
     let list = post(
         &url,

@@ -5,19 +5,16 @@
 #[path = "../examples/mcp_server/tools.rs"]
 mod tools;
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+#[allow(dead_code)]
+#[path = "support/mcp.rs"]
+mod mcp_support;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request as AxumRequest;
-use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::StatusCode;
+use mcp_support::{Reply, Server, client_config_with_header, post};
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientConfig};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -25,7 +22,6 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_warden::mcp::{JsonRpcErrorsLayer, McpPolicyLayer, ToolPolicy};
 use tower_warden::principal::{AuthMethod, Principal};
@@ -37,12 +33,6 @@ const TOOL_SCOPES: &str = r#"{"echo": "tools:echo", "add": ["tools:add"], "*": "
 /// The header the test's stand-in for an auth layer reads the caller's
 /// scopes from (space-separated).
 const SCOPES_HEADER: &str = "x-test-scopes";
-
-struct Server {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    task: JoinHandle<std::io::Result<()>>,
-}
 
 /// Stands in for `AuthLayer`: a principal with the scopes of
 /// `x-test-scopes`, or none without the header.
@@ -86,120 +76,31 @@ impl Server {
             .route_layer(JsonRpcErrorsLayer::new())
             .route_layer(McpPolicyLayer::new(policy))
             .route_layer(axum::middleware::map_request(principal_from_header));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let token = shutdown.clone();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(token.cancelled_owned())
-                .await
-        });
-        Self {
-            addr,
-            shutdown,
-            task,
-        }
+        Self::serve(router, shutdown).await
     }
-
-    fn url(&self) -> String {
-        format!("http://{}/mcp", self.addr)
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("the server stops promptly")
-            .unwrap()
-            .unwrap();
-    }
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
-    }
-
-    /// The JSON-RPC message of a JSON or event-stream answer.
-    fn message(&self) -> Value {
-        if self.headers[http::header::CONTENT_TYPE] == "text/event-stream" {
-            let text = std::str::from_utf8(&self.body).unwrap();
-            let data = text
-                .lines()
-                .filter_map(|line| line.strip_prefix("data:"))
-                .map(str::trim)
-                .find(|data| !data.is_empty())
-                .expect("an event with data");
-            serde_json::from_str(data).unwrap()
-        } else {
-            self.json()
-        }
-    }
-}
-
-async fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
-    let mut builder = Request::builder()
-        .method(Method::POST)
-        .uri(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream");
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let response = client
-        .request(
-            builder
-                .body(Full::new(Bytes::from(body.to_owned())))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let (parts, body) = response.into_parts();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body: body.collect().await.unwrap().to_bytes(),
-    }
-}
-
-fn initialize() -> String {
-    json!({
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "raw-http", "version": "1"}
-        }
-    })
-    .to_string()
 }
 
 /// Opens a session as a caller with `scopes`; returns its id.
 async fn open_session(url: &str, scopes: &str) -> String {
-    let reply = post(url, &[(SCOPES_HEADER, scopes)], &initialize()).await;
-    assert_eq!(reply.status, StatusCode::OK);
-    let session = reply.headers["mcp-session-id"].to_str().unwrap().to_owned();
-    let reply = post(
-        url,
-        &[
-            (SCOPES_HEADER, scopes),
-            ("mcp-session-id", &session),
-            ("mcp-protocol-version", "2025-06-18"),
-        ],
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::ACCEPTED);
-    session
+    mcp_support::open_session(url, &[(SCOPES_HEADER, scopes)], "2025-06-18").await
+}
+
+/// A `tools/call` request `id` for tool `name`.
+fn tool_call(id: u32, name: &str, arguments: Value) -> String {
+    json!({
+        "jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": name, "arguments": arguments}
+    })
+    .to_string()
+}
+
+/// Asserts a 403 that challenges for `scope`.
+fn assert_insufficient_scope(reply: &Reply, scope: &str) {
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        reply.headers[http::header::WWW_AUTHENTICATE],
+        format!(r#"Bearer error="insufficient_scope", scope="{scope}""#).as_str()
+    );
 }
 
 fn tool_names(message: &Value) -> Vec<String> {
@@ -214,11 +115,7 @@ fn tool_names(message: &Value) -> Vec<String> {
 }
 
 fn client_config(url: String, scopes: &str) -> StreamableHttpClientTransportConfig {
-    let headers = HashMap::from([(
-        HeaderName::from_static(SCOPES_HEADER),
-        HeaderValue::from_str(scopes).unwrap(),
-    )]);
-    StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers)
+    client_config_with_header(url, SCOPES_HEADER, scopes)
 }
 
 #[tokio::test]
@@ -293,29 +190,17 @@ async fn raw_calls_get_403_insufficient_scope_with_a_challenge() {
     );
     assert_eq!(tool_names(&reply.message()), ["echo"]);
 
-    let reply = post(
-        &url,
-        &headers,
-        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}"#,
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN);
-    assert_eq!(
-        reply.headers[http::header::WWW_AUTHENTICATE],
-        r#"Bearer error="insufficient_scope", scope="tools:add""#
-    );
+    let call = tool_call(3, "add", json!({"a": 1, "b": 2}));
+    let reply = post(&url, &headers, &call).await;
+    assert_insufficient_scope(&reply, "tools:add");
     assert_eq!(
         reply.headers[http::header::CONTENT_TYPE],
         "application/problem+json"
     );
     assert_eq!(reply.json()["code"], "insufficient_scope");
 
-    let reply = post(
-        &url,
-        &headers,
-        r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo","arguments":{"text":"ok"}}}"#,
-    )
-    .await;
+    let call = tool_call(4, "echo", json!({"text": "ok"}));
+    let reply = post(&url, &headers, &call).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.message()["result"]["content"][0]["text"], "ok");
 
@@ -345,16 +230,7 @@ async fn json_answers_are_filtered_and_callers_without_a_principal_see_nothing()
     assert_eq!(reply.status, StatusCode::OK);
     assert!(tool_names(&reply.json()).is_empty());
 
-    let reply = post(
-        &url,
-        &[],
-        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"whoami","arguments":{}}}"#,
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN);
-    assert_eq!(
-        reply.headers[http::header::WWW_AUTHENTICATE],
-        r#"Bearer error="insufficient_scope", scope="tools:admin""#
-    );
+    let reply = post(&url, &[], &tool_call(3, "whoami", json!({}))).await;
+    assert_insufficient_scope(&reply, "tools:admin");
     server.stop().await;
 }

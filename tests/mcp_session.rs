@@ -9,19 +9,18 @@
 #[path = "../examples/mcp_server/app.rs"]
 mod app;
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+#[allow(dead_code)]
+#[path = "support/mcp.rs"]
+mod mcp_support;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request as AxumRequest;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::{Method, Request, StatusCode};
+use http_body_util::Full;
+use mcp_support::{Reply, Server, client, client_config_with_header, send};
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientConfig};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -29,14 +28,12 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_warden::config::WardenConfig;
 use tower_warden::mcp::{SessionBindingLayer, SessionTable};
 use tower_warden::principal::{AuthMethod, Principal};
 
 const USER: &str = "x-test-user";
-const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 const VERSION: &str = "2025-06-18";
 
 /// Stands in for the auth layer.
@@ -52,12 +49,6 @@ async fn principal_from_header(mut request: AxumRequest) -> AxumRequest {
             .insert(Principal::builder(user, AuthMethod::Jwt).build());
     }
     request
-}
-
-struct Server {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    task: JoinHandle<std::io::Result<()>>,
 }
 
 impl Server {
@@ -85,84 +76,10 @@ impl Server {
         );
         Self::serve(Router::new().route_service("/mcp", mcp), shutdown).await
     }
-
-    async fn serve(router: Router, shutdown: CancellationToken) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(app::serve(listener, router, shutdown.clone()));
-        Self {
-            addr,
-            shutdown,
-            task,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/mcp", self.addr)
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("the server stops promptly")
-            .unwrap()
-            .unwrap();
-    }
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
-    }
-
-    /// The JSON-RPC message of a JSON or event-stream answer.
-    fn message(&self) -> Value {
-        if self.headers[http::header::CONTENT_TYPE] != "text/event-stream" {
-            return self.json();
-        }
-        let text = std::str::from_utf8(&self.body).unwrap();
-        let data = text
-            .lines()
-            .filter_map(|line| line.strip_prefix("data:"))
-            .map(str::trim)
-            .find(|data| !data.is_empty())
-            .expect("an event with data");
-        serde_json::from_str(data).unwrap()
-    }
-}
-
-async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
-    let mut builder = Request::builder().method(method).uri(url);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let request = builder
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .unwrap();
-    let response = client.request(request).await.unwrap();
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    }
 }
 
 /// `GET` of the session's event stream: only the status matters.
 async fn get_stream(url: &str, user: &str, session: &str) -> StatusCode {
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
     let request = Request::get(url)
         .header("accept", "text/event-stream")
         .header("mcp-session-id", session)
@@ -172,21 +89,17 @@ async fn get_stream(url: &str, user: &str, session: &str) -> StatusCode {
         .unwrap();
     // The response of an admitted stream arrives with its headers; its body
     // stays open and is dropped here.
-    client.request(request).await.unwrap().status()
+    client().request(request).await.unwrap().status()
 }
 
 /// A JSON-RPC `POST` as `user`, in `session` when given.
 async fn post(url: &str, user: &str, session: Option<&str>, body: &str) -> Reply {
-    let mut headers = vec![
-        ("content-type", "application/json"),
-        ("accept", ACCEPT_BOTH),
-        (USER, user),
-    ];
+    let mut headers = vec![(USER, user)];
     if let Some(session) = session {
         headers.push(("mcp-session-id", session));
         headers.push(("mcp-protocol-version", VERSION));
     }
-    send(Method::POST, url, &headers, body).await
+    mcp_support::post(url, &headers, body).await
 }
 
 async fn delete(url: &str, user: &str, session: &str) -> Reply {
@@ -198,33 +111,10 @@ async fn delete(url: &str, user: &str, session: &str) -> Reply {
     send(Method::DELETE, url, &headers, "").await
 }
 
-fn initialize() -> String {
-    json!({
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {
-            "protocolVersion": VERSION,
-            "capabilities": {},
-            "clientInfo": {"name": "raw-http", "version": "1"}
-        }
-    })
-    .to_string()
-}
-
 /// Opens a session as `user`; returns its id after
 /// `notifications/initialized`.
 async fn open_session(url: &str, user: &str) -> String {
-    let reply = post(url, user, None, &initialize()).await;
-    assert_eq!(reply.status, StatusCode::OK);
-    let session = reply.headers["mcp-session-id"].to_str().unwrap().to_owned();
-    let reply = post(
-        url,
-        user,
-        Some(&session),
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::ACCEPTED);
-    session
+    mcp_support::open_session(url, &[(USER, user)], VERSION).await
 }
 
 /// Calls `echo` in `session` as `user`.
@@ -329,11 +219,7 @@ async fn another_principal_cannot_use_a_session() {
 }
 
 fn client_config(url: String, user: &str) -> StreamableHttpClientTransportConfig {
-    let headers = HashMap::from([(
-        HeaderName::from_static(USER),
-        HeaderValue::from_str(user).unwrap(),
-    )]);
-    StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers)
+    client_config_with_header(url, USER, user)
 }
 
 fn text_of(result: &rmcp::model::CallToolResult) -> String {

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -15,6 +15,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::json;
+use crate::body::ResponseBody;
 
 /// JSON-RPC 2.0 and MCP error codes used by [`JsonRpcErrorsLayer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -202,11 +203,9 @@ where
             let (parts, body) = request.into_parts();
             return ResponseFuture {
                 state: State::Buffering {
-                    body,
-                    buffer: BytesMut::new(),
+                    body: Buffered::new(body, self.config.max_body_bytes),
                     parts: Some(parts),
                     service: Some(service),
-                    limit: self.config.max_body_bytes,
                 },
                 json_body: true,
                 id: None,
@@ -237,11 +236,9 @@ pin_project! {
     enum State<S, B, F> {
         Buffering {
             #[pin]
-            body: B,
-            buffer: BytesMut,
+            body: Buffered<B>,
             parts: Option<Parts>,
             service: Option<S>,
-            limit: usize,
         },
         Calling { #[pin] future: F },
         Answered { response: Option<Response<Bytes>> },
@@ -262,7 +259,7 @@ impl<S, B, F> std::fmt::Debug for ResponseFuture<S, B, F> {
 }
 
 /// A complete JSON-RPC error response built by this layer.
-fn error_response(
+pub(super) fn error_response(
     status: StatusCode,
     id: Option<&str>,
     code: ErrorCode,
@@ -275,6 +272,77 @@ fn error_response(
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+/// The answer to a request body that could not be read.
+pub(super) fn unreadable_body() -> Response<Bytes> {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        None,
+        ErrorCode::InvalidRequest,
+        "Invalid Request: the request body could not be read",
+    )
+}
+
+/// The answer when the layer itself failed.
+pub(super) fn internal_error() -> Response<Bytes> {
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        None,
+        ErrorCode::InternalError,
+        "Internal error",
+    )
+}
+
+pin_project! {
+    /// A request body being read into memory, up to a limit.
+    pub(super) struct Buffered<B> {
+        #[pin]
+        body: B,
+        buffer: BytesMut,
+        limit: usize,
+    }
+}
+
+/// Why a [`Buffered`] body was not read whole.
+pub(super) enum Unread {
+    /// It is longer than the limit.
+    TooLarge,
+    /// The body failed.
+    Unreadable,
+}
+
+impl<B: Body> Buffered<B> {
+    pub(super) fn new(body: B, limit: usize) -> Self {
+        Self {
+            body,
+            buffer: BytesMut::new(),
+            limit,
+        }
+    }
+
+    /// Reads data frames (trailers are dropped) until the body ends.
+    pub(super) fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Bytes, Unread>> {
+        let mut this = self.project();
+        loop {
+            match ready!(this.body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    if data.remaining() > this.limit.saturating_sub(this.buffer.len()) {
+                        return Poll::Ready(Err(Unread::TooLarge));
+                    }
+                    this.buffer.put(data);
+                }
+                Some(Err(_)) => return Poll::Ready(Err(Unread::Unreadable)),
+                None => return Poll::Ready(Ok(mem::take(this.buffer).freeze())),
+            }
+        }
+    }
 }
 
 impl<S, B, F, ResBody, E> std::future::Future for ResponseFuture<S, B, F>
@@ -290,72 +358,41 @@ where
         loop {
             let next = match this.state.as_mut().project() {
                 StateProj::Buffering {
-                    mut body,
-                    buffer,
+                    body,
                     parts,
                     service,
-                    limit,
-                } => match ready!(body.as_mut().poll_frame(cx)) {
-                    Some(Ok(frame)) => {
-                        if let Ok(mut data) = frame.into_data() {
-                            if data.remaining() > limit.saturating_sub(buffer.len()) {
-                                State::Answered {
-                                    response: Some(error_response(
-                                        StatusCode::PAYLOAD_TOO_LARGE,
-                                        None,
-                                        ErrorCode::ServerError,
-                                        "Payload Too Large: the request body is too large",
-                                    )),
-                                }
-                            } else {
-                                while data.has_remaining() {
-                                    let chunk = data.chunk();
-                                    let len = chunk.len();
-                                    buffer.extend_from_slice(chunk);
-                                    data.advance(len);
-                                }
-                                continue;
-                            }
-                        } else {
-                            continue;
-                        }
-                    }
-                    Some(Err(_)) => State::Answered {
+                } => match ready!(body.poll_read(cx)) {
+                    Err(Unread::TooLarge) => State::Answered {
                         response: Some(error_response(
-                            StatusCode::BAD_REQUEST,
+                            StatusCode::PAYLOAD_TOO_LARGE,
                             None,
-                            ErrorCode::InvalidRequest,
-                            "Invalid Request: the request body could not be read",
+                            ErrorCode::ServerError,
+                            "Payload Too Large: the request body is too large",
                         )),
                     },
-                    None => {
-                        let bytes = mem::take(buffer).freeze();
-                        match (json::check(&bytes), parts.take(), service.take()) {
-                            (Some(peek), Some(parts), Some(mut service)) => {
-                                *this.id = peek.id;
-                                let request = Request::from_parts(parts, RequestBody::full(bytes));
-                                State::Calling {
-                                    future: service.call(request),
-                                }
+                    Err(Unread::Unreadable) => State::Answered {
+                        response: Some(unreadable_body()),
+                    },
+                    Ok(bytes) => match (json::check(&bytes), parts.take(), service.take()) {
+                        (Some(peek), Some(parts), Some(mut service)) => {
+                            *this.id = peek.id;
+                            let request = Request::from_parts(parts, RequestBody::full(bytes));
+                            State::Calling {
+                                future: service.call(request),
                             }
-                            (None, _, _) => State::Answered {
-                                response: Some(error_response(
-                                    StatusCode::BAD_REQUEST,
-                                    None,
-                                    ErrorCode::ParseError,
-                                    "Parse error: the request body is not valid JSON",
-                                )),
-                            },
-                            _ => State::Answered {
-                                response: Some(error_response(
-                                    StatusCode::INTERNAL_SERVER_ERROR,
-                                    None,
-                                    ErrorCode::InternalError,
-                                    "Internal error",
-                                )),
-                            },
                         }
-                    }
+                        (None, _, _) => State::Answered {
+                            response: Some(error_response(
+                                StatusCode::BAD_REQUEST,
+                                None,
+                                ErrorCode::ParseError,
+                                "Parse error: the request body is not valid JSON",
+                            )),
+                        },
+                        _ => State::Answered {
+                            response: Some(internal_error()),
+                        },
+                    },
                 },
                 StateProj::Calling { future } => {
                     let response = ready!(future.poll(cx))?;
@@ -508,7 +545,7 @@ pin_project! {
     #[project = KindProj]
     #[derive(Debug)]
     enum Kind<B> {
-        Inner { #[pin] body: B },
+        Plain { #[pin] body: ResponseBody<B> },
         Wrapping {
             #[pin]
             body: B,
@@ -516,21 +553,23 @@ pin_project! {
             message: Vec<u8>,
             fallback: &'static str,
         },
-        Fixed { bytes: Option<Bytes> },
     }
 }
 
 impl<B> JsonRpcBody<B> {
     fn inner(body: B) -> Self {
         Self {
-            kind: Kind::Inner { body },
+            kind: Kind::Plain {
+                body: ResponseBody::inner(body),
+            },
         }
     }
 
     fn fixed(bytes: Bytes) -> Self {
-        let bytes = (!bytes.is_empty()).then_some(bytes);
         Self {
-            kind: Kind::Fixed { bytes },
+            kind: Kind::Plain {
+                body: ResponseBody::rejection(bytes),
+            },
         }
     }
 }
@@ -559,10 +598,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let done = match self.as_mut().project().kind.project() {
-            KindProj::Inner { body } => return body.poll_frame(cx),
-            KindProj::Fixed { bytes } => {
-                return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b))));
-            }
+            KindProj::Plain { body } => return body.poll_frame(cx),
             KindProj::Wrapping {
                 mut body,
                 prefix,
@@ -584,25 +620,23 @@ where
                 }
             },
         };
-        self.project().kind.set(Kind::Fixed { bytes: None });
+        self.project().kind.set(Kind::Plain {
+            body: ResponseBody::default(),
+        });
         Poll::Ready(Some(Ok(Frame::data(done))))
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Plain { body } => body.is_end_stream(),
             Kind::Wrapping { .. } => false,
-            Kind::Fixed { bytes } => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Inner { body } => body.size_hint(),
+            Kind::Plain { body } => body.size_hint(),
             Kind::Wrapping { .. } => SizeHint::default(),
-            Kind::Fixed { bytes } => {
-                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
-            }
         }
     }
 }

@@ -11,17 +11,20 @@ use std::task::{Context, Poll, ready};
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use http::request::Parts;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::errors::{ErrorCode, RequestBody, is_json_media_type};
+use super::errors::{
+    Buffered, ErrorCode, RequestBody, Unread, internal_error, is_json_media_type, unreadable_body,
+};
 use super::json;
 use crate::ConfigError;
 use crate::audit;
+use crate::body::ResponseBody;
 use crate::principal::{McpCall, Principal};
 use crate::reject::{self, DefaultResponder, Reason, Rejection, Respond};
 
@@ -500,9 +503,7 @@ where
         let (parts, body) = request.into_parts();
         ResponseFuture {
             state: State::Buffering {
-                body,
-                buffer: BytesMut::new(),
-                limit,
+                body: Buffered::new(body, limit),
                 pending: Some(Pending {
                     parts,
                     service,
@@ -540,9 +541,7 @@ pin_project! {
     enum State<S, B, R, F> {
         Buffering {
             #[pin]
-            body: B,
-            buffer: BytesMut,
-            limit: usize,
+            body: Buffered<B>,
             pending: Option<Pending<S, R>>,
         },
         Calling { #[pin] future: F },
@@ -564,17 +563,6 @@ impl<S, B, R, F> std::fmt::Debug for ResponseFuture<S, B, R, F> {
     }
 }
 
-/// A JSON-RPC error response built by this layer (for a request body that
-/// could not be read).
-fn json_rpc_error(status: StatusCode, code: ErrorCode, message: &str) -> Response<Bytes> {
-    let mut response = Response::new(Bytes::from(json::error_object(None, code.code(), message)));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
 impl<S, B, R, F, ResBody, E> std::future::Future for ResponseFuture<S, B, R, F>
 where
     S: Service<Request<RequestBody<B>>, Future = F>,
@@ -588,66 +576,41 @@ where
         let mut this = self.project();
         loop {
             let next = match this.state.as_mut().project() {
-                StateProj::Buffering {
-                    mut body,
-                    buffer,
-                    limit,
-                    pending,
-                } => match ready!(body.as_mut().poll_frame(cx)) {
-                    Some(Ok(frame)) => {
-                        let Ok(mut data) = frame.into_data() else {
-                            continue;
+                StateProj::Buffering { body, pending } => match ready!(body.poll_read(cx)) {
+                    Err(Unread::TooLarge) => {
+                        let response = match pending.take() {
+                            Some(p) => {
+                                too_large(&p.layer.responder, &Request::from_parts(p.parts, ()))
+                            }
+                            None => internal_error(),
                         };
-                        if data.remaining() > limit.saturating_sub(buffer.len()) {
-                            let response = match pending.take() {
-                                Some(p) => {
-                                    too_large(&p.layer.responder, &Request::from_parts(p.parts, ()))
-                                }
-                                None => internal_error(),
-                            };
-                            State::Answered {
-                                response: Some(response),
-                            }
-                        } else {
-                            while data.has_remaining() {
-                                let chunk = data.chunk();
-                                let len = chunk.len();
-                                buffer.extend_from_slice(chunk);
-                                data.advance(len);
-                            }
-                            continue;
+                        State::Answered {
+                            response: Some(response),
                         }
                     }
-                    Some(Err(_)) => State::Answered {
-                        response: Some(json_rpc_error(
-                            StatusCode::BAD_REQUEST,
-                            ErrorCode::InvalidRequest,
-                            "Invalid Request: the request body could not be read",
-                        )),
+                    Err(Unread::Unreadable) => State::Answered {
+                        response: Some(unreadable_body()),
                     },
-                    None => {
-                        let bytes = mem::take(buffer).freeze();
-                        match pending.take() {
-                            Some(Pending {
-                                parts,
-                                mut service,
-                                layer,
-                            }) => match admit(&layer, parts, bytes) {
-                                Admission::Call { request, filter } => {
-                                    *this.filter = filter;
-                                    State::Calling {
-                                        future: service.call(request),
-                                    }
+                    Ok(bytes) => match pending.take() {
+                        Some(Pending {
+                            parts,
+                            mut service,
+                            layer,
+                        }) => match admit(&layer, parts, bytes) {
+                            Admission::Call { request, filter } => {
+                                *this.filter = filter;
+                                State::Calling {
+                                    future: service.call(request),
                                 }
-                                Admission::Refuse(response) => State::Answered {
-                                    response: Some(response),
-                                },
+                            }
+                            Admission::Refuse(response) => State::Answered {
+                                response: Some(response),
                             },
-                            None => State::Answered {
-                                response: Some(internal_error()),
-                            },
-                        }
-                    }
+                        },
+                        None => State::Answered {
+                            response: Some(internal_error()),
+                        },
+                    },
                 },
                 StateProj::Calling { future } => {
                     let response = ready!(future.poll(cx))?;
@@ -663,14 +626,6 @@ where
             this.state.set(next);
         }
     }
-}
-
-fn internal_error() -> Response<Bytes> {
-    json_rpc_error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        ErrorCode::InternalError,
-        "Internal error",
-    )
 }
 
 /// What [`admit`] decided.
@@ -1196,24 +1151,25 @@ pin_project! {
     #[project = KindProj]
     #[derive(Debug)]
     enum Kind<B> {
-        Inner { #[pin] body: B },
+        Plain { #[pin] body: ResponseBody<B> },
         Filtering { #[pin] body: B, state: Box<FilterState> },
-        Fixed { bytes: Option<Bytes> },
     }
 }
 
 impl<B> McpPolicyBody<B> {
-    #[inline]
     fn inner(body: B) -> Self {
         Self {
-            kind: Kind::Inner { body },
+            kind: Kind::Plain {
+                body: ResponseBody::inner(body),
+            },
         }
     }
 
     fn fixed(bytes: Bytes) -> Self {
-        let bytes = (!bytes.is_empty()).then_some(bytes);
         Self {
-            kind: Kind::Fixed { bytes },
+            kind: Kind::Plain {
+                body: ResponseBody::rejection(bytes),
+            },
         }
     }
 }
@@ -1230,8 +1186,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         match self.project().kind.project() {
-            KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Fixed { bytes } => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            KindProj::Plain { body } => body.poll_frame(cx),
             KindProj::Filtering { mut body, state } => loop {
                 if let Some(bytes) = state.out.pop_front() {
                     return Poll::Ready(Some(Ok(Frame::data(bytes))));
@@ -1275,23 +1230,19 @@ where
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Plain { body } => body.is_end_stream(),
             Kind::Filtering { body, state } => match state.phase {
                 Phase::Ended => state.out.is_empty() && state.trailers.is_none(),
                 Phase::Passthrough => state.out.is_empty() && body.is_end_stream(),
                 Phase::Filtering => false,
             },
-            Kind::Fixed { bytes } => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Inner { body } => body.size_hint(),
+            Kind::Plain { body } => body.size_hint(),
             Kind::Filtering { .. } => SizeHint::default(),
-            Kind::Fixed { bytes } => {
-                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
-            }
         }
     }
 }
@@ -1304,6 +1255,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
+    use http::StatusCode;
     use http_body_util::BodyExt;
     use serde_json::json;
     use tower::{ServiceBuilder, ServiceExt};

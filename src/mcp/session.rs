@@ -26,6 +26,7 @@ use tower_service::Service;
 
 use crate::audit;
 use crate::body::ResponseBody;
+use crate::guard;
 use crate::principal::{AuthMethod, Principal};
 use crate::reject::{self, DefaultResponder, Reason, Rejection, Respond};
 
@@ -737,51 +738,50 @@ impl After {
 }
 
 pin_project! {
-    /// Response future of [`SessionBinding`]: the inner service's future,
-    /// then the table update; or a refusal that is ready at once. Never
-    /// boxed.
+    /// Response future of [`SessionBinding`]: the guard future (inner
+    /// service, or a refusal ready at once), then, for admitted requests,
+    /// the table update. Never boxed.
     pub struct ResponseFuture<F> {
         #[pin]
-        kind: Kind<F>,
+        inner: guard::ResponseFuture<F>,
+        then: Then,
     }
 }
 
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F> {
-        Inner {
-            #[pin]
-            future: F,
-            after: Option<After>,
-        },
-        Reject { response: Option<Response<Bytes>> },
-    }
+/// What [`ResponseFuture`] does once the guard future has answered.
+enum Then {
+    /// Update the table from the inner service's answer.
+    Apply(After),
+    /// A refusal, not answered yet.
+    Refuse,
+    /// The refusal was answered: polled again, an empty 404 rather than
+    /// the guard future's panic.
+    Refused,
+    /// Nothing left to do.
+    Done,
 }
 
 impl<F> ResponseFuture<F> {
     fn inner(future: F, after: After) -> Self {
         Self {
-            kind: Kind::Inner {
-                future,
-                after: Some(after),
-            },
+            inner: guard::ResponseFuture::inner(future),
+            then: Then::Apply(after),
         }
     }
 
     fn reject(response: Response<Bytes>) -> Self {
         Self {
-            kind: Kind::Reject {
-                response: Some(response),
-            },
+            inner: guard::ResponseFuture::reject(response),
+            then: Then::Refuse,
         }
     }
 }
 
 impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match self.kind {
-            Kind::Inner { .. } => "inner",
-            Kind::Reject { .. } => "reject",
+        let state = match self.then {
+            Then::Apply(_) | Then::Done => "inner",
+            Then::Refuse | Then::Refused => "reject",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
@@ -796,25 +796,19 @@ where
     type Output = Result<Response<ResponseBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner { future, after } => {
-                let response = ready!(future.poll(cx))?;
-                if let Some(after) = after.take() {
-                    after.apply(&response);
-                }
-                Poll::Ready(Ok(response.map(ResponseBody::inner)))
-            }
-            KindProj::Reject { response } => {
-                // Polled again after completion: an empty 404 rather than a
-                // panic.
-                let response = response.take().unwrap_or_else(|| {
-                    let mut response = Response::new(Bytes::new());
-                    *response.status_mut() = StatusCode::NOT_FOUND;
-                    response
-                });
-                Poll::Ready(Ok(response.map(ResponseBody::rejection)))
-            }
+        let this = self.project();
+        if let Then::Refused = this.then {
+            let mut response = Response::new(Bytes::new());
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
         }
+        let response = ready!(this.inner.poll(cx))?;
+        match std::mem::replace(this.then, Then::Done) {
+            Then::Apply(after) => after.apply(&response),
+            Then::Refuse => *this.then = Then::Refused,
+            Then::Refused | Then::Done => {}
+        }
+        Poll::Ready(Ok(response))
     }
 }
 

@@ -111,26 +111,35 @@ fn request(
     request
 }
 
-async fn send<S>(service: &S, request: Request<Full<Bytes>>) -> Response<ResponseBody<Full<Bytes>>>
-where
+/// The services the tests send to: a [`SessionBinding`] around a stand-in
+/// server.
+trait Layered:
+    Service<
+        Request<Full<Bytes>>,
+        Response = Response<ResponseBody<Full<Bytes>>>,
+        Error = std::convert::Infallible,
+    > + Clone
+{
+}
+
+impl<S> Layered for S where
     S: Service<
             Request<Full<Bytes>>,
             Response = Response<ResponseBody<Full<Bytes>>>,
             Error = std::convert::Infallible,
-        > + Clone,
+        > + Clone
 {
+}
+
+async fn send<S: Layered>(
+    service: &S,
+    request: Request<Full<Bytes>>,
+) -> Response<ResponseBody<Full<Bytes>>> {
     service.clone().oneshot(request).await.unwrap()
 }
 
 /// Opens a session as `principal`; returns its id.
-async fn initialize<S>(service: &S, principal: Option<&Principal>) -> String
-where
-    S: Service<
-            Request<Full<Bytes>>,
-            Response = Response<ResponseBody<Full<Bytes>>>,
-            Error = std::convert::Infallible,
-        > + Clone,
-{
+async fn initialize<S: Layered>(service: &S, principal: Option<&Principal>) -> String {
     let response = send(service, request(Method::POST, principal, &[])).await;
     assert_eq!(response.status(), StatusCode::OK);
     response.headers()[MCP_SESSION_ID]
@@ -139,18 +148,21 @@ where
         .to_owned()
 }
 
-async fn status<S>(service: &S, method: Method, principal: Option<&Principal>, session: &str) -> u16
-where
-    S: Service<
-            Request<Full<Bytes>>,
-            Response = Response<ResponseBody<Full<Bytes>>>,
-            Error = std::convert::Infallible,
-        > + Clone,
-{
+async fn status<S: Layered>(
+    service: &S,
+    method: Method,
+    principal: Option<&Principal>,
+    session: &str,
+) -> u16 {
     send(service, request(method, principal, &[session]))
         .await
         .status()
         .as_u16()
+}
+
+/// The status of a `POST` in `session` as `principal`.
+async fn post_status<S: Layered>(service: &S, principal: Option<&Principal>, session: &str) -> u16 {
+    status(service, Method::POST, principal, session).await
 }
 
 /// Asserts that `response` is the layer's own 404.
@@ -197,7 +209,7 @@ async fn another_principal_is_answered_404_without_reaching_the_server() {
     assert_eq!(server.calls(), calls, "the server was not called");
     // bob's DELETE did not end alice's session.
     assert_eq!(
-        status(&service, Method::POST, Some(&jwt("alice")), &session).await,
+        post_status(&service, Some(&jwt("alice")), &session).await,
         200
     );
 }
@@ -239,10 +251,7 @@ async fn a_failed_initialize_binds_nothing() {
             .to_str()
             .unwrap()
             .to_owned();
-        assert_eq!(
-            status(&service, Method::POST, Some(&alice), &session).await,
-            404
-        );
+        assert_eq!(post_status(&service, Some(&alice), &session).await, 404);
     }
     assert!(layer.sessions().is_empty());
 }
@@ -263,15 +272,9 @@ async fn the_owners_delete_removes_the_binding() {
     );
     assert_eq!(layer.sessions().len(), 1);
     let calls = server.calls();
-    assert_eq!(
-        status(&service, Method::POST, Some(&alice), &session).await,
-        404
-    );
+    assert_eq!(post_status(&service, Some(&alice), &session).await, 404);
     assert_eq!(server.calls(), calls);
-    assert_eq!(
-        status(&service, Method::POST, Some(&alice), &other).await,
-        200
-    );
+    assert_eq!(post_status(&service, Some(&alice), &other).await, 200);
 }
 
 #[tokio::test]
@@ -306,25 +309,16 @@ async fn idle_bindings_expire_and_use_refreshes_them() {
     // Each use restarts the idle timer.
     for _ in 0..3 {
         clock.advance(Duration::from_secs(45));
-        assert_eq!(
-            status(&service, Method::POST, Some(&alice), &kept).await,
-            200
-        );
+        assert_eq!(post_status(&service, Some(&alice), &kept).await, 200);
     }
     // `idle` has not been used for 135 s: refused, and its binding removed.
     let calls = server.calls();
-    assert_eq!(
-        status(&service, Method::POST, Some(&alice), &idle).await,
-        404
-    );
+    assert_eq!(post_status(&service, Some(&alice), &idle).await, 404);
     assert_eq!(server.calls(), calls);
     assert_eq!(layer.sessions().len(), 1);
 
     clock.advance(Duration::from_secs(60));
-    assert_eq!(
-        status(&service, Method::POST, Some(&alice), &kept).await,
-        404
-    );
+    assert_eq!(post_status(&service, Some(&alice), &kept).await, 404);
     assert!(layer.sessions().is_empty());
 }
 
@@ -339,26 +333,14 @@ async fn a_full_table_evicts_the_least_recently_used_binding() {
     let first = initialize(&service, Some(&alice)).await;
     let second = initialize(&service, Some(&alice)).await;
     clock.advance(Duration::from_secs(1));
-    assert_eq!(
-        status(&service, Method::POST, Some(&alice), &first).await,
-        200
-    );
+    assert_eq!(post_status(&service, Some(&alice), &first).await, 200);
 
     // A new session is always admitted; `second` was used least recently.
     let third = initialize(&service, Some(&jwt("bob"))).await;
     assert_eq!(layer.sessions().len(), 2);
-    assert_eq!(
-        status(&service, Method::POST, Some(&alice), &second).await,
-        404
-    );
-    assert_eq!(
-        status(&service, Method::POST, Some(&alice), &first).await,
-        200
-    );
-    assert_eq!(
-        status(&service, Method::POST, Some(&jwt("bob")), &third).await,
-        200
-    );
+    assert_eq!(post_status(&service, Some(&alice), &second).await, 404);
+    assert_eq!(post_status(&service, Some(&alice), &first).await, 200);
+    assert_eq!(post_status(&service, Some(&jwt("bob")), &third).await, 200);
 }
 
 #[test]
@@ -401,10 +383,7 @@ async fn a_refreshed_token_keeps_its_sessions() {
         .expires_at_unix(2_000)
         .build();
     let session = initialize(&service, Some(&before)).await;
-    assert_eq!(
-        status(&service, Method::POST, Some(&after), &session).await,
-        200
-    );
+    assert_eq!(post_status(&service, Some(&after), &session).await, 200);
 }
 
 #[tokio::test]
@@ -431,16 +410,13 @@ async fn method_subject_and_namespace_make_the_identity() {
     ];
     for other in &others {
         assert_eq!(
-            status(&service, Method::POST, Some(other), &session).await,
+            post_status(&service, Some(other), &session).await,
             404,
             "{other:?}"
         );
     }
-    assert_eq!(status(&service, Method::POST, None, &session).await, 404);
-    assert_eq!(
-        status(&service, Method::POST, Some(&alice), &session).await,
-        200
-    );
+    assert_eq!(post_status(&service, None, &session).await, 404);
+    assert_eq!(post_status(&service, Some(&alice), &session).await, 200);
 }
 
 #[tokio::test]
@@ -450,20 +426,17 @@ async fn requests_without_a_principal_are_anonymous() {
     let service = server.layered(&layer);
 
     let session = initialize(&service, None).await;
-    assert_eq!(status(&service, Method::POST, None, &session).await, 200);
+    assert_eq!(post_status(&service, None, &session).await, 200);
     let anonymous = Principal::anonymous();
-    assert_eq!(
-        status(&service, Method::POST, Some(&anonymous), &session).await,
-        200
-    );
+    assert_eq!(post_status(&service, Some(&anonymous), &session).await, 200);
     // A real subject named `anonymous` is someone else.
     assert_eq!(
-        status(&service, Method::POST, Some(&jwt("anonymous")), &session).await,
+        post_status(&service, Some(&jwt("anonymous")), &session).await,
         404
     );
 
     let alices = initialize(&service, Some(&jwt("alice"))).await;
-    assert_eq!(status(&service, Method::POST, None, &alices).await, 404);
+    assert_eq!(post_status(&service, None, &alices).await, 404);
 }
 
 #[tokio::test]
@@ -483,10 +456,7 @@ async fn several_session_headers_are_refused() {
         assert_session_not_found(response).await;
     }
     assert_eq!(server.calls(), calls);
-    assert_eq!(
-        status(&service, Method::POST, Some(&alice), &session).await,
-        200
-    );
+    assert_eq!(post_status(&service, Some(&alice), &session).await, 200);
 }
 
 #[tokio::test]
@@ -518,7 +488,7 @@ async fn clones_share_the_table() {
     assert_eq!(clone.sessions().len(), 1);
     assert_eq!(other.sessions().len(), 1);
     assert_eq!(
-        status(&other, Method::POST, Some(&jwt("alice")), &session).await,
+        post_status(&other, Some(&jwt("alice")), &session).await,
         200
     );
 }
@@ -657,4 +627,28 @@ async fn refusals_can_be_answered_like_the_server() {
     );
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, "Not Found: Session not found");
+}
+
+#[test]
+fn a_refusal_polled_again_is_an_empty_404() {
+    type Inner = std::future::Ready<Result<Response<Full<Bytes>>, std::convert::Infallible>>;
+    let refusal = Response::new(Bytes::from_static(b"refused"));
+    let mut future = std::pin::pin!(ResponseFuture::<Inner>::reject(refusal));
+    assert_eq!(
+        format!("{future:?}"),
+        r#"ResponseFuture { state: "reject" }"#
+    );
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let Poll::Ready(Ok(first)) = future.as_mut().poll(&mut cx) else {
+        panic!("a refusal is ready at once");
+    };
+    assert_eq!(first.status(), StatusCode::OK);
+    let Poll::Ready(Ok(again)) = future.as_mut().poll(&mut cx) else {
+        panic!("a refusal polled again is ready at once");
+    };
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        format!("{future:?}"),
+        r#"ResponseFuture { state: "reject" }"#
+    );
 }
