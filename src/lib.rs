@@ -101,6 +101,8 @@ pub mod mcp;
 mod net;
 pub mod principal;
 pub mod reject;
+#[cfg(test)]
+mod test_logs;
 
 #[cfg(feature = "body-limit")]
 pub use body_limit::BodyLimitLayer;

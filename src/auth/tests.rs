@@ -698,66 +698,49 @@ async fn anonymous_mode_admits_everyone_with_every_scope() {
     assert_eq!(seen.lock().unwrap()[0].method(), AuthMethod::Anonymous);
 }
 
-/// Collects every log line written while `f` runs.
-fn capture_logs<F: std::future::Future>(f: F) -> (F::Output, String) {
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let out = tracing::subscriber::with_default(subscriber, || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f)
-    });
-    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    (out, text)
-}
-
-#[test]
-fn refusals_are_audited_without_the_credential() {
+#[tokio::test]
+async fn refusals_are_audited_without_the_credential() {
+    crate::test_logs::start();
     let clock = Clock::new();
     let mut c = claims();
     c["exp"] = json!(NOW - 3600);
+    c["sub"] = json!("audited-alice");
     let expired = hs256(&c);
     let signature = expired.rsplit('.').next().unwrap().to_owned();
     let keys = ApiKeys::new("a-server-side-salt-value").unwrap();
-    let ((), logs) = capture_logs(async {
-        let mut request = bearer(&expired);
-        request
-            .extensions_mut()
-            .insert(crate::ClientIp("203.0.113.9".parse().unwrap()));
-        let (reason, challenge) = refused(AuthLayer::jwt(hmac_auth(&clock)), request).await;
-        assert_eq!(reason, Reason::TokenExpired);
-        assert!(!challenge.contains(&signature));
-        let request = Request::builder()
-            .header("x-api-key", "sk-secret-guess-123")
-            .body(())
-            .unwrap();
-        refused(AuthLayer::api_keys(keys), request).await;
-    });
-    assert!(logs.contains("tower_warden::audit"), "{logs}");
-    assert!(logs.contains("token_expired"), "{logs}");
-    assert!(logs.contains("203.0.113.9"), "{logs}");
+    let mut request = bearer(&expired);
+    request
+        .extensions_mut()
+        .insert(crate::ClientIp("198.51.100.77".parse().unwrap()));
+    let (reason, challenge) = refused(AuthLayer::jwt(hmac_auth(&clock)), request).await;
+    assert_eq!(reason, Reason::TokenExpired);
+    assert!(!challenge.contains(&signature));
+    let mut request = Request::builder()
+        .header("x-api-key", "sk-secret-guess-123")
+        .body(())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(crate::ClientIp("198.51.100.78".parse().unwrap()));
+    refused(AuthLayer::api_keys(keys), request).await;
+
+    let jwt_events: Vec<String> = crate::test_logs::lines_with("198.51.100.77")
+        .into_iter()
+        .filter(|l| l.contains(crate::audit::TARGET))
+        .collect();
+    assert_eq!(jwt_events.len(), 1, "{jwt_events:?}");
+    assert!(jwt_events[0].contains("token_expired"), "{jwt_events:?}");
     assert!(
-        logs.contains("alice"),
-        "the subject of a verified-but-expired token: {logs}"
+        jwt_events[0].contains("audited-alice"),
+        "the subject of a verified-but-expired token"
     );
-    assert!(logs.contains("invalid_credentials"), "{logs}");
+    let key_events: Vec<String> = crate::test_logs::lines_with("198.51.100.78")
+        .into_iter()
+        .filter(|l| l.contains(crate::audit::TARGET))
+        .collect();
+    assert_eq!(key_events.len(), 1, "{key_events:?}");
+    assert!(key_events[0].contains("invalid_credentials"));
+    let logs = crate::test_logs::text();
     for secret in [
         expired.as_str(),
         signature.as_str(),

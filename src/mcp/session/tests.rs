@@ -1,4 +1,3 @@
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use http::header::CONTENT_TYPE;
@@ -509,31 +508,9 @@ async fn debug_output_never_shows_session_ids() {
     assert!(!format!("{future:?}").contains(&session));
 }
 
-/// Collects what a `tracing` subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn each_refusal_is_one_audit_event_without_the_session_id() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    crate::test_logs::start();
 
     let layer = SessionBindingLayer::new();
     let server = FakeServer::default();
@@ -542,20 +519,21 @@ async fn each_refusal_is_one_audit_event_without_the_session_id() {
     let mut stolen = request(Method::POST, Some(&jwt("bob")), &[&session]);
     stolen
         .extensions_mut()
-        .insert(crate::client_ip::ClientIp([203, 0, 113, 9].into()));
+        .insert(crate::client_ip::ClientIp([192, 0, 2, 201].into()));
     let response = send(&service, stolen).await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    let audit: Vec<&str> = text
-        .lines()
+    // 192.0.2.201 is this test's own marker.
+    let audit: Vec<String> = crate::test_logs::lines_with("192.0.2.201")
+        .into_iter()
         .filter(|line| line.contains(audit::TARGET))
         .collect();
-    assert_eq!(audit.len(), 1, "{text}");
-    let event = audit[0];
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    let text = crate::test_logs::text();
+    let event = &audit[0];
     for expected in [
         "session_not_found",
-        "203.0.113.9",
+        "192.0.2.201",
         "subject=\"bob\"",
         "bound to another principal",
         "fingerprint",
