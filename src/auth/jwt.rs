@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use super::cache::TokenCache;
-use super::keys::{KeySet, MIN_HMAC_SECRET_BYTES};
+use super::keys::{ALGORITHMS, KeySet, MIN_HMAC_SECRET_BYTES};
 use crate::ConfigError;
 use crate::principal::{AuthMethod, Principal};
 use crate::reject::Reason;
@@ -24,22 +24,6 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
 
 type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
-
-/// Every algorithm a key may be pinned to.
-const ALGORITHMS: [Algorithm; 12] = [
-    Algorithm::HS256,
-    Algorithm::HS384,
-    Algorithm::HS512,
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
 
 fn system_clock() -> u64 {
     SystemTime::now()

@@ -51,16 +51,23 @@ pub(crate) struct KeySet {
     pub(crate) keys: Vec<Key>,
 }
 
-pub(crate) const HMAC_ALGORITHMS: [Algorithm; 3] =
-    [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
-const RSA_ALGORITHMS: [Algorithm; 6] = [
+/// Every algorithm a key may be pinned to: HMAC, then RSA, then the curves.
+pub(crate) const ALGORITHMS: [Algorithm; 12] = [
+    Algorithm::HS256,
+    Algorithm::HS384,
+    Algorithm::HS512,
     Algorithm::RS256,
     Algorithm::RS384,
     Algorithm::RS512,
     Algorithm::PS256,
     Algorithm::PS384,
     Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
 ];
+const HMAC_ALGORITHMS: &[Algorithm] = ALGORITHMS.split_at(3).0;
+const RSA_ALGORITHMS: &[Algorithm] = ALGORITHMS.split_at(3).1.split_at(6).0;
 
 /// The lowest HMAC secret length accepted by default, in bytes (RFC 7518
 /// §3.2 asks for at least the hash output size; 32 bytes covers HS256).
@@ -194,7 +201,7 @@ fn jwk_algorithms(jwk: &Jwk) -> Option<Box<[Algorithm]>> {
         return None;
     }
     let family: &[Algorithm] = match &jwk.algorithm {
-        AlgorithmParameters::RSA(_) => &RSA_ALGORITHMS,
+        AlgorithmParameters::RSA(_) => RSA_ALGORITHMS,
         AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
             EllipticCurve::P256 => &[Algorithm::ES256],
             EllipticCurve::P384 => &[Algorithm::ES384],
@@ -205,7 +212,7 @@ fn jwk_algorithms(jwk: &Jwk) -> Option<Box<[Algorithm]>> {
             _ => return None,
         },
         // A shared secret is only trusted when the JWK pins its algorithm.
-        AlgorithmParameters::OctetKey(_) => &HMAC_ALGORITHMS,
+        AlgorithmParameters::OctetKey(_) => HMAC_ALGORITHMS,
         _ => return None,
     };
     match jwk.common.key_algorithm {
@@ -234,4 +241,22 @@ fn key_algorithm(alg: KeyAlgorithm) -> Option<Algorithm> {
         KeyAlgorithm::EdDSA => Algorithm::EdDSA,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_never_mix() {
+        use Algorithm::*;
+        assert_eq!(HMAC_ALGORITHMS, [HS256, HS384, HS512]);
+        assert_eq!(RSA_ALGORITHMS, [RS256, RS384, RS512, PS256, PS384, PS512]);
+        // An RSA JWK without `alg` allows the RSA family only.
+        let jwk: Jwk = serde_json::from_str(
+            r#"{"kty":"RSA","n":"sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw","e":"AQAB"}"#,
+        )
+        .unwrap();
+        assert_eq!(jwk_algorithms(&jwk).as_deref(), Some(RSA_ALGORITHMS));
+    }
 }
