@@ -100,6 +100,9 @@ pub mod ip_filter;
 pub mod mcp;
 mod net;
 pub mod principal;
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+pub mod rate_limit;
 pub mod reject;
 #[cfg(test)]
 mod test_logs;

@@ -99,6 +99,8 @@ pub enum Reason {
     AuthUnavailable,
     /// An MCP session id that does not exist for this caller (404).
     SessionNotFound,
+    /// Too many requests for the caller's quota (429).
+    RateLimited,
 }
 
 impl Reason {
@@ -119,6 +121,7 @@ impl Reason {
             Self::InsufficientScope => "insufficient_scope",
             Self::AuthUnavailable => "auth_unavailable",
             Self::SessionNotFound => "session_not_found",
+            Self::RateLimited => "rate_limited",
         }
     }
 
@@ -137,6 +140,7 @@ impl Reason {
             }
             Self::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::SessionNotFound => StatusCode::NOT_FOUND,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::ClientIpUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
@@ -157,6 +161,7 @@ impl Reason {
             }
             Self::AuthUnavailable => GrpcCode::Unavailable,
             Self::SessionNotFound => GrpcCode::NotFound,
+            Self::RateLimited => GrpcCode::ResourceExhausted,
             Self::ClientIpUnavailable => GrpcCode::Internal,
             Self::PayloadTooLarge => GrpcCode::ResourceExhausted,
         }
@@ -179,6 +184,7 @@ impl Reason {
             Self::InsufficientScope => "the credentials do not grant access to this resource",
             Self::AuthUnavailable => "credentials cannot be checked right now",
             Self::SessionNotFound => "session not found",
+            Self::RateLimited => "too many requests; retry later",
         }
     }
 }
@@ -572,6 +578,7 @@ mod tests {
             Reason::InsufficientScope,
             Reason::AuthUnavailable,
             Reason::SessionNotFound,
+            Reason::RateLimited,
         ] {
             let grpc = grpc_response(&Rejection::new(reason));
             assert_eq!(
