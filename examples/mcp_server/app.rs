@@ -118,7 +118,12 @@ pub fn auth(config: &WardenConfig) -> Result<Auth, ConfigError> {
         } else {
             config.resource_url.iter().cloned().collect()
         };
-        if audiences.is_empty() {
+        // The development secret (no key source at all) pins its own audience.
+        let has_key_source = config.jwt_secret.is_some()
+            || config.jwt_public_key_file.is_some()
+            || config.jwks_file.is_some()
+            || config.jwks_url.is_some();
+        if audiences.is_empty() && has_key_source {
             warnings.push(
                 "token audiences (aud) are not checked: set MCP_RESOURCE_URL or MCP_JWT_AUDIENCE"
                     .to_owned(),
