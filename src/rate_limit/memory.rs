@@ -105,6 +105,7 @@ impl MemoryStore {
                 Mutex::new(Shard {
                     map: HashMap::default(),
                     next_sweep: 0,
+                    earliest: u64::MAX,
                 })
             })
             .collect();
@@ -322,14 +323,33 @@ impl Table {
 struct Shard {
     map: HashMap<u64, u64, BuildHasherDefault<Premixed>>,
     next_sweep: u64,
+    /// No key refills before this: a sweep before it would find nothing
+    /// (so a flood into a full table of throttled keys costs no sweeps).
+    earliest: u64,
 }
 
 impl Shard {
     /// Drops the keys whose arrival time is not after `now`: their state is
     /// the same as a fresh key's.
     fn sweep(&mut self, now: u64, every: u64) {
-        self.map.retain(|_, tat| *tat > now);
         self.next_sweep = now.saturating_add(every);
+        if self.earliest > now {
+            return;
+        }
+        let mut earliest = u64::MAX;
+        self.map.retain(|_, tat| {
+            let keep = *tat > now;
+            if keep {
+                earliest = earliest.min(*tat);
+            }
+            keep
+        });
+        self.earliest = earliest;
+    }
+
+    fn insert(&mut self, hash: u64, tat: u64) {
+        self.map.insert(hash, tat);
+        self.earliest = self.earliest.min(tat);
     }
 }
 
@@ -404,7 +424,7 @@ impl StateStore for Handle {
         }
         if let Some(&tat) = shard.map.get(&key.hash) {
             let (value, next) = self.apply(Some(tat), key, &f)?;
-            shard.map.insert(key.hash, next);
+            shard.insert(key.hash, next);
             return Ok(value);
         }
         if shard.map.len() >= self.table.per_shard {
@@ -412,7 +432,7 @@ impl StateStore for Handle {
         }
         if shard.map.len() < self.table.per_shard {
             let (value, next) = self.apply(None, key, &f)?;
-            shard.map.insert(key.hash, next);
+            shard.insert(key.hash, next);
             return Ok(value);
         }
         drop(shard);
