@@ -233,7 +233,6 @@ async fn pending_decisions_work() {
 
 #[tokio::test(start_paused = true)]
 async fn stacked_layers_each_add_an_item() {
-    let calls = Arc::new(AtomicUsize::new(0));
     let inner =
         service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) });
     let mut svc = tower::ServiceBuilder::new()
