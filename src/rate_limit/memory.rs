@@ -47,7 +47,7 @@ const DEFAULT_SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// A bounded in-memory [`Store`]: governor's GCRA per key, at most
 /// `max_keys` keys, refilled keys evicted, throttled keys never.
 ///
-/// See the [module docs](self) for the eviction and overflow policy. Time
+/// See the module docs of `rate_limit` for the eviction and overflow policy. Time
 /// comes from `tokio::time::Instant` (so `tokio::time::pause` and `advance`
 /// drive it in tests) unless a [`FakeRelativeClock`] is given with
 /// [`MemoryStore::with_clock`].
