@@ -595,4 +595,63 @@ mod tests {
         let store = RedisStore::new(&refused_url()).unwrap();
         assert!(!decide(&store, &RateKey::Global, &quota(5)).await.allowed);
     }
+
+    /// Nothing listens, then a `redis-server` starts on that port: one
+    /// warning when the store degrades, one info line when it recovers, no
+    /// line for the failures in between.
+    #[tokio::test]
+    async fn one_log_line_per_transition() {
+        crate::test_logs::start();
+        let have_server = std::process::Command::new("redis-server")
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !have_server {
+            assert!(
+                std::env::var("TOWER_WARDEN_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                "redis-server is not installed but TOWER_WARDEN_REQUIRE_SERVICES=1"
+            );
+            eprintln!("one_log_line_per_transition: skipped: no redis-server on PATH");
+            return;
+        }
+        let url = refused_url();
+        let port = url
+            .trim_start_matches("redis://127.0.0.1:")
+            .trim_end_matches('/');
+        let prefix = "unit-transitions:";
+        let store = RedisStore::new(&url)
+            .unwrap()
+            .prefix(prefix)
+            .timeout(Duration::from_millis(500))
+            .retry_every(Duration::ZERO)
+            .fallback(Arc::new(Counting::default()));
+        let q = quota(1000);
+        for _ in 0..3 {
+            decide(&store, &RateKey::Global, &q).await;
+        }
+        assert!(store.is_degraded());
+        assert_eq!(store.health().failures(), 3);
+
+        let mut child = std::process::Command::new("redis-server")
+            .args(["--port", port, "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.is_degraded() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            decide(&store, &RateKey::Global, &q).await;
+        }
+        let recovered = !store.is_degraded();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(recovered, "no recovery within 10 s");
+
+        let lines = crate::test_logs::lines_with(prefix);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].contains("WARN") && lines[0].contains("unreachable"));
+        assert!(lines[1].contains("INFO") && lines[1].contains("answers again"));
+    }
 }
