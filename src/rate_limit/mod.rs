@@ -47,6 +47,8 @@ mod future;
 mod key;
 mod layer;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 mod service;
 mod store;
 #[cfg(test)]
@@ -56,5 +58,8 @@ pub use future::ResponseFuture;
 pub use key::KeyBy;
 pub use layer::{RATELIMIT, RATELIMIT_POLICY, RateLimitLayer};
 pub use memory::{DEFAULT_MAX_KEYS, MemoryStore};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::{FailMode, RedisHealth, RedisStore};
 pub use service::RateLimit;
 pub use store::{Check, Decision, Quota, RateKey, Store};

@@ -1,0 +1,321 @@
+//! `RedisStore` against a real `redis-server`.
+//!
+//! The shared server comes from `TOWER_WARDEN_REDIS_URL` (`.ci/run` starts
+//! one). Without it these tests say why and pass, unless
+//! `TOWER_WARDEN_REQUIRE_SERVICES=1`, when they fail. The outage test starts
+//! its own `redis-server` on a free port, stops it and starts it again.
+#![cfg(feature = "redis")]
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tower_warden::rate_limit::{Check, Decision, FailMode, Quota, RateKey, RedisStore, Store};
+
+fn required() -> bool {
+    std::env::var("TOWER_WARDEN_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// The shared server's URL, or `None` (with the reason printed) to skip.
+fn redis_url(test: &str) -> Option<String> {
+    match std::env::var("TOWER_WARDEN_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                !required(),
+                "{test}: TOWER_WARDEN_REDIS_URL is unset but TOWER_WARDEN_REQUIRE_SERVICES=1"
+            );
+            eprintln!(
+                "{test}: skipped: TOWER_WARDEN_REDIS_URL is unset (start a redis-server and set it)"
+            );
+            None
+        }
+    }
+}
+
+/// A key prefix no other test (or run) uses.
+fn unique_prefix(test: &str) -> String {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    format!("tw-test:{test}:{:016x}:", h.finish())
+}
+
+async fn decide(store: &dyn Store, key: &RateKey, quota: &Quota) -> Decision {
+    match store.check(key, quota) {
+        Check::Ready(d) => d,
+        Check::Pending(f) => f.await,
+    }
+}
+
+fn quota(burst: u32) -> Quota {
+    Quota::per_window(Duration::from_secs(60), burst).unwrap()
+}
+
+/// A tiny local fallback: `burst` requests per key, then refusals.
+#[derive(Default)]
+struct Counting(Mutex<HashMap<RateKey, u32>>);
+
+impl Store for Counting {
+    fn check(&self, key: &RateKey, quota: &Quota) -> Check {
+        let mut map = self.0.lock().unwrap();
+        let used = map.entry(key.clone()).or_insert(0);
+        let allowed = *used < quota.burst();
+        if allowed {
+            *used += 1;
+        }
+        Check::Ready(Decision {
+            allowed,
+            limit: quota.burst(),
+            remaining: quota.burst() - *used,
+            reset_after: quota.interval() * *used,
+            retry_after: (!allowed).then(|| quota.interval()),
+        })
+    }
+}
+
+async fn raw_connection(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn two_instances_share_one_quota() {
+    let Some(url) = redis_url("two_instances_share_one_quota") else {
+        return;
+    };
+    let prefix = unique_prefix("shared");
+    let a = RedisStore::new(&url)
+        .unwrap()
+        .prefix(&prefix)
+        .timeout(Duration::from_secs(2));
+    let b = RedisStore::new(&url)
+        .unwrap()
+        .prefix(&prefix)
+        .timeout(Duration::from_secs(2));
+    let key = RateKey::Ip("203.0.113.9".parse().unwrap());
+    let q = quota(5);
+    let mut seen = Vec::new();
+    for i in 0..8 {
+        let store = if i % 2 == 0 { &a } else { &b };
+        let d = decide(store, &key, &q).await;
+        seen.push((d.allowed, d.remaining));
+        assert_eq!(d.limit, 5);
+        if d.allowed {
+            assert!(d.retry_after.is_none());
+            assert!(d.reset_after <= Duration::from_secs(60));
+        } else {
+            // One request comes back every 12 s.
+            let retry = d.retry_after.unwrap();
+            assert!(retry > Duration::from_secs(11) && retry <= Duration::from_secs(12));
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            (true, 4),
+            (true, 3),
+            (true, 2),
+            (true, 1),
+            (true, 0),
+            (false, 0),
+            (false, 0),
+            (false, 0)
+        ]
+    );
+    // Another key, another allowance; the key expires with its allowance.
+    assert!(decide(&a, &RateKey::Global, &q).await.allowed);
+    let mut con = raw_connection(&url).await;
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(a.key_for(&key))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(ttl > 50_000 && ttl <= 60_000, "{ttl}");
+    assert!(!a.is_degraded() && !b.is_degraded());
+}
+
+#[tokio::test]
+async fn the_script_survives_script_flush() {
+    let Some(url) = redis_url("the_script_survives_script_flush") else {
+        return;
+    };
+    let store = RedisStore::new(&url)
+        .unwrap()
+        .prefix(unique_prefix("flush"))
+        .timeout(Duration::from_secs(2))
+        .fail_mode(FailMode::Closed);
+    let key = RateKey::Text("tool/call with spaces".into());
+    let q = quota(3);
+    assert_eq!(decide(&store, &key, &q).await.remaining, 2);
+    let mut con = raw_connection(&url).await;
+    let () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    // EVALSHA now fails with NOSCRIPT; the store loads the script again and
+    // the count goes on from Redis (Closed mode would refuse otherwise).
+    let d = decide(&store, &key, &q).await;
+    assert!(d.allowed);
+    assert_eq!(d.remaining, 1);
+    assert!(!store.is_degraded());
+    assert_eq!(store.health().failures(), 0);
+}
+
+/// A `redis-server` of the test's own, on a fixed port.
+struct OwnServer {
+    port: u16,
+    child: Child,
+}
+
+impl OwnServer {
+    fn start(port: u16) -> Option<Self> {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = Self { port, child };
+        server.wait_until_up();
+        Some(server)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn wait_until_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let client = redis::Client::open(self.url()).unwrap();
+        loop {
+            if let Ok(mut con) = client.get_connection_with_timeout(Duration::from_millis(200))
+                && redis::cmd("PING").query::<String>(&mut con).is_ok()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not come up");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn outage_degrades_to_the_fallback_and_recovers() {
+    let have_server = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_server {
+        assert!(
+            !required(),
+            "redis-server is not installed but TOWER_WARDEN_REQUIRE_SERVICES=1"
+        );
+        eprintln!("outage test: skipped: no redis-server on PATH");
+        return;
+    }
+    let port = free_port();
+    let server = OwnServer::start(port).expect("redis-server starts");
+    let url = server.url();
+    let prefix = unique_prefix("outage");
+    let store = |fallback: Arc<dyn Store>| {
+        RedisStore::new(&url)
+            .unwrap()
+            .prefix(&prefix)
+            .timeout(Duration::from_millis(200))
+            .retry_every(Duration::from_millis(20))
+            .fallback(fallback)
+    };
+    let a = store(Arc::new(Counting::default()));
+    let b = store(Arc::new(Counting::default()));
+    let health = a.health();
+    let q = quota(3);
+    let key = RateKey::Text("alice".into());
+
+    assert_eq!(decide(&a, &key, &q).await.remaining, 2);
+    assert!(!health.is_degraded());
+
+    server.stop();
+    // Each instance now counts alone, with the same quota: 3 each.
+    let local: Vec<bool> = {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            v.push(decide(&a, &key, &q).await.allowed);
+        }
+        v
+    };
+    assert_eq!(local, [true, true, true, false]);
+    assert!(health.is_degraded() && a.is_degraded());
+    assert!(decide(&b, &key, &q).await.allowed);
+    assert!(b.is_degraded());
+
+    // Down, the other modes decide at once.
+    let closed = RedisStore::new(&url)
+        .unwrap()
+        .timeout(Duration::from_millis(200))
+        .fail_mode(FailMode::Closed);
+    assert!(!decide(&closed, &key, &q).await.allowed);
+    let open = RedisStore::new(&url)
+        .unwrap()
+        .timeout(Duration::from_millis(200))
+        .fail_mode(FailMode::Open);
+    assert!(decide(&open, &key, &q).await.allowed);
+
+    // Back up on the same port (empty: nothing was saved).
+    let _server = OwnServer::start(port).expect("redis-server starts again");
+    let probe = RateKey::Text("probe".into());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for store in [&a, &b] {
+        while store.is_degraded() {
+            assert!(Instant::now() < deadline, "no recovery");
+            decide(store, &probe, &quota(1000)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    assert!(!health.is_degraded());
+    // Shared counting again: the two instances draw on one allowance.
+    let fresh = RateKey::Text("carol".into());
+    let q2 = quota(2);
+    assert!(decide(&a, &fresh, &q2).await.allowed);
+    assert!(decide(&b, &fresh, &q2).await.allowed);
+    assert!(!decide(&a, &fresh, &q2).await.allowed);
+    assert!(!decide(&b, &fresh, &q2).await.allowed);
+    assert!(!a.is_degraded() && !b.is_degraded());
+}
+
+#[test]
+fn a_bad_url_is_a_config_error() {
+    let err = RedisStore::new("redis//nope").unwrap_err();
+    assert_eq!(err.setting(), "MCP_REDIS_URL");
+}
