@@ -1,4 +1,5 @@
-//! Settings from `MCP_*` environment variables, checked once at start-up.
+//! Settings from `MCP_*` (and two `RATE_LIMIT_*`) environment variables,
+//! checked once at start-up.
 //!
 //! [`WardenConfig::from_env`] reads the process environment;
 //! [`WardenConfig::from_vars`] reads any list of pairs (for tests, or a
@@ -55,6 +56,17 @@
 //! | `MCP_RESOURCE_URL` | `http://<host>:<port>/mcp` | the MCP endpoint as clients name it: token audience and RFC 9728 `resource` |
 //! | `MCP_OAUTH_AUTHORIZATION_SERVERS` | — | authorization servers published in the RFC 9728 metadata |
 //! | `MCP_WS_ALLOW_QUERY_AUTH` | `false` | accept `access_token` / `api_key` in the query of WebSocket upgrades |
+//! | `MCP_RATE_LIMIT_ENABLED` | `true` | rate limit requests |
+//! | `MCP_RATE_LIMIT_RPM` | `120` | requests a minute per key (at least 1) |
+//! | `MCP_RATE_LIMIT_BURST` | `MCP_RATE_LIMIT_RPM` | requests at once per key (at least 1) |
+//! | `RATE_LIMIT_WINDOW_MS` | — | with `RATE_LIMIT_MAX_REQUESTS`, the quota as a count per window (1 ms – 1 day) instead of `MCP_RATE_LIMIT_RPM` / `_BURST` |
+//! | `RATE_LIMIT_MAX_REQUESTS` | — | requests per `RATE_LIMIT_WINDOW_MS` (at least 1); set both or neither |
+//! | `MCP_RATE_LIMIT_STORAGE` | `memory` | `memory` (per process) or `redis` (shared) |
+//! | `MCP_REDIS_URL` | — | `redis://` or `rediss://` URL; required with `MCP_RATE_LIMIT_STORAGE=redis`; its password is never printed |
+//! | `MCP_RATE_LIMIT_FAIL_MODE` | `local` | while Redis is unreachable: `local` (count in memory), `closed` (refuse) or `open` (allow) |
+//! | `MCP_RATE_LIMIT_MAX_KEYS` | `100000` | most keys the in-memory store tracks (at least 1) |
+//! | `MCP_TOOL_RATE_LIMITS` | — | JSON object, tool → requests a minute: `{"search":30}` |
+//! | `MCP_RATE_LIMIT_IPV6_PREFIX` | `64` | IPv6 clients are limited per prefix of this length (1–128) |
 //!
 //! Lists are written `a,b` or as a JSON array of strings `["a","b"]`.
 //! Booleans are `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off` (any
@@ -64,6 +76,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ipnet::IpNet;
 
@@ -149,6 +162,103 @@ impl fmt::Display for AuthMode {
     }
 }
 
+/// The rate-limit quota per key: `MCP_RATE_LIMIT_RPM` / `MCP_RATE_LIMIT_BURST`,
+/// or `RATE_LIMIT_WINDOW_MS` / `RATE_LIMIT_MAX_REQUESTS`.
+///
+/// Plain numbers, so this module builds without the `rate-limit` feature;
+/// each form maps onto `rate_limit::Quota` (`Quota::per_minute` then
+/// `with_burst`, or `Quota::per_window`), and every value accepted here
+/// makes a valid quota.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RateLimitQuota {
+    /// `requests` a minute, up to `burst` at once.
+    PerMinute {
+        /// `MCP_RATE_LIMIT_RPM`: at least 1.
+        requests: u32,
+        /// `MCP_RATE_LIMIT_BURST`: at least 1; defaults to `requests`.
+        burst: u32,
+    },
+    /// `max_requests` per `window`, up to `max_requests` at once.
+    Window {
+        /// `RATE_LIMIT_WINDOW_MS`: at least 1 ms, and at least
+        /// `max_requests` nanoseconds.
+        window: Duration,
+        /// `RATE_LIMIT_MAX_REQUESTS`: at least 1.
+        max_requests: u32,
+    },
+}
+
+impl Default for RateLimitQuota {
+    fn default() -> Self {
+        Self::PerMinute {
+            requests: DEFAULT_RATE_LIMIT_RPM,
+            burst: DEFAULT_RATE_LIMIT_RPM,
+        }
+    }
+}
+
+/// Where rate-limit counters are kept (`MCP_RATE_LIMIT_STORAGE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RateLimitStorage {
+    /// In this process: each replica counts on its own. The default.
+    #[default]
+    Memory,
+    /// In Redis (`MCP_REDIS_URL`), shared by every replica.
+    Redis,
+}
+
+impl RateLimitStorage {
+    /// The canonical name: `memory` or `redis`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Redis => "redis",
+        }
+    }
+}
+
+impl fmt::Display for RateLimitStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a shared store does when its backend cannot be reached
+/// (`MCP_RATE_LIMIT_FAIL_MODE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RateLimitFailMode {
+    /// Count in this process's memory until the backend is back. The
+    /// default.
+    #[default]
+    Local,
+    /// Refuse the request.
+    Closed,
+    /// Let the request through uncounted (the operator's explicit choice).
+    Open,
+}
+
+impl RateLimitFailMode {
+    /// The canonical name: `local`, `closed` or `open`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Closed => "closed",
+            Self::Open => "open",
+        }
+    }
+}
+
+impl fmt::Display for RateLimitFailMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Every setting of the security perimeter and the reference server,
 /// validated. See the [module docs](self) for the variables.
 #[derive(Clone, PartialEq, Eq)]
@@ -222,6 +332,27 @@ pub struct WardenConfig {
     /// `MCP_WS_ALLOW_QUERY_AUTH`: accept credentials in the query string of
     /// WebSocket upgrades.
     pub ws_allow_query_auth: bool,
+    /// `MCP_RATE_LIMIT_ENABLED`: whether requests are rate limited.
+    pub rate_limit_enabled: bool,
+    /// The quota per key: `MCP_RATE_LIMIT_RPM` and `MCP_RATE_LIMIT_BURST`,
+    /// or `RATE_LIMIT_WINDOW_MS` and `RATE_LIMIT_MAX_REQUESTS`.
+    pub rate_limit_quota: RateLimitQuota,
+    /// `MCP_RATE_LIMIT_STORAGE`: where the counters are kept.
+    pub rate_limit_storage: RateLimitStorage,
+    /// `MCP_REDIS_URL`: the Redis server of
+    /// [`RateLimitStorage::Redis`] (`redis://` or `rediss://`; may hold a
+    /// password, which `Debug` never prints).
+    pub redis_url: Option<String>,
+    /// `MCP_RATE_LIMIT_FAIL_MODE`: what a shared store does while its
+    /// backend is unreachable.
+    pub rate_limit_fail_mode: RateLimitFailMode,
+    /// `MCP_RATE_LIMIT_MAX_KEYS`: the most keys the in-memory store tracks.
+    pub rate_limit_max_keys: usize,
+    /// `MCP_TOOL_RATE_LIMITS`: tool name → requests a minute per key.
+    pub tool_rate_limits: Vec<(String, u32)>,
+    /// `MCP_RATE_LIMIT_IPV6_PREFIX`: IPv6 clients are limited per prefix of
+    /// this length (1–128), since one host often holds a whole /64.
+    pub rate_limit_ipv6_prefix: u8,
 }
 
 impl fmt::Debug for WardenConfig {
@@ -271,6 +402,17 @@ impl fmt::Debug for WardenConfig {
                 &self.oauth_authorization_servers,
             )
             .field("ws_allow_query_auth", &self.ws_allow_query_auth)
+            .field("rate_limit_enabled", &self.rate_limit_enabled)
+            .field("rate_limit_quota", &self.rate_limit_quota)
+            .field("rate_limit_storage", &self.rate_limit_storage)
+            .field(
+                "redis_url",
+                &self.redis_url.as_deref().map(redact_url_password),
+            )
+            .field("rate_limit_fail_mode", &self.rate_limit_fail_mode)
+            .field("rate_limit_max_keys", &self.rate_limit_max_keys)
+            .field("tool_rate_limits", &self.tool_rate_limits)
+            .field("rate_limit_ipv6_prefix", &self.rate_limit_ipv6_prefix)
             .finish()
     }
 }
@@ -311,6 +453,14 @@ impl Default for WardenConfig {
             resource_url: None,
             oauth_authorization_servers: Vec::new(),
             ws_allow_query_auth: false,
+            rate_limit_enabled: true,
+            rate_limit_quota: RateLimitQuota::default(),
+            rate_limit_storage: RateLimitStorage::Memory,
+            redis_url: None,
+            rate_limit_fail_mode: RateLimitFailMode::Local,
+            rate_limit_max_keys: DEFAULT_RATE_LIMIT_MAX_KEYS,
+            tool_rate_limits: Vec::new(),
+            rate_limit_ipv6_prefix: DEFAULT_RATE_LIMIT_IPV6_PREFIX,
         }
     }
 }
@@ -333,8 +483,18 @@ const DEFAULT_CERT_HEADER_VALUE: &str = "SUCCESS";
 const DEFAULT_ALLOWED_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 const MAX_PROXY_DEPTH: usize = 64;
 
-/// Every environment variable [`WardenConfig`] reads.
-pub const VARIABLES: [&str; 31] = [
+/// Default `MCP_RATE_LIMIT_RPM` (and so `MCP_RATE_LIMIT_BURST`): two
+/// requests a second on average per key, enough for an agent's bursts of
+/// tool calls.
+pub const DEFAULT_RATE_LIMIT_RPM: u32 = 120;
+/// Default `MCP_RATE_LIMIT_MAX_KEYS`.
+pub const DEFAULT_RATE_LIMIT_MAX_KEYS: usize = 100_000;
+/// Default `MCP_RATE_LIMIT_IPV6_PREFIX`: one quota per /64.
+pub const DEFAULT_RATE_LIMIT_IPV6_PREFIX: u8 = 64;
+
+/// Every environment variable [`WardenConfig`] reads. All start with `MCP_`
+/// but `RATE_LIMIT_WINDOW_MS` and `RATE_LIMIT_MAX_REQUESTS`.
+pub const VARIABLES: [&str; 42] = [
     "MCP_HOST",
     "MCP_PORT",
     "MCP_ENVIRONMENT",
@@ -366,6 +526,17 @@ pub const VARIABLES: [&str; 31] = [
     "MCP_RESOURCE_URL",
     "MCP_OAUTH_AUTHORIZATION_SERVERS",
     "MCP_WS_ALLOW_QUERY_AUTH",
+    "MCP_RATE_LIMIT_ENABLED",
+    "MCP_RATE_LIMIT_RPM",
+    "MCP_RATE_LIMIT_BURST",
+    "RATE_LIMIT_WINDOW_MS",
+    "RATE_LIMIT_MAX_REQUESTS",
+    "MCP_RATE_LIMIT_STORAGE",
+    "MCP_REDIS_URL",
+    "MCP_RATE_LIMIT_FAIL_MODE",
+    "MCP_RATE_LIMIT_MAX_KEYS",
+    "MCP_TOOL_RATE_LIMITS",
+    "MCP_RATE_LIMIT_IPV6_PREFIX",
 ];
 
 struct Vars {
@@ -380,7 +551,9 @@ impl Vars {
 }
 
 impl WardenConfig {
-    /// Loads the settings from the process environment.
+    /// Loads the settings from the process environment: every `MCP_*`
+    /// variable, and the unprefixed ones of [`VARIABLES`]
+    /// (`RATE_LIMIT_WINDOW_MS`, `RATE_LIMIT_MAX_REQUESTS`).
     ///
     /// # Errors
     ///
@@ -390,7 +563,8 @@ impl WardenConfig {
         let mut pairs = Vec::new();
         for (key, value) in std::env::vars_os() {
             let Some(key) = key.to_str() else { continue };
-            if !key.starts_with("MCP_") {
+            // `MCP_*`, and the two unprefixed `RATE_LIMIT_*` variables.
+            if !key.starts_with("MCP_") && !VARIABLES.contains(&key) {
                 continue;
             }
             let value = value
@@ -413,7 +587,7 @@ impl WardenConfig {
         V: AsRef<str>,
     {
         let mut table = Vars {
-            values: Default::default(),
+            values: std::array::from_fn(|_| None),
         };
         for (key, value) in vars {
             if let Some(index) = VARIABLES.iter().position(|v| *v == key.as_ref()) {
@@ -550,6 +724,7 @@ impl WardenConfig {
             config.allowed_hosts = hosts;
         }
         load_auth(vars, &mut config)?;
+        load_rate_limit(vars, &mut config)?;
         Ok(config)
     }
 }
@@ -726,6 +901,192 @@ fn load_auth(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigError> 
         }
     }
     Ok(())
+}
+
+fn load_rate_limit(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigError> {
+    config.rate_limit_enabled = boolean(vars, "MCP_RATE_LIMIT_ENABLED")?.unwrap_or(true);
+    config.rate_limit_quota = rate_limit_quota(vars)?;
+    if let Some(text) = vars.get("MCP_RATE_LIMIT_STORAGE") {
+        config.rate_limit_storage = match text.to_ascii_lowercase().as_str() {
+            "memory" => RateLimitStorage::Memory,
+            "redis" => RateLimitStorage::Redis,
+            _ => {
+                return Err(ConfigError::new(
+                    "MCP_RATE_LIMIT_STORAGE",
+                    format!("`{text}` is not one of memory, redis"),
+                ));
+            }
+        };
+    }
+    config.redis_url = vars.get("MCP_REDIS_URL").map(redis_url).transpose()?;
+    if config.rate_limit_storage == RateLimitStorage::Redis && config.redis_url.is_none() {
+        return Err(ConfigError::new(
+            "MCP_REDIS_URL",
+            "MCP_RATE_LIMIT_STORAGE=redis needs the server's URL (redis:// or rediss://)",
+        ));
+    }
+    if let Some(text) = vars.get("MCP_RATE_LIMIT_FAIL_MODE") {
+        // `open` is allowed in every environment: it is the operator's
+        // explicit choice, so it is only validated here.
+        config.rate_limit_fail_mode = match text.to_ascii_lowercase().as_str() {
+            "local" => RateLimitFailMode::Local,
+            "closed" => RateLimitFailMode::Closed,
+            "open" => RateLimitFailMode::Open,
+            _ => {
+                return Err(ConfigError::new(
+                    "MCP_RATE_LIMIT_FAIL_MODE",
+                    format!("`{text}` is not one of local, closed, open"),
+                ));
+            }
+        };
+    }
+    if let Some(n) = whole(vars, "MCP_RATE_LIMIT_MAX_KEYS", 1, usize::MAX)? {
+        config.rate_limit_max_keys = n;
+    }
+    if let Some(text) = vars.get("MCP_TOOL_RATE_LIMITS") {
+        config.tool_rate_limits = tool_rate_limits(text)?;
+    }
+    if let Some(prefix) = whole(vars, "MCP_RATE_LIMIT_IPV6_PREFIX", 1, 128)? {
+        config.rate_limit_ipv6_prefix = prefix;
+    }
+    Ok(())
+}
+
+/// The longest `RATE_LIMIT_WINDOW_MS`: one day.
+const MAX_RATE_LIMIT_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// `MCP_RATE_LIMIT_RPM` / `MCP_RATE_LIMIT_BURST`, or
+/// `RATE_LIMIT_WINDOW_MS` / `RATE_LIMIT_MAX_REQUESTS` (both or neither).
+fn rate_limit_quota(vars: &Vars) -> Result<RateLimitQuota, ConfigError> {
+    let rpm = whole(vars, "MCP_RATE_LIMIT_RPM", 1, u32::MAX)?;
+    let burst = whole(vars, "MCP_RATE_LIMIT_BURST", 1, u32::MAX)?;
+    let window_ms = whole(vars, "RATE_LIMIT_WINDOW_MS", 1, MAX_RATE_LIMIT_WINDOW_MS)?;
+    let max_requests = whole(vars, "RATE_LIMIT_MAX_REQUESTS", 1, u32::MAX)?;
+    match (window_ms, max_requests) {
+        (None, None) => {
+            let requests = rpm.unwrap_or(DEFAULT_RATE_LIMIT_RPM);
+            Ok(RateLimitQuota::PerMinute {
+                requests,
+                burst: burst.unwrap_or(requests),
+            })
+        }
+        (Some(_), None) => Err(ConfigError::new(
+            "RATE_LIMIT_WINDOW_MS",
+            "needs RATE_LIMIT_MAX_REQUESTS too: set both or neither",
+        )),
+        (None, Some(_)) => Err(ConfigError::new(
+            "RATE_LIMIT_MAX_REQUESTS",
+            "needs RATE_LIMIT_WINDOW_MS too: set both or neither",
+        )),
+        (Some(ms), Some(max_requests)) => {
+            let per_minute = [
+                ("MCP_RATE_LIMIT_RPM", rpm.is_some()),
+                ("MCP_RATE_LIMIT_BURST", burst.is_some()),
+            ];
+            if let Some((name, _)) = per_minute.iter().find(|(_, set)| *set) {
+                return Err(ConfigError::new(
+                    "RATE_LIMIT_WINDOW_MS",
+                    format!(
+                        "set either {name} or RATE_LIMIT_WINDOW_MS with RATE_LIMIT_MAX_REQUESTS, not both"
+                    ),
+                ));
+            }
+            let window = Duration::from_millis(ms);
+            if window.as_nanos() < u128::from(max_requests) {
+                return Err(ConfigError::new(
+                    "RATE_LIMIT_MAX_REQUESTS",
+                    format!(
+                        "{max_requests} requests do not fit in {ms} ms (at most one a nanosecond)"
+                    ),
+                ));
+            }
+            Ok(RateLimitQuota::Window {
+                window,
+                max_requests,
+            })
+        }
+    }
+}
+
+/// `MCP_REDIS_URL`: `redis://` or `rediss://` with a host. The value may
+/// hold a password, so errors never echo it.
+fn redis_url(text: &str) -> Result<String, ConfigError> {
+    let lower = text.to_ascii_lowercase();
+    let rest = ["redis://", "rediss://"]
+        .iter()
+        .find(|scheme| lower.starts_with(*scheme))
+        .map(|scheme| &text[scheme.len()..]);
+    let host = rest
+        .map(|rest| rest.rsplit_once('@').map_or(rest, |(_, host)| host))
+        .map(|host| host.split(['/', '?', '#']).next().unwrap_or(""));
+    let ok = host.is_some_and(|h| !h.is_empty() && !h.starts_with(':'))
+        && !text.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !ok {
+        return Err(ConfigError::new(
+            "MCP_REDIS_URL",
+            "is not a redis:// or rediss:// URL with a host (the value is not shown: it may hold a password)",
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// `url` with the password of its user info replaced by `<redacted>`
+/// (all of the user info when it has no `:`, since some clients read a
+/// lone user info as the password).
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<redacted>".to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
+        None => format!("{scheme}://<redacted>@{host}"),
+    }
+}
+
+/// `MCP_TOOL_RATE_LIMITS`: `{"tool": requests_per_minute, ...}`.
+fn tool_rate_limits(text: &str) -> Result<Vec<(String, u32)>, ConfigError> {
+    let bad = |m: String| ConfigError::new("MCP_TOOL_RATE_LIMITS", m);
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| bad("must be a JSON object: tool name → requests a minute".into()))?;
+    object
+        .iter()
+        .map(|(tool, limit)| {
+            limit
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n >= 1)
+                .map(|n| (tool.clone(), n))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "the limit of `{tool}` must be a whole number of requests a minute from 1 to {}",
+                        u32::MAX
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// A whole number from `min` to `max`, if set.
+fn whole<T>(vars: &Vars, name: &'static str, min: T, max: T) -> Result<Option<T>, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display,
+{
+    let Some(text) = vars.get(name) else {
+        return Ok(None);
+    };
+    match text.parse::<T>() {
+        Ok(n) if min <= n && n <= max => Ok(Some(n)),
+        _ => Err(ConfigError::new(
+            name,
+            format!("`{text}` is not a whole number from {min} to {max}"),
+        )),
+    }
 }
 
 /// `MCP_TOOL_SCOPES`: `{"tool": ["scope", ...] | "scope scope", ...}`.
@@ -945,6 +1306,20 @@ mod tests {
         assert_eq!(config.client_cert_header, "X-SSL-Client-Verify");
         assert_eq!(config.client_cert_header_value, "SUCCESS");
         assert_eq!(config.trusted_proxy_depth, 1);
+        assert!(config.rate_limit_enabled);
+        assert_eq!(
+            config.rate_limit_quota,
+            RateLimitQuota::PerMinute {
+                requests: 120,
+                burst: 120
+            }
+        );
+        assert_eq!(config.rate_limit_storage, RateLimitStorage::Memory);
+        assert_eq!(config.redis_url, None);
+        assert_eq!(config.rate_limit_fail_mode, RateLimitFailMode::Local);
+        assert_eq!(config.rate_limit_max_keys, 100_000);
+        assert!(config.tool_rate_limits.is_empty());
+        assert_eq!(config.rate_limit_ipv6_prefix, 64);
     }
 
     #[test]
@@ -1219,5 +1594,236 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn rate_limit_settings_are_read() {
+        let config = load(&[
+            ("MCP_RATE_LIMIT_ENABLED", "off"),
+            ("MCP_RATE_LIMIT_STORAGE", "Redis"),
+            ("MCP_REDIS_URL", "rediss://cache.internal:6380/2"),
+            ("MCP_RATE_LIMIT_FAIL_MODE", "CLOSED"),
+            ("MCP_RATE_LIMIT_MAX_KEYS", "5000"),
+            ("MCP_TOOL_RATE_LIMITS", r#"{"search": 30, "add": 600}"#),
+            ("MCP_RATE_LIMIT_IPV6_PREFIX", "56"),
+        ])
+        .unwrap();
+        assert!(!config.rate_limit_enabled);
+        assert_eq!(config.rate_limit_storage, RateLimitStorage::Redis);
+        assert_eq!(
+            config.redis_url.as_deref(),
+            Some("rediss://cache.internal:6380/2")
+        );
+        assert_eq!(config.rate_limit_fail_mode, RateLimitFailMode::Closed);
+        assert_eq!(config.rate_limit_max_keys, 5000);
+        assert_eq!(
+            config.tool_rate_limits,
+            [("add".to_owned(), 600), ("search".to_owned(), 30)]
+        );
+        assert_eq!(config.rate_limit_ipv6_prefix, 56);
+        // `open` is allowed outside development: the operator asked for it.
+        let open = load(&[
+            ("MCP_ENVIRONMENT", "production"),
+            ("MCP_JWT_SECRET", SECRET),
+            ("MCP_RATE_LIMIT_FAIL_MODE", "open"),
+        ])
+        .unwrap();
+        assert_eq!(open.rate_limit_fail_mode, RateLimitFailMode::Open);
+        // A URL without Redis storage is kept (and still checked).
+        assert!(
+            load(&[("MCP_REDIS_URL", "redis://localhost")])
+                .unwrap()
+                .redis_url
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn rate_limit_quota_in_both_forms() {
+        let quota = |vars: &[(&str, &str)]| load(vars).unwrap().rate_limit_quota;
+        assert_eq!(
+            quota(&[("MCP_RATE_LIMIT_RPM", "300")]),
+            RateLimitQuota::PerMinute {
+                requests: 300,
+                burst: 300
+            },
+            "the burst defaults to the rate"
+        );
+        assert_eq!(
+            quota(&[("MCP_RATE_LIMIT_RPM", "60"), ("MCP_RATE_LIMIT_BURST", "10")]),
+            RateLimitQuota::PerMinute {
+                requests: 60,
+                burst: 10
+            }
+        );
+        assert_eq!(
+            quota(&[("MCP_RATE_LIMIT_BURST", "5")]),
+            RateLimitQuota::PerMinute {
+                requests: 120,
+                burst: 5
+            }
+        );
+        assert_eq!(
+            quota(&[
+                ("RATE_LIMIT_WINDOW_MS", "900000"),
+                ("RATE_LIMIT_MAX_REQUESTS", "100")
+            ]),
+            RateLimitQuota::Window {
+                window: Duration::from_secs(900),
+                max_requests: 100
+            }
+        );
+        // Both forms: the error names the second.
+        for first in ["MCP_RATE_LIMIT_RPM", "MCP_RATE_LIMIT_BURST"] {
+            assert_eq!(
+                setting(&[
+                    (first, "60"),
+                    ("RATE_LIMIT_WINDOW_MS", "1000"),
+                    ("RATE_LIMIT_MAX_REQUESTS", "10")
+                ]),
+                "RATE_LIMIT_WINDOW_MS"
+            );
+        }
+        // The window form needs both of its variables.
+        assert_eq!(
+            setting(&[("RATE_LIMIT_WINDOW_MS", "1000")]),
+            "RATE_LIMIT_WINDOW_MS"
+        );
+        assert_eq!(
+            setting(&[("RATE_LIMIT_MAX_REQUESTS", "10")]),
+            "RATE_LIMIT_MAX_REQUESTS"
+        );
+        // More requests than nanoseconds in the window.
+        assert_eq!(
+            setting(&[
+                ("RATE_LIMIT_WINDOW_MS", "1"),
+                ("RATE_LIMIT_MAX_REQUESTS", "1000001")
+            ]),
+            "RATE_LIMIT_MAX_REQUESTS"
+        );
+        assert!(
+            load(&[
+                ("RATE_LIMIT_WINDOW_MS", "1"),
+                ("RATE_LIMIT_MAX_REQUESTS", "1000000")
+            ])
+            .is_ok()
+        );
+    }
+
+    #[cfg(feature = "rate-limit")]
+    #[test]
+    fn every_accepted_quota_makes_a_store_quota() {
+        use crate::rate_limit::Quota;
+        for vars in [
+            &[("MCP_RATE_LIMIT_RPM", "4294967295")][..],
+            &[
+                ("RATE_LIMIT_WINDOW_MS", "1"),
+                ("RATE_LIMIT_MAX_REQUESTS", "1000000"),
+            ],
+            &[
+                ("RATE_LIMIT_WINDOW_MS", "86400000"),
+                ("RATE_LIMIT_MAX_REQUESTS", "4294967295"),
+            ],
+        ] {
+            let made = match load(vars).unwrap().rate_limit_quota {
+                RateLimitQuota::PerMinute { requests, burst } => {
+                    Quota::per_minute(requests).and_then(|q| q.with_burst(burst))
+                }
+                RateLimitQuota::Window {
+                    window,
+                    max_requests,
+                } => Quota::per_window(window, max_requests),
+            };
+            assert!(made.is_ok(), "{vars:?}");
+        }
+    }
+
+    #[test]
+    fn every_bad_rate_limit_value_names_its_variable() {
+        for (name, value) in [
+            ("MCP_RATE_LIMIT_ENABLED", "sometimes"),
+            ("MCP_RATE_LIMIT_RPM", "0"),
+            ("MCP_RATE_LIMIT_RPM", "-1"),
+            ("MCP_RATE_LIMIT_RPM", "1.5"),
+            ("MCP_RATE_LIMIT_RPM", "4294967296"),
+            ("MCP_RATE_LIMIT_BURST", "0"),
+            ("MCP_RATE_LIMIT_BURST", "many"),
+            ("RATE_LIMIT_WINDOW_MS", "0"),
+            ("RATE_LIMIT_WINDOW_MS", "86400001"),
+            ("RATE_LIMIT_MAX_REQUESTS", "0"),
+            ("MCP_RATE_LIMIT_STORAGE", "postgres"),
+            ("MCP_RATE_LIMIT_STORAGE", "redis"),
+            ("MCP_REDIS_URL", "http://cache:6379"),
+            ("MCP_REDIS_URL", "cache:6379"),
+            ("MCP_REDIS_URL", "redis://"),
+            ("MCP_REDIS_URL", "redis://:pw@/0"),
+            ("MCP_REDIS_URL", "redis://cache 6379"),
+            ("MCP_RATE_LIMIT_FAIL_MODE", "sometimes"),
+            ("MCP_RATE_LIMIT_MAX_KEYS", "0"),
+            ("MCP_RATE_LIMIT_MAX_KEYS", "lots"),
+            ("MCP_TOOL_RATE_LIMITS", "not json"),
+            ("MCP_TOOL_RATE_LIMITS", "[30]"),
+            ("MCP_TOOL_RATE_LIMITS", r#"{"search": 0}"#),
+            ("MCP_TOOL_RATE_LIMITS", r#"{"search": -3}"#),
+            ("MCP_TOOL_RATE_LIMITS", r#"{"search": 1.5}"#),
+            ("MCP_TOOL_RATE_LIMITS", r#"{"search": "30"}"#),
+            ("MCP_TOOL_RATE_LIMITS", r#"{"search": 4294967296}"#),
+            ("MCP_RATE_LIMIT_IPV6_PREFIX", "0"),
+            ("MCP_RATE_LIMIT_IPV6_PREFIX", "129"),
+            ("MCP_RATE_LIMIT_IPV6_PREFIX", "/64"),
+        ] {
+            let paired = if name == "RATE_LIMIT_WINDOW_MS" {
+                ("RATE_LIMIT_MAX_REQUESTS", "10")
+            } else if name == "RATE_LIMIT_MAX_REQUESTS" {
+                ("RATE_LIMIT_WINDOW_MS", "1000")
+            } else {
+                ("MCP_HOST", "127.0.0.1")
+            };
+            let expected = if (name, value) == ("MCP_RATE_LIMIT_STORAGE", "redis") {
+                "MCP_REDIS_URL"
+            } else {
+                name
+            };
+            assert_eq!(
+                setting(&[paired, (name, value)]),
+                expected,
+                "{name}={value}"
+            );
+        }
+    }
+
+    #[test]
+    fn redis_passwords_are_never_printed() {
+        let password = "hunter2-s3cret";
+        for (url, shown) in [
+            (
+                format!("redis://app:{password}@cache:6379/0"),
+                "redis://app:<redacted>@cache:6379/0",
+            ),
+            (
+                format!("rediss://:{password}@cache"),
+                "rediss://:<redacted>@cache",
+            ),
+            (
+                format!("redis://{password}@cache"),
+                "redis://<redacted>@cache",
+            ),
+            (
+                format!("redis://app:{password}/with@slash@cache:6379"),
+                "redis://app:<redacted>@cache:6379",
+            ),
+        ] {
+            let config =
+                load(&[("MCP_RATE_LIMIT_STORAGE", "redis"), ("MCP_REDIS_URL", &url)]).unwrap();
+            assert_eq!(config.redis_url.as_deref(), Some(url.as_str()));
+            let debug = format!("{config:?}");
+            assert!(!debug.contains(password), "{debug}");
+            assert!(debug.contains(shown), "{debug}");
+        }
+        let plain = load(&[("MCP_REDIS_URL", "redis://cache:6379")]).unwrap();
+        assert!(format!("{plain:?}").contains("redis://cache:6379"));
+        let err = load(&[("MCP_REDIS_URL", &format!("http://:{password}@cache"))]).unwrap_err();
+        assert_eq!(err.setting(), "MCP_REDIS_URL");
+        assert!(!err.to_string().contains(password), "{err}");
     }
 }
