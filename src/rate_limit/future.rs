@@ -38,12 +38,13 @@ pin_project! {
         Inner {
             #[pin]
             future: S::Future,
-            decision: Option<Decision>,
+            decision: Option<(usize, Decision)>,
             config: Option<Arc<Config>>,
         },
         Reject { response: Option<Response<Bytes>> },
         Pending {
             pending: Pending,
+            limit: usize,
             service: Option<S>,
             request: Option<Request<B>>,
             config: Arc<Config>,
@@ -59,7 +60,7 @@ where
     #[inline]
     pub(crate) fn inner(
         future: S::Future,
-        decision: Option<Decision>,
+        decision: Option<(usize, Decision)>,
         config: &Arc<Config>,
     ) -> Self {
         // The config is only needed to write headers.
@@ -83,6 +84,7 @@ where
 
     pub(crate) fn pending(
         pending: Pending,
+        limit: usize,
         service: S,
         request: Request<B>,
         config: Arc<Config>,
@@ -91,6 +93,7 @@ where
         Self {
             state: State::Pending {
                 pending,
+                limit,
                 service: Some(service),
                 request: Some(request),
                 config,
@@ -132,8 +135,8 @@ where
                     config,
                 } => {
                     let mut response = ready!(future.poll(cx))?;
-                    if let (Some(decision), Some(config)) = (decision, config) {
-                        config.write_headers(decision, response.headers_mut());
+                    if let (Some((limit, decision)), Some(config)) = (decision, config) {
+                        config.write_headers(*limit, decision, response.headers_mut());
                     }
                     return Poll::Ready(Ok(response.map(ResponseBody::inner)));
                 }
@@ -145,6 +148,7 @@ where
                 }
                 StateProj::Pending {
                     pending,
+                    limit,
                     service,
                     request,
                     config,
@@ -157,11 +161,11 @@ where
                     if decision.allowed {
                         State::Inner {
                             future: svc.call(req),
-                            decision: Some(decision),
+                            decision: Some((*limit, decision)),
                             config: Some(Arc::clone(config)),
                         }
                     } else {
-                        let rejection = config.rejection(&decision);
+                        let rejection = config.rejection(*limit, &decision);
                         State::Reject {
                             response: Some(reject::render(&*responder, rejection, &req)),
                         }

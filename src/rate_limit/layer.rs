@@ -1,16 +1,19 @@
 //! [`RateLimitLayer`] and its shared configuration.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Request;
 use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use tower_layer::Layer;
 
 use super::key::KeyBy;
 use super::memory::MemoryStore;
 use super::service::RateLimit;
-use super::store::{Decision, Quota, Store};
+use super::store::{Decision, Quota, RateKey, Store};
+use crate::principal::McpCall;
 use crate::reject::{DefaultResponder, Reason, Rejection, Respond};
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers).
@@ -21,26 +24,78 @@ const X_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 const X_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 const X_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
-pub(crate) struct Config {
+/// One quota and how it is named in the headers.
+pub(crate) struct Limit {
     pub(crate) quota: Quota,
-    pub(crate) key: KeyBy,
-    pub(crate) store: Arc<dyn Store>,
-    headers: bool,
-    legacy: bool,
     name: String,
     policy: HeaderValue,
 }
 
+impl Limit {
+    fn new(quota: Quota, name: &str) -> Self {
+        let name = sf_string(name);
+        let policy = format!(
+            "\"{name}\";q={};w={}",
+            quota.burst(),
+            ceil_secs(quota.window())
+        );
+        let policy = HeaderValue::try_from(policy).unwrap_or_else(|_| HeaderValue::from_static(""));
+        Self {
+            quota,
+            name,
+            policy,
+        }
+    }
+}
+
+pub(crate) struct Config {
+    pub(crate) key: KeyBy,
+    pub(crate) store: Arc<dyn Store>,
+    /// One limit, or one per tool.
+    limits: Vec<Limit>,
+    /// Per-tool mode: tool name → index into `limits`.
+    tools: Option<HashMap<Box<str>, usize>>,
+    headers: bool,
+    legacy: bool,
+}
+
 impl Config {
-    /// Adds the rate-limit headers for `decision` to `headers`. Stacked
-    /// layers each append their own `RateLimit` / `RateLimit-Policy` item;
-    /// the legacy headers keep the most restrictive layer's values.
-    pub(crate) fn write_headers(&self, decision: &Decision, headers: &mut HeaderMap) {
+    /// The key of `request` and the limit it is counted against, if any.
+    #[inline]
+    pub(crate) fn select<B>(&self, request: &Request<B>) -> Option<(RateKey, usize)> {
+        let Some(tools) = &self.tools else {
+            return self.key.extract(request).map(|key| (key, 0));
+        };
+        let tool = request.extensions().get::<McpCall>()?.tool()?;
+        let &index = tools.get(tool)?;
+        let per = self.key.extract(request)?;
+        Some((tool_key(tool, &per), index))
+    }
+
+    /// `(policy name, quota)` of each limit, for `Debug`.
+    pub(crate) fn limits_debug(&self) -> Vec<(&str, &Quota)> {
+        self.limits
+            .iter()
+            .map(|l| (l.name.as_str(), &l.quota))
+            .collect()
+    }
+
+    #[inline]
+    pub(crate) fn quota(&self, limit: usize) -> &Quota {
+        &self.limits[limit].quota
+    }
+
+    /// Adds the rate-limit headers for `decision` under `limit` to
+    /// `headers`. Stacked layers each append their own `RateLimit` /
+    /// `RateLimit-Policy` item; the legacy headers keep the most restrictive
+    /// layer's values.
+    pub(crate) fn write_headers(&self, limit: usize, decision: &Decision, headers: &mut HeaderMap) {
+        let limit = &self.limits[limit];
         if self.headers {
-            headers.append(RATELIMIT_POLICY, self.policy.clone());
+            headers.append(RATELIMIT_POLICY, limit.policy.clone());
             let value = format!(
                 "\"{}\";r={};t={}",
-                self.name,
+                limit.name,
                 decision.remaining,
                 ceil_secs(decision.reset_after)
             );
@@ -61,10 +116,10 @@ impl Config {
         }
     }
 
-    pub(crate) fn rejection(&self, decision: &Decision) -> Rejection {
+    pub(crate) fn rejection(&self, limit: usize, decision: &Decision) -> Rejection {
         let retry = decision.retry_after.map_or(1, ceil_secs).max(1);
         let mut headers = HeaderMap::new();
-        self.write_headers(decision, &mut headers);
+        self.write_headers(limit, decision, &mut headers);
         let mut rejection =
             Rejection::new(Reason::RateLimited).with_header(RETRY_AFTER, HeaderValue::from(retry));
         for (name, value) in &headers {
@@ -72,6 +127,23 @@ impl Config {
         }
         rejection
     }
+}
+
+/// The key of one tool's allowance for one `per` key: `tool:<tool>|<per>`.
+fn tool_key(tool: &str, per: &RateKey) -> RateKey {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(6 + tool.len() + 40);
+    s.push_str("tool:");
+    s.push_str(tool);
+    s.push('|');
+    match per {
+        RateKey::Global => {}
+        RateKey::Ip(ip) => {
+            let _ = write!(s, "ip:{ip}");
+        }
+        RateKey::Text(text) => s.push_str(text),
+    }
+    RateKey::Text(s.into())
 }
 
 /// Whole seconds, rounded up.
@@ -117,9 +189,8 @@ impl<R: Clone> Clone for RateLimitLayer<R> {
 impl<R> fmt::Debug for RateLimitLayer<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitLayer")
-            .field("quota", &self.config.quota)
+            .field("limits", &self.config.limits_debug())
             .field("key", &self.config.key)
-            .field("policy", &self.config.name)
             .field("headers", &self.config.headers)
             .field("legacy_headers", &self.config.legacy)
             .finish_non_exhaustive()
@@ -129,20 +200,59 @@ impl<R> fmt::Debug for RateLimitLayer<R> {
 impl RateLimitLayer {
     /// `quota` per `key`, kept in `store`.
     pub fn new(quota: Quota, key: KeyBy, store: Arc<dyn Store>) -> Self {
-        let mut layer = Self {
+        Self::with_limits(vec![Limit::new(quota, "default")], None, key, store)
+    }
+
+    /// Per-tool quotas: each MCP `tools/call` of a listed tool is counted
+    /// against that tool's quota, separately for each `per` key (for
+    /// example [`KeyBy::Subject`]: every caller gets its own allowance of
+    /// each tool; [`KeyBy::Global`]: one allowance per tool for everyone).
+    /// Other requests, and calls of unlisted tools, pass uncounted.
+    ///
+    /// The tool comes from the [`McpCall`] extension, which
+    /// [`McpPolicyLayer`](crate::mcp::McpPolicyLayer) leaves: put it in
+    /// front (with an empty [`ToolPolicy`](crate::mcp::ToolPolicy) if you
+    /// need no scopes). Each tool's headers carry the tool's name as the
+    /// policy name.
+    pub fn per_tool<I, T>(tools: I, per: KeyBy, store: Arc<dyn Store>) -> Self
+    where
+        I: IntoIterator<Item = (T, Quota)>,
+        T: Into<String>,
+    {
+        let mut limits = Vec::new();
+        let mut index = HashMap::new();
+        for (tool, quota) in tools {
+            let tool: String = tool.into();
+            let limit = Limit::new(quota, &tool);
+            match index.get(tool.as_str()) {
+                // A tool listed twice keeps its last quota.
+                Some(&i) => limits[i] = limit,
+                None => {
+                    index.insert(tool.into_boxed_str(), limits.len());
+                    limits.push(limit);
+                }
+            }
+        }
+        Self::with_limits(limits, Some(index), per, store)
+    }
+
+    fn with_limits(
+        limits: Vec<Limit>,
+        tools: Option<HashMap<Box<str>, usize>>,
+        key: KeyBy,
+        store: Arc<dyn Store>,
+    ) -> Self {
+        Self {
             config: Arc::new(Config {
-                quota,
                 key,
                 store,
+                limits,
+                tools,
                 headers: true,
                 legacy: false,
-                name: String::new(),
-                policy: HeaderValue::from_static(""),
             }),
             responder: DefaultResponder,
-        };
-        layer = layer.policy_name("default");
-        layer
+        }
     }
 
     /// `quota` per `key`, kept in a fresh [`MemoryStore`] of
@@ -157,13 +267,20 @@ impl<R> RateLimitLayer<R> {
         if Arc::get_mut(&mut self.config).is_none() {
             let c = &self.config;
             self.config = Arc::new(Config {
-                quota: c.quota,
                 key: c.key.clone(),
                 store: Arc::clone(&c.store),
+                limits: c
+                    .limits
+                    .iter()
+                    .map(|l| Limit {
+                        quota: l.quota,
+                        name: l.name.clone(),
+                        policy: l.policy.clone(),
+                    })
+                    .collect(),
+                tools: c.tools.clone(),
                 headers: c.headers,
                 legacy: c.legacy,
-                name: c.name.clone(),
-                policy: c.policy.clone(),
             });
         }
         Arc::get_mut(&mut self.config).expect("just made unique")
@@ -183,18 +300,15 @@ impl<R> RateLimitLayer<R> {
         self
     }
 
-    /// The policy name in the headers (`default` unless set).
+    /// The policy name in the headers (`default` unless set). Per-tool
+    /// layers name each policy after its tool and ignore this.
     pub fn policy_name(mut self, name: &str) -> Self {
         let config = self.config_mut();
-        config.name = sf_string(name);
-        let policy = format!(
-            "\"{}\";q={};w={}",
-            config.name,
-            config.quota.burst(),
-            ceil_secs(config.quota.window())
-        );
-        config.policy =
-            HeaderValue::try_from(policy).unwrap_or_else(|_| HeaderValue::from_static(""));
+        if config.tools.is_none() {
+            for limit in &mut config.limits {
+                *limit = Limit::new(limit.quota, name);
+            }
+        }
         self
     }
 

@@ -54,12 +54,12 @@ mod store;
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::{FailMode, RedisHealth, RedisStore};
 pub use future::ResponseFuture;
 pub use key::KeyBy;
 pub use layer::{RATELIMIT, RATELIMIT_POLICY, RateLimitLayer};
 pub use memory::{DEFAULT_MAX_KEYS, MemoryStore};
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use self::redis::{FailMode, RedisHealth, RedisStore};
 pub use service::RateLimit;
 pub use store::{Check, Decision, Quota, RateKey, Store};

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
 
+use super::memory::MemoryStore;
 use super::store::{Check, Decision, Quota, RateKey, Store};
 use crate::ConfigError;
 
@@ -52,8 +53,9 @@ const MAX_PLAIN_TEXT: usize = 64;
 #[non_exhaustive]
 pub enum FailMode {
     /// Decide with the local fallback store (each instance alone, same
-    /// quota) and report the store as degraded. Without a fallback store
-    /// this behaves as [`FailMode::Closed`].
+    /// quota; a bounded [`MemoryStore`] unless
+    /// [`RedisStore::fallback`] gives another) and report the store as
+    /// degraded.
     #[default]
     Local,
     /// Refuse every request until Redis answers again.
@@ -136,7 +138,7 @@ struct Inner {
     timeout: Duration,
     retry_every: Duration,
     fail_mode: FailMode,
-    fallback: Option<Arc<dyn Store>>,
+    fallback: Arc<dyn Store>,
     health: RedisHealth,
     /// The start of the clock `last_try_ms` counts from.
     epoch: Instant,
@@ -153,7 +155,6 @@ impl fmt::Debug for RedisStore {
             .field("timeout", &inner.timeout)
             .field("retry_every", &inner.retry_every)
             .field("fail_mode", &inner.fail_mode)
-            .field("fallback", &inner.fallback.is_some())
             .field("degraded", &inner.health.is_degraded())
             .finish_non_exhaustive()
     }
@@ -187,7 +188,7 @@ impl RedisStore {
                 timeout: Duration::from_millis(50),
                 retry_every: Duration::from_secs(1),
                 fail_mode: FailMode::Local,
-                fallback: None,
+                fallback: Arc::new(MemoryStore::new()),
                 health: RedisHealth::default(),
                 epoch: Instant::now(),
                 last_try_ms: AtomicU64::new(0),
@@ -211,7 +212,7 @@ impl RedisStore {
                     timeout: old.timeout,
                     retry_every: old.retry_every,
                     fail_mode: old.fail_mode,
-                    fallback: old.fallback.clone(),
+                    fallback: Arc::clone(&old.fallback),
                     health: RedisHealth::default(),
                     epoch: Instant::now(),
                     last_try_ms: AtomicU64::new(0),
@@ -249,10 +250,11 @@ impl RedisStore {
     }
 
     /// The local store [`FailMode::Local`] decides with while Redis is
-    /// unreachable (typically the in-memory store), asked with the same key
-    /// and quota.
+    /// unreachable, asked with the same key and quota (default: a
+    /// [`MemoryStore`] of [`DEFAULT_MAX_KEYS`](super::DEFAULT_MAX_KEYS)
+    /// keys).
     pub fn fallback(self, store: Arc<dyn Store>) -> Self {
-        self.with(|inner| inner.fallback = Some(store))
+        self.with(|inner| inner.fallback = store)
     }
 
     /// `true` while Redis is unreachable.
@@ -372,19 +374,19 @@ impl Inner {
 
     /// The decision without Redis.
     async fn failed(&self, key: &RateKey, quota: &Quota) -> Decision {
-        match (self.fail_mode, &self.fallback) {
-            (FailMode::Local, Some(store)) => match store.check(key, quota) {
+        match self.fail_mode {
+            FailMode::Local => match self.fallback.check(key, quota) {
                 Check::Ready(decision) => decision,
                 Check::Pending(future) => future.await,
             },
-            (FailMode::Open, _) => Decision {
+            FailMode::Open => Decision {
                 allowed: true,
                 limit: quota.burst(),
                 remaining: quota.burst().saturating_sub(1),
                 reset_after: Duration::ZERO,
                 retry_after: None,
             },
-            (FailMode::Closed | FailMode::Local, _) => Decision {
+            FailMode::Closed => Decision {
                 allowed: false,
                 limit: quota.burst(),
                 remaining: 0,
@@ -591,9 +593,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn local_without_a_fallback_refuses() {
+    async fn local_by_default_limits_in_memory_with_the_same_quota() {
         let store = RedisStore::new(&refused_url()).unwrap();
-        assert!(!decide(&store, &RateKey::Global, &quota(5)).await.allowed);
+        let key = RateKey::Text("t:default-fallback".into());
+        for expected in [true, true, false] {
+            assert_eq!(decide(&store, &key, &quota(2)).await.allowed, expected);
+        }
+        assert!(store.is_degraded());
     }
 
     /// Nothing listens, then a `redis-server` starts on that port: one

@@ -50,7 +50,7 @@ impl<S: fmt::Debug, R> fmt::Debug for RateLimit<S, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimit")
             .field("inner", &self.inner)
-            .field("quota", &self.config.quota)
+            .field("limits", &self.config.limits_debug())
             .field("key", &self.config.key)
             .finish_non_exhaustive()
     }
@@ -71,15 +71,17 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let Some(key) = self.config.key.extract(&request) else {
+        let Some((key, limit)) = self.config.select(&request) else {
             return ResponseFuture::inner(self.inner.call(request), None, &self.config);
         };
-        match self.config.store.check(&key, &self.config.quota) {
-            Check::Ready(decision) if decision.allowed => {
-                ResponseFuture::inner(self.inner.call(request), Some(decision), &self.config)
-            }
+        match self.config.store.check(&key, self.config.quota(limit)) {
+            Check::Ready(decision) if decision.allowed => ResponseFuture::inner(
+                self.inner.call(request),
+                Some((limit, decision)),
+                &self.config,
+            ),
             Check::Ready(decision) => {
-                let rejection = self.config.rejection(&decision);
+                let rejection = self.config.rejection(limit, &decision);
                 ResponseFuture::reject(reject::render(&self.responder, rejection, &request))
             }
             Check::Pending(pending) => {
@@ -89,6 +91,7 @@ where
                 let service = std::mem::replace(&mut self.inner, clone);
                 ResponseFuture::pending(
                     pending,
+                    limit,
                     service,
                     request,
                     Arc::clone(&self.config),

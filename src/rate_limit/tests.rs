@@ -249,3 +249,59 @@ async fn stacked_layers_each_add_an_item() {
     let items: Vec<_> = response.headers().get_all("ratelimit").iter().collect();
     assert_eq!(items, ["\"all\";r=9;t=6", "\"ip\";r=99;t=1"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn per_tool_quotas_count_each_caller_and_tool_apart() {
+    let with = |subject: &str, tool: &str| {
+        let mut request = Request::new(());
+        request
+            .extensions_mut()
+            .insert(Principal::builder(subject, AuthMethod::Jwt).build());
+        request
+            .extensions_mut()
+            .insert(McpCall::new("tools/call", Some(tool.to_owned())));
+        request
+    };
+    let layer = RateLimitLayer::per_tool(
+        [("search", per_minute(2)), ("fetch", per_minute(1))],
+        KeyBy::Subject,
+        Arc::new(MemoryStore::new()),
+    );
+    let (mut svc, calls) = service(layer);
+
+    let first = send(&mut svc, with("alice", "search")).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(first.headers()[RATELIMIT_POLICY], "\"search\";q=2;w=60");
+    assert_eq!(first.headers()[RATELIMIT], "\"search\";r=1;t=30");
+    assert_eq!(
+        send(&mut svc, with("alice", "search")).await.status(),
+        StatusCode::OK
+    );
+    let refused = send(&mut svc, with("alice", "search")).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()[http::header::RETRY_AFTER], "30");
+    // Another tool, and another caller of the same tool, have their own.
+    let fetch = send(&mut svc, with("alice", "fetch")).await;
+    assert_eq!(fetch.status(), StatusCode::OK);
+    assert_eq!(fetch.headers()[RATELIMIT_POLICY], "\"fetch\";q=1;w=60");
+    assert_eq!(
+        send(&mut svc, with("alice", "fetch")).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        send(&mut svc, with("bob", "search")).await.status(),
+        StatusCode::OK
+    );
+    // Unlisted tools and other methods pass uncounted, without headers.
+    for _ in 0..3 {
+        let other = send(&mut svc, with("alice", "echo")).await;
+        assert_eq!(other.status(), StatusCode::OK);
+        assert!(other.headers().get(RATELIMIT).is_none());
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 4 + 3);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert_eq!(
+        send(&mut svc, with("alice", "search")).await.status(),
+        StatusCode::OK
+    );
+}
