@@ -67,6 +67,7 @@
 //! | `MCP_RATE_LIMIT_MAX_KEYS` | `100000` | most keys the in-memory store tracks (at least 1) |
 //! | `MCP_TOOL_RATE_LIMITS` | — | JSON object, tool → requests a minute: `{"search":30}` |
 //! | `MCP_RATE_LIMIT_IPV6_PREFIX` | `64` | IPv6 clients are limited per prefix of this length (1–128) |
+//! | `MCP_RATE_LIMIT_REDIS_PREFIX` | `tower-warden:rl:` | prefix of every Redis key the limiter writes; give each deployment sharing a Redis its own |
 //!
 //! Lists are written `a,b` or as a JSON array of strings `["a","b"]`.
 //! Booleans are `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off` (any
@@ -198,6 +199,30 @@ impl Default for RateLimitQuota {
     }
 }
 
+#[cfg(feature = "rate-limit")]
+impl RateLimitQuota {
+    /// The [`Quota`](crate::rate_limit::Quota) of these settings.
+    ///
+    /// # Errors
+    ///
+    /// Only for values built by hand that [`WardenConfig`]'s loaders would
+    /// have refused; the error names the variable.
+    pub fn to_quota(self) -> Result<crate::rate_limit::Quota, ConfigError> {
+        use crate::rate_limit::Quota;
+        match self {
+            Self::PerMinute { requests, burst } => Quota::per_minute(requests)
+                .map_err(|e| e.for_setting("MCP_RATE_LIMIT_RPM"))?
+                .with_burst(burst)
+                .map_err(|e| e.for_setting("MCP_RATE_LIMIT_BURST")),
+            Self::Window {
+                window,
+                max_requests,
+            } => Quota::per_window(window, max_requests)
+                .map_err(|e| e.for_setting("RATE_LIMIT_WINDOW_MS")),
+        }
+    }
+}
+
 /// Where rate-limit counters are kept (`MCP_RATE_LIMIT_STORAGE`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -256,6 +281,17 @@ impl RateLimitFailMode {
 impl fmt::Display for RateLimitFailMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(feature = "redis")]
+impl From<RateLimitFailMode> for crate::rate_limit::FailMode {
+    fn from(mode: RateLimitFailMode) -> Self {
+        match mode {
+            RateLimitFailMode::Local => Self::Local,
+            RateLimitFailMode::Closed => Self::Closed,
+            RateLimitFailMode::Open => Self::Open,
+        }
     }
 }
 
@@ -353,6 +389,9 @@ pub struct WardenConfig {
     /// `MCP_RATE_LIMIT_IPV6_PREFIX`: IPv6 clients are limited per prefix of
     /// this length (1–128), since one host often holds a whole /64.
     pub rate_limit_ipv6_prefix: u8,
+    /// `MCP_RATE_LIMIT_REDIS_PREFIX`: the prefix of every Redis key the
+    /// limiter writes.
+    pub rate_limit_redis_prefix: String,
 }
 
 impl fmt::Debug for WardenConfig {
@@ -413,6 +452,7 @@ impl fmt::Debug for WardenConfig {
             .field("rate_limit_max_keys", &self.rate_limit_max_keys)
             .field("tool_rate_limits", &self.tool_rate_limits)
             .field("rate_limit_ipv6_prefix", &self.rate_limit_ipv6_prefix)
+            .field("rate_limit_redis_prefix", &self.rate_limit_redis_prefix)
             .finish()
     }
 }
@@ -461,6 +501,7 @@ impl Default for WardenConfig {
             rate_limit_max_keys: DEFAULT_RATE_LIMIT_MAX_KEYS,
             tool_rate_limits: Vec::new(),
             rate_limit_ipv6_prefix: DEFAULT_RATE_LIMIT_IPV6_PREFIX,
+            rate_limit_redis_prefix: DEFAULT_RATE_LIMIT_REDIS_PREFIX.to_owned(),
         }
     }
 }
@@ -491,10 +532,12 @@ pub const DEFAULT_RATE_LIMIT_RPM: u32 = 120;
 pub const DEFAULT_RATE_LIMIT_MAX_KEYS: usize = 100_000;
 /// Default `MCP_RATE_LIMIT_IPV6_PREFIX`: one quota per /64.
 pub const DEFAULT_RATE_LIMIT_IPV6_PREFIX: u8 = 64;
+/// Default `MCP_RATE_LIMIT_REDIS_PREFIX`.
+pub const DEFAULT_RATE_LIMIT_REDIS_PREFIX: &str = "tower-warden:rl:";
 
 /// Every environment variable [`WardenConfig`] reads. All start with `MCP_`
 /// but `RATE_LIMIT_WINDOW_MS` and `RATE_LIMIT_MAX_REQUESTS`.
-pub const VARIABLES: [&str; 42] = [
+pub const VARIABLES: [&str; 43] = [
     "MCP_HOST",
     "MCP_PORT",
     "MCP_ENVIRONMENT",
@@ -537,6 +580,7 @@ pub const VARIABLES: [&str; 42] = [
     "MCP_RATE_LIMIT_MAX_KEYS",
     "MCP_TOOL_RATE_LIMITS",
     "MCP_RATE_LIMIT_IPV6_PREFIX",
+    "MCP_RATE_LIMIT_REDIS_PREFIX",
 ];
 
 struct Vars {
@@ -948,6 +992,15 @@ fn load_rate_limit(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
     }
     if let Some(prefix) = whole(vars, "MCP_RATE_LIMIT_IPV6_PREFIX", 1, 128)? {
         config.rate_limit_ipv6_prefix = prefix;
+    }
+    if let Some(prefix) = vars.get("MCP_RATE_LIMIT_REDIS_PREFIX") {
+        if prefix.len() > 128 || prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ConfigError::new(
+                "MCP_RATE_LIMIT_REDIS_PREFIX",
+                "at most 128 characters, without spaces or control characters",
+            ));
+        }
+        config.rate_limit_redis_prefix = prefix.to_owned();
     }
     Ok(())
 }
@@ -1606,8 +1659,10 @@ mod tests {
             ("MCP_RATE_LIMIT_MAX_KEYS", "5000"),
             ("MCP_TOOL_RATE_LIMITS", r#"{"search": 30, "add": 600}"#),
             ("MCP_RATE_LIMIT_IPV6_PREFIX", "56"),
+            ("MCP_RATE_LIMIT_REDIS_PREFIX", "app-a:rl:"),
         ])
         .unwrap();
+        assert_eq!(config.rate_limit_redis_prefix, "app-a:rl:");
         assert!(!config.rate_limit_enabled);
         assert_eq!(config.rate_limit_storage, RateLimitStorage::Redis);
         assert_eq!(
@@ -1771,6 +1826,7 @@ mod tests {
             ("MCP_RATE_LIMIT_IPV6_PREFIX", "0"),
             ("MCP_RATE_LIMIT_IPV6_PREFIX", "129"),
             ("MCP_RATE_LIMIT_IPV6_PREFIX", "/64"),
+            ("MCP_RATE_LIMIT_REDIS_PREFIX", "has space"),
         ] {
             let paired = if name == "RATE_LIMIT_WINDOW_MS" {
                 ("RATE_LIMIT_MAX_REQUESTS", "10")

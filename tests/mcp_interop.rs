@@ -492,7 +492,11 @@ async fn health_reports_status_version_and_uptime() {
     assert_eq!(health["status"], "healthy");
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
     assert!(health["uptime_seconds"].is_u64());
-    assert_eq!(health.as_object().unwrap().len(), 3);
+    assert_eq!(
+        health["rate_limit"],
+        json!({"enabled": true, "storage": "memory", "degraded": false})
+    );
+    assert_eq!(health.as_object().unwrap().len(), 4);
     server.stop().await;
 }
 

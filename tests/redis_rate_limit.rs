@@ -7,47 +7,15 @@
 #![cfg(feature = "redis")]
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[allow(dead_code)]
+#[path = "support/redis.rs"]
+mod redis_support;
+
+use redis_support::{OwnServer, free_port, have_redis_server, redis_url, unique_prefix};
 use tower_warden::rate_limit::{Check, Decision, FailMode, Quota, RateKey, RedisStore, Store};
-
-fn required() -> bool {
-    std::env::var("TOWER_WARDEN_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
-}
-
-/// The shared server's URL, or `None` (with the reason printed) to skip.
-fn redis_url(test: &str) -> Option<String> {
-    match std::env::var("TOWER_WARDEN_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                !required(),
-                "{test}: TOWER_WARDEN_REDIS_URL is unset but TOWER_WARDEN_REQUIRE_SERVICES=1"
-            );
-            eprintln!(
-                "{test}: skipped: TOWER_WARDEN_REDIS_URL is unset (start a redis-server and set it)"
-            );
-            None
-        }
-    }
-}
-
-/// A key prefix no other test (or run) uses.
-fn unique_prefix(test: &str) -> String {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    );
-    h.write_u32(std::process::id());
-    format!("tw-test:{test}:{:016x}:", h.finish())
-}
 
 async fn decide(store: &dyn Store, key: &RateKey, quota: &Quota) -> Decision {
     match store.check(key, quota) {
@@ -174,75 +142,9 @@ async fn the_script_survives_script_flush() {
     assert_eq!(store.health().failures(), 0);
 }
 
-/// A `redis-server` of the test's own, on a fixed port.
-struct OwnServer {
-    port: u16,
-    child: Child,
-}
-
-impl OwnServer {
-    fn start(port: u16) -> Option<Self> {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let server = Self { port, child };
-        server.wait_until_up();
-        Some(server)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn wait_until_up(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let client = redis::Client::open(self.url()).unwrap();
-        loop {
-            if let Ok(mut con) = client.get_connection_with_timeout(Duration::from_millis(200))
-                && redis::cmd("PING").query::<String>(&mut con).is_ok()
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "redis-server did not come up");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 #[tokio::test]
 async fn outage_degrades_to_the_fallback_and_recovers() {
-    let have_server = Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have_server {
-        assert!(
-            !required(),
-            "redis-server is not installed but TOWER_WARDEN_REQUIRE_SERVICES=1"
-        );
-        eprintln!("outage test: skipped: no redis-server on PATH");
+    if !have_redis_server("outage test") {
         return;
     }
     let port = free_port();

@@ -24,12 +24,13 @@ use tower_warden::body_limit::BodyLimitLayer;
 use tower_warden::client_cert::ClientCertLayer;
 use tower_warden::client_ip::ClientIpLayer;
 use tower_warden::config::WardenConfig;
-use tower_warden::config::{AuthMode, Environment};
+use tower_warden::config::{AuthMode, Environment, RateLimitStorage};
 use tower_warden::ip_filter::{IpFilterLayer, IpSet};
 use tower_warden::mcp::{
     HostOriginLayer, JsonRpcErrorsLayer, McpPolicyLayer, SessionBindingLayer, ToolPolicy,
 };
 use tower_warden::principal::{AuthMethod, Principal};
+use tower_warden::rate_limit::{KeyBy, MemoryStore, Quota, RateLimitLayer, Store};
 
 /// How `/mcp` authenticates, built from the settings.
 pub struct Auth {
@@ -46,6 +47,138 @@ pub struct Auth {
     pub resource_url: String,
     /// Where the RFC 9728 metadata of `/mcp` is published.
     pub metadata_url: String,
+}
+
+/// The rate limits of the settings (`MCP_RATE_LIMIT_*`), sharing one store.
+pub struct Limits {
+    /// Per client address, before authentication.
+    per_ip: Option<RateLimitLayer>,
+    /// Per principal subject, after authentication.
+    per_principal: Option<RateLimitLayer>,
+    /// Per principal and tool (`MCP_TOOL_RATE_LIMITS`).
+    per_tool: Option<RateLimitLayer>,
+    /// What `/health` reports.
+    pub health: LimitHealth,
+}
+
+/// The limiter's state, for `/health`.
+#[derive(Clone, Debug, Default)]
+pub struct LimitHealth {
+    enabled: bool,
+    storage: &'static str,
+    #[cfg(feature = "redis")]
+    redis: Option<tower_warden::rate_limit::RedisHealth>,
+}
+
+impl LimitHealth {
+    /// `true` while a shared store decides without its backend.
+    pub fn is_degraded(&self) -> bool {
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.redis {
+            return redis.is_degraded();
+        }
+        false
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        if !self.enabled {
+            return serde_json::json!({"enabled": false});
+        }
+        serde_json::json!({
+            "enabled": true,
+            "storage": self.storage,
+            "degraded": self.is_degraded(),
+        })
+    }
+}
+
+/// Builds the rate limits of `config`: the same quota per client address
+/// (before authentication) and per principal (after it), plus per-tool
+/// quotas per principal. One store serves all three; their keys never
+/// collide.
+///
+/// # Errors
+///
+/// A setting the limiters cannot use, by variable name.
+pub fn limits(config: &WardenConfig) -> Result<Limits, ConfigError> {
+    let mut health = LimitHealth {
+        enabled: config.rate_limit_enabled,
+        storage: config.rate_limit_storage.as_str(),
+        ..LimitHealth::default()
+    };
+    if !config.rate_limit_enabled {
+        return Ok(Limits {
+            per_ip: None,
+            per_principal: None,
+            per_tool: None,
+            health,
+        });
+    }
+    let local: Arc<dyn Store> = Arc::new(MemoryStore::with_max_keys(config.rate_limit_max_keys));
+    let store = match config.rate_limit_storage {
+        RateLimitStorage::Redis => redis_store(config, local, &mut health)?,
+        _ => local,
+    };
+    let quota = config.rate_limit_quota.to_quota()?;
+    let per_ip = RateLimitLayer::new(
+        quota,
+        KeyBy::client_ip_v6_prefix(config.rate_limit_ipv6_prefix),
+        Arc::clone(&store),
+    )
+    .policy_name("ip");
+    let per_principal =
+        RateLimitLayer::new(quota, KeyBy::Subject, Arc::clone(&store)).policy_name("principal");
+    let per_tool = if config.tool_rate_limits.is_empty() {
+        None
+    } else {
+        let tools = config
+            .tool_rate_limits
+            .iter()
+            .map(|(tool, rpm)| {
+                Quota::per_minute(*rpm)
+                    .map(|quota| (tool.clone(), quota))
+                    .map_err(|e| e.for_setting("MCP_TOOL_RATE_LIMITS"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Some(RateLimitLayer::per_tool(tools, KeyBy::Subject, store))
+    };
+    Ok(Limits {
+        per_ip: Some(per_ip),
+        per_principal: Some(per_principal),
+        per_tool,
+        health,
+    })
+}
+
+/// The Redis store of `MCP_REDIS_URL`, falling back to `local` as
+/// `MCP_RATE_LIMIT_FAIL_MODE` says.
+#[cfg(feature = "redis")]
+fn redis_store(
+    config: &WardenConfig,
+    local: Arc<dyn Store>,
+    health: &mut LimitHealth,
+) -> Result<Arc<dyn Store>, ConfigError> {
+    let url = config.redis_url.as_deref().ok_or_else(|| {
+        ConfigError::new("MCP_REDIS_URL", "MCP_RATE_LIMIT_STORAGE=redis needs it")
+    })?;
+    let store = tower_warden::rate_limit::RedisStore::new(url)?
+        .prefix(config.rate_limit_redis_prefix.clone())
+        .fail_mode(config.rate_limit_fail_mode.into())
+        .fallback(local);
+    health.redis = Some(store.health());
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_store(
+    _: &WardenConfig,
+    _: Arc<dyn Store>,
+    _: &mut LimitHealth,
+) -> Result<Arc<dyn Store>, ConfigError> {
+    Err(ConfigError::new(
+        "MCP_RATE_LIMIT_STORAGE",
+        "redis needs the `redis` feature: cargo run --features redis --example mcp_server",
+    ))
 }
 
 /// The seconds a development token stays valid.
@@ -280,9 +413,13 @@ fn protected_resource_metadata(config: &WardenConfig, auth: &Auth) -> serde_json
 ///
 /// Layers around `/mcp`, outermost first: `ClientIpLayer` (only with
 /// `MCP_TRUST_X_FORWARDED=true`) → `IpFilterLayer` → `ClientCertLayer`
-/// (only with `MCP_CLIENT_CERT_REQUIRED=true`) → `BodyLimitLayer` →
-/// `AuthLayer` → `HostOriginLayer` → `McpPolicyLayer` (with
-/// `MCP_TOOL_SCOPES`) → `JsonRpcErrorsLayer` → `SessionBindingLayer` → rmcp.
+/// (only with `MCP_CLIENT_CERT_REQUIRED=true`) → `RateLimitLayer` per
+/// address → `BodyLimitLayer` → `AuthLayer` → `HostOriginLayer` →
+/// `McpPolicyLayer` (with `MCP_TOOL_SCOPES` or `MCP_TOOL_RATE_LIMITS`) →
+/// `RateLimitLayer` per tool (with `MCP_TOOL_RATE_LIMITS`) →
+/// `RateLimitLayer` per principal → `JsonRpcErrorsLayer` →
+/// `SessionBindingLayer` → rmcp. The rate limits are on unless
+/// `MCP_RATE_LIMIT_ENABLED=false`.
 /// `/health` and the RFC 9728 metadata
 /// (`/.well-known/oauth-protected-resource[/mcp]`) are not guarded, so
 /// that probes and OAuth clients can read them.
@@ -335,9 +472,18 @@ pub fn router_with(
         // JSON-RPC error (-32001) either way.
         .route_layer(SessionBindingLayer::new().responder(like_unknown_session))
         .route_layer(JsonRpcErrorsLayer::new().max_body_bytes(max_body));
+    let limits = limits(config)?;
+    if let Some(per_principal) = limits.per_principal {
+        mcp_routes = mcp_routes.route_layer(per_principal);
+    }
+    if let Some(per_tool) = &limits.per_tool {
+        mcp_routes = mcp_routes.route_layer(per_tool.clone());
+    }
     // Per-tool scopes (`MCP_TOOL_SCOPES`): calls refused with 403
     // insufficient_scope, `tools/list` filtered to what the caller may call.
-    if !config.tool_scopes.is_empty() {
+    // Per-tool quotas need the tool name this layer finds, so it is there
+    // (with no scopes required) for them too.
+    if !config.tool_scopes.is_empty() || limits.per_tool.is_some() {
         let policy = config
             .tool_scopes
             .iter()
@@ -349,7 +495,7 @@ pub fn router_with(
     let mcp_routes = mcp_routes
         .route_layer(host_origin)
         .route_layer(auth.layer.clone());
-    let mut mcp_routes = guards(mcp_routes, config)?;
+    let mut mcp_routes = guards(mcp_routes, config, limits.per_ip)?;
     if config.trust_x_forwarded {
         let client_ip = ClientIpLayer::new()
             .try_trusted_proxies(config.trusted_proxies.iter().map(ToString::to_string))
@@ -378,7 +524,10 @@ pub fn router_with(
     }
     let health = Router::new()
         .route("/health", get(health))
-        .with_state(Arc::new(Instant::now()))
+        .with_state(Arc::new(HealthState {
+            started: Instant::now(),
+            limits: limits.health,
+        }))
         .merge(well_known);
     Ok(health
         .merge(mcp_routes)
@@ -386,10 +535,18 @@ pub fn router_with(
 }
 
 /// Adds, outermost first, `IpFilterLayer` → `ClientCertLayer` (only when
-/// required) → `BodyLimitLayer` around the MCP routes.
-fn guards(mcp_routes: Router, config: &WardenConfig) -> Result<Router, ConfigError> {
+/// required) → the per-address rate limit → `BodyLimitLayer` around the MCP
+/// routes.
+fn guards(
+    mcp_routes: Router,
+    config: &WardenConfig,
+    per_ip: Option<RateLimitLayer>,
+) -> Result<Router, ConfigError> {
     // `route_layer`: the last one added is the outermost.
     let mut mcp_routes = mcp_routes.route_layer(BodyLimitLayer::new(config.max_body_bytes));
+    if let Some(per_ip) = per_ip {
+        mcp_routes = mcp_routes.route_layer(per_ip);
+    }
     if config.client_cert_required {
         let client_cert = ClientCertLayer::new()
             .try_header(&config.client_cert_header, &config.client_cert_header_value)
@@ -439,12 +596,26 @@ async fn peer_address(mut request: Request) -> Request {
     request
 }
 
-/// `GET /health`.
-async fn health(State(started): State<Arc<Instant>>) -> Json<serde_json::Value> {
+/// What `/health` reads.
+struct HealthState {
+    started: Instant,
+    limits: LimitHealth,
+}
+
+/// `GET /health`: always 200 while the process serves; `status` is
+/// `degraded` while the rate limiter decides without Redis (each instance
+/// then limits on its own).
+async fn health(State(state): State<Arc<HealthState>>) -> Json<serde_json::Value> {
+    let status = if state.limits.is_degraded() {
+        "degraded"
+    } else {
+        "healthy"
+    };
     Json(serde_json::json!({
-        "status": "healthy",
+        "status": status,
         "version": env!("CARGO_PKG_VERSION"),
-        "uptime_seconds": started.elapsed().as_secs(),
+        "uptime_seconds": state.started.elapsed().as_secs(),
+        "rate_limit": state.limits.to_json(),
     }))
 }
 

@@ -422,9 +422,10 @@ impl StateStore for Handle {
         if key.now >= shard.next_sweep {
             shard.sweep(key.now, self.table.sweep_every);
         }
-        if let Some(&tat) = shard.map.get(&key.hash) {
-            let (value, next) = self.apply(Some(tat), key, &f)?;
-            shard.insert(key.hash, next);
+        if let Some(slot) = shard.map.get_mut(&key.hash) {
+            let (value, next) = self.apply(Some(*slot), key, &f)?;
+            *slot = next;
+            shard.earliest = shard.earliest.min(next);
             return Ok(value);
         }
         if shard.map.len() >= self.table.per_shard {
