@@ -93,13 +93,16 @@ impl Config {
         let limit = &self.limits[limit];
         if self.headers {
             headers.append(RATELIMIT_POLICY, limit.policy.clone());
-            let value = format!(
-                "\"{}\";r={};t={}",
-                limit.name,
-                decision.remaining,
-                ceil_secs(decision.reset_after)
-            );
-            if let Ok(value) = HeaderValue::try_from(value) {
+            // `"name";r=<remaining>;t=<seconds>`, without the formatting
+            // machinery: this runs for every admitted request.
+            let mut value = Vec::with_capacity(limit.name.len() + 32);
+            value.push(b'"');
+            value.extend_from_slice(limit.name.as_bytes());
+            value.extend_from_slice(b"\";r=");
+            push_decimal(&mut value, u64::from(decision.remaining));
+            value.extend_from_slice(b";t=");
+            push_decimal(&mut value, ceil_secs(decision.reset_after));
+            if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
                 headers.append(RATELIMIT, value);
             }
         }
@@ -144,6 +147,21 @@ fn tool_key(tool: &str, per: &RateKey) -> RateKey {
         RateKey::Text(text) => s.push_str(text),
     }
     RateKey::Text(s.into())
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// Whole seconds, rounded up.

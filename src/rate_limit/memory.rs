@@ -23,9 +23,10 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 use governor::clock::{Clock, FakeRelativeClock};
@@ -68,10 +69,31 @@ pub struct MemoryStore {
     table: Arc<Table>,
     clock: StoreClock,
     hasher: RandomState,
+    /// The first quota's limiter, read without a lock.
+    first: OnceLock<(Quota, Arc<Limiter>)>,
     lanes: RwLock<Vec<(Quota, Arc<Limiter>)>>,
 }
 
-type Limiter = RateLimiter<Probe, Handle, StoreClock, StateInformationMiddleware>;
+type Limiter = RateLimiter<Probe, Handle, DecisionClock, StateInformationMiddleware>;
+
+thread_local! {
+    /// The time of the decision this thread is making, for governor.
+    static DECISION_NOW: Cell<u64> = const { Cell::new(0) };
+}
+
+/// governor's clock: the time [`MemoryStore`] read for the decision under
+/// way on this thread, so each decision reads the real clock once.
+#[derive(Clone, Copy, Debug, Default)]
+struct DecisionClock;
+
+impl Clock for DecisionClock {
+    type Instant = Nanos;
+
+    #[inline]
+    fn now(&self) -> Nanos {
+        Nanos::new(DECISION_NOW.with(Cell::get))
+    }
+}
 
 impl Default for MemoryStore {
     fn default() -> Self {
@@ -117,6 +139,7 @@ impl MemoryStore {
             }),
             clock: StoreClock(TimeSource::Tokio(tokio::time::Instant::now())),
             hasher: RandomState::new(),
+            first: OnceLock::new(),
             lanes: RwLock::new(Vec::new()),
         }
     }
@@ -126,6 +149,7 @@ impl MemoryStore {
     #[must_use]
     pub fn with_clock(mut self, clock: FakeRelativeClock) -> Self {
         self.clock = StoreClock(TimeSource::Manual(clock));
+        self.first = OnceLock::new();
         self.lanes = RwLock::new(Vec::new());
         self
     }
@@ -189,16 +213,30 @@ impl MemoryStore {
         }
     }
 
-    fn limiter(&self, quota: &Quota) -> Arc<Limiter> {
+    /// Runs `f` with the limiter of `quota` (built on first use) and its
+    /// lane number.
+    #[inline]
+    fn with_limiter<T>(&self, quota: &Quota, f: impl FnOnce(&Limiter, u32) -> T) -> T {
+        if let Some((q, limiter)) = self.first.get()
+            && q == quota
+        {
+            return f(limiter, 0);
+        }
         {
             let lanes = self.lanes.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some((_, limiter)) = lanes.iter().find(|(q, _)| q == quota) {
-                return Arc::clone(limiter);
+            if let Some(lane) = lanes.iter().position(|(q, _)| q == quota) {
+                return f(&lanes[lane].1, lane_number(lane));
             }
         }
+        let (limiter, lane) = self.add_lane(quota);
+        f(&limiter, lane)
+    }
+
+    #[cold]
+    fn add_lane(&self, quota: &Quota) -> (Arc<Limiter>, u32) {
         let mut lanes = self.lanes.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, limiter)) = lanes.iter().find(|(q, _)| q == quota) {
-            return Arc::clone(limiter);
+        if let Some(lane) = lanes.iter().position(|(q, _)| q == quota) {
+            return (Arc::clone(&lanes[lane].1), lane_number(lane));
         }
         let lane = Arc::new(Lane {
             offset: AtomicU64::new(0),
@@ -208,44 +246,78 @@ impl MemoryStore {
             table: Arc::clone(&self.table),
             lane: Arc::clone(&lane),
         };
+        // governor counts time from the moment the limiter is built, read
+        // through `DecisionClock`: set it to now, and make that moment the
+        // lane's offset, so stored arrival times are exact.
+        let start = self.clock.now().as_u64();
+        DECISION_NOW.with(|now| now.set(start));
         let limiter = RateLimiter::<
             Probe,
             Handle,
-            StoreClock,
+            DecisionClock,
             governor::middleware::NoOpMiddleware<Nanos>,
-        >::new(governor_quota(quota), handle, self.clock.clone())
+        >::new(governor_quota(quota), handle, DecisionClock)
         .with_middleware::<StateInformationMiddleware>();
-        // The limiter counts time from the moment it was built; read the
-        // clock again *after*, so the offset is never earlier than that
-        // moment and stored arrival times are never earlier than the truth
-        // (an eviction can only be late, never early).
-        lane.offset
-            .store(self.clock.now().as_u64(), Ordering::Relaxed);
+        lane.offset.store(start, Ordering::Relaxed);
         let limiter = Arc::new(limiter);
+        let number = lane_number(lanes.len());
         lanes.push((*quota, Arc::clone(&limiter)));
-        limiter
+        if number == 0 {
+            let _ = self.first.set((*quota, Arc::clone(&limiter)));
+        }
+        (limiter, number)
+    }
+
+    /// The table key of `key` in `lane`: a keyed hash, fed as few words as
+    /// possible (the hash is most of a decision's cost).
+    #[inline]
+    fn hash(&self, lane: u32, key: &RateKey) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        match key {
+            RateKey::Global => h.write_u64(u64::from(lane)),
+            RateKey::Ip(IpAddr::V4(ip)) => {
+                h.write_u64(u64::from(lane) << 40 | 1 << 32 | u64::from(ip.to_bits()));
+            }
+            RateKey::Ip(IpAddr::V6(ip)) => {
+                h.write_u64(u64::from(lane) << 40 | 2 << 32);
+                h.write_u128(ip.to_bits());
+            }
+            RateKey::Text(text) => {
+                h.write_u64(u64::from(lane) << 40 | 3 << 32);
+                h.write(text.as_bytes());
+            }
+        }
+        h.finish()
     }
 
     fn decide(&self, key: &RateKey, quota: &Quota) -> Decision {
-        let limiter = self.limiter(quota);
-        let now = self.clock.now();
-        let probe = Probe {
-            hash: self.hasher.hash_one((quota, key)),
-            now: now.as_u64(),
-            tat: Cell::new(now.as_u64()),
-        };
-        let limit = quota.burst();
-        match limiter.check_key(&probe) {
-            Ok(snapshot) => Decision {
-                allowed: true,
-                limit,
-                remaining: snapshot.remaining_burst_capacity().min(limit),
-                reset_after: Duration::from_nanos(probe.tat.get().saturating_sub(probe.now)),
-                retry_after: None,
-            },
-            Err(not_until) => refusal(&not_until, &probe, limit, now),
-        }
+        self.with_limiter(quota, |limiter, lane| {
+            // Read after the limiter exists, so never before its start.
+            let now = self.clock.now();
+            DECISION_NOW.with(|cell| cell.set(now.as_u64()));
+            let probe = Probe {
+                hash: self.hash(lane, key),
+                now: now.as_u64(),
+                tat: Cell::new(now.as_u64()),
+            };
+            let limit = quota.burst();
+            match limiter.check_key(&probe) {
+                Ok(snapshot) => Decision {
+                    allowed: true,
+                    limit,
+                    remaining: snapshot.remaining_burst_capacity().min(limit),
+                    reset_after: Duration::from_nanos(probe.tat.get().saturating_sub(probe.now)),
+                    retry_after: None,
+                },
+                Err(not_until) => refusal(&not_until, &probe, limit, now),
+            }
+        })
     }
+}
+
+/// A lane's number (its index; there are never 2^24 quotas).
+fn lane_number(index: usize) -> u32 {
+    u32::try_from(index).unwrap_or(u32::MAX) & 0x00ff_ffff
 }
 
 fn refusal(not_until: &NotUntil<Nanos>, probe: &Probe, limit: u32, now: Nanos) -> Decision {
