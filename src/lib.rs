@@ -16,6 +16,7 @@
 //! | [`RequireLayer`](auth::RequireLayer) (feature `auth`) | callers without a needed scope or role | — | 403 `insufficient_scope` |
 //! | [`McpPolicyLayer`](mcp::McpPolicyLayer) (feature `mcp`) | `tools/call` beyond the caller's scopes; lists tools it may not call | [`McpCall`] | 403 `insufficient_scope` |
 //! | [`SessionBindingLayer`](mcp::SessionBindingLayer) (feature `mcp`) | a session id used by anyone but the principal that opened it | — | 404 `session_not_found` |
+//! | [`RateLimitLayer`](rate_limit::RateLimitLayer) (feature `rate-limit`) | callers that send too much: GCRA quotas per address, principal, API key, namespace, tool, header or your rule; in a bounded [`MemoryStore`](rate_limit::MemoryStore) or shared through Redis | — | 429 `rate_limited` with `Retry-After` |
 //!
 //! [`JsonRpcErrorsLayer`](mcp::JsonRpcErrorsLayer) (feature `mcp`) makes an
 //! MCP endpoint answer malformed bodies and transport errors with JSON-RPC
@@ -31,8 +32,9 @@
 //! # Order
 //!
 //! Cheap checks first: client address → IP filter → client certificate →
-//! body limit → authentication → scope requirements / MCP policy → your
-//! service. With `tower::ServiceBuilder` the **first**
+//! rate limit per address → body limit → authentication → scope
+//! requirements / MCP policy (and per-tool limits) → rate limit per
+//! principal → your service. With `tower::ServiceBuilder` the **first**
 //! layer added is the **outermost**:
 //!
 //! ```
@@ -64,6 +66,8 @@
 //! | `aws-lc-rs` | yes | JWT signatures through aws-lc-rs |
 //! | `rust-crypto` | no | JWT signatures through RustCrypto instead |
 //! | `jwks-url` | yes | `auth::JwksUrl` (reqwest + rustls) |
+//! | `rate-limit` | yes | `rate_limit::RateLimitLayer`, `MemoryStore` (governor) |
+//! | `redis` | no | `rate_limit::RedisStore`: quotas shared through Redis |
 //! | `axum` | no | the peer address from axum's `ConnectInfo<SocketAddr>` |
 //! | `tonic` | no | the peer address from tonic's `TcpConnectInfo` |
 //! | `full` | no | all of the above |
