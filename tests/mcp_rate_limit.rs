@@ -386,3 +386,31 @@ async fn redis_outage_degrades_without_5xx_keeps_limiting_and_recovers() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn attack_spoofed_forwarded_headers_buy_no_fresh_quota() {
+    // No trusted proxy configured: X-Forwarded-For and Forwarded are
+    // ignored, so rotating them does not rotate the key.
+    let server = start(&[("MCP_RATE_LIMIT_RPM", "2")]).await;
+    let url = server.url();
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let spoofed = format!("198.51.100.{i}");
+        let forwarded = format!("for={spoofed}");
+        let token = bearer(&format!("user-{i}"));
+        let reply = post(
+            &url,
+            &[
+                ("authorization", token.as_str()),
+                ("x-forwarded-for", spoofed.as_str()),
+                ("x-real-ip", spoofed.as_str()),
+                ("forwarded", forwarded.as_str()),
+            ],
+            &initialize("2025-06-18"),
+        )
+        .await;
+        statuses.push(reply.status.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429, 429]);
+    server.stop().await;
+}

@@ -163,3 +163,24 @@ async fn missing_and_forged_credentials_are_unauthenticated_and_scopes_permissio
     assert_eq!(status.code(), Code::PermissionDenied);
     assert!(status.message().starts_with("insufficient_scope"));
 }
+
+#[cfg(feature = "rate-limit")]
+#[tokio::test]
+async fn over_quota_calls_are_resource_exhausted() {
+    use tower_warden::rate_limit::{KeyBy, Quota, RateLimitLayer};
+
+    let layer = RateLimitLayer::memory(Quota::per_minute(2).unwrap(), KeyBy::client_ip());
+    let mut client = serve(layer).await;
+    for _ in 0..2 {
+        let response = client.check(check()).await.unwrap();
+        // Admitted calls carry where they stand, as metadata.
+        assert!(response.metadata().get("ratelimit").is_some());
+    }
+    let status = client.check(check()).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().starts_with("rate_limited"),
+        "{}",
+        status.message()
+    );
+}
