@@ -6,8 +6,7 @@
 //! its own `redis-server` on a free port, stops it and starts it again.
 #![cfg(feature = "redis")]
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[allow(dead_code)]
@@ -15,7 +14,9 @@ use std::time::{Duration, Instant};
 mod redis_support;
 
 use redis_support::{OwnServer, free_port, have_redis_server, redis_url, unique_prefix};
-use tower_warden::rate_limit::{Check, Decision, FailMode, Quota, RateKey, RedisStore, Store};
+use tower_warden::rate_limit::{
+    Check, Decision, FailMode, MemoryStore, Quota, RateKey, RedisStore, Store,
+};
 
 async fn decide(store: &dyn Store, key: &RateKey, quota: &Quota) -> Decision {
     match store.check(key, quota) {
@@ -26,28 +27,6 @@ async fn decide(store: &dyn Store, key: &RateKey, quota: &Quota) -> Decision {
 
 fn quota(burst: u32) -> Quota {
     Quota::per_window(Duration::from_secs(60), burst).unwrap()
-}
-
-/// A tiny local fallback: `burst` requests per key, then refusals.
-#[derive(Default)]
-struct Counting(Mutex<HashMap<RateKey, u32>>);
-
-impl Store for Counting {
-    fn check(&self, key: &RateKey, quota: &Quota) -> Check {
-        let mut map = self.0.lock().unwrap();
-        let used = map.entry(key.clone()).or_insert(0);
-        let allowed = *used < quota.burst();
-        if allowed {
-            *used += 1;
-        }
-        Check::Ready(Decision {
-            allowed,
-            limit: quota.burst(),
-            remaining: quota.burst() - *used,
-            reset_after: quota.interval() * *used,
-            retry_after: (!allowed).then(|| quota.interval()),
-        })
-    }
 }
 
 async fn raw_connection(url: &str) -> redis::aio::MultiplexedConnection {
@@ -159,8 +138,8 @@ async fn outage_degrades_to_the_fallback_and_recovers() {
             .retry_every(Duration::from_millis(20))
             .fallback(fallback)
     };
-    let a = store(Arc::new(Counting::default()));
-    let b = store(Arc::new(Counting::default()));
+    let a = store(Arc::new(MemoryStore::new()));
+    let b = store(Arc::new(MemoryStore::new()));
     let health = a.health();
     let q = quota(3);
     let key = RateKey::Text("alice".into());

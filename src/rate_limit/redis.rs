@@ -449,34 +449,9 @@ fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
-    use std::sync::Mutex;
 
     use super::*;
-
-    /// A minimal local store for the fallback: `burst` requests per key,
-    /// then refusals (no refill: the tests are shorter than any interval).
-    #[derive(Default)]
-    struct Counting(Mutex<HashMap<RateKey, u32>>);
-
-    impl Store for Counting {
-        fn check(&self, key: &RateKey, quota: &Quota) -> Check {
-            let mut map = self.0.lock().unwrap();
-            let used = map.entry(key.clone()).or_insert(0);
-            let allowed = *used < quota.burst();
-            if allowed {
-                *used += 1;
-            }
-            Check::Ready(Decision {
-                allowed,
-                limit: quota.burst(),
-                remaining: quota.burst() - *used,
-                reset_after: quota.interval() * *used,
-                retry_after: (!allowed).then(|| quota.interval()),
-            })
-        }
-    }
 
     /// A URL on which nothing listens: connections are refused at once.
     fn refused_url() -> String {
@@ -572,7 +547,7 @@ mod tests {
             .unwrap()
             .prefix(prefix)
             .retry_every(Duration::from_secs(3600))
-            .fallback(Arc::new(Counting::default()));
+            .fallback(Arc::new(MemoryStore::new()));
         let key = RateKey::Text("bob".into());
         let q = quota(3);
         let decisions: Vec<bool> = {
@@ -631,7 +606,7 @@ mod tests {
             .prefix(prefix)
             .timeout(Duration::from_millis(500))
             .retry_every(Duration::ZERO)
-            .fallback(Arc::new(Counting::default()));
+            .fallback(Arc::new(MemoryStore::new()));
         let q = quota(1000);
         for _ in 0..3 {
             decide(&store, &RateKey::Global, &q).await;
