@@ -101,6 +101,12 @@ pub enum Reason {
     SessionNotFound,
     /// Too many requests for the caller's quota (429).
     RateLimited,
+    /// The caller asked for a namespace (tenant) that is not its own (403,
+    /// `namespace_forbidden`).
+    NamespaceForbidden,
+    /// The service behind a circuit breaker is failing; the breaker is open
+    /// and answers at once (503, `circuit_open`).
+    CircuitOpen,
 }
 
 impl Reason {
@@ -122,6 +128,8 @@ impl Reason {
             Self::AuthUnavailable => "auth_unavailable",
             Self::SessionNotFound => "session_not_found",
             Self::RateLimited => "rate_limited",
+            Self::NamespaceForbidden => "namespace_forbidden",
+            Self::CircuitOpen => "circuit_open",
         }
     }
 
@@ -141,6 +149,8 @@ impl Reason {
             Self::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::SessionNotFound => StatusCode::NOT_FOUND,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::NamespaceForbidden => StatusCode::FORBIDDEN,
+            Self::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
             Self::ClientIpUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
@@ -162,6 +172,8 @@ impl Reason {
             Self::AuthUnavailable => GrpcCode::Unavailable,
             Self::SessionNotFound => GrpcCode::NotFound,
             Self::RateLimited => GrpcCode::ResourceExhausted,
+            Self::NamespaceForbidden => GrpcCode::PermissionDenied,
+            Self::CircuitOpen => GrpcCode::Unavailable,
             Self::ClientIpUnavailable => GrpcCode::Internal,
             Self::PayloadTooLarge => GrpcCode::ResourceExhausted,
         }
@@ -185,6 +197,8 @@ impl Reason {
             Self::AuthUnavailable => "credentials cannot be checked right now",
             Self::SessionNotFound => "session not found",
             Self::RateLimited => "too many requests; retry later",
+            Self::NamespaceForbidden => "this namespace belongs to another tenant",
+            Self::CircuitOpen => "the upstream service is failing; retry later",
         }
     }
 }
@@ -579,6 +593,8 @@ mod tests {
             Reason::AuthUnavailable,
             Reason::SessionNotFound,
             Reason::RateLimited,
+            Reason::NamespaceForbidden,
+            Reason::CircuitOpen,
         ] {
             let grpc = grpc_response(&Rejection::new(reason));
             assert_eq!(
