@@ -18,7 +18,10 @@ pub const TARGET: &str = "tower_warden::audit";
 ///
 /// `subject` and `key_id` must be safe to log: a JWT `sub`, a `kid`, an API
 /// key's id, never the credential itself.
-#[cfg_attr(not(any(feature = "auth", feature = "mcp")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "auth", feature = "mcp", feature = "namespace")),
+    allow(dead_code)
+)]
 pub(crate) fn denied(
     reason: Reason,
     extensions: &Extensions,

@@ -16,6 +16,7 @@
 //! | [`RequireLayer`](auth::RequireLayer) (feature `auth`) | callers without a needed scope or role | — | 403 `insufficient_scope` |
 //! | [`McpPolicyLayer`](mcp::McpPolicyLayer) (feature `mcp`) | `tools/call` beyond the caller's scopes; lists tools it may not call | [`McpCall`] | 403 `insufficient_scope` |
 //! | [`SessionBindingLayer`](mcp::SessionBindingLayer) (feature `mcp`) | a session id used by anyone but the principal that opened it | — | 404 `session_not_found` |
+//! | [`NamespaceLayer`](namespace::NamespaceLayer) (feature `namespace`) | a tenant reaching into another tenant's namespace (path segment, header or resolver vs. the principal's) | [`Namespace`](namespace::Namespace) | 403 `namespace_forbidden` |
 //! | [`RateLimitLayer`](rate_limit::RateLimitLayer) (feature `rate-limit`) | callers that send too much: GCRA quotas per address, principal, API key, namespace, tool, header or your rule; in a bounded [`MemoryStore`](rate_limit::MemoryStore) or shared through Redis | — | 429 `rate_limited` with `Retry-After` |
 //!
 //! [`JsonRpcErrorsLayer`](mcp::JsonRpcErrorsLayer) (feature `mcp`) makes an
@@ -66,6 +67,7 @@
 //! | `aws-lc-rs` | yes | JWT signatures through aws-lc-rs |
 //! | `rust-crypto` | no | JWT signatures through RustCrypto instead |
 //! | `jwks-url` | yes | `auth::JwksUrl` (reqwest + rustls) |
+//! | `namespace` | yes | `namespace::NamespaceLayer`, `Namespace` |
 //! | `rate-limit` | yes | `rate_limit::RateLimitLayer`, `MemoryStore` (governor) |
 //! | `redis` | no | `rate_limit::RedisStore`: quotas shared through Redis |
 //! | `axum` | no | the peer address from axum's `ConnectInfo<SocketAddr>` |
@@ -102,6 +104,9 @@ pub mod ip_filter;
 #[cfg(feature = "mcp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mcp")))]
 pub mod mcp;
+#[cfg(feature = "namespace")]
+#[cfg_attr(docsrs, doc(cfg(feature = "namespace")))]
+pub mod namespace;
 mod net;
 pub mod principal;
 #[cfg(feature = "rate-limit")]
