@@ -78,7 +78,12 @@ async fn own_namespace_passes_with_the_extension_and_a_foreign_one_is_403() {
     let (status, body) = send(svc.clone(), request("/tenants/acme/items", alice())).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "acme"));
 
-    let (status, body) = send(svc.clone(), request("/tenants/globex/items", alice())).await;
+    // Its own client address, so that this test's audit lines are its own.
+    let mut foreign = request("/tenants/globex/items", alice());
+    foreign
+        .extensions_mut()
+        .insert(SocketAddr::from(([192, 0, 2, 78], 4000)));
+    let (status, body) = send(svc.clone(), foreign).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(code(&body), "namespace_forbidden");
     assert_eq!(
@@ -91,7 +96,7 @@ async fn own_namespace_passes_with_the_extension_and_a_foreign_one_is_403() {
     let (status, body) = send(svc, request("/tenants", alice())).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "acme"));
 
-    let audit: Vec<String> = crate::test_logs::lines_with("192.0.2.77")
+    let audit: Vec<String> = crate::test_logs::lines_with("192.0.2.78")
         .into_iter()
         .filter(|line| line.contains(crate::audit::TARGET))
         .collect();
