@@ -68,6 +68,9 @@
 //! | `MCP_TOOL_RATE_LIMITS` | — | JSON object, tool → requests a minute: `{"search":30}` |
 //! | `MCP_RATE_LIMIT_IPV6_PREFIX` | `64` | IPv6 clients are limited per prefix of this length (1–128) |
 //! | `MCP_RATE_LIMIT_REDIS_PREFIX` | `tower-warden:rl:` | prefix of every Redis key the limiter writes; give each deployment sharing a Redis its own |
+//! | `MCP_DATABASE_URL` | `sqlite://./data/mcp.db` | the gateway's connection store: `sqlite://path` (embedded; `sqlite::memory:` for throwaway) or `postgres://…` (shared by several instances); its password is never printed |
+//! | `CIRCUIT_BREAKER_FAILURE_THRESHOLD` | `5` | consecutive failures that open an upstream's circuit breaker (at least 1) |
+//! | `CIRCUIT_BREAKER_RESET_TIMEOUT` | `60000` | milliseconds an open breaker waits before letting a probe through (at least 1) |
 //!
 //! Lists are written `a,b` or as a JSON array of strings `["a","b"]`.
 //! Booleans are `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off` (any
@@ -392,6 +395,15 @@ pub struct WardenConfig {
     /// `MCP_RATE_LIMIT_REDIS_PREFIX`: the prefix of every Redis key the
     /// limiter writes.
     pub rate_limit_redis_prefix: String,
+    /// `MCP_DATABASE_URL`: where the gateway keeps its connections (may
+    /// hold a password; redacted in `Debug`).
+    pub database_url: String,
+    /// `CIRCUIT_BREAKER_FAILURE_THRESHOLD`: consecutive failures that open
+    /// an upstream's breaker.
+    pub circuit_breaker_failure_threshold: u32,
+    /// `CIRCUIT_BREAKER_RESET_TIMEOUT` (milliseconds): how long an open
+    /// breaker waits before a probe.
+    pub circuit_breaker_reset_timeout: Duration,
 }
 
 impl fmt::Debug for WardenConfig {
@@ -453,6 +465,15 @@ impl fmt::Debug for WardenConfig {
             .field("tool_rate_limits", &self.tool_rate_limits)
             .field("rate_limit_ipv6_prefix", &self.rate_limit_ipv6_prefix)
             .field("rate_limit_redis_prefix", &self.rate_limit_redis_prefix)
+            .field("database_url", &redact_url_password(&self.database_url))
+            .field(
+                "circuit_breaker_failure_threshold",
+                &self.circuit_breaker_failure_threshold,
+            )
+            .field(
+                "circuit_breaker_reset_timeout",
+                &self.circuit_breaker_reset_timeout,
+            )
             .finish()
     }
 }
@@ -502,6 +523,9 @@ impl Default for WardenConfig {
             tool_rate_limits: Vec::new(),
             rate_limit_ipv6_prefix: DEFAULT_RATE_LIMIT_IPV6_PREFIX,
             rate_limit_redis_prefix: DEFAULT_RATE_LIMIT_REDIS_PREFIX.to_owned(),
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            circuit_breaker_failure_threshold: DEFAULT_CIRCUIT_BREAKER_FAILURE_THRESHOLD,
+            circuit_breaker_reset_timeout: DEFAULT_CIRCUIT_BREAKER_RESET_TIMEOUT,
         }
     }
 }
@@ -532,12 +556,18 @@ pub const DEFAULT_RATE_LIMIT_RPM: u32 = 120;
 pub const DEFAULT_RATE_LIMIT_MAX_KEYS: usize = 100_000;
 /// Default `MCP_RATE_LIMIT_IPV6_PREFIX`: one quota per /64.
 pub const DEFAULT_RATE_LIMIT_IPV6_PREFIX: u8 = 64;
+/// Default `MCP_DATABASE_URL`: an SQLite file under `./data/`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/mcp.db";
+/// Default `CIRCUIT_BREAKER_FAILURE_THRESHOLD`.
+pub const DEFAULT_CIRCUIT_BREAKER_FAILURE_THRESHOLD: u32 = 5;
+/// Default `CIRCUIT_BREAKER_RESET_TIMEOUT`: one minute.
+pub const DEFAULT_CIRCUIT_BREAKER_RESET_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default `MCP_RATE_LIMIT_REDIS_PREFIX`.
 pub const DEFAULT_RATE_LIMIT_REDIS_PREFIX: &str = "tower-warden:rl:";
 
 /// Every environment variable [`WardenConfig`] reads. All start with `MCP_`
 /// but `RATE_LIMIT_WINDOW_MS` and `RATE_LIMIT_MAX_REQUESTS`.
-pub const VARIABLES: [&str; 43] = [
+pub const VARIABLES: [&str; 46] = [
     "MCP_HOST",
     "MCP_PORT",
     "MCP_ENVIRONMENT",
@@ -581,6 +611,9 @@ pub const VARIABLES: [&str; 43] = [
     "MCP_TOOL_RATE_LIMITS",
     "MCP_RATE_LIMIT_IPV6_PREFIX",
     "MCP_RATE_LIMIT_REDIS_PREFIX",
+    "MCP_DATABASE_URL",
+    "CIRCUIT_BREAKER_FAILURE_THRESHOLD",
+    "CIRCUIT_BREAKER_RESET_TIMEOUT",
 ];
 
 struct Vars {
@@ -769,6 +802,7 @@ impl WardenConfig {
         }
         load_auth(vars, &mut config)?;
         load_rate_limit(vars, &mut config)?;
+        load_gateway(vars, &mut config)?;
         Ok(config)
     }
 }
@@ -1001,6 +1035,31 @@ fn load_rate_limit(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
             ));
         }
         config.rate_limit_redis_prefix = prefix.to_owned();
+    }
+    Ok(())
+}
+
+fn load_gateway(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigError> {
+    if let Some(url) = vars.get("MCP_DATABASE_URL") {
+        let known = ["sqlite:", "postgres://", "postgresql://"];
+        if !known.iter().any(|p| url.starts_with(p)) {
+            return Err(ConfigError::new(
+                "MCP_DATABASE_URL",
+                "expected sqlite://path, sqlite::memory: or postgres://user:password@host/db",
+            ));
+        }
+        config.database_url = url.to_owned();
+    }
+    if let Some(n) = whole(vars, "CIRCUIT_BREAKER_FAILURE_THRESHOLD", 1, 1_000_000)? {
+        config.circuit_breaker_failure_threshold = n;
+    }
+    if let Some(ms) = whole(
+        vars,
+        "CIRCUIT_BREAKER_RESET_TIMEOUT",
+        1,
+        24 * 60 * 60 * 1000,
+    )? {
+        config.circuit_breaker_reset_timeout = Duration::from_millis(ms);
     }
     Ok(())
 }
@@ -1663,6 +1722,29 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.rate_limit_redis_prefix, "app-a:rl:");
+        let gateway = load(&[
+            ("MCP_DATABASE_URL", "postgres://gw:hunter2@db.internal/mcp"),
+            ("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "3"),
+            ("CIRCUIT_BREAKER_RESET_TIMEOUT", "2500"),
+        ])
+        .unwrap();
+        assert_eq!(
+            gateway.database_url,
+            "postgres://gw:hunter2@db.internal/mcp"
+        );
+        assert_eq!(gateway.circuit_breaker_failure_threshold, 3);
+        assert_eq!(
+            gateway.circuit_breaker_reset_timeout,
+            Duration::from_millis(2500)
+        );
+        assert!(!format!("{gateway:?}").contains("hunter2"));
+        let defaults = load(&[]).unwrap();
+        assert_eq!(defaults.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(defaults.circuit_breaker_failure_threshold, 5);
+        assert_eq!(
+            defaults.circuit_breaker_reset_timeout,
+            Duration::from_secs(60)
+        );
         assert!(!config.rate_limit_enabled);
         assert_eq!(config.rate_limit_storage, RateLimitStorage::Redis);
         assert_eq!(
@@ -1827,6 +1909,11 @@ mod tests {
             ("MCP_RATE_LIMIT_IPV6_PREFIX", "129"),
             ("MCP_RATE_LIMIT_IPV6_PREFIX", "/64"),
             ("MCP_RATE_LIMIT_REDIS_PREFIX", "has space"),
+            ("MCP_DATABASE_URL", "mysql://db/x"),
+            ("MCP_DATABASE_URL", "./data/mcp.db"),
+            ("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "0"),
+            ("CIRCUIT_BREAKER_RESET_TIMEOUT", "0"),
+            ("CIRCUIT_BREAKER_RESET_TIMEOUT", "1s"),
         ] {
             let paired = if name == "RATE_LIMIT_WINDOW_MS" {
                 ("RATE_LIMIT_MAX_REQUESTS", "10")
