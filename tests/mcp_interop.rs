@@ -50,11 +50,14 @@ fn mint(claims: &Value) -> String {
 impl Server {
     /// The reference server, started with [`TEST_SECRET`] and `vars`.
     async fn start(vars: &[(&str, &str)]) -> Self {
-        let mut all = vec![("MCP_JWT_SECRET", TEST_SECRET)];
+        let mut all = vec![
+            ("MCP_JWT_SECRET", TEST_SECRET),
+            ("MCP_DATABASE_URL", "sqlite::memory:"),
+        ];
         all.extend_from_slice(vars);
         let config = WardenConfig::from_vars(all).unwrap();
         let shutdown = CancellationToken::new();
-        let router = app::router(&config, &shutdown).unwrap();
+        let router = app::router(&config, &shutdown).await.unwrap();
         Self::serve(router, shutdown).await
     }
 }
@@ -496,7 +499,8 @@ async fn health_reports_status_version_and_uptime() {
         health["rate_limit"],
         json!({"enabled": true, "storage": "memory", "degraded": false})
     );
-    assert_eq!(health.as_object().unwrap().len(), 4);
+    assert_eq!(health["upstreams"], json!([]));
+    assert_eq!(health.as_object().unwrap().len(), 5);
     server.stop().await;
 }
 
@@ -724,12 +728,13 @@ async fn api_keys_work_in_both_mode() {
 
 #[tokio::test]
 async fn a_zero_config_development_start_prints_a_working_token() {
-    let config = WardenConfig::from_vars(Vec::<(&str, &str)>::new()).unwrap();
+    let config = WardenConfig::from_vars([("MCP_DATABASE_URL", "sqlite::memory:")]).unwrap();
     let auth = app::auth(&config).unwrap();
     let token = auth.dev_token.clone().expect("a development token");
     assert!(auth.warnings.iter().any(|w| w.contains("ephemeral")));
     let shutdown = CancellationToken::new();
-    let router = app::router_with(&config, &shutdown, &auth).unwrap();
+    let gateway = app::gateway(&config).await.unwrap();
+    let router = app::router_with(&config, &shutdown, &auth, gateway).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(app::serve(listener, router, shutdown.clone()));

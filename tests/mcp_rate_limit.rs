@@ -47,11 +47,15 @@ fn bearer(subject: &str) -> String {
 
 /// The reference server with [`SECRET`] and `vars`.
 async fn start(vars: &[(&str, &str)]) -> Server {
-    let mut all = vec![("MCP_JWT_SECRET", SECRET)];
+    let mut all = vec![
+        ("MCP_JWT_SECRET", SECRET),
+        ("MCP_DATABASE_URL", "sqlite::memory:"),
+    ];
     all.extend_from_slice(vars);
     let config = WardenConfig::from_vars(all).unwrap();
     let shutdown = CancellationToken::new();
-    Server::serve(app::router(&config, &shutdown).unwrap(), shutdown).await
+    let router = app::router(&config, &shutdown).await.unwrap();
+    Server::serve(router, shutdown).await
 }
 
 async fn health(server: &Server) -> Value {

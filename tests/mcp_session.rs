@@ -56,9 +56,13 @@ impl Server {
     /// test principal.
     async fn reference(layer: Option<SessionBindingLayer>) -> Self {
         // Authentication off: the test principal stands in for it.
-        let config = WardenConfig::from_vars([("MCP_AUTH_MODE", "none")]).unwrap();
+        let config = WardenConfig::from_vars([
+            ("MCP_AUTH_MODE", "none"),
+            ("MCP_DATABASE_URL", "sqlite::memory:"),
+        ])
+        .unwrap();
         let shutdown = CancellationToken::new();
-        let mut router = app::router(&config, &shutdown).unwrap();
+        let mut router = app::router(&config, &shutdown).await.unwrap();
         if let Some(layer) = layer {
             router = router.layer(layer);
         }

@@ -4,8 +4,14 @@
 //!
 //! The integration tests include this file, so they run exactly this code.
 
+#[path = "gateway.rs"]
+pub mod gateway;
+#[path = "store.rs"]
+pub mod store;
 #[path = "tools.rs"]
 pub mod tools;
+#[path = "upstream.rs"]
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -299,6 +305,7 @@ pub fn auth(config: &WardenConfig) -> Result<Auth, ConfigError> {
             let claims = serde_json::json!({
                 "sub": "developer",
                 "scope": "*",
+                "namespace": "default",
                 "aud": resource_url,
                 "iat": iat,
                 "exp": iat + DEV_TOKEN_SECONDS,
@@ -430,12 +437,34 @@ fn protected_resource_metadata(config: &WardenConfig, auth: &Auth) -> serde_json
 ///
 /// A setting the layers cannot use, by variable name.
 #[allow(dead_code)] // the integration tests build the app through it
-pub fn router(config: &WardenConfig, shutdown: &CancellationToken) -> Result<Router, ConfigError> {
-    router_with(config, shutdown, &auth(config)?)
+pub async fn router(
+    config: &WardenConfig,
+    shutdown: &CancellationToken,
+) -> Result<Router, ConfigError> {
+    let gateway = gateway(config).await?;
+    router_with(config, shutdown, &auth(config)?, gateway)
 }
 
-/// [`router`] with authentication already built (to print its development
-/// token, or prefetch its keys).
+/// The gateway of `config`: its connection store (`MCP_DATABASE_URL`,
+/// migrated at start-up) and one circuit breaker per upstream.
+///
+/// # Errors
+///
+/// The store cannot be opened or migrated (`MCP_DATABASE_URL`), or a
+/// breaker setting is unusable.
+pub async fn gateway(config: &WardenConfig) -> Result<Arc<gateway::Gateway>, ConfigError> {
+    let store = store::ConnectionStore::connect(&config.database_url)
+        .await
+        .map_err(|e| ConfigError::new("MCP_DATABASE_URL", e.to_string()))?;
+    let breakers = breakers(config)?;
+    Ok(Arc::new(gateway::Gateway {
+        store,
+        upstreams: upstream::Upstreams::new(breakers),
+    }))
+}
+
+/// [`router`] with authentication and the gateway already built (to print
+/// the development token, or prefetch keys).
 ///
 /// # Errors
 ///
@@ -444,10 +473,12 @@ pub fn router_with(
     config: &WardenConfig,
     shutdown: &CancellationToken,
     auth: &Auth,
+    gateway: Arc<gateway::Gateway>,
 ) -> Result<Router, ConfigError> {
     let max_body = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
+    let source: Arc<dyn tools::ToolSource> = gateway.clone();
     let mcp = StreamableHttpService::new(
-        || Ok(tools::Tools::new()),
+        move || Ok(tools::Tools::with_source(Arc::clone(&source))),
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default()
             .with_cancellation_token(shutdown.child_token())
@@ -473,8 +504,10 @@ pub fn router_with(
         .route_layer(SessionBindingLayer::new().responder(like_unknown_session))
         .route_layer(JsonRpcErrorsLayer::new().max_body_bytes(max_body));
     let limits = limits(config)?;
+    let mut api_routes = gateway::routes(Arc::clone(&gateway));
     if let Some(per_principal) = limits.per_principal {
-        mcp_routes = mcp_routes.route_layer(per_principal);
+        mcp_routes = mcp_routes.route_layer(per_principal.clone());
+        api_routes = api_routes.route_layer(per_principal);
     }
     if let Some(per_tool) = &limits.per_tool {
         mcp_routes = mcp_routes.route_layer(per_tool.clone());
@@ -493,6 +526,7 @@ pub fn router_with(
         mcp_routes = mcp_routes.route_layer(McpPolicyLayer::new(policy).max_body_bytes(max_body));
     }
     let mcp_routes = mcp_routes
+        .merge(api_routes)
         .route_layer(host_origin)
         .route_layer(auth.layer.clone());
     let mut mcp_routes = guards(mcp_routes, config, limits.per_ip)?;
@@ -527,6 +561,7 @@ pub fn router_with(
         .with_state(Arc::new(HealthState {
             started: Instant::now(),
             limits: limits.health,
+            gateway,
         }))
         .merge(well_known);
     Ok(health
@@ -600,6 +635,7 @@ async fn peer_address(mut request: Request) -> Request {
 struct HealthState {
     started: Instant,
     limits: LimitHealth,
+    gateway: Arc<gateway::Gateway>,
 }
 
 /// `GET /health`: always 200 while the process serves; `status` is
@@ -616,6 +652,13 @@ async fn health(State(state): State<Arc<HealthState>>) -> Json<serde_json::Value
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
         "rate_limit": state.limits.to_json(),
+        "upstreams": state
+            .gateway
+            .upstreams
+            .states()
+            .into_iter()
+            .map(|(id, breaker)| serde_json::json!({"connection_id": id, "breaker": breaker_json(&breaker)}))
+            .collect::<Vec<_>>(),
     }))
 }
 

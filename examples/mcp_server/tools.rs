@@ -1,15 +1,22 @@
 //! The tools of the reference server: `echo`, `add`, `sleep`, `whoami`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::model::{
+    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock,
+    Implementation, JsonObject, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
+    ServerCapabilities, ServerConfig, Tool,
+};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, schemars, tool, tool_handler, tool_router};
 use tower_warden::client_cert::ClientCertInfo;
 use tower_warden::client_ip::{ClientIp, peer_ip};
+use tower_warden::principal::Principal;
 
 /// The longest `sleep` accepted, in milliseconds.
 pub const MAX_SLEEP_MS: u64 = 10_000;
@@ -37,10 +44,38 @@ pub struct SleepArgs {
     pub ms: u64,
 }
 
+/// More tools, found per caller (the gateway's upstream tools). Boxed
+/// futures: called once per `tools/list` or routed `tools/call`.
+pub trait ToolSource: Send + Sync + 'static {
+    /// The tools `namespace` may use.
+    fn tools_for<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Vec<Tool>>;
+
+    /// Runs `name` for `namespace`; `None` when `name` is not one of this
+    /// source's tools.
+    fn call<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        arguments: Option<JsonObject>,
+    ) -> BoxFuture<'a, Option<CallToolResult>>;
+}
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 /// The MCP server handler: one per session (or per stateless request).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Tools {
     tool_router: ToolRouter<Self>,
+    more: Option<Arc<dyn ToolSource>>,
+}
+
+impl std::fmt::Debug for Tools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tools")
+            .field("more", &self.more.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Tools {
@@ -50,12 +85,31 @@ impl Default for Tools {
 }
 
 impl Tools {
-    /// A handler with every tool.
+    /// A handler with every built-in tool.
     pub fn new() -> Self {
         Self {
             tool_router: Self::tool_router(),
+            more: None,
         }
     }
+
+    /// A handler that also offers `more`'s tools to each caller.
+    pub fn with_source(more: Arc<dyn ToolSource>) -> Self {
+        Self {
+            tool_router: Self::tool_router(),
+            more: Some(more),
+        }
+    }
+}
+
+/// The caller's namespace, from the principal the auth layer left.
+fn namespace_of(context: &RequestContext<RoleServer>) -> Option<String> {
+    let parts = context.extensions.get::<http::request::Parts>()?;
+    let principal = parts.extensions.get::<Principal>()?;
+    principal
+        .namespace()
+        .filter(|ns| tower_warden::namespace::is_valid(ns))
+        .map(str::to_owned)
 }
 
 fn text(text: impl Into<String>) -> CallToolResult {
@@ -129,6 +183,55 @@ impl Tools {
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Tools {
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let mut tools = self.tool_router.list_all();
+        let mut per_caller = false;
+        if let (Some(more), Some(namespace)) = (&self.more, namespace_of(&context)) {
+            tools.extend(more.tools_for(&namespace).await);
+            per_caller = true;
+        }
+        let cache_hints = context
+            .protocol_version()
+            .is_some_and(|version| version >= ProtocolVersion::V_2026_07_28);
+        let mut result = ListToolsResult::with_all_items(tools);
+        if cache_hints {
+            result.ttl_ms = Some(0);
+            // Each caller's list is its own once upstream tools are in it.
+            result.cache_scope = Some(if per_caller {
+                CacheScope::Private
+            } else {
+                CacheScope::Public
+            });
+        }
+        Ok(result)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if self.tool_router.has_route(&request.name) {
+            let call = ToolCallContext::new(self, request, context);
+            return self.tool_router.call(call).await;
+        }
+        if let (Some(more), Some(namespace)) = (&self.more, namespace_of(&context))
+            && let Some(result) = more
+                .call(&namespace, &request.name, request.arguments.clone())
+                .await
+        {
+            return Ok(result.into());
+        }
+        Err(ErrorData::invalid_params(
+            format!("tool not found: {}", request.name),
+            None,
+        ))
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new(

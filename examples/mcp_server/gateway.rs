@@ -1,0 +1,430 @@
+//! The gateway: namespace-owned connections to upstream MCP servers, their
+//! tools discovered and run over Streamable HTTP.
+//!
+//! ```text
+//! POST   /api/v1/mcp/connections                          {"server_name","url","timeout"} → 201
+//! GET    /api/v1/mcp/connections                          → the caller's connections
+//! GET    /api/v1/mcp/connections/{id}/tools               → the upstream's tools
+//! POST   /api/v1/mcp/connections/{id}/tools/{tool}/execute {"arguments":{..}} → the result
+//! DELETE /api/v1/mcp/connections/{id}                     → 204
+//! ```
+//!
+//! Every route works in the caller's namespace (the `Namespace` that
+//! `NamespaceLayer` leaves): another namespace's connection is 403 on every
+//! route, a body naming another namespace is 403. Errors are problem JSON.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rmcp::model::{JsonObject, Tool};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tower_warden::namespace::{Namespace, NamespaceLayer, Resolved};
+use tower_warden::principal::Principal;
+use tower_warden::reject::{Reason, Rejection, RequestHead};
+
+use super::store::{Connection, ConnectionStore, NewConnection, StoreError};
+use super::upstream::{UpstreamError, Upstreams};
+
+/// The connection API's path prefix.
+pub const CONNECTIONS: &str = "/api/v1/mcp/connections";
+
+/// The role that may work in any namespace.
+pub const ADMIN_ROLE: &str = "admin";
+
+/// The store and the upstream clients, shared by the routes and the MCP
+/// endpoint.
+#[derive(Debug)]
+pub struct Gateway {
+    /// Where connections are kept.
+    pub store: ConnectionStore,
+    /// The upstream clients and their breakers.
+    pub upstreams: Upstreams,
+}
+
+impl Gateway {
+    /// The upstream tools of `namespace`, named `<server_name>.<tool>`.
+    /// Upstreams that fail (or whose breaker is open) are left out.
+    pub async fn tools_for(&self, namespace: &str) -> Vec<Tool> {
+        let Ok(connections) = self.store.list(namespace).await else {
+            return Vec::new();
+        };
+        let lists = connections.iter().map(|connection| async move {
+            let tools = self.upstreams.list_tools(connection).await.ok()?;
+            Some((connection.server_name.clone(), tools))
+        });
+        let mut all = Vec::new();
+        for (server, tools) in futures_join_all(lists).await.into_iter().flatten() {
+            for mut tool in tools {
+                tool.name = format!("{server}.{}", tool.name).into();
+                all.push(tool);
+            }
+        }
+        all
+    }
+
+    /// Runs `<server_name>.<tool>` for `namespace`, if `name` is one.
+    pub async fn call(
+        &self,
+        namespace: &str,
+        name: &str,
+        arguments: Option<JsonObject>,
+    ) -> Option<Result<rmcp::model::CallToolResult, UpstreamError>> {
+        let (server, tool) = name.split_once('.')?;
+        let connections = self.store.list(namespace).await.ok()?;
+        let connection = connections.iter().find(|c| c.server_name == server)?;
+        Some(self.upstreams.call_tool(connection, tool, arguments).await)
+    }
+
+    /// The namespace a connection route asks for: its connection's owner.
+    async fn owner(self: Arc<Self>, id: Option<String>) -> Resolved {
+        let Some(id) = id else { return Ok(None) };
+        match self.store.get(&id).await {
+            Ok(found) => Ok(found.map(|c| c.namespace)),
+            Err(error) => {
+                tracing::warn!(%error, "connection store unavailable");
+                Err(Rejection::new(Reason::AuthUnavailable)
+                    .with_detail("the connection store is unavailable"))
+            }
+        }
+    }
+}
+
+/// Polls every future of `futures` to completion, concurrently.
+async fn futures_join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+/// The connection id in a connection route's path, if any.
+fn connection_id(head: &RequestHead<'_>) -> Option<String> {
+    let rest = head.uri.path().strip_prefix(CONNECTIONS)?.strip_prefix('/')?;
+    let id = rest.split('/').next().filter(|id| !id.is_empty())?;
+    Some(id.to_owned())
+}
+
+/// The connection API, behind a `NamespaceLayer` that resolves each
+/// connection's owner. The caller adds authentication in front.
+pub fn routes(gateway: Arc<Gateway>) -> Router {
+    let resolver = Arc::clone(&gateway);
+    let namespaces = NamespaceLayer::new()
+        .admin_role(ADMIN_ROLE)
+        .resolve_async(move |head: &RequestHead<'_>| {
+            Arc::clone(&resolver).owner(connection_id(head))
+        });
+    Router::new()
+        .route(CONNECTIONS, post(create).get(list))
+        .route(&format!("{CONNECTIONS}/{{id}}"), get(show).delete(remove))
+        .route(&format!("{CONNECTIONS}/{{id}}/tools"), get(tools))
+        .route(
+            &format!("{CONNECTIONS}/{{id}}/tools/{{tool}}/execute"),
+            post(execute),
+        )
+        .with_state(gateway)
+        .route_layer(namespaces)
+}
+
+/// A problem JSON answer.
+fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
+    let body = json!({
+        "type": format!("urn:tower-warden:problem:{code}"),
+        "title": status.canonical_reason().unwrap_or(""),
+        "status": status.as_u16(),
+        "detail": detail.into(),
+        "code": code,
+    });
+    let mut response = (status, Json(body)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+fn store_failed(error: &StoreError) -> Response {
+    match error {
+        StoreError::Invalid(why) => problem(StatusCode::BAD_REQUEST, "invalid_request", why.clone()),
+        StoreError::Conflict(why) => problem(StatusCode::CONFLICT, "conflict", why.clone()),
+        other => {
+            tracing::warn!(error = %other, "connection store failed");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the connection store is unavailable",
+            )
+        }
+    }
+}
+
+fn upstream_failed(error: &UpstreamError) -> Response {
+    match error {
+        UpstreamError::Open { retry_after } => {
+            let mut response = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Reason::CircuitOpen.code(),
+                error.to_string(),
+            );
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            response
+        }
+        UpstreamError::Timeout => {
+            problem(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", error.to_string())
+        }
+        UpstreamError::Failed(_) => {
+            problem(StatusCode::BAD_GATEWAY, "upstream_unavailable", error.to_string())
+        }
+        UpstreamError::Refused(data) => problem(
+            StatusCode::BAD_GATEWAY,
+            "upstream_refused",
+            format!("{} ({})", data.message, data.code.0),
+        ),
+    }
+}
+
+fn forbidden() -> Response {
+    let rejection = Rejection::new(Reason::NamespaceForbidden);
+    problem(
+        StatusCode::FORBIDDEN,
+        Reason::NamespaceForbidden.code(),
+        rejection.detail().to_owned(),
+    )
+}
+
+/// Who calls, and in which namespace: what `NamespaceLayer` and the auth
+/// layer left. Missing (a principal without a namespace, let through as an
+/// admin) answers 403.
+struct Caller {
+    namespace: Namespace,
+    principal: Principal,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Response> {
+        let principal = parts.extensions.get::<Principal>().cloned();
+        let namespace = parts.extensions.get::<Namespace>().cloned();
+        match (principal, namespace) {
+            (Some(principal), Some(namespace)) => Ok(Self {
+                namespace,
+                principal,
+            }),
+            _ => Err(forbidden()),
+        }
+    }
+}
+
+/// The caller's connection `id`: 404 when there is none, 403 when it is
+/// another namespace's (the layer already refused that; checked again
+/// here, at the source).
+async fn owned(gateway: &Gateway, caller: &Caller, id: &str) -> Result<Connection, Response> {
+    match gateway.store.get(id).await {
+        Ok(Some(connection))
+            if connection.namespace == caller.namespace.as_str()
+                || caller.principal.has_role(ADMIN_ROLE) =>
+        {
+            Ok(connection)
+        }
+        Ok(Some(_)) => Err(forbidden()),
+        Ok(None) => Err(problem(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such connection",
+        )),
+        Err(error) => Err(store_failed(&error)),
+    }
+}
+
+/// The body of `POST /api/v1/mcp/connections`.
+#[derive(Debug, Deserialize)]
+struct CreateBody {
+    server_name: String,
+    url: String,
+    /// Seconds (fractions allowed).
+    timeout: Option<f64>,
+    namespace: Option<String>,
+    /// A credential for the upstream (sent as a bearer token).
+    credential: Option<String>,
+}
+
+async fn create(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return problem(StatusCode::BAD_REQUEST, "invalid_request", rejection.body_text());
+        }
+    };
+    let namespace = match body.namespace.as_deref() {
+        None => caller.namespace.to_string(),
+        Some(asked) if asked == caller.namespace.as_str() => asked.to_owned(),
+        Some(asked) if caller.principal.has_role(ADMIN_ROLE) => asked.to_owned(),
+        Some(_) => return forbidden(),
+    };
+    let timeout_ms = match body.timeout {
+        None => super::store::DEFAULT_TIMEOUT_MS,
+        Some(secs) if secs.is_finite() && secs > 0.0 && secs <= 300.0 => {
+            Duration::from_secs_f64(secs).as_millis().max(1) as u64
+        }
+        Some(_) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "timeout must be between 0 and 300 seconds",
+            );
+        }
+    };
+    let new = NewConnection {
+        server_name: body.server_name,
+        url: body.url,
+        timeout_ms,
+        credential: body.credential,
+    };
+    match gateway.store.create(&namespace, new).await {
+        Ok(connection) => (StatusCode::CREATED, Json(connection)).into_response(),
+        Err(error) => store_failed(&error),
+    }
+}
+
+async fn list(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+) -> Response {
+    match gateway.store.list(caller.namespace.as_str()).await {
+        Ok(connections) => Json(json!({ "connections": connections })).into_response(),
+        Err(error) => store_failed(&error),
+    }
+}
+
+async fn show(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Response {
+    match owned(&gateway, &caller, &id).await {
+        Ok(connection) => Json(connection).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn remove(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(response) = owned(&gateway, &caller, &id).await {
+        return response;
+    }
+    match gateway.store.delete(&id).await {
+        Ok(_) => {
+            gateway.upstreams.forget(&id);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(error) => store_failed(&error),
+    }
+}
+
+async fn tools(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Response {
+    let connection = match owned(&gateway, &caller, &id).await {
+        Ok(connection) => connection,
+        Err(response) => return response,
+    };
+    match gateway.upstreams.list_tools(&connection).await {
+        Ok(tools) => Json(json!({ "connection_id": connection.id, "tools": tools })).into_response(),
+        Err(error) => upstream_failed(&error),
+    }
+}
+
+/// The body of `.../tools/{tool}/execute`.
+#[derive(Debug, Default, Deserialize)]
+struct ExecuteBody {
+    arguments: Option<JsonObject>,
+}
+
+async fn execute(
+    State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
+    Path((id, tool)): Path<(String, String)>,
+    body: Result<Json<ExecuteBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let connection = match owned(&gateway, &caller, &id).await {
+        Ok(connection) => connection,
+        Err(response) => return response,
+    };
+    let arguments = match body {
+        Ok(Json(body)) => body.arguments,
+        Err(axum::extract::rejection::JsonRejection::MissingJsonContentType(_)) => None,
+        Err(rejection) => {
+            return problem(StatusCode::BAD_REQUEST, "invalid_request", rejection.body_text());
+        }
+    };
+    match gateway.upstreams.call_tool(&connection, &tool, arguments).await {
+        Ok(result) => {
+            let value: Value = serde_json::to_value(&result).unwrap_or(Value::Null);
+            Json(json!({ "connection_id": connection.id, "tool": tool, "result": value }))
+                .into_response()
+        }
+        Err(error) => upstream_failed(&error),
+    }
+}
+
+/// The MCP endpoint offers each caller its upstream tools, and routes their
+/// calls; an upstream that fails answers with a tool error the model can
+/// read.
+impl super::tools::ToolSource for Gateway {
+    fn tools_for<'a>(&'a self, namespace: &'a str) -> super::tools::BoxFuture<'a, Vec<Tool>> {
+        Box::pin(Gateway::tools_for(self, namespace))
+    }
+
+    fn call<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        arguments: Option<JsonObject>,
+    ) -> super::tools::BoxFuture<'a, Option<rmcp::model::CallToolResult>> {
+        Box::pin(async move {
+            Some(match Gateway::call(self, namespace, name, arguments).await? {
+                Ok(result) => result,
+                Err(error) => rmcp::model::CallToolResult::error(vec![
+                    rmcp::model::ContentBlock::text(error.to_string()),
+                ]),
+            })
+        })
+    }
+}

@@ -1,0 +1,189 @@
+//! Upstream MCP servers, reached with rmcp's Streamable HTTP client: one
+//! client per connection, each call through the connection's own circuit
+//! breaker and timeout.
+//!
+//! The caller's credential is never passed on (MCP forbids token
+//! passthrough): a connection may carry its own upstream credential, sent
+//! as `Authorization: Bearer …`, and nothing else from the caller's request
+//! reaches the upstream.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rmcp::model::{CallToolRequestParams, CallToolResult, ClientInfo, JsonObject, Tool};
+use rmcp::service::{RunningService, ServiceError};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{RoleClient, ServiceExt};
+use tower_warden::circuit_breaker::{BreakerState, CircuitBreakers};
+
+use super::store::Connection;
+
+type Client = RunningService<RoleClient, ClientInfo>;
+
+/// Why an upstream call did not produce an answer.
+#[derive(Debug)]
+pub enum UpstreamError {
+    /// The connection's breaker is open: the upstream was not called.
+    Open {
+        /// When the breaker lets a probe through.
+        retry_after: Duration,
+    },
+    /// No answer within the connection's timeout.
+    Timeout,
+    /// The upstream could not be reached, or broke the protocol.
+    Failed(String),
+    /// The upstream answered with a JSON-RPC error (it is up; the request
+    /// was wrong).
+    Refused(rmcp::ErrorData),
+}
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Open { retry_after } => write!(
+                f,
+                "the upstream is failing; its circuit breaker is open for {} s more",
+                retry_after.as_secs().max(1)
+            ),
+            Self::Timeout => f.write_str("the upstream did not answer in time"),
+            Self::Failed(why) => write!(f, "the upstream cannot be reached: {why}"),
+            Self::Refused(error) => write!(f, "the upstream refused the call: {}", error.message),
+        }
+    }
+}
+
+/// The running clients of every connection, and their breakers.
+pub struct Upstreams {
+    clients: Mutex<HashMap<String, Arc<Client>>>,
+    breakers: CircuitBreakers,
+}
+
+impl std::fmt::Debug for Upstreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstreams").finish_non_exhaustive()
+    }
+}
+
+impl Upstreams {
+    /// Upstreams whose breakers are built by `breakers`.
+    pub fn new(breakers: CircuitBreakers) -> Self {
+        Self {
+            clients: Mutex::new(HashMap::new()),
+            breakers,
+        }
+    }
+
+    /// The tools of `connection`'s upstream (every page).
+    pub async fn list_tools(&self, connection: &Connection) -> Result<Vec<Tool>, UpstreamError> {
+        self.guarded(connection, |client| async move {
+            client.list_all_tools().await
+        })
+        .await
+    }
+
+    /// Calls `tool` on `connection`'s upstream.
+    pub async fn call_tool(
+        &self,
+        connection: &Connection,
+        tool: &str,
+        arguments: Option<JsonObject>,
+    ) -> Result<CallToolResult, UpstreamError> {
+        let mut params = CallToolRequestParams::new(tool.to_owned());
+        if let Some(arguments) = arguments {
+            params = params.with_arguments(arguments);
+        }
+        self.guarded(connection, |client| async move {
+            client.call_tool(params).await
+        })
+        .await
+    }
+
+    /// Closes `id`'s client and drops its breaker (the connection is gone).
+    pub fn forget(&self, id: &str) {
+        let client = self.lock().remove(id);
+        self.breakers.remove(id);
+        if let Some(client) = client {
+            close(client);
+        }
+    }
+
+    /// Every breaker and its state, for `/health`.
+    pub fn states(&self) -> Vec<(String, BreakerState)> {
+        self.breakers.states()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Client>>> {
+        self.clients.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `call` on `connection`'s client, through its breaker and
+    /// within its timeout (connecting first if needed). A transport
+    /// failure or a timeout counts against the breaker and drops the
+    /// client, so the next call connects afresh.
+    async fn guarded<T, F, Fut>(&self, connection: &Connection, call: F) -> Result<T, UpstreamError>
+    where
+        F: FnOnce(Arc<Client>) -> Fut,
+        Fut: Future<Output = Result<T, ServiceError>>,
+    {
+        let breaker = self.breakers.get_or_insert(&connection.id);
+        let permit = breaker.try_acquire().map_err(|open| UpstreamError::Open {
+            retry_after: open.retry_after(),
+        })?;
+        let timeout = Duration::from_millis(connection.timeout_ms);
+        let outcome = tokio::time::timeout(timeout, async {
+            let client = self.client(connection).await?;
+            call(client).await.map_err(|error| match error {
+                ServiceError::McpError(data) => UpstreamError::Refused(data),
+                other => UpstreamError::Failed(other.to_string()),
+            })
+        })
+        .await
+        .unwrap_or(Err(UpstreamError::Timeout));
+        match &outcome {
+            Ok(_) | Err(UpstreamError::Refused(_)) => permit.success(),
+            Err(_) => {
+                permit.failure();
+                if let Some(client) = self.lock().remove(&connection.id) {
+                    close(client);
+                }
+            }
+        }
+        outcome
+    }
+
+    async fn client(&self, connection: &Connection) -> Result<Arc<Client>, UpstreamError> {
+        if let Some(client) = self.lock().get(&connection.id) {
+            return Ok(Arc::clone(client));
+        }
+        let mut config = StreamableHttpClientTransportConfig::with_uri(connection.url.clone());
+        if let Some(credential) = &connection.credential {
+            config = config.auth_header(credential.clone());
+        }
+        let transport = StreamableHttpClientTransport::from_config(config);
+        let client = ClientInfo::default()
+            .serve(transport)
+            .await
+            .map_err(|e| UpstreamError::Failed(e.to_string()))?;
+        let client = Arc::new(client);
+        let kept = Arc::clone(
+            self.lock()
+                .entry(connection.id.clone())
+                .or_insert_with(|| Arc::clone(&client)),
+        );
+        if !Arc::ptr_eq(&kept, &client) {
+            close(client);
+        }
+        Ok(kept)
+    }
+}
+
+/// Ends a client's session in the background (when no call holds it).
+fn close(client: Arc<Client>) {
+    if let Ok(client) = Arc::try_unwrap(client) {
+        tokio::spawn(async move {
+            let _ = client.cancel().await;
+        });
+    }
+}
