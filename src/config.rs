@@ -70,6 +70,7 @@
 //! | `MCP_RATE_LIMIT_REDIS_PREFIX` | `tower-warden:rl:` | prefix of every Redis key the limiter writes; give each deployment sharing a Redis its own |
 //! | `MCP_DATABASE_URL` | `sqlite://./data/mcp.db` | the gateway's connection store: `sqlite://path` (embedded; `sqlite::memory:` for throwaway) or `postgres://…` (shared by several instances); its password is never printed |
 //! | `CIRCUIT_BREAKER_FAILURE_THRESHOLD` | `5` | consecutive failures that open an upstream's circuit breaker (at least 1) |
+//! | `MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS` | `true` in development, else `false` | let tenants register upstreams on loopback, private and link-local addresses (off: such URLs are refused and host names are resolved to public addresses only) |
 //! | `CIRCUIT_BREAKER_RESET_TIMEOUT` | `60000` | milliseconds an open breaker waits before letting a probe through (at least 1) |
 //!
 //! Lists are written `a,b` or as a JSON array of strings `["a","b"]`.
@@ -404,6 +405,9 @@ pub struct WardenConfig {
     /// `CIRCUIT_BREAKER_RESET_TIMEOUT` (milliseconds): how long an open
     /// breaker waits before a probe.
     pub circuit_breaker_reset_timeout: Duration,
+    /// `MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS`: whether gateway upstreams may
+    /// be on loopback, private or link-local addresses (SSRF guard off).
+    pub gateway_allow_private_upstreams: bool,
 }
 
 impl fmt::Debug for WardenConfig {
@@ -474,6 +478,10 @@ impl fmt::Debug for WardenConfig {
                 "circuit_breaker_reset_timeout",
                 &self.circuit_breaker_reset_timeout,
             )
+            .field(
+                "gateway_allow_private_upstreams",
+                &self.gateway_allow_private_upstreams,
+            )
             .finish()
     }
 }
@@ -526,6 +534,7 @@ impl Default for WardenConfig {
             database_url: DEFAULT_DATABASE_URL.to_owned(),
             circuit_breaker_failure_threshold: DEFAULT_CIRCUIT_BREAKER_FAILURE_THRESHOLD,
             circuit_breaker_reset_timeout: DEFAULT_CIRCUIT_BREAKER_RESET_TIMEOUT,
+            gateway_allow_private_upstreams: true,
         }
     }
 }
@@ -567,7 +576,7 @@ pub const DEFAULT_RATE_LIMIT_REDIS_PREFIX: &str = "tower-warden:rl:";
 
 /// Every environment variable [`WardenConfig`] reads. All start with `MCP_`
 /// but `RATE_LIMIT_WINDOW_MS` and `RATE_LIMIT_MAX_REQUESTS`.
-pub const VARIABLES: [&str; 46] = [
+pub const VARIABLES: [&str; 47] = [
     "MCP_HOST",
     "MCP_PORT",
     "MCP_ENVIRONMENT",
@@ -614,6 +623,7 @@ pub const VARIABLES: [&str; 46] = [
     "MCP_DATABASE_URL",
     "CIRCUIT_BREAKER_FAILURE_THRESHOLD",
     "CIRCUIT_BREAKER_RESET_TIMEOUT",
+    "MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS",
 ];
 
 struct Vars {
@@ -1061,6 +1071,8 @@ fn load_gateway(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigErro
     )? {
         config.circuit_breaker_reset_timeout = Duration::from_millis(ms);
     }
+    config.gateway_allow_private_upstreams = boolean(vars, "MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS")?
+        .unwrap_or(config.environment == Environment::Development);
     Ok(())
 }
 
@@ -1733,6 +1745,7 @@ mod tests {
             "postgres://gw:hunter2@db.internal/mcp"
         );
         assert_eq!(gateway.circuit_breaker_failure_threshold, 3);
+        assert!(gateway.gateway_allow_private_upstreams, "development default");
         assert_eq!(
             gateway.circuit_breaker_reset_timeout,
             Duration::from_millis(2500)

@@ -459,7 +459,12 @@ pub async fn gateway(config: &WardenConfig) -> Result<Arc<gateway::Gateway>, Con
     let breakers = breakers(config)?;
     Ok(Arc::new(gateway::Gateway {
         store,
-        upstreams: upstream::Upstreams::new(breakers),
+        upstreams: upstream::Upstreams::new(
+            breakers,
+            upstream::Reach {
+                allow_private: config.gateway_allow_private_upstreams,
+            },
+        ),
     }))
 }
 

@@ -306,6 +306,9 @@ async fn create(
             );
         }
     };
+    if let Err(why) = gateway.upstreams.reach().check_url(&body.url) {
+        return problem(StatusCode::BAD_REQUEST, "upstream_forbidden", why);
+    }
     let new = NewConnection {
         server_name: body.server_name,
         url: body.url,

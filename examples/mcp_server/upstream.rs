@@ -8,6 +8,7 @@
 //! reaches the upstream.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -54,10 +55,114 @@ impl std::fmt::Display for UpstreamError {
     }
 }
 
+/// Which addresses upstreams may have: a tenant must not turn the gateway
+/// against the network it runs in (server-side request forgery).
+#[derive(Clone, Copy, Debug)]
+pub struct Reach {
+    /// Whether loopback, private, link-local and other non-public
+    /// addresses are allowed (`MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS`).
+    pub allow_private: bool,
+}
+
+impl Reach {
+    /// Refuses a URL whose host is a non-public address literal or
+    /// `localhost` (host names are checked again when resolved).
+    pub fn check_url(&self, url: &str) -> Result<(), String> {
+        if self.allow_private {
+            return Ok(());
+        }
+        let uri: http::Uri = url.parse().map_err(|_| "not a URL".to_owned())?;
+        let host = uri.host().unwrap_or_default();
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        let refused = match literal.parse::<IpAddr>() {
+            Ok(ip) => !is_public(ip),
+            Err(_) => {
+                let name = host.trim_end_matches('.').to_ascii_lowercase();
+                name == "localhost" || name.ends_with(".localhost")
+            }
+        };
+        if refused {
+            return Err(format!(
+                "{host} is not a public address; upstreams on private networks need \
+                 MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS=true"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The HTTP client upstream calls go through: no redirects (a redirect
+    /// could lead anywhere), no proxy from the environment, and — unless
+    /// private addresses are allowed — host names resolved to public
+    /// addresses only.
+    fn http_client(&self) -> Result<reqwest::Client, UpstreamError> {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy();
+        if !self.allow_private {
+            builder = builder.dns_resolver(PublicOnly);
+        }
+        builder
+            .build()
+            .map_err(|e| UpstreamError::Failed(e.to_string()))
+    }
+}
+
+/// Whether `ip` is a public unicast address.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)) // shared address space
+                || (a == 192 && b == 0 && v4.octets()[2] == 0) // IETF protocol assignments
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80 // link local
+                || (first == 0x2001 && v6.segments()[1] == 0x0db8)) // documentation
+        }
+    }
+}
+
+/// A resolver that keeps only public addresses.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|addr| is_public(addr.ip()))
+                .collect();
+            if found.is_empty() {
+                return Err(format!("{host} has no public address").into());
+            }
+            Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 /// The running clients of every connection, and their breakers.
 pub struct Upstreams {
     clients: Mutex<HashMap<String, Arc<Client>>>,
     breakers: CircuitBreakers,
+    reach: Reach,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -67,12 +172,19 @@ impl std::fmt::Debug for Upstreams {
 }
 
 impl Upstreams {
-    /// Upstreams whose breakers are built by `breakers`.
-    pub fn new(breakers: CircuitBreakers) -> Self {
+    /// Upstreams whose breakers are built by `breakers`, reachable as
+    /// `reach` allows.
+    pub fn new(breakers: CircuitBreakers, reach: Reach) -> Self {
         Self {
             clients: Mutex::new(HashMap::new()),
             breakers,
+            reach,
         }
+    }
+
+    /// Which addresses upstreams may have.
+    pub fn reach(&self) -> Reach {
+        self.reach
     }
 
     /// The tools of `connection`'s upstream (every page).
@@ -157,11 +269,15 @@ impl Upstreams {
         if let Some(client) = self.lock().get(&connection.id) {
             return Ok(Arc::clone(client));
         }
+        self.reach
+            .check_url(&connection.url)
+            .map_err(UpstreamError::Failed)?;
         let mut config = StreamableHttpClientTransportConfig::with_uri(connection.url.clone());
         if let Some(credential) = &connection.credential {
             config = config.auth_header(credential.clone());
         }
-        let transport = StreamableHttpClientTransport::from_config(config);
+        let transport =
+            StreamableHttpClientTransport::with_client(self.reach.http_client()?, config);
         let client = ClientInfo::default()
             .serve(transport)
             .await

@@ -36,6 +36,15 @@ impl Server {
     /// port until `shutdown` is cancelled.
     pub(crate) async fn serve(router: Router, shutdown: CancellationToken) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve_listener(listener, router, shutdown)
+    }
+
+    /// Serves `router` on `listener` until `shutdown` is cancelled.
+    pub(crate) fn serve_listener(
+        listener: tokio::net::TcpListener,
+        router: Router,
+        shutdown: CancellationToken,
+    ) -> Self {
         let addr = listener.local_addr().unwrap();
         let token = shutdown.clone();
         let task = tokio::spawn(async move {

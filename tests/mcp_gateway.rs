@@ -1,0 +1,439 @@
+//! The reference server as an MCP gateway, on 127.0.0.1: namespace-owned
+//! connections, a real upstream MCP server (another reference server, with
+//! its own credential) discovered and called, its tools offered on `/mcp`,
+//! the upstream killed and brought back through the circuit breaker, and
+//! connections that survive a restart.
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../examples/mcp_server/app.rs"]
+mod app;
+
+#[allow(dead_code)]
+#[path = "support/mcp.rs"]
+mod mcp_support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use mcp_support::{Reply, Server, open_session, post, send};
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, ClientConfig};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tower_warden::config::WardenConfig;
+
+const GATEWAY_SECRET: &str = "gateway-test-secret-of-at-least-32-bytes!";
+const UPSTREAM_SECRET: &str = "upstream-test-secret-of-at-least-32-bytes";
+
+/// A token signed with `secret` for `subject` in `namespace`.
+fn token(secret: &str, subject: &str, namespace: &str, roles: &[&str]) -> String {
+    tower_warden::auth::install_crypto_provider();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": subject, "namespace": namespace, "roles": roles, "scope": "*", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn bearer(subject: &str, namespace: &str) -> String {
+    format!("Bearer {}", token(GATEWAY_SECRET, subject, namespace, &[]))
+}
+
+/// A reference server on `addr` (port 0: any) with `secret` and `vars`.
+async fn start_on(addr: SocketAddr, secret: &str, vars: &[(&str, &str)]) -> Server {
+    let mut all = vec![
+        ("MCP_JWT_SECRET", secret),
+        ("MCP_DATABASE_URL", "sqlite::memory:"),
+        ("MCP_RATE_LIMIT_ENABLED", "false"),
+    ];
+    all.extend_from_slice(vars);
+    let config = WardenConfig::from_vars(all).unwrap();
+    let shutdown = CancellationToken::new();
+    let router = app::router(&config, &shutdown).await.unwrap();
+    if addr.port() == 0 {
+        return Server::serve(router, shutdown).await;
+    }
+    // The same port again (an upstream coming back): retry while the old
+    // socket lets go.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let listener = loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => break listener,
+            Err(error) => {
+                assert!(std::time::Instant::now() < deadline, "rebind {addr}: {error}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    Server::serve_listener(listener, router, shutdown)
+}
+
+async fn start(secret: &str, vars: &[(&str, &str)]) -> Server {
+    start_on(SocketAddr::from(([127, 0, 0, 1], 0)), secret, vars).await
+}
+
+fn api(server: &Server, path: &str) -> String {
+    format!("http://{}/api/v1/mcp/connections{path}", server.addr)
+}
+
+async fn call(method: Method, url: &str, auth: &str, body: Option<Value>) -> Reply {
+    let mut headers = vec![("authorization", auth)];
+    if body.is_some() {
+        headers.push(("content-type", "application/json"));
+    }
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    send(method, url, &headers, body).await
+}
+
+/// Registers `upstream` for the caller of `auth`; returns the connection.
+async fn connect(gateway: &Server, auth: &str, name: &str, upstream: &Server) -> Value {
+    let credential = token(UPSTREAM_SECRET, "gateway", "default", &[]);
+    let reply = call(
+        Method::POST,
+        &api(gateway, ""),
+        auth,
+        Some(json!({
+            "server_name": name,
+            "url": upstream.url(),
+            "timeout": 5,
+            "credential": credential,
+        })),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    reply.json()
+}
+
+#[tokio::test]
+async fn a_tenant_discovers_and_runs_upstream_tools_with_its_own_credential() {
+    let upstream = start(UPSTREAM_SECRET, &[]).await;
+    let gateway = start(GATEWAY_SECRET, &[]).await;
+    let alice = bearer("alice", "acme");
+
+    let connection = connect(&gateway, &alice, "tools", &upstream).await;
+    let id = connection["id"].as_str().unwrap().to_owned();
+    assert_eq!(connection["namespace"], "acme");
+    assert_eq!(connection["server_name"], "tools");
+    // The upstream credential is kept, never shown.
+    assert!(!connection.to_string().contains(UPSTREAM_SECRET));
+    assert!(connection.get("credential").is_none());
+
+    let listed = call(Method::GET, &api(&gateway, ""), &alice, None).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.json()["connections"][0]["id"], id.as_str());
+
+    let tools = call(Method::GET, &api(&gateway, &format!("/{id}/tools")), &alice, None).await;
+    assert_eq!(tools.status, StatusCode::OK, "{:?}", tools.body);
+    let mut names: Vec<String> = tools.json()["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["add", "echo", "sleep", "whoami"]);
+
+    let run = call(
+        Method::POST,
+        &api(&gateway, &format!("/{id}/tools/add/execute")),
+        &alice,
+        Some(json!({"arguments": {"a": 2, "b": 3}})),
+    )
+    .await;
+    assert_eq!(run.status, StatusCode::OK, "{:?}", run.body);
+    assert_eq!(run.json()["result"]["content"][0]["text"], "5");
+
+    // The upstream saw the gateway's connection, not alice's token: had the
+    // gateway passed alice's token through, the upstream (another secret)
+    // would have refused every call above.
+    let deleted = call(Method::DELETE, &api(&gateway, &format!("/{id}")), &alice, None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let gone = call(Method::GET, &api(&gateway, &format!("/{id}/tools")), &alice, None).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    gateway.stop().await;
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn attack_another_namespace_cannot_see_use_or_delete_a_connection() {
+    let upstream = start(UPSTREAM_SECRET, &[]).await;
+    let gateway = start(GATEWAY_SECRET, &[]).await;
+    let alice = bearer("alice", "acme");
+    let mallory = bearer("mallory", "globex");
+    let connection = connect(&gateway, &alice, "tools", &upstream).await;
+    let id = connection["id"].as_str().unwrap();
+
+    let listed = call(Method::GET, &api(&gateway, ""), &mallory, None).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.json()["connections"], json!([]));
+
+    for (method, path, body) in [
+        (Method::GET, format!("/{id}"), None),
+        (Method::GET, format!("/{id}/tools"), None),
+        (
+            Method::POST,
+            format!("/{id}/tools/echo/execute"),
+            Some(json!({"arguments": {"text": "x"}})),
+        ),
+        (Method::DELETE, format!("/{id}"), None),
+    ] {
+        let reply = call(method.clone(), &api(&gateway, &path), &mallory, body).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{method} {path}");
+        assert_eq!(reply.json()["code"], "namespace_forbidden");
+    }
+    // Naming alice's namespace in a body is refused too.
+    let reply = call(
+        Method::POST,
+        &api(&gateway, ""),
+        &mallory,
+        Some(json!({"server_name": "sneaky", "url": upstream.url(), "namespace": "acme"})),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    // Alice's connection is untouched.
+    let listed = call(Method::GET, &api(&gateway, ""), &alice, None).await;
+    assert_eq!(listed.json()["connections"].as_array().unwrap().len(), 1);
+    // Without a credential at all: 401, never a listing.
+    let anonymous = send(Method::GET, &api(&gateway, ""), &[], "").await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+
+    // Mallory's MCP endpoint offers none of alice's upstream tools.
+    let session = open_session(&gateway.url(), &[("authorization", &mallory)], "2025-06-18").await;
+    let reply = post(
+        &gateway.url(),
+        &[
+            ("authorization", mallory.as_str()),
+            ("mcp-session-id", session.as_str()),
+            ("mcp-protocol-version", "2025-06-18"),
+        ],
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    )
+    .await;
+    let names: Vec<String> = reply.message()["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains('.')), "{names:?}");
+    gateway.stop().await;
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_are_problem_json() {
+    let gateway = start(GATEWAY_SECRET, &[]).await;
+    let alice = bearer("alice", "acme");
+    for body in [
+        json!({"server_name": "has space", "url": "http://127.0.0.1:1/mcp"}),
+        json!({"server_name": "ok", "url": "ftp://example.com/"}),
+        json!({"server_name": "ok", "url": "http://127.0.0.1:1/mcp", "timeout": 0}),
+        json!({"server_name": "ok", "url": "http://127.0.0.1:1/mcp", "timeout": 301}),
+        json!({"url": "http://127.0.0.1:1/mcp"}),
+    ] {
+        let reply = call(Method::POST, &api(&gateway, ""), &alice, Some(body.clone())).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(
+            reply.headers[http::header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+    }
+    let body = json!({"server_name": "twice", "url": "http://127.0.0.1:1/mcp"});
+    let first = call(Method::POST, &api(&gateway, ""), &alice, Some(body.clone())).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let second = call(Method::POST, &api(&gateway, ""), &alice, Some(body)).await;
+    assert_eq!(second.status, StatusCode::CONFLICT);
+    let missing = call(Method::GET, &api(&gateway, "/no-such-id/tools"), &alice, None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_tools_are_offered_and_routed_on_the_mcp_endpoint() {
+    let upstream = start(UPSTREAM_SECRET, &[]).await;
+    let gateway = start(GATEWAY_SECRET, &[]).await;
+    let alice = bearer("alice", "acme");
+    connect(&gateway, &alice, "up", &upstream).await;
+
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(gateway.url())
+            .auth_header(alice.trim_start_matches("Bearer ")),
+    );
+    let client = ClientConfig::default().serve(transport).await.unwrap();
+    let tools = client.list_all_tools().await.unwrap();
+    let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "add",
+            "echo",
+            "sleep",
+            "up.add",
+            "up.echo",
+            "up.sleep",
+            "up.whoami",
+            "whoami"
+        ]
+    );
+    let result = client
+        .call_tool(
+            CallToolRequestParams::new("up.echo")
+                .with_arguments(serde_json::from_value(json!({"text": "via the gateway"})).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_ne!(result.is_error, Some(true));
+    let value = serde_json::to_value(&result).unwrap();
+    assert_eq!(value["content"][0]["text"], "via the gateway");
+    client.cancel().await.unwrap();
+    gateway.stop().await;
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn a_dead_upstream_opens_its_breaker_and_recovers_through_half_open() {
+    let upstream = start(UPSTREAM_SECRET, &[]).await;
+    let upstream_addr = upstream.addr;
+    let gateway = start(
+        GATEWAY_SECRET,
+        &[
+            ("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "2"),
+            ("CIRCUIT_BREAKER_RESET_TIMEOUT", "300"),
+        ],
+    )
+    .await;
+    let alice = bearer("alice", "acme");
+    let connection = connect(&gateway, &alice, "flaky", &upstream).await;
+    let id = connection["id"].as_str().unwrap().to_owned();
+    let tools_url = api(&gateway, &format!("/{id}/tools"));
+    assert_eq!(
+        call(Method::GET, &tools_url, &alice, None).await.status,
+        StatusCode::OK
+    );
+
+    upstream.stop().await;
+    // Two failures (the threshold): the upstream is tried and found dead.
+    for _ in 0..2 {
+        let reply = call(Method::GET, &tools_url, &alice, None).await;
+        assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{:?}", reply.body);
+    }
+    // Open: answered at once, without calling the upstream.
+    let open = call(Method::GET, &tools_url, &alice, None).await;
+    assert_eq!(open.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(open.json()["code"], "circuit_open");
+    assert_eq!(open.headers[http::header::RETRY_AFTER], "1");
+    let health = send(
+        Method::GET,
+        &format!("http://{}/health", gateway.addr),
+        &[],
+        "",
+    )
+    .await
+    .json();
+    assert_eq!(health["upstreams"][0]["connection_id"], id.as_str());
+    assert_eq!(health["upstreams"][0]["breaker"]["state"], "open");
+
+    // The upstream comes back on the same address; after the reset
+    // timeout one probe goes through and closes the breaker.
+    let upstream = start_on(upstream_addr, UPSTREAM_SECRET, &[]).await;
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let probe = call(Method::GET, &tools_url, &alice, None).await;
+    assert_eq!(probe.status, StatusCode::OK, "{:?}", probe.body);
+    let health = send(
+        Method::GET,
+        &format!("http://{}/health", gateway.addr),
+        &[],
+        "",
+    )
+    .await
+    .json();
+    assert_eq!(health["upstreams"][0]["breaker"]["state"], "closed");
+    gateway.stop().await;
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn connections_survive_a_restart() {
+    let dir = std::env::temp_dir().join(format!(
+        "tower-warden-gateway-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let url = format!("sqlite://{}/mcp.db", dir.display());
+    let alice = bearer("alice", "acme");
+    let first = start(GATEWAY_SECRET, &[("MCP_DATABASE_URL", url.as_str())]).await;
+    let body = json!({"server_name": "kept", "url": "http://127.0.0.1:9/mcp"});
+    let created = call(Method::POST, &api(&first, ""), &alice, Some(body)).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let id = created.json()["id"].clone();
+    first.stop().await;
+
+    let second = start(GATEWAY_SECRET, &[("MCP_DATABASE_URL", url.as_str())]).await;
+    let listed = call(Method::GET, &api(&second, ""), &alice, None).await;
+    assert_eq!(listed.json()["connections"][0]["id"], id);
+    second.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn attack_upstreams_on_private_addresses_are_refused_in_production() {
+    let gateway = start(
+        GATEWAY_SECRET,
+        &[
+            ("MCP_ENVIRONMENT", "production"),
+            ("MCP_JWT_AUDIENCE", "tower-warden-test"),
+        ],
+    )
+    .await;
+    let alice = format!(
+        "Bearer {}",
+        {
+            tower_warden::auth::install_crypto_provider();
+            let exp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                + 3600;
+            jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+                &json!({"sub": "alice", "namespace": "acme", "aud": "tower-warden-test", "exp": exp}),
+                &jsonwebtoken::EncodingKey::from_secret(GATEWAY_SECRET.as_bytes()),
+            )
+            .unwrap()
+        }
+    );
+    for url in [
+        "http://127.0.0.1:8080/mcp",
+        "http://[::1]/mcp",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.5/mcp",
+        "http://192.168.1.1/mcp",
+        "http://[::ffff:127.0.0.1]/mcp",
+        "http://localhost:8000/mcp",
+        "http://0.0.0.0/mcp",
+    ] {
+        let reply = call(
+            Method::POST,
+            &api(&gateway, ""),
+            &alice,
+            Some(json!({"server_name": "x", "url": url})),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{url}");
+        assert_eq!(reply.json()["code"], "upstream_forbidden", "{url}");
+    }
+    gateway.stop().await;
+}
