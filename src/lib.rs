@@ -92,6 +92,9 @@ pub mod auth;
 pub mod body;
 #[cfg(feature = "body-limit")]
 pub mod body_limit;
+#[cfg(feature = "circuit-breaker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
+pub mod circuit_breaker;
 #[cfg(feature = "client-cert")]
 pub mod client_cert;
 pub mod client_ip;
