@@ -1745,7 +1745,10 @@ mod tests {
             "postgres://gw:hunter2@db.internal/mcp"
         );
         assert_eq!(gateway.circuit_breaker_failure_threshold, 3);
-        assert!(gateway.gateway_allow_private_upstreams, "development default");
+        assert!(
+            gateway.gateway_allow_private_upstreams,
+            "development default"
+        );
         assert_eq!(
             gateway.circuit_breaker_reset_timeout,
             Duration::from_millis(2500)

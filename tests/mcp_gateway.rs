@@ -69,7 +69,10 @@ async fn start_on(addr: SocketAddr, secret: &str, vars: &[(&str, &str)]) -> Serv
         match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => break listener,
             Err(error) => {
-                assert!(std::time::Instant::now() < deadline, "rebind {addr}: {error}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "rebind {addr}: {error}"
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
@@ -131,7 +134,13 @@ async fn a_tenant_discovers_and_runs_upstream_tools_with_its_own_credential() {
     assert_eq!(listed.status, StatusCode::OK);
     assert_eq!(listed.json()["connections"][0]["id"], id.as_str());
 
-    let tools = call(Method::GET, &api(&gateway, &format!("/{id}/tools")), &alice, None).await;
+    let tools = call(
+        Method::GET,
+        &api(&gateway, &format!("/{id}/tools")),
+        &alice,
+        None,
+    )
+    .await;
     assert_eq!(tools.status, StatusCode::OK, "{:?}", tools.body);
     let mut names: Vec<String> = tools.json()["tools"]
         .as_array()
@@ -155,9 +164,21 @@ async fn a_tenant_discovers_and_runs_upstream_tools_with_its_own_credential() {
     // The upstream saw the gateway's connection, not alice's token: had the
     // gateway passed alice's token through, the upstream (another secret)
     // would have refused every call above.
-    let deleted = call(Method::DELETE, &api(&gateway, &format!("/{id}")), &alice, None).await;
+    let deleted = call(
+        Method::DELETE,
+        &api(&gateway, &format!("/{id}")),
+        &alice,
+        None,
+    )
+    .await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    let gone = call(Method::GET, &api(&gateway, &format!("/{id}/tools")), &alice, None).await;
+    let gone = call(
+        Method::GET,
+        &api(&gateway, &format!("/{id}/tools")),
+        &alice,
+        None,
+    )
+    .await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
     gateway.stop().await;
     upstream.stop().await;
@@ -252,7 +273,13 @@ async fn bad_requests_are_problem_json() {
     assert_eq!(first.status, StatusCode::CREATED);
     let second = call(Method::POST, &api(&gateway, ""), &alice, Some(body)).await;
     assert_eq!(second.status, StatusCode::CONFLICT);
-    let missing = call(Method::GET, &api(&gateway, "/no-such-id/tools"), &alice, None).await;
+    let missing = call(
+        Method::GET,
+        &api(&gateway, "/no-such-id/tools"),
+        &alice,
+        None,
+    )
+    .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     gateway.stop().await;
 }
@@ -285,13 +312,13 @@ async fn upstream_tools_are_offered_and_routed_on_the_mcp_endpoint() {
             "whoami"
         ]
     );
-    let result = client
-        .call_tool(
-            CallToolRequestParams::new("up.echo")
-                .with_arguments(serde_json::from_value(json!({"text": "via the gateway"})).unwrap()),
-        )
-        .await
-        .unwrap();
+    let result =
+        client
+            .call_tool(CallToolRequestParams::new("up.echo").with_arguments(
+                serde_json::from_value(json!({"text": "via the gateway"})).unwrap(),
+            ))
+            .await
+            .unwrap();
     assert_ne!(result.is_error, Some(true));
     let value = serde_json::to_value(&result).unwrap();
     assert_eq!(value["content"][0]["text"], "via the gateway");
@@ -398,23 +425,20 @@ async fn attack_upstreams_on_private_addresses_are_refused_in_production() {
         ],
     )
     .await;
-    let alice = format!(
-        "Bearer {}",
-        {
-            tower_warden::auth::install_crypto_provider();
-            let exp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs()
-                + 3600;
-            jsonwebtoken::encode(
-                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-                &json!({"sub": "alice", "namespace": "acme", "aud": "tower-warden-test", "exp": exp}),
-                &jsonwebtoken::EncodingKey::from_secret(GATEWAY_SECRET.as_bytes()),
-            )
+    let alice = format!("Bearer {}", {
+        tower_warden::auth::install_crypto_provider();
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-        }
-    );
+            .as_secs()
+            + 3600;
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &json!({"sub": "alice", "namespace": "acme", "aud": "tower-warden-test", "exp": exp}),
+            &jsonwebtoken::EncodingKey::from_secret(GATEWAY_SECRET.as_bytes()),
+        )
+        .unwrap()
+    });
     for url in [
         "http://127.0.0.1:8080/mcp",
         "http://[::1]/mcp",

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tower_warden::ConfigError;
 use tower_warden::auth::{Algorithm, ApiKeys, AuthLayer, JwksUrl, JwtAuth};
 use tower_warden::body_limit::BodyLimitLayer;
+use tower_warden::circuit_breaker::{BreakerState, CircuitBreaker, CircuitBreakers};
 use tower_warden::client_cert::ClientCertLayer;
 use tower_warden::client_ip::ClientIpLayer;
 use tower_warden::config::WardenConfig;
@@ -466,6 +467,34 @@ pub async fn gateway(config: &WardenConfig) -> Result<Arc<gateway::Gateway>, Con
             },
         ),
     }))
+}
+
+/// One breaker per upstream connection, from `CIRCUIT_BREAKER_*`.
+fn breakers(config: &WardenConfig) -> Result<CircuitBreakers, ConfigError> {
+    CircuitBreakers::new(
+        CircuitBreaker::builder("upstream")
+            .failure_threshold(config.circuit_breaker_failure_threshold)
+            .reset_timeout(config.circuit_breaker_reset_timeout),
+    )
+    .map_err(|e| {
+        let setting = if e.setting() == "reset_timeout" {
+            "CIRCUIT_BREAKER_RESET_TIMEOUT"
+        } else {
+            "CIRCUIT_BREAKER_FAILURE_THRESHOLD"
+        };
+        e.for_setting(setting)
+    })
+}
+
+/// A breaker's state for `/health`.
+fn breaker_json(state: &BreakerState) -> serde_json::Value {
+    match state {
+        BreakerState::Open { retry_after } => serde_json::json!({
+            "state": state.as_str(),
+            "retry_after_ms": u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
+        }),
+        _ => serde_json::json!({ "state": state.as_str() }),
+    }
 }
 
 /// [`router`] with authentication and the gateway already built (to print

@@ -121,7 +121,11 @@ async fn futures_join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Ve
 
 /// The connection id in a connection route's path, if any.
 fn connection_id(head: &RequestHead<'_>) -> Option<String> {
-    let rest = head.uri.path().strip_prefix(CONNECTIONS)?.strip_prefix('/')?;
+    let rest = head
+        .uri
+        .path()
+        .strip_prefix(CONNECTIONS)?
+        .strip_prefix('/')?;
     let id = rest.split('/').next().filter(|id| !id.is_empty())?;
     Some(id.to_owned())
 }
@@ -130,11 +134,9 @@ fn connection_id(head: &RequestHead<'_>) -> Option<String> {
 /// connection's owner. The caller adds authentication in front.
 pub fn routes(gateway: Arc<Gateway>) -> Router {
     let resolver = Arc::clone(&gateway);
-    let namespaces = NamespaceLayer::new()
-        .admin_role(ADMIN_ROLE)
-        .resolve_async(move |head: &RequestHead<'_>| {
-            Arc::clone(&resolver).owner(connection_id(head))
-        });
+    let namespaces = NamespaceLayer::new().admin_role(ADMIN_ROLE).resolve_async(
+        move |head: &RequestHead<'_>| Arc::clone(&resolver).owner(connection_id(head)),
+    );
     Router::new()
         .route(CONNECTIONS, post(create).get(list))
         .route(&format!("{CONNECTIONS}/{{id}}"), get(show).delete(remove))
@@ -166,7 +168,9 @@ fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Respons
 
 fn store_failed(error: &StoreError) -> Response {
     match error {
-        StoreError::Invalid(why) => problem(StatusCode::BAD_REQUEST, "invalid_request", why.clone()),
+        StoreError::Invalid(why) => {
+            problem(StatusCode::BAD_REQUEST, "invalid_request", why.clone())
+        }
         StoreError::Conflict(why) => problem(StatusCode::CONFLICT, "conflict", why.clone()),
         other => {
             tracing::warn!(error = %other, "connection store failed");
@@ -193,12 +197,16 @@ fn upstream_failed(error: &UpstreamError) -> Response {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
             response
         }
-        UpstreamError::Timeout => {
-            problem(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", error.to_string())
-        }
-        UpstreamError::Failed(_) => {
-            problem(StatusCode::BAD_GATEWAY, "upstream_unavailable", error.to_string())
-        }
+        UpstreamError::Timeout => problem(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            error.to_string(),
+        ),
+        UpstreamError::Failed(_) => problem(
+            StatusCode::BAD_GATEWAY,
+            "upstream_unavailable",
+            error.to_string(),
+        ),
         UpstreamError::Refused(data) => problem(
             StatusCode::BAD_GATEWAY,
             "upstream_refused",
@@ -284,7 +292,11 @@ async fn create(
     let Json(body) = match body {
         Ok(body) => body,
         Err(rejection) => {
-            return problem(StatusCode::BAD_REQUEST, "invalid_request", rejection.body_text());
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                rejection.body_text(),
+            );
         }
     };
     let namespace = match body.namespace.as_deref() {
@@ -321,10 +333,7 @@ async fn create(
     }
 }
 
-async fn list(
-    State(gateway): State<Arc<Gateway>>,
-    caller: Caller,
-) -> Response {
+async fn list(State(gateway): State<Arc<Gateway>>, caller: Caller) -> Response {
     match gateway.store.list(caller.namespace.as_str()).await {
         Ok(connections) => Json(json!({ "connections": connections })).into_response(),
         Err(error) => store_failed(&error),
@@ -369,7 +378,9 @@ async fn tools(
         Err(response) => return response,
     };
     match gateway.upstreams.list_tools(&connection).await {
-        Ok(tools) => Json(json!({ "connection_id": connection.id, "tools": tools })).into_response(),
+        Ok(tools) => {
+            Json(json!({ "connection_id": connection.id, "tools": tools })).into_response()
+        }
         Err(error) => upstream_failed(&error),
     }
 }
@@ -394,10 +405,18 @@ async fn execute(
         Ok(Json(body)) => body.arguments,
         Err(axum::extract::rejection::JsonRejection::MissingJsonContentType(_)) => None,
         Err(rejection) => {
-            return problem(StatusCode::BAD_REQUEST, "invalid_request", rejection.body_text());
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                rejection.body_text(),
+            );
         }
     };
-    match gateway.upstreams.call_tool(&connection, &tool, arguments).await {
+    match gateway
+        .upstreams
+        .call_tool(&connection, &tool, arguments)
+        .await
+    {
         Ok(result) => {
             let value: Value = serde_json::to_value(&result).unwrap_or(Value::Null);
             Json(json!({ "connection_id": connection.id, "tool": tool, "result": value }))
@@ -422,12 +441,16 @@ impl super::tools::ToolSource for Gateway {
         arguments: Option<JsonObject>,
     ) -> super::tools::BoxFuture<'a, Option<rmcp::model::CallToolResult>> {
         Box::pin(async move {
-            Some(match Gateway::call(self, namespace, name, arguments).await? {
-                Ok(result) => result,
-                Err(error) => rmcp::model::CallToolResult::error(vec![
-                    rmcp::model::ContentBlock::text(error.to_string()),
-                ]),
-            })
+            Some(
+                match Gateway::call(self, namespace, name, arguments).await? {
+                    Ok(result) => result,
+                    Err(error) => {
+                        rmcp::model::CallToolResult::error(vec![rmcp::model::ContentBlock::text(
+                            error.to_string(),
+                        )])
+                    }
+                },
+            )
         })
     }
 }

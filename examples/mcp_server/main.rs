@@ -73,8 +73,7 @@ async fn run(config: WardenConfig) -> Result<(), String> {
         tracing::warn!(%error, "cannot fetch the JWT signing keys yet; will retry on demand");
     }
     let gateway = app::gateway(&config).await.map_err(|e| e.to_string())?;
-    let router =
-        app::router_with(&config, &shutdown, &auth, gateway).map_err(|e| e.to_string())?;
+    let router = app::router_with(&config, &shutdown, &auth, gateway).map_err(|e| e.to_string())?;
     let address = (config.host.as_str(), config.port);
     let listener = tokio::net::TcpListener::bind(address)
         .await

@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, CallToolResult, ClientInfo, JsonObject, Tool};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig, JsonObject, Tool};
 use rmcp::service::{RunningService, ServiceError};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -21,7 +21,7 @@ use tower_warden::circuit_breaker::{BreakerState, CircuitBreakers};
 
 use super::store::Connection;
 
-type Client = RunningService<RoleClient, ClientInfo>;
+type Client = RunningService<RoleClient, ClientConfig>;
 
 /// Why an upstream call did not produce an answer.
 #[derive(Debug)]
@@ -189,9 +189,10 @@ impl Upstreams {
 
     /// The tools of `connection`'s upstream (every page).
     pub async fn list_tools(&self, connection: &Connection) -> Result<Vec<Tool>, UpstreamError> {
-        self.guarded(connection, |client| async move {
-            client.list_all_tools().await
-        })
+        self.guarded(
+            connection,
+            |client| async move { client.list_all_tools().await },
+        )
         .await
     }
 
@@ -278,7 +279,7 @@ impl Upstreams {
         }
         let transport =
             StreamableHttpClientTransport::with_client(self.reach.http_client()?, config);
-        let client = ClientInfo::default()
+        let client = ClientConfig::default()
             .serve(transport)
             .await
             .map_err(|e| UpstreamError::Failed(e.to_string()))?;

@@ -1,0 +1,404 @@
+//! The gateway's connection store, through sqlx: an embedded SQLite file by
+//! default, PostgreSQL when several instances share their connections. One
+//! code path (sqlx's `Any` driver) and portable SQL serve both; the schema
+//! is migrated at start-up.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Row};
+
+/// The default upstream timeout, when a connection names none.
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+/// The longest upstream timeout.
+pub const MAX_TIMEOUT_MS: u64 = 300_000;
+
+/// The schema, one step per version; applied in order, each once.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE mcp_connections (
+        id TEXT PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        server_name TEXT NOT NULL,
+        url TEXT NOT NULL,
+        timeout_ms BIGINT NOT NULL,
+        credential TEXT,
+        created_at BIGINT NOT NULL,
+        UNIQUE (namespace, server_name)
+    )",
+)];
+
+/// A registered upstream MCP server, owned by one namespace.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct Connection {
+    /// Random, 128 bits in hex.
+    pub id: String,
+    /// The owning namespace.
+    pub namespace: String,
+    /// The prefix of its tools on the MCP endpoint (`<server_name>.<tool>`).
+    pub server_name: String,
+    /// The upstream's Streamable HTTP endpoint.
+    pub url: String,
+    /// How long one upstream call may take.
+    pub timeout_ms: u64,
+    /// When it was registered (Unix seconds).
+    pub created_at: i64,
+    /// Whether a credential is kept for the upstream.
+    pub has_credential: bool,
+    /// The upstream credential: sent to the upstream, never serialized.
+    #[serde(skip)]
+    pub credential: Option<String>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.id)
+            .field("namespace", &self.namespace)
+            .field("server_name", &self.server_name)
+            .field("url", &self.url)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("has_credential", &self.has_credential)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a caller registers.
+#[derive(Clone, Debug)]
+pub struct NewConnection {
+    /// 1–64 of `A-Z a-z 0-9 _ -`; unique in the namespace.
+    pub server_name: String,
+    /// An `http` or `https` URL with a host.
+    pub url: String,
+    /// 1..=300 000.
+    pub timeout_ms: u64,
+    /// Sent to the upstream as a bearer token.
+    pub credential: Option<String>,
+}
+
+/// Why the store refused or failed.
+#[derive(Debug)]
+pub enum StoreError {
+    /// A field is not acceptable (400).
+    Invalid(String),
+    /// The namespace already has a connection of that name (409).
+    Conflict(String),
+    /// The database failed.
+    Database(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Invalid(why) | Self::Conflict(why) => f.write_str(why),
+            Self::Database(why) => write!(f, "connection store: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+fn database(error: &sqlx::Error) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+/// The connection store.
+#[derive(Clone)]
+pub struct ConnectionStore {
+    pool: AnyPool,
+}
+
+impl fmt::Debug for ConnectionStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionStore").finish_non_exhaustive()
+    }
+}
+
+impl ConnectionStore {
+    /// Opens the store at `url` and migrates it: `sqlite://path` (the file
+    /// and its directory are created), `sqlite::memory:`, or
+    /// `postgres://user:password@host/db`.
+    ///
+    /// # Errors
+    ///
+    /// The database cannot be opened or migrated. The message never holds
+    /// the URL (it may hold a password).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        let memory = url.starts_with("sqlite::memory:") || url.contains("mode=memory");
+        let mut options = AnyPoolOptions::new();
+        let url = if sqlite && !memory {
+            let path = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:")
+                .split('?')
+                .next()
+                .unwrap_or_default();
+            if let Some(dir) = std::path::Path::new(path).parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Database(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            options = options.max_connections(4);
+            if url.contains('?') {
+                url.to_owned()
+            } else {
+                format!("{url}?mode=rwc")
+            }
+        } else if memory {
+            // Every connection to `:memory:` is a database of its own: keep
+            // exactly one, forever.
+            options = options
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+            url.to_owned()
+        } else {
+            options = options.max_connections(8);
+            url.to_owned()
+        };
+        if sqlite {
+            options = options.after_connect(|connection, _| {
+                Box::pin(async move {
+                    // Writers wait for each other instead of failing.
+                    sqlx::query("PRAGMA busy_timeout = 5000")
+                        .execute(&mut *connection)
+                        .await?;
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *connection)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(&url)
+            .await
+            .map_err(|e| {
+                StoreError::Database(format!("cannot open the database: {}", redact(&e)))
+            })?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS mcp_schema_migrations (version BIGINT PRIMARY KEY)",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(|e| database(&e))?;
+        for &(version, sql) in MIGRATIONS {
+            let mut tx = self.pool.begin().await.map_err(|e| database(&e))?;
+            let done = sqlx::query("SELECT version FROM mcp_schema_migrations WHERE version = $1")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| database(&e))?;
+            if done.is_some() {
+                continue;
+            }
+            sqlx::query(sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| database(&e))?;
+            let recorded = sqlx::query("INSERT INTO mcp_schema_migrations (version) VALUES ($1)")
+                .bind(version)
+                .execute(&mut *tx)
+                .await;
+            match recorded {
+                Ok(_) => tx.commit().await.map_err(|e| database(&e))?,
+                // Another instance migrated first.
+                Err(e) if is_unique_violation(&e) => {}
+                Err(e) => return Err(database(&e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers a connection for `namespace`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Invalid`] for a bad field, [`StoreError::Conflict`]
+    /// for a name the namespace already uses.
+    pub async fn create(
+        &self,
+        namespace: &str,
+        new: NewConnection,
+    ) -> Result<Connection, StoreError> {
+        validate(namespace, &new)?;
+        let connection = Connection {
+            id: random_id()?,
+            namespace: namespace.to_owned(),
+            server_name: new.server_name,
+            url: new.url,
+            timeout_ms: new.timeout_ms,
+            created_at: i64::try_from(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            )
+            .unwrap_or(i64::MAX),
+            has_credential: new.credential.is_some(),
+            credential: new.credential,
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO mcp_connections
+                (id, namespace, server_name, url, timeout_ms, credential, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&connection.id)
+        .bind(&connection.namespace)
+        .bind(&connection.server_name)
+        .bind(&connection.url)
+        .bind(i64::try_from(connection.timeout_ms).unwrap_or(i64::MAX))
+        .bind(connection.credential.clone())
+        .bind(connection.created_at)
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(connection),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "this namespace already has a connection named {}",
+                connection.server_name
+            ))),
+            Err(e) => Err(database(&e)),
+        }
+    }
+
+    /// The connections of `namespace`, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn list(&self, namespace: &str) -> Result<Vec<Connection>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, namespace, server_name, url, timeout_ms, credential, created_at
+             FROM mcp_connections WHERE namespace = $1 ORDER BY created_at, id",
+        )
+        .bind(namespace)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| database(&e))?;
+        rows.iter().map(row).collect()
+    }
+
+    /// The connection `id`, whoever owns it (the caller compares the
+    /// namespace).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn get(&self, id: &str) -> Result<Option<Connection>, StoreError> {
+        if !is_id(id) {
+            return Ok(None);
+        }
+        let found = sqlx::query(
+            "SELECT id, namespace, server_name, url, timeout_ms, credential, created_at
+             FROM mcp_connections WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| database(&e))?;
+        found.as_ref().map(row).transpose()
+    }
+
+    /// Deletes `id`; `true` when it existed.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM mcp_connections WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| database(&e))?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+fn row(row: &sqlx::any::AnyRow) -> Result<Connection, StoreError> {
+    let get = |e: sqlx::Error| database(&e);
+    let timeout: i64 = row.try_get("timeout_ms").map_err(get)?;
+    let credential: Option<String> = row.try_get("credential").map_err(get)?;
+    Ok(Connection {
+        id: row.try_get("id").map_err(get)?,
+        namespace: row.try_get("namespace").map_err(get)?,
+        server_name: row.try_get("server_name").map_err(get)?,
+        url: row.try_get("url").map_err(get)?,
+        timeout_ms: u64::try_from(timeout).unwrap_or(DEFAULT_TIMEOUT_MS),
+        created_at: row.try_get("created_at").map_err(get)?,
+        has_credential: credential.is_some(),
+        credential,
+    })
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|e| e.is_unique_violation())
+}
+
+/// The error without anything that could be the URL.
+fn redact(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Configuration(_) => "the URL is not usable".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn random_id() -> Result<String, StoreError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| StoreError::Database(format!("no randomness: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn is_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn validate(namespace: &str, new: &NewConnection) -> Result<(), StoreError> {
+    let invalid = |why: &str| Err(StoreError::Invalid(why.to_owned()));
+    if !tower_warden::namespace::is_valid(namespace) {
+        return invalid("invalid namespace");
+    }
+    let name = &new.server_name;
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return invalid("server_name must be 1 to 64 of A-Z, a-z, 0-9, _ and -");
+    }
+    let uri: Result<http::Uri, _> = new.url.parse();
+    let ok_url = uri.is_ok_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https"))
+            && uri.host().is_some_and(|h| !h.is_empty())
+    });
+    if !ok_url || new.url.len() > 2048 {
+        return invalid("url must be an http or https URL with a host");
+    }
+    if new.timeout_ms == 0 || new.timeout_ms > MAX_TIMEOUT_MS {
+        return invalid("timeout must be between 1 ms and 300 s");
+    }
+    if new
+        .credential
+        .as_ref()
+        .is_some_and(|c| c.is_empty() || c.len() > 8192)
+    {
+        return invalid("credential must be 1 to 8192 characters");
+    }
+    Ok(())
+}
