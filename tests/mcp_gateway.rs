@@ -461,3 +461,40 @@ async fn attack_upstreams_on_private_addresses_are_refused_in_production() {
     }
     gateway.stop().await;
 }
+
+#[tokio::test]
+async fn two_instances_share_connections_through_postgres() {
+    let Some(url) = std::env::var("TOWER_WARDEN_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        assert!(
+            std::env::var("TOWER_WARDEN_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "TOWER_WARDEN_POSTGRES_URL is unset but TOWER_WARDEN_REQUIRE_SERVICES=1"
+        );
+        eprintln!(
+            "two_instances_share_connections_through_postgres: skipped: TOWER_WARDEN_POSTGRES_URL is unset"
+        );
+        return;
+    };
+    let upstream = start(UPSTREAM_SECRET, &[]).await;
+    let vars = [("MCP_DATABASE_URL", url.as_str())];
+    let (a, b) = (
+        start(GATEWAY_SECRET, &vars).await,
+        start(GATEWAY_SECRET, &vars).await,
+    );
+    // A namespace of this run's own: the database outlives runs.
+    let namespace = format!("pg-{}", std::process::id());
+    let carol = bearer("carol", &namespace);
+    let connection = connect(&a, &carol, "shared", &upstream).await;
+    let id = connection["id"].as_str().unwrap();
+    let tools = call(Method::GET, &api(&b, &format!("/{id}/tools")), &carol, None).await;
+    assert_eq!(tools.status, StatusCode::OK, "{:?}", tools.body);
+    let deleted = call(Method::DELETE, &api(&b, &format!("/{id}")), &carol, None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let listed = call(Method::GET, &api(&a, ""), &carol, None).await;
+    assert_eq!(listed.json()["connections"], json!([]));
+    a.stop().await;
+    b.stop().await;
+    upstream.stop().await;
+}

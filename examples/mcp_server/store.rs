@@ -25,7 +25,7 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         url TEXT NOT NULL,
         timeout_ms BIGINT NOT NULL,
         credential TEXT,
-        created_at BIGINT NOT NULL,
+        created_at_us BIGINT NOT NULL,
         UNIQUE (namespace, server_name)
     )",
 )];
@@ -178,7 +178,7 @@ impl ConnectionStore {
             });
         }
         let pool = options
-            .acquire_timeout(std::time::Duration::from_secs(10))
+            .acquire_timeout(std::time::Duration::from_secs(5))
             .connect(&url)
             .await
             .map_err(|e| {
@@ -236,24 +236,20 @@ impl ConnectionStore {
         new: NewConnection,
     ) -> Result<Connection, StoreError> {
         validate(namespace, &new)?;
+        let created_us = now_us();
         let connection = Connection {
             id: random_id()?,
             namespace: namespace.to_owned(),
             server_name: new.server_name,
             url: new.url,
             timeout_ms: new.timeout_ms,
-            created_at: i64::try_from(
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
-            )
-            .unwrap_or(i64::MAX),
+            created_at: created_us / 1_000_000,
             has_credential: new.credential.is_some(),
             credential: new.credential,
         };
         let inserted = sqlx::query(
             "INSERT INTO mcp_connections
-                (id, namespace, server_name, url, timeout_ms, credential, created_at)
+                (id, namespace, server_name, url, timeout_ms, credential, created_at_us)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&connection.id)
@@ -262,7 +258,7 @@ impl ConnectionStore {
         .bind(&connection.url)
         .bind(i64::try_from(connection.timeout_ms).unwrap_or(i64::MAX))
         .bind(connection.credential.clone())
-        .bind(connection.created_at)
+        .bind(created_us)
         .execute(&self.pool)
         .await;
         match inserted {
@@ -282,8 +278,8 @@ impl ConnectionStore {
     /// The database failed.
     pub async fn list(&self, namespace: &str) -> Result<Vec<Connection>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, namespace, server_name, url, timeout_ms, credential, created_at
-             FROM mcp_connections WHERE namespace = $1 ORDER BY created_at, id",
+            "SELECT id, namespace, server_name, url, timeout_ms, credential, created_at_us
+             FROM mcp_connections WHERE namespace = $1 ORDER BY created_at_us, id",
         )
         .bind(namespace)
         .fetch_all(&self.pool)
@@ -303,7 +299,7 @@ impl ConnectionStore {
             return Ok(None);
         }
         let found = sqlx::query(
-            "SELECT id, namespace, server_name, url, timeout_ms, credential, created_at
+            "SELECT id, namespace, server_name, url, timeout_ms, credential, created_at_us
              FROM mcp_connections WHERE id = $1",
         )
         .bind(id)
@@ -338,7 +334,7 @@ fn row(row: &sqlx::any::AnyRow) -> Result<Connection, StoreError> {
         server_name: row.try_get("server_name").map_err(get)?,
         url: row.try_get("url").map_err(get)?,
         timeout_ms: u64::try_from(timeout).unwrap_or(DEFAULT_TIMEOUT_MS),
-        created_at: row.try_get("created_at").map_err(get)?,
+        created_at: row.try_get::<i64, _>("created_at_us").map_err(get)? / 1_000_000,
         has_credential: credential.is_some(),
         credential,
     })
@@ -356,6 +352,13 @@ fn redact(error: &sqlx::Error) -> String {
         sqlx::Error::Configuration(_) => "the URL is not usable".to_owned(),
         other => other.to_string(),
     }
+}
+
+/// Microseconds since the Unix epoch: the creation order.
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 fn random_id() -> Result<String, StoreError> {
