@@ -16,6 +16,7 @@
 //! | [`RequireLayer`](auth::RequireLayer) (feature `auth`) | callers without a needed scope or role | — | 403 `insufficient_scope` |
 //! | [`McpPolicyLayer`](mcp::McpPolicyLayer) (feature `mcp`) | `tools/call` beyond the caller's scopes; lists tools it may not call | [`McpCall`] | 403 `insufficient_scope` |
 //! | [`SessionBindingLayer`](mcp::SessionBindingLayer) (feature `mcp`) | a session id used by anyone but the principal that opened it | — | 404 `session_not_found` |
+//! | [`CircuitBreakerLayer`](circuit_breaker::CircuitBreakerLayer) (feature `circuit-breaker`) | hammering a service that keeps failing: opens after N consecutive failures or a failure rate, probes when half-open; keyed per upstream with `CircuitBreakers` | — | 503 `circuit_open` with `Retry-After` |
 //! | [`NamespaceLayer`](namespace::NamespaceLayer) (feature `namespace`) | a tenant reaching into another tenant's namespace (path segment, header or resolver vs. the principal's) | [`Namespace`](namespace::Namespace) | 403 `namespace_forbidden` |
 //! | [`RateLimitLayer`](rate_limit::RateLimitLayer) (feature `rate-limit`) | callers that send too much: GCRA quotas per address, principal, API key, namespace, tool, header or your rule; in a bounded [`MemoryStore`](rate_limit::MemoryStore) or shared through Redis | — | 429 `rate_limited` with `Retry-After` |
 //!
@@ -34,8 +35,8 @@
 //!
 //! Cheap checks first: client address → IP filter → client certificate →
 //! rate limit per address → body limit → authentication → scope
-//! requirements / MCP policy (and per-tool limits) → rate limit per
-//! principal → your service. With `tower::ServiceBuilder` the **first**
+//! requirements / namespace / MCP policy (and per-tool limits) → rate
+//! limit per principal → circuit breaker → your service. With `tower::ServiceBuilder` the **first**
 //! layer added is the **outermost**:
 //!
 //! ```
@@ -67,6 +68,7 @@
 //! | `aws-lc-rs` | yes | JWT signatures through aws-lc-rs |
 //! | `rust-crypto` | no | JWT signatures through RustCrypto instead |
 //! | `jwks-url` | yes | `auth::JwksUrl` (reqwest + rustls) |
+//! | `circuit-breaker` | yes | `circuit_breaker::CircuitBreaker`, `CircuitBreakerLayer`, `CircuitBreakers` |
 //! | `namespace` | yes | `namespace::NamespaceLayer`, `Namespace` |
 //! | `rate-limit` | yes | `rate_limit::RateLimitLayer`, `MemoryStore` (governor) |
 //! | `redis` | no | `rate_limit::RedisStore`: quotas shared through Redis |

@@ -51,7 +51,8 @@ fn default_failure(outcome: Outcome<'_>) -> bool {
 #[must_use]
 pub struct CircuitBreakerLayer<R = DefaultResponder> {
     breaker: CircuitBreaker,
-    classify: Arc<Classifier>,
+    /// `None`: the default rule, called without an `Arc` per request.
+    classify: Option<Arc<Classifier>>,
     responder: R,
 }
 
@@ -69,7 +70,7 @@ impl CircuitBreakerLayer {
     pub fn new(breaker: CircuitBreaker) -> Self {
         Self {
             breaker,
-            classify: Arc::new(default_failure),
+            classify: None,
             responder: DefaultResponder,
         }
     }
@@ -81,7 +82,7 @@ impl<R> CircuitBreakerLayer<R> {
     where
         F: Fn(Outcome<'_>) -> bool + Send + Sync + 'static,
     {
-        self.classify = Arc::new(is_failure);
+        self.classify = Some(Arc::new(is_failure));
         self
     }
 
@@ -107,7 +108,7 @@ impl<S, R: Clone> Layer<S> for CircuitBreakerLayer<R> {
         WithBreaker {
             inner,
             breaker: self.breaker.clone(),
-            classify: Arc::clone(&self.classify),
+            classify: self.classify.clone(),
             responder: self.responder.clone(),
         }
     }
@@ -119,7 +120,7 @@ impl<S, R: Clone> Layer<S> for CircuitBreakerLayer<R> {
 pub struct WithBreaker<S, R = DefaultResponder> {
     inner: S,
     breaker: CircuitBreaker,
-    classify: Arc<Classifier>,
+    classify: Option<Arc<Classifier>>,
     responder: R,
 }
 
@@ -159,7 +160,7 @@ where
                 kind: Kind::Inner {
                     future: self.inner.call(request),
                     permit: Some(permit),
-                    classify: Arc::clone(&self.classify),
+                    classify: self.classify.clone(),
                 },
             },
             Err(open) => {
@@ -193,7 +194,7 @@ pin_project! {
             #[pin]
             future: F,
             permit: Option<Permit>,
-            classify: Arc<Classifier>,
+            classify: Option<Arc<Classifier>>,
         },
         Reject { response: Option<Response<Bytes>> },
     }
@@ -233,7 +234,11 @@ where
                     Err(_) => Outcome::Error,
                 };
                 if let Some(permit) = permit.take() {
-                    if classify(outcome) {
+                    let failed = match classify {
+                        Some(classify) => classify(outcome),
+                        None => default_failure(outcome),
+                    };
+                    if failed {
                         permit.failure();
                     } else {
                         permit.success();
