@@ -30,15 +30,24 @@ const UPSTREAM_SECRET: &str = "upstream-test-secret-of-at-least-32-bytes";
 
 /// A token signed with `secret` for `subject` in `namespace`.
 fn token(secret: &str, subject: &str, namespace: &str, roles: &[&str]) -> String {
+    sign(
+        secret,
+        json!({"sub": subject, "namespace": namespace, "roles": roles, "scope": "*"}),
+    )
+}
+
+/// `claims` plus `exp` an hour ahead, signed HS256 with `secret`.
+fn sign(secret: &str, mut claims: Value) -> String {
     tower_warden::auth::install_crypto_provider();
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
         + 3600;
+    claims["exp"] = json!(exp);
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": subject, "namespace": namespace, "roles": roles, "scope": "*", "exp": exp}),
+        &claims,
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
     .unwrap()
@@ -425,20 +434,13 @@ async fn attack_upstreams_on_private_addresses_are_refused_in_production() {
         ],
     )
     .await;
-    let alice = format!("Bearer {}", {
-        tower_warden::auth::install_crypto_provider();
-        let exp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            + 3600;
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-            &json!({"sub": "alice", "namespace": "acme", "aud": "tower-warden-test", "exp": exp}),
-            &jsonwebtoken::EncodingKey::from_secret(GATEWAY_SECRET.as_bytes()),
+    let alice = format!(
+        "Bearer {}",
+        sign(
+            GATEWAY_SECRET,
+            json!({"sub": "alice", "namespace": "acme", "aud": "tower-warden-test"}),
         )
-        .unwrap()
-    });
+    );
     for url in [
         "http://127.0.0.1:8080/mcp",
         "http://[::1]/mcp",
