@@ -500,3 +500,49 @@ async fn two_instances_share_connections_through_postgres() {
     b.stop().await;
     upstream.stop().await;
 }
+
+#[tokio::test]
+async fn attack_a_gateway_registered_as_its_own_upstream_does_not_recurse() {
+    let gateway = start(GATEWAY_SECRET, &[]).await;
+    let alice = bearer("alice", "acme");
+    // Its own URL, with alice's own token as the upstream credential.
+    let reply = call(
+        Method::POST,
+        &api(&gateway, ""),
+        &alice,
+        Some(json!({
+            "server_name": "loop",
+            "url": gateway.url(),
+            "credential": alice.trim_start_matches("Bearer "),
+        })),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(gateway.url())
+            .auth_header(alice.trim_start_matches("Bearer ")),
+    );
+    let client = ClientConfig::default().serve(transport).await.unwrap();
+    let tools = tokio::time::timeout(Duration::from_secs(10), client.list_all_tools())
+        .await
+        .expect("no recursion")
+        .unwrap();
+    let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    // One level: its built-in tools under the prefix, nothing deeper.
+    assert_eq!(
+        names,
+        [
+            "add",
+            "echo",
+            "loop.add",
+            "loop.echo",
+            "loop.sleep",
+            "loop.whoami",
+            "sleep",
+            "whoami"
+        ]
+    );
+    client.cancel().await.unwrap();
+    gateway.stop().await;
+}

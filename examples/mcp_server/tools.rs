@@ -102,9 +102,18 @@ impl Tools {
     }
 }
 
-/// The caller's namespace, from the principal the auth layer left.
+/// A request from a gateway (this one or another) gets no upstream tools:
+/// this stops a gateway registered as its own upstream, or a loop of
+/// gateways, from recursing.
+pub const GATEWAY_HOP: &str = "x-mcp-gateway-hop";
+
+/// The caller's namespace, from the principal the auth layer left; `None`
+/// for a gateway's own call.
 fn namespace_of(context: &RequestContext<RoleServer>) -> Option<String> {
     let parts = context.extensions.get::<http::request::Parts>()?;
+    if parts.headers.contains_key(GATEWAY_HOP) {
+        return None;
+    }
     let principal = parts.extensions.get::<Principal>()?;
     principal
         .namespace()

@@ -23,6 +23,8 @@ use super::store::Connection;
 
 type Client = RunningService<RoleClient, ClientConfig>;
 
+use super::tools::GATEWAY_HOP;
+
 /// Why an upstream call did not produce an answer.
 #[derive(Debug)]
 pub enum UpstreamError {
@@ -273,7 +275,15 @@ impl Upstreams {
         self.reach
             .check_url(&connection.url)
             .map_err(UpstreamError::Failed)?;
-        let mut config = StreamableHttpClientTransportConfig::with_uri(connection.url.clone());
+        // Marks the call as the gateway's own: a gateway receiving it (this
+        // one, registered as its own upstream, or another in a loop) offers
+        // only its built-in tools, so tool listings cannot recurse.
+        let hop = HashMap::from([(
+            http::HeaderName::from_static(GATEWAY_HOP),
+            http::HeaderValue::from_static("1"),
+        )]);
+        let mut config = StreamableHttpClientTransportConfig::with_uri(connection.url.clone())
+            .custom_headers(hop);
         if let Some(credential) = &connection.credential {
             config = config.auth_header(credential.clone());
         }
