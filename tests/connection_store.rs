@@ -216,6 +216,27 @@ async fn invalid_fields_are_refused_before_the_database() {
                 ..new("a")
             },
         ),
+        (
+            "acme",
+            NewConnection {
+                credential: Some("two words".into()),
+                ..new("a")
+            },
+        ),
+        (
+            "acme",
+            NewConnection {
+                credential: Some("line\nbreak".into()),
+                ..new("a")
+            },
+        ),
+        (
+            "acme",
+            NewConnection {
+                url: "https://user:pw@upstream.example/mcp".into(),
+                ..new("a")
+            },
+        ),
         ("ACME", new("a")),
         ("", new("a")),
     ];

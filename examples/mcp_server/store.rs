@@ -393,15 +393,25 @@ fn validate(namespace: &str, new: &NewConnection) -> Result<(), StoreError> {
     if !ok_url || new.url.len() > 2048 {
         return invalid("url must be an http or https URL with a host");
     }
+    // The URL is shown in every listing: a password in it would be too.
+    if new
+        .url
+        .split('/')
+        .nth(2)
+        .is_some_and(|authority| authority.contains('@'))
+    {
+        return invalid("url must not hold a user or password: use credential");
+    }
     if new.timeout_ms == 0 || new.timeout_ms > MAX_TIMEOUT_MS {
         return invalid("timeout must be between 1 ms and 300 s");
     }
+    // Sent as `Authorization: Bearer <credential>`: visible ASCII only.
     if new
         .credential
         .as_ref()
-        .is_some_and(|c| c.is_empty() || c.len() > 8192)
+        .is_some_and(|c| c.is_empty() || c.len() > 8192 || !c.bytes().all(|b| b.is_ascii_graphic()))
     {
-        return invalid("credential must be 1 to 8192 characters");
+        return invalid("credential must be 1 to 8192 visible ASCII characters");
     }
     Ok(())
 }
