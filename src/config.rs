@@ -72,11 +72,48 @@
 //! | `CIRCUIT_BREAKER_FAILURE_THRESHOLD` | `5` | consecutive failures that open an upstream's circuit breaker (at least 1) |
 //! | `MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS` | `true` in development, else `false` | let tenants register upstreams on loopback, private and link-local addresses (off: such URLs are refused and host names are resolved to public addresses only) |
 //! | `CIRCUIT_BREAKER_RESET_TIMEOUT` | `60000` | milliseconds an open breaker waits before letting a probe through (at least 1) |
+//! | `MCP_CONFIG_FILE` | — | a TOML file with the same settings (see [below](#the-settings-file)); environment variables override it |
+//! | `MCP_LOG_LEVEL` | `info` (or `RUST_LOG`) | log filter: a level (`error` … `trace`) or `tracing` directives (`info,tower_warden=debug`) |
+//! | `MCP_LOG_FORMAT` | `text` in development, else `json` | `text` (for people) or `json` (one object per line, for collectors) |
+//! | `MCP_AUDIT_LOG_FILE` | — | also append every audit event to this file as JSON lines |
+//! | `MCP_METRICS_ALLOWED_IPS` | `127.0.0.0/8,::1` | clients that may read `/metrics` |
+//! | `MCP_METRICS_PORT` | — (same listener) | serve `/metrics` on its own listener at this port (same host) |
+//! | `MCP_CORS_ORIGINS` | empty (no CORS) | browser origins granted CORS; `*` (any origin) is refused in production |
+//! | `MCP_REQUEST_TIMEOUT` | `30` | seconds a request may take before it is answered 504 (1–86400) |
+//! | `MCP_ADMIN_ROLE` | `admin` | the role that may read `/status` |
 //!
 //! Lists are written `a,b` or as a JSON array of strings `["a","b"]`.
 //! Booleans are `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off` (any
 //! case); anything else is an error. A variable set to the empty string
 //! counts as unset. Variables this module does not know are ignored.
+//!
+//! # The settings file
+//!
+//! `MCP_CONFIG_FILE` names a TOML file holding the same settings (feature
+//! `config-file`). A key is the variable's name in lower case without
+//! `MCP_` (`jwt_secret`, `rate_limit_rpm`, `circuit_breaker_reset_timeout`);
+//! tables may group keys by their first words, and lists, numbers and
+//! booleans are written natively. An environment variable overrides the
+//! file, and the file overrides the defaults. A key the loader does not know
+//! is an error, so a typo cannot silently leave a default in place.
+//!
+//! ```toml
+//! environment = "production"
+//! allowed_ips = ["10.0.0.0/8"]
+//! jwt_secret = "a-secret-of-at-least-thirty-two-bytes"
+//!
+//! [rate_limit]
+//! rpm = 600
+//! storage = "redis"
+//!
+//! [tool_scopes]
+//! delete_record = ["records:write"]
+//! ```
+//!
+//! A bad value names its variable and where it came from:
+//! `invalid MCP_RATE_LIMIT_RPM: ... (from rate_limit.rpm in /etc/mcp.toml)`.
+//! [`WardenConfig`] also implements `serde::Deserialize` over the same keys,
+//! for settings embedded in a larger document.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -87,6 +124,10 @@ use ipnet::IpNet;
 
 use crate::ConfigError;
 use crate::net::parse_nets;
+
+#[cfg(feature = "config-file")]
+#[path = "config/file.rs"]
+mod file;
 
 /// The deployment environment (`MCP_ENVIRONMENT`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -167,6 +208,34 @@ impl fmt::Display for AuthMode {
     }
 }
 
+/// How the reference server writes its logs (`MCP_LOG_FORMAT`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// The canonical name: `text` or `json`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The rate-limit quota per key: `MCP_RATE_LIMIT_RPM` / `MCP_RATE_LIMIT_BURST`,
 /// or `RATE_LIMIT_WINDOW_MS` / `RATE_LIMIT_MAX_REQUESTS`.
 ///
@@ -199,6 +268,23 @@ impl Default for RateLimitQuota {
         Self::PerMinute {
             requests: DEFAULT_RATE_LIMIT_RPM,
             burst: DEFAULT_RATE_LIMIT_RPM,
+        }
+    }
+}
+
+impl RateLimitQuota {
+    fn to_json(self) -> serde_json::Value {
+        match self {
+            Self::PerMinute { requests, burst } => {
+                serde_json::json!({"requests_per_minute": requests, "burst": burst})
+            }
+            Self::Window {
+                window,
+                max_requests,
+            } => serde_json::json!({
+                "window_ms": u64::try_from(window.as_millis()).unwrap_or(u64::MAX),
+                "max_requests": max_requests,
+            }),
         }
     }
 }
@@ -408,6 +494,26 @@ pub struct WardenConfig {
     /// `MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS`: whether gateway upstreams may
     /// be on loopback, private or link-local addresses (SSRF guard off).
     pub gateway_allow_private_upstreams: bool,
+    /// `MCP_CONFIG_FILE`: the settings file these settings were read from.
+    pub config_file: Option<PathBuf>,
+    /// `MCP_LOG_LEVEL`: the log filter (a level or `tracing` directives);
+    /// `None` leaves it to `RUST_LOG`, then `info`.
+    pub log_level: Option<String>,
+    /// `MCP_LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// `MCP_AUDIT_LOG_FILE`: where audit events are also appended as JSON
+    /// lines.
+    pub audit_log_file: Option<PathBuf>,
+    /// `MCP_METRICS_ALLOWED_IPS`: the clients that may read `/metrics`.
+    pub metrics_allowed_ips: Vec<IpNet>,
+    /// `MCP_METRICS_PORT`: a separate listener for `/metrics`.
+    pub metrics_port: Option<u16>,
+    /// `MCP_CORS_ORIGINS`: browser origins granted CORS (`*`: any).
+    pub cors_origins: Vec<String>,
+    /// `MCP_REQUEST_TIMEOUT` (seconds): how long a request may take.
+    pub request_timeout: Duration,
+    /// `MCP_ADMIN_ROLE`: the role that may read `/status`.
+    pub admin_role: String,
 }
 
 impl fmt::Debug for WardenConfig {
@@ -482,6 +588,15 @@ impl fmt::Debug for WardenConfig {
                 "gateway_allow_private_upstreams",
                 &self.gateway_allow_private_upstreams,
             )
+            .field("config_file", &self.config_file)
+            .field("log_level", &self.log_level)
+            .field("log_format", &self.log_format)
+            .field("audit_log_file", &self.audit_log_file)
+            .field("metrics_allowed_ips", &self.metrics_allowed_ips)
+            .field("metrics_port", &self.metrics_port)
+            .field("cors_origins", &self.cors_origins)
+            .field("request_timeout", &self.request_timeout)
+            .field("admin_role", &self.admin_role)
             .finish()
     }
 }
@@ -535,6 +650,15 @@ impl Default for WardenConfig {
             circuit_breaker_failure_threshold: DEFAULT_CIRCUIT_BREAKER_FAILURE_THRESHOLD,
             circuit_breaker_reset_timeout: DEFAULT_CIRCUIT_BREAKER_RESET_TIMEOUT,
             gateway_allow_private_upstreams: true,
+            config_file: None,
+            log_level: None,
+            log_format: LogFormat::Text,
+            audit_log_file: None,
+            metrics_allowed_ips: default_metrics_allowed_ips(),
+            metrics_port: None,
+            cors_origins: Vec::new(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            admin_role: DEFAULT_ADMIN_ROLE.to_owned(),
         }
     }
 }
@@ -574,9 +698,27 @@ pub const DEFAULT_CIRCUIT_BREAKER_RESET_TIMEOUT: Duration = Duration::from_secs(
 /// Default `MCP_RATE_LIMIT_REDIS_PREFIX`.
 pub const DEFAULT_RATE_LIMIT_REDIS_PREFIX: &str = "tower-warden:rl:";
 
+/// Default `MCP_REQUEST_TIMEOUT`: 30 seconds.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest `MCP_REQUEST_TIMEOUT`: one day.
+pub const MAX_REQUEST_TIMEOUT_SECONDS: u64 = 24 * 60 * 60;
+/// Default `MCP_ADMIN_ROLE`.
+pub const DEFAULT_ADMIN_ROLE: &str = "admin";
+
+/// Default `MCP_METRICS_ALLOWED_IPS`: loopback only.
+fn default_metrics_allowed_ips() -> Vec<IpNet> {
+    vec![
+        IpNet::V4(ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::LOCALHOST, 8).trunc()),
+        IpNet::V6(ipnet::Ipv6Net::new_assert(
+            std::net::Ipv6Addr::LOCALHOST,
+            128,
+        )),
+    ]
+}
+
 /// Every environment variable [`WardenConfig`] reads. All start with `MCP_`
 /// but `RATE_LIMIT_WINDOW_MS` and `RATE_LIMIT_MAX_REQUESTS`.
-pub const VARIABLES: [&str; 47] = [
+pub const VARIABLES: [&str; 56] = [
     "MCP_HOST",
     "MCP_PORT",
     "MCP_ENVIRONMENT",
@@ -624,16 +766,75 @@ pub const VARIABLES: [&str; 47] = [
     "CIRCUIT_BREAKER_FAILURE_THRESHOLD",
     "CIRCUIT_BREAKER_RESET_TIMEOUT",
     "MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS",
+    "MCP_CONFIG_FILE",
+    "MCP_LOG_LEVEL",
+    "MCP_LOG_FORMAT",
+    "MCP_AUDIT_LOG_FILE",
+    "MCP_METRICS_ALLOWED_IPS",
+    "MCP_METRICS_PORT",
+    "MCP_CORS_ORIGINS",
+    "MCP_REQUEST_TIMEOUT",
+    "MCP_ADMIN_ROLE",
 ];
 
 struct Vars {
     values: [Option<String>; VARIABLES.len()],
+    /// For a value read from the settings file: its key as written there.
+    from_file: [Option<String>; VARIABLES.len()],
 }
 
 impl Vars {
+    fn new() -> Self {
+        Self {
+            values: std::array::from_fn(|_| None),
+            from_file: std::array::from_fn(|_| None),
+        }
+    }
+
     fn get(&self, name: &'static str) -> Option<&str> {
         let index = VARIABLES.iter().position(|v| *v == name)?;
         self.values[index].as_deref()
+    }
+
+    /// Fills what the environment left unset from the settings file of
+    /// `MCP_CONFIG_FILE`, if any.
+    fn read_file(&mut self) -> Result<(), ConfigError> {
+        let Some(path) = self.get("MCP_CONFIG_FILE").map(PathBuf::from) else {
+            return Ok(());
+        };
+        #[cfg(feature = "config-file")]
+        {
+            for (index, value, key) in file::read(&path)? {
+                if self.values[index].is_none() {
+                    self.values[index] = Some(value);
+                    self.from_file[index] = Some(format!("{key} in {}", path.display()));
+                }
+            }
+            Ok(())
+        }
+        #[cfg(not(feature = "config-file"))]
+        Err(ConfigError::new(
+            "MCP_CONFIG_FILE",
+            format!(
+                "cannot read {}: settings files need the `config-file` feature",
+                path.display()
+            ),
+        ))
+    }
+
+    /// `error`, saying which file key the faulty value came from.
+    fn attribute(&self, error: ConfigError) -> ConfigError {
+        let source = VARIABLES
+            .iter()
+            .position(|v| *v == error.setting())
+            .and_then(|index| self.from_file[index].as_deref());
+        match source {
+            Some(source) => ConfigError::new(
+                error.setting().to_owned(),
+                format!("{} (from {source})", error.message()),
+            ),
+            None => error,
+        }
     }
 }
 
@@ -673,16 +874,106 @@ impl WardenConfig {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let mut table = Vars {
-            values: std::array::from_fn(|_| None),
-        };
+        let mut table = Vars::new();
         for (key, value) in vars {
             if let Some(index) = VARIABLES.iter().position(|v| *v == key.as_ref()) {
                 let value = value.as_ref().trim();
                 table.values[index] = (!value.is_empty()).then(|| value.to_owned());
             }
         }
-        Self::load(&table)
+        table.read_file()?;
+        Self::load(&table).map_err(|e| table.attribute(e))
+    }
+
+    /// The settings in TOML (the format of `MCP_CONFIG_FILE`), without
+    /// looking at the environment.
+    ///
+    /// # Errors
+    ///
+    /// The text is not TOML, a key is unknown, or a value is invalid (by
+    /// variable name).
+    #[cfg(feature = "config-file")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "config-file")))]
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Self::from_settings(file::parse(text, "the TOML text")?)
+    }
+
+    #[cfg(feature = "config-file")]
+    fn from_settings(settings: Vec<file::Setting>) -> Result<Self, ConfigError> {
+        let mut table = Vars::new();
+        for (index, value, key) in settings {
+            table.values[index] = Some(value);
+            table.from_file[index] = Some(key);
+        }
+        Self::load(&table).map_err(|e| table.attribute(e))
+    }
+
+    /// The effective settings as JSON, keyed like the settings file, with
+    /// every secret replaced by `"<redacted>"` (for a status page).
+    #[must_use]
+    pub fn redacted_json(&self) -> serde_json::Value {
+        let secret = |set: bool| set.then_some("<redacted>");
+        let strings = |items: &[IpNet]| items.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let mut out = serde_json::json!({
+            "host": self.host,
+            "port": self.port,
+            "environment": self.environment.as_str(),
+            "auth_mode": self.auth_mode.as_str(),
+            "allowed_ips": strings(&self.allowed_ips),
+            "blocked_ips": strings(&self.blocked_ips),
+            "trust_x_forwarded": self.trust_x_forwarded,
+            "trusted_proxies": strings(&self.trusted_proxies),
+            "trusted_proxy_depth": self.trusted_proxy_depth,
+            "client_cert_required": self.client_cert_required,
+            "client_cert_header": self.client_cert_header,
+            "client_cert_header_value": "<redacted>",
+            "http_max_body_bytes": self.max_body_bytes,
+            "allowed_origins": self.allowed_origins,
+            "allowed_hosts": self.allowed_hosts,
+            "jwt_secret": secret(self.jwt_secret.is_some()),
+            "jwt_algorithm": self.jwt_algorithm,
+            "jwt_public_key_file": self.jwt_public_key_file,
+            "jwks_file": self.jwks_file,
+            "jwks_url": self.jwks_url,
+            "jwt_issuer": self.jwt_issuers,
+            "jwt_audience": self.jwt_audiences,
+            "jwt_leeway_seconds": self.jwt_leeway_seconds,
+            "api_keys": format!("<{} redacted>", self.api_keys.len()),
+            "api_keys_file": self.api_keys_file,
+            "api_key_salt": secret(self.api_key_salt.is_some()),
+        });
+        let rest = serde_json::json!({
+            "tool_scopes": self.tool_scopes.iter().map(|(t, s)| (t.clone(), serde_json::Value::from(s.clone()))).collect::<serde_json::Map<_, _>>(),
+            "resource_url": self.resource_url,
+            "oauth_authorization_servers": self.oauth_authorization_servers,
+            "ws_allow_query_auth": self.ws_allow_query_auth,
+            "rate_limit_enabled": self.rate_limit_enabled,
+            "rate_limit_quota": self.rate_limit_quota.to_json(),
+            "rate_limit_storage": self.rate_limit_storage.as_str(),
+            "redis_url": self.redis_url.as_deref().map(redact_url_password),
+            "rate_limit_fail_mode": self.rate_limit_fail_mode.as_str(),
+            "rate_limit_max_keys": self.rate_limit_max_keys,
+            "tool_rate_limits": self.tool_rate_limits.iter().map(|(t, n)| (t.clone(), serde_json::Value::from(*n))).collect::<serde_json::Map<_, _>>(),
+            "rate_limit_ipv6_prefix": self.rate_limit_ipv6_prefix,
+            "rate_limit_redis_prefix": self.rate_limit_redis_prefix,
+            "database_url": redact_url_password(&self.database_url),
+            "circuit_breaker_failure_threshold": self.circuit_breaker_failure_threshold,
+            "circuit_breaker_reset_timeout": u64::try_from(self.circuit_breaker_reset_timeout.as_millis()).unwrap_or(u64::MAX),
+            "gateway_allow_private_upstreams": self.gateway_allow_private_upstreams,
+            "config_file": self.config_file,
+            "log_level": self.log_level,
+            "log_format": self.log_format.as_str(),
+            "audit_log_file": self.audit_log_file,
+            "metrics_allowed_ips": strings(&self.metrics_allowed_ips),
+            "metrics_port": self.metrics_port,
+            "cors_origins": self.cors_origins,
+            "request_timeout": self.request_timeout.as_secs(),
+            "admin_role": self.admin_role,
+        });
+        if let (Some(out), serde_json::Value::Object(rest)) = (out.as_object_mut(), rest) {
+            out.extend(rest);
+        }
+        out
     }
 
     fn load(vars: &Vars) -> Result<Self, ConfigError> {
@@ -813,6 +1104,7 @@ impl WardenConfig {
         load_auth(vars, &mut config)?;
         load_rate_limit(vars, &mut config)?;
         load_gateway(vars, &mut config)?;
+        load_operations(vars, &mut config)?;
         Ok(config)
     }
 }
@@ -1074,6 +1366,106 @@ fn load_gateway(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigErro
     config.gateway_allow_private_upstreams = boolean(vars, "MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS")?
         .unwrap_or(config.environment == Environment::Development);
     Ok(())
+}
+
+fn load_operations(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigError> {
+    config.config_file = path(vars, "MCP_CONFIG_FILE")?;
+    if let Some(level) = vars.get("MCP_LOG_LEVEL") {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "_:=,.-[]{}*\"".contains(c);
+        if level.len() > 1024 || !level.chars().all(allowed) {
+            return Err(ConfigError::new(
+                "MCP_LOG_LEVEL",
+                "is not a level (error, warn, info, debug, trace) or tracing directives such as `info,tower_warden=debug`",
+            ));
+        }
+        config.log_level = Some(level.to_owned());
+    }
+    config.log_format = match vars.get("MCP_LOG_FORMAT").map(str::to_ascii_lowercase) {
+        None if config.environment == Environment::Development => LogFormat::Text,
+        None => LogFormat::Json,
+        Some(text) => match text.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => {
+                return Err(ConfigError::new(
+                    "MCP_LOG_FORMAT",
+                    format!("`{text}` is not one of text, json"),
+                ));
+            }
+        },
+    };
+    if let Some(text) = vars.get("MCP_AUDIT_LOG_FILE") {
+        let file = PathBuf::from(text);
+        if file.is_dir() {
+            return Err(ConfigError::new(
+                "MCP_AUDIT_LOG_FILE",
+                format!("`{text}` is a directory, not a file"),
+            ));
+        }
+        config.audit_log_file = Some(file);
+    }
+    if vars.get("MCP_METRICS_ALLOWED_IPS").is_some() {
+        config.metrics_allowed_ips = nets(vars, "MCP_METRICS_ALLOWED_IPS")?;
+    }
+    config.metrics_port = whole(vars, "MCP_METRICS_PORT", 1, u16::MAX)?;
+    if let Some(origins) = list(vars, "MCP_CORS_ORIGINS")? {
+        for origin in &origins {
+            if origin == "*" {
+                if config.environment == Environment::Production {
+                    return Err(ConfigError::new(
+                        "MCP_CORS_ORIGINS",
+                        "`*` (any origin) is refused in production: list the origins",
+                    ));
+                }
+                if origins.len() > 1 {
+                    return Err(ConfigError::new(
+                        "MCP_CORS_ORIGINS",
+                        "`*` cannot be combined with listed origins",
+                    ));
+                }
+            } else if !is_origin(origin) {
+                return Err(ConfigError::new(
+                    "MCP_CORS_ORIGINS",
+                    format!("`{origin}` is not an origin such as https://app.example.com"),
+                ));
+            }
+        }
+        config.cors_origins = origins;
+    }
+    if let Some(seconds) = whole(vars, "MCP_REQUEST_TIMEOUT", 1, MAX_REQUEST_TIMEOUT_SECONDS)? {
+        config.request_timeout = Duration::from_secs(seconds);
+    }
+    if let Some(role) = vars.get("MCP_ADMIN_ROLE") {
+        if role.len() > 128 || role.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ConfigError::new(
+                "MCP_ADMIN_ROLE",
+                "is not a role name (at most 128 characters, no spaces)",
+            ));
+        }
+        config.admin_role = role.to_owned();
+    }
+    Ok(())
+}
+
+/// `scheme://host[:port]` with nothing after it, as browsers send `Origin`.
+fn is_origin(text: &str) -> bool {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return false;
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) if !rest.ends_with(']') => (host, Some(port)),
+        _ => (rest, None),
+    };
+    matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && (host.parse::<IpAddr>().is_ok()
+            || is_host_name(host)
+            || (host.starts_with('[')
+                && host.ends_with(']')
+                && host[1..host.len() - 1]
+                    .parse::<std::net::Ipv6Addr>()
+                    .is_ok()))
+        && port.is_none_or(|p| p.parse::<u16>().is_ok())
 }
 
 /// The longest `RATE_LIMIT_WINDOW_MS`: one day.
@@ -1984,5 +2376,272 @@ mod tests {
         let err = load(&[("MCP_REDIS_URL", &format!("http://:{password}@cache"))]).unwrap_err();
         assert_eq!(err.setting(), "MCP_REDIS_URL");
         assert!(!err.to_string().contains(password), "{err}");
+    }
+
+    #[test]
+    fn operations_settings() {
+        let config = load(&[
+            ("MCP_LOG_LEVEL", "info,tower_warden=debug"),
+            ("MCP_LOG_FORMAT", "JSON"),
+            ("MCP_METRICS_ALLOWED_IPS", "10.0.0.0/8"),
+            ("MCP_METRICS_PORT", "9100"),
+            (
+                "MCP_CORS_ORIGINS",
+                "https://app.example.com, http://localhost:6274",
+            ),
+            ("MCP_REQUEST_TIMEOUT", "5"),
+            ("MCP_ADMIN_ROLE", "ops"),
+        ])
+        .unwrap();
+        assert_eq!(config.log_level.as_deref(), Some("info,tower_warden=debug"));
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(
+            config.metrics_allowed_ips,
+            ["10.0.0.0/8".parse::<IpNet>().unwrap()]
+        );
+        assert_eq!(config.metrics_port, Some(9100));
+        assert_eq!(
+            config.cors_origins,
+            ["https://app.example.com", "http://localhost:6274"]
+        );
+        assert_eq!(config.request_timeout, Duration::from_secs(5));
+        assert_eq!(config.admin_role, "ops");
+
+        let defaults = load(&[]).unwrap();
+        assert_eq!(defaults.log_format, LogFormat::Text);
+        assert_eq!(defaults.request_timeout, Duration::from_secs(30));
+        let loopback = |ip: &str| {
+            let ip: IpAddr = ip.parse().unwrap();
+            defaults
+                .metrics_allowed_ips
+                .iter()
+                .any(|net| net.contains(&ip))
+        };
+        assert!(loopback("127.0.0.1") && loopback("127.9.9.9") && loopback("::1"));
+        assert!(!loopback("10.0.0.1") && !loopback("::2"));
+        // Production logs JSON unless told otherwise.
+        let production = load(&[
+            ("MCP_ENVIRONMENT", "production"),
+            ("MCP_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ])
+        .unwrap();
+        assert_eq!(production.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn bad_operations_settings_name_their_variable() {
+        for (name, value) in [
+            ("MCP_LOG_FORMAT", "yaml"),
+            ("MCP_LOG_LEVEL", "info; rm -rf /"),
+            ("MCP_METRICS_ALLOWED_IPS", "10.0.0.0/33"),
+            ("MCP_METRICS_PORT", "0"),
+            ("MCP_METRICS_PORT", "70000"),
+            ("MCP_CORS_ORIGINS", "https://app.example.com/path"),
+            ("MCP_CORS_ORIGINS", "app.example.com"),
+            ("MCP_CORS_ORIGINS", "*,https://a.example"),
+            ("MCP_REQUEST_TIMEOUT", "0"),
+            ("MCP_REQUEST_TIMEOUT", "1.5"),
+            ("MCP_ADMIN_ROLE", "a b"),
+            ("MCP_AUDIT_LOG_FILE", "/"),
+        ] {
+            assert_eq!(setting(&[(name, value)]), name, "{name}={value}");
+        }
+        // `*` is a development convenience only.
+        assert!(load(&[("MCP_CORS_ORIGINS", "*")]).is_ok());
+        let error = load(&[
+            ("MCP_ENVIRONMENT", "production"),
+            ("MCP_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("MCP_CORS_ORIGINS", "*"),
+        ])
+        .unwrap_err();
+        assert_eq!(error.setting(), "MCP_CORS_ORIGINS");
+    }
+
+    #[test]
+    fn redacted_json_hides_every_secret() {
+        let config = load(&[
+            ("MCP_JWT_SECRET", "jwt-secret-0123456789abcdef-0123456"),
+            ("MCP_API_KEYS", "api-key-0123456789abcdef"),
+            ("MCP_API_KEY_SALT", "salt-0123456789abcdef"),
+            ("MCP_CLIENT_CERT_HEADER_VALUE", "proxy-shared-value"),
+            (
+                "MCP_REDIS_URL",
+                "redis://user:redis-password@127.0.0.1:6379",
+            ),
+            (
+                "MCP_DATABASE_URL",
+                "postgres://app:db-password@127.0.0.1/mcp",
+            ),
+        ])
+        .unwrap();
+        let text = config.redacted_json().to_string();
+        for secret in [
+            "jwt-secret",
+            "api-key-0123",
+            "salt-0123",
+            "proxy-shared-value",
+            "redis-password",
+            "db-password",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        let json = config.redacted_json();
+        assert_eq!(json["jwt_secret"], "<redacted>");
+        assert_eq!(json["port"], 8000);
+        assert_eq!(json["rate_limit_quota"]["requests_per_minute"], 120);
+        assert_eq!(json["redis_url"], "redis://user:<redacted>@127.0.0.1:6379");
+        // Every key is a settings-file key, so the page reads like the file.
+        for key in json.as_object().unwrap().keys() {
+            let known =
+                VARIABLES.iter().any(|v| file::key_of(v) == *key) || key == "rate_limit_quota";
+            assert!(known, "{key} is not a settings-file key");
+        }
+    }
+
+    #[cfg(feature = "config-file")]
+    mod settings_file {
+        use super::*;
+
+        fn write(text: &str) -> (PathBuf, impl Drop) {
+            struct Remove(PathBuf);
+            impl Drop for Remove {
+                fn drop(&mut self) {
+                    let _ = std::fs::remove_file(&self.0);
+                }
+            }
+            static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = std::env::temp_dir().join(format!(
+                "tower-warden-config-{}-{n}.toml",
+                std::process::id()
+            ));
+            std::fs::write(&path, text).unwrap();
+            (path.clone(), Remove(path))
+        }
+
+        const FILE: &str = r#"
+port = 9000
+allowed_ips = ["10.0.0.0/8", "192.0.2.7"]
+trust_x_forwarded = true
+trusted_proxies = ["10.0.0.1"]
+circuit_breaker_failure_threshold = 3
+
+[rate_limit]
+rpm = 600
+burst = 50
+
+[tool_scopes]
+delete_record = ["records:write"]
+
+[tool_rate_limits]
+search = 30
+"#;
+
+        #[test]
+        fn file_settings_and_env_over_file_over_defaults() {
+            let (path, _guard) = write(FILE);
+            let path = path.to_str().unwrap();
+            let config = load(&[("MCP_CONFIG_FILE", path), ("MCP_PORT", "9001")]).unwrap();
+            // The environment wins over the file...
+            assert_eq!(config.port, 9001);
+            // ...the file over the defaults, in nested tables too.
+            assert_eq!(config.allowed_ips.len(), 2);
+            assert!(config.trust_x_forwarded);
+            assert_eq!(config.circuit_breaker_failure_threshold, 3);
+            assert_eq!(
+                config.rate_limit_quota,
+                RateLimitQuota::PerMinute {
+                    requests: 600,
+                    burst: 50
+                }
+            );
+            assert_eq!(
+                config.tool_scopes,
+                [("delete_record".to_owned(), vec!["records:write".to_owned()])]
+            );
+            assert_eq!(config.tool_rate_limits, [("search".to_owned(), 30)]);
+            assert_eq!(
+                config.config_file.as_deref(),
+                Some(std::path::Path::new(path))
+            );
+            // What the file leaves out keeps its default.
+            assert_eq!(config.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+            // An empty variable counts as unset, so the file's value stands.
+            let config = load(&[("MCP_CONFIG_FILE", path), ("MCP_PORT", "")]).unwrap();
+            assert_eq!(config.port, 9000);
+        }
+
+        #[test]
+        fn toml_and_serde_read_the_same_keys() {
+            let from_toml = WardenConfig::from_toml(FILE).unwrap();
+            let from_serde: WardenConfig = toml::from_str(FILE).unwrap();
+            assert_eq!(from_toml, from_serde);
+            assert_eq!(from_toml.port, 9000);
+            // Upper-case variable names work too (a copied env file).
+            let config = WardenConfig::from_toml(
+                "MCP_PORT = 9002\nRATE_LIMIT_WINDOW_MS = 1000\nRATE_LIMIT_MAX_REQUESTS = 5",
+            )
+            .unwrap();
+            assert_eq!(config.port, 9002);
+        }
+
+        #[test]
+        fn unknown_key_is_an_error_naming_it() {
+            let error = WardenConfig::from_toml("jwt_secrt = \"x\"").unwrap_err();
+            assert_eq!(error.setting(), "jwt_secrt");
+            let error = WardenConfig::from_toml("[rate_limit]\nrpmm = 3").unwrap_err();
+            assert_eq!(error.setting(), "rate_limit.rpmm");
+            // A file cannot name another file.
+            assert_eq!(
+                WardenConfig::from_toml("config_file = \"/etc/x\"")
+                    .unwrap_err()
+                    .setting(),
+                "config_file"
+            );
+            // The same setting twice (flat and nested) is refused.
+            let error =
+                WardenConfig::from_toml("rate_limit_rpm = 1\n[rate_limit]\nrpm = 2").unwrap_err();
+            assert_eq!(error.setting(), "MCP_RATE_LIMIT_RPM");
+        }
+
+        #[test]
+        fn bad_value_names_variable_and_file_key() {
+            let (path, _guard) = write("[rate_limit]\nrpm = 0\n");
+            let error = load(&[("MCP_CONFIG_FILE", path.to_str().unwrap())]).unwrap_err();
+            assert_eq!(error.setting(), "MCP_RATE_LIMIT_RPM");
+            assert!(error.message().contains("rate_limit.rpm in "), "{error}");
+            assert!(error.message().contains(path.to_str().unwrap()), "{error}");
+            // The same bad value from the environment says nothing of a file.
+            let error = load(&[("MCP_RATE_LIMIT_RPM", "0")]).unwrap_err();
+            assert!(!error.message().contains(" in "), "{error}");
+            // Wrong types: a float where a whole number belongs.
+            let error = WardenConfig::from_toml("port = 80.5").unwrap_err();
+            assert_eq!(error.setting(), "MCP_PORT");
+        }
+
+        #[test]
+        fn syntax_error_never_echoes_the_line() {
+            let error =
+                WardenConfig::from_toml("port = 1\njwt_secret = \"top-secret-value\n").unwrap_err();
+            assert_eq!(error.setting(), "MCP_CONFIG_FILE");
+            assert!(error.message().contains("line 2"), "{error}");
+            assert!(!error.to_string().contains("top-secret"), "{error}");
+        }
+
+        #[test]
+        fn missing_file_is_an_error() {
+            let error = load(&[("MCP_CONFIG_FILE", "/nonexistent/mcp.toml")]).unwrap_err();
+            assert_eq!(error.setting(), "MCP_CONFIG_FILE");
+            assert!(error.message().contains("/nonexistent/mcp.toml"), "{error}");
+        }
+
+        #[test]
+        fn every_variable_has_a_distinct_file_key() {
+            let mut keys: Vec<String> = VARIABLES.iter().map(|v| file::key_of(v)).collect();
+            keys.sort();
+            let before = keys.len();
+            keys.dedup();
+            assert_eq!(before, keys.len());
+        }
     }
 }
