@@ -109,10 +109,14 @@ pub mod ip_filter;
 #[cfg(feature = "mcp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mcp")))]
 pub mod mcp;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 #[cfg(feature = "namespace")]
 #[cfg_attr(docsrs, doc(cfg(feature = "namespace")))]
 pub mod namespace;
 mod net;
+mod observe;
 pub mod principal;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]

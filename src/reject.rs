@@ -110,6 +110,87 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in declaration order.
+    pub const ALL: [Reason; 16] = [
+        Self::IpDenied,
+        Self::ForwardedInvalid,
+        Self::ClientIpUnavailable,
+        Self::ClientCertRequired,
+        Self::PayloadTooLarge,
+        Self::OriginForbidden,
+        Self::HostForbidden,
+        Self::Unauthenticated,
+        Self::InvalidCredentials,
+        Self::TokenExpired,
+        Self::InsufficientScope,
+        Self::AuthUnavailable,
+        Self::SessionNotFound,
+        Self::RateLimited,
+        Self::NamespaceForbidden,
+        Self::CircuitOpen,
+    ];
+
+    /// The layer that refuses with this reason, as metrics label it:
+    /// `client_ip`, `ip_filter`, `client_cert`, `body_limit`, `mcp_origin`,
+    /// `auth` (authentication, and scopes and roles), `mcp_session`,
+    /// `rate_limit`, `namespace` or `circuit_breaker`.
+    #[must_use]
+    pub const fn layer(self) -> &'static str {
+        match self {
+            Self::IpDenied => "ip_filter",
+            Self::ForwardedInvalid | Self::ClientIpUnavailable => "client_ip",
+            Self::ClientCertRequired => "client_cert",
+            Self::PayloadTooLarge => "body_limit",
+            Self::OriginForbidden | Self::HostForbidden => "mcp_origin",
+            Self::Unauthenticated
+            | Self::InvalidCredentials
+            | Self::TokenExpired
+            | Self::InsufficientScope
+            | Self::AuthUnavailable => "auth",
+            Self::SessionNotFound => "mcp_session",
+            Self::RateLimited => "rate_limit",
+            Self::NamespaceForbidden => "namespace",
+            Self::CircuitOpen => "circuit_breaker",
+        }
+    }
+
+    /// This reason's position in [`Reason::ALL`] (an exhaustive match, so a
+    /// new variant cannot be forgotten there).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) const fn index(self) -> usize {
+        match self {
+            Self::IpDenied => 0,
+            Self::ForwardedInvalid => 1,
+            Self::ClientIpUnavailable => 2,
+            Self::ClientCertRequired => 3,
+            Self::PayloadTooLarge => 4,
+            Self::OriginForbidden => 5,
+            Self::HostForbidden => 6,
+            Self::Unauthenticated => 7,
+            Self::InvalidCredentials => 8,
+            Self::TokenExpired => 9,
+            Self::InsufficientScope => 10,
+            Self::AuthUnavailable => 11,
+            Self::SessionNotFound => 12,
+            Self::RateLimited => 13,
+            Self::NamespaceForbidden => 14,
+            Self::CircuitOpen => 15,
+        }
+    }
+
+    /// Whether this is a failure to authenticate (a missing, invalid or
+    /// expired credential, or credentials that cannot be checked).
+    #[must_use]
+    pub const fn is_auth_failure(self) -> bool {
+        matches!(
+            self,
+            Self::Unauthenticated
+                | Self::InvalidCredentials
+                | Self::TokenExpired
+                | Self::AuthUnavailable
+        )
+    }
+
     /// The stable machine code, e.g. `ip_denied`.
     #[must_use]
     pub const fn code(self) -> &'static str {
@@ -578,24 +659,8 @@ mod tests {
 
     #[test]
     fn every_reason_maps_consistently() {
-        for reason in [
-            Reason::IpDenied,
-            Reason::ForwardedInvalid,
-            Reason::ClientIpUnavailable,
-            Reason::ClientCertRequired,
-            Reason::PayloadTooLarge,
-            Reason::OriginForbidden,
-            Reason::HostForbidden,
-            Reason::Unauthenticated,
-            Reason::InvalidCredentials,
-            Reason::TokenExpired,
-            Reason::InsufficientScope,
-            Reason::AuthUnavailable,
-            Reason::SessionNotFound,
-            Reason::RateLimited,
-            Reason::NamespaceForbidden,
-            Reason::CircuitOpen,
-        ] {
+        for (index, reason) in Reason::ALL.into_iter().enumerate() {
+            assert_eq!(reason.index(), index);
             let grpc = grpc_response(&Rejection::new(reason));
             assert_eq!(
                 grpc.headers()["grpc-status"],

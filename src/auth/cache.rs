@@ -116,6 +116,7 @@ impl TokenCache {
         match found {
             Some(Some(principal)) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
+                crate::observe::token_cache(true);
                 Some(principal)
             }
             Some(None) => {
@@ -124,10 +125,12 @@ impl TokenCache {
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&digest);
                 self.misses.fetch_add(1, Ordering::Relaxed);
+                crate::observe::token_cache(false);
                 None
             }
             None => {
                 self.misses.fetch_add(1, Ordering::Relaxed);
+                crate::observe::token_cache(false);
                 None
             }
         }

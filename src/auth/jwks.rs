@@ -168,6 +168,12 @@ impl RemoteJwks {
         self.trusted()
     }
 
+    /// When the keys in use were fetched.
+    pub(crate) fn fetched_at(&self) -> Option<Instant> {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        state.as_ref().map(|f| f.at)
+    }
+
     fn trusted(&self) -> Option<Arc<KeySet>> {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         state
@@ -198,10 +204,12 @@ impl RemoteJwks {
                 });
                 cache.retain_keys(&kept);
                 tracing::debug!(target: "tower_warden", keys = kept.len(), "JWKS fetched");
+                crate::observe::jwks_refresh(true);
                 Ok(keys)
             }
             Err(e) => {
                 tracing::warn!(target: "tower_warden", error = %e, "JWKS fetch failed; keeping the last good keys");
+                crate::observe::jwks_refresh(false);
                 Err(e)
             }
         }

@@ -81,6 +81,8 @@ struct Inner {
     max_token_bytes: usize,
     cache: TokenCache,
     clock: Clock,
+    /// When static keys were built or last replaced.
+    keys_at: RwLock<SystemTime>,
 }
 
 /// Verifies JSON Web Tokens and turns their claims into a [`Principal`].
@@ -202,6 +204,21 @@ impl JwtAuth {
         }
     }
 
+    /// When the signing keys in use were loaded: at build for a secret, a
+    /// PEM key or a JWKS document (or at the last
+    /// [`replace_jwks`](Self::replace_jwks)), at the last successful fetch
+    /// for a JWKS URL (`None` before the first).
+    #[must_use]
+    pub fn keys_loaded_at(&self) -> Option<SystemTime> {
+        match &self.inner.keys {
+            Keys::Static(_) => Some(*self.inner.keys_at.read().unwrap_or_else(|e| e.into_inner())),
+            #[cfg(feature = "jwks-url")]
+            Keys::Remote(remote) => remote
+                .fetched_at()
+                .and_then(|at| SystemTime::now().checked_sub(at.elapsed())),
+        }
+    }
+
     /// Replaces the keys of a verifier built from a secret, a PEM key or a
     /// JWKS document with those of a new JWKS document (a hot reload of a
     /// JWKS file). Cached tokens of removed keys are dropped at once. On an
@@ -215,10 +232,17 @@ impl JwtAuth {
         match &self.inner.keys {
             Keys::Static(lock) => {
                 let old = lock.read().unwrap_or_else(|e| e.into_inner()).clone();
-                let (set, _) = KeySet::from_jwks_json(jwks_json, Some(&old))?;
+                let (set, _) = KeySet::from_jwks_json(jwks_json, Some(&old))
+                    .inspect_err(|_| crate::observe::jwks_refresh(false))?;
                 let kept: Vec<u64> = set.ids().collect();
                 *lock.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
                 self.inner.cache.retain_keys(&kept);
+                *self
+                    .inner
+                    .keys_at
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = SystemTime::now();
+                crate::observe::jwks_refresh(true);
                 Ok(())
             }
             #[cfg(feature = "jwks-url")]
@@ -625,6 +649,7 @@ impl JwtAuthBuilder {
                 max_token_bytes: self.max_token_bytes,
                 cache,
                 clock: self.clock.unwrap_or_else(|| Arc::new(system_clock)),
+                keys_at: RwLock::new(SystemTime::now()),
             }),
         })
     }

@@ -158,6 +158,7 @@ where
                     let (Some(mut svc), Some(req)) = (service.take(), request.take()) else {
                         panic!("ResponseFuture polled after completion");
                     };
+                    config.record(*limit, decision.allowed);
                     if decision.allowed {
                         State::Inner {
                             future: svc.call(req),

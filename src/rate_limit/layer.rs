@@ -29,6 +29,7 @@ pub(crate) struct Limit {
     pub(crate) quota: Quota,
     name: String,
     policy: HeaderValue,
+    decisions: crate::observe::Decisions,
 }
 
 impl Limit {
@@ -44,6 +45,7 @@ impl Limit {
             quota,
             name,
             policy,
+            decisions: crate::observe::Decisions::default(),
         }
     }
 }
@@ -78,6 +80,13 @@ impl Config {
             .iter()
             .map(|l| (l.name.as_str(), &l.quota))
             .collect()
+    }
+
+    /// Reports one decision under `limit` to the metrics.
+    #[inline]
+    pub(crate) fn record(&self, limit: usize, allowed: bool) {
+        let limit = &self.limits[limit];
+        limit.decisions.record(&limit.name, allowed);
     }
 
     #[inline]
@@ -294,6 +303,7 @@ impl<R> RateLimitLayer<R> {
                         quota: l.quota,
                         name: l.name.clone(),
                         policy: l.policy.clone(),
+                        decisions: crate::observe::Decisions::default(),
                     })
                     .collect(),
                 tools: c.tools.clone(),

@@ -299,6 +299,7 @@ impl Inner {
                         prefix = %self.prefix,
                         "rate limit: Redis answers again; shared quotas restored"
                     );
+                    crate::observe::rate_limit_degraded(false);
                 }
                 decision
             }
@@ -336,6 +337,7 @@ impl Inner {
                 error = why,
                 "rate limit: Redis unreachable; deciding by the fail mode until it answers"
             );
+            crate::observe::rate_limit_degraded(true);
         }
     }
 

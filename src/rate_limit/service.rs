@@ -74,7 +74,11 @@ where
         let Some((key, limit)) = self.config.select(&request) else {
             return ResponseFuture::inner(self.inner.call(request), None, &self.config);
         };
-        match self.config.store.check(&key, self.config.quota(limit)) {
+        let check = self.config.store.check(&key, self.config.quota(limit));
+        if let Check::Ready(decision) = &check {
+            self.config.record(limit, decision.allowed);
+        }
+        match check {
             Check::Ready(decision) if decision.allowed => ResponseFuture::inner(
                 self.inner.call(request),
                 Some((limit, decision)),
