@@ -6,6 +6,8 @@
 
 #[path = "gateway.rs"]
 pub mod gateway;
+#[path = "ops.rs"]
+pub mod ops;
 #[path = "store.rs"]
 pub mod store;
 #[path = "tools.rs"]
@@ -15,7 +17,7 @@ pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::routing::get;
@@ -29,7 +31,6 @@ use tower_warden::auth::{Algorithm, ApiKeys, AuthLayer, JwksUrl, JwtAuth};
 use tower_warden::body_limit::BodyLimitLayer;
 use tower_warden::circuit_breaker::{BreakerState, CircuitBreaker, CircuitBreakers};
 use tower_warden::client_cert::ClientCertLayer;
-use tower_warden::client_ip::ClientIpLayer;
 use tower_warden::config::WardenConfig;
 use tower_warden::config::{AuthMode, Environment, RateLimitStorage};
 use tower_warden::ip_filter::{IpFilterLayer, IpSet};
@@ -306,6 +307,7 @@ pub fn auth(config: &WardenConfig) -> Result<Auth, ConfigError> {
             let claims = serde_json::json!({
                 "sub": "developer",
                 "scope": "*",
+                "roles": [config.admin_role],
                 "namespace": "default",
                 "aud": resource_url,
                 "iat": iat,
@@ -522,15 +524,24 @@ pub fn router_with(
             .disable_allowed_origins(),
     );
 
-    let host_origin = HostOriginLayer::new()
+    // Origins granted CORS may also call: the browser sends their `Origin`.
+    let any_origin = config.cors_origins.iter().any(|o| o == "*");
+    let origins = config
+        .allowed_origins
+        .iter()
+        .chain(config.cors_origins.iter().filter(|_| !any_origin));
+    let mut host_origin = HostOriginLayer::new()
         .try_allowed_hosts(&config.allowed_hosts)
         .map_err(|e| e.for_setting("MCP_ALLOWED_HOSTS"))?
-        .try_allowed_origins(&config.allowed_origins)
+        .try_allowed_origins(origins)
         .map_err(|e| e.for_setting("MCP_ALLOWED_ORIGINS"))?;
+    if any_origin {
+        host_origin = host_origin.allow_any_origin();
+    }
 
-    // `route_layer`: the last one added is the outermost.
-    let mut mcp_routes = Router::new()
-        .route_service("/mcp", mcp)
+    // `route_layer`: the last one added is the outermost. The request
+    // timeout is innermost: it bounds the service, not the checks.
+    let mut mcp_routes = ops::timeout(Router::new().route_service("/mcp", mcp), config)
         // Sessions are bound to the principal that opened them. Another
         // principal's session id is answered exactly as rmcp answers an
         // unknown one, which `JsonRpcErrorsLayer` then turns into the same
@@ -538,7 +549,7 @@ pub fn router_with(
         .route_layer(SessionBindingLayer::new().responder(like_unknown_session))
         .route_layer(JsonRpcErrorsLayer::new().max_body_bytes(max_body));
     let limits = limits(config)?;
-    let mut api_routes = gateway::routes(Arc::clone(&gateway));
+    let mut api_routes = ops::timeout(gateway::routes(Arc::clone(&gateway)), config);
     if let Some(per_principal) = limits.per_principal {
         mcp_routes = mcp_routes.route_layer(per_principal.clone());
         api_routes = api_routes.route_layer(per_principal);
@@ -563,13 +574,9 @@ pub fn router_with(
         .merge(api_routes)
         .route_layer(host_origin)
         .route_layer(auth.layer.clone());
-    let mut mcp_routes = guards(mcp_routes, config, limits.per_ip)?;
+    let mut mcp_routes = guards(mcp_routes, config, limits.per_ip.clone())?;
     if config.trust_x_forwarded {
-        let client_ip = ClientIpLayer::new()
-            .try_trusted_proxies(config.trusted_proxies.iter().map(ToString::to_string))
-            .map_err(|e| e.for_setting("MCP_TRUSTED_PROXIES"))?
-            .depth(config.trusted_proxy_depth);
-        mcp_routes = mcp_routes.route_layer(client_ip);
+        mcp_routes = mcp_routes.route_layer(ops::client_ip(config)?);
     }
 
     let metadata = Arc::new(protected_resource_metadata(config, auth));
@@ -590,17 +597,44 @@ pub fn router_with(
             get(move || async move { Json((*metadata).clone()) }),
         );
     }
-    let health = Router::new()
+    let health_state = Arc::new(HealthState {
+        started: Instant::now(),
+        limits: limits.health,
+        gateway,
+    });
+    let metrics = tower_warden::metrics::MetricsLayer::new();
+    // `/status` sits behind the same checks as `/mcp`, then the admin role.
+    let status = ops::status_routes(
+        config,
+        auth.layer.clone(),
+        ops::StatusState {
+            metrics: metrics.clone(),
+            jwt: auth.jwt.clone(),
+            config: config.redacted_json(),
+            health: Box::new({
+                let state = Arc::clone(&health_state);
+                move || health_json(&state)
+            }),
+        },
+    );
+    let mut status = guards(status, config, limits.per_ip)?;
+    if config.trust_x_forwarded {
+        status = status.route_layer(ops::client_ip(config)?);
+    }
+    let mut router = Router::new()
         .route("/health", get(health))
-        .with_state(Arc::new(HealthState {
-            started: Instant::now(),
-            limits: limits.health,
-            gateway,
-        }))
-        .merge(well_known);
-    Ok(health
-        .merge(mcp_routes)
-        .layer(axum::middleware::map_request(peer_address)))
+        .with_state(health_state)
+        .merge(well_known)
+        .merge(status)
+        .merge(mcp_routes);
+    if config.metrics_port.is_none() {
+        router = router.merge(ops::metrics_routes(config)?);
+    }
+    ops::around(
+        router.layer(axum::middleware::map_request(peer_address)),
+        config,
+        metrics,
+    )
 }
 
 /// Adds, outermost first, `IpFilterLayer` → `ClientCertLayer` (only when
@@ -654,7 +688,7 @@ fn like_unknown_session(
 
 /// Copies axum's connect info into a plain `SocketAddr` extension, which the
 /// tower-warden layers read whatever their cargo features.
-async fn peer_address(mut request: Request) -> Request {
+pub async fn peer_address(mut request: Request) -> Request {
     if let Some(ConnectInfo(addr)) = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -676,12 +710,16 @@ struct HealthState {
 /// `degraded` while the rate limiter decides without Redis (each instance
 /// then limits on its own).
 async fn health(State(state): State<Arc<HealthState>>) -> Json<serde_json::Value> {
+    Json(health_json(&state))
+}
+
+fn health_json(state: &HealthState) -> serde_json::Value {
     let status = if state.limits.is_degraded() {
         "degraded"
     } else {
         "healthy"
     };
-    Json(serde_json::json!({
+    serde_json::json!({
         "status": status,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
@@ -693,25 +731,89 @@ async fn health(State(state): State<Arc<HealthState>>) -> Json<serde_json::Value
             .into_iter()
             .map(|(id, breaker)| serde_json::json!({"connection_id": id, "breaker": breaker_json(&breaker)}))
             .collect::<Vec<_>>(),
-    }))
+    })
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then waits
-/// for the open connections to finish (event streams end at once: rmcp's
-/// token is a child of `shutdown`).
+/// for the open connections to finish; MCP sessions (the token the router
+/// was built with) end at once.
 ///
 /// # Errors
 ///
 /// The listener failed.
+#[allow(dead_code)] // the integration tests serve through it
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(
+    serve_draining(listener, router, shutdown.clone(), shutdown, Duration::ZERO).await
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled. Then it
+/// accepts no new connection, lets requests in flight finish (a tool call
+/// answering on an event stream included), and after `grace` cancels
+/// `sessions` (the token the router was built with), which ends the
+/// remaining MCP sessions and their idle event streams. It returns once
+/// every connection is closed.
+///
+/// # Errors
+///
+/// The listener failed.
+pub async fn serve_draining(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    sessions: CancellationToken,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let ending = sessions.clone();
+    let signal = async move {
+        shutdown.cancelled().await;
+        tracing::info!(
+            grace_seconds = grace.as_secs_f64(),
+            "draining: no new connections; requests in flight may finish"
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            ending.cancel();
+        });
+    };
+    let served = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await
+    .with_graceful_shutdown(signal)
+    .await;
+    sessions.cancel();
+    served
+}
+
+/// Registers for SIGINT (Ctrl-C) and SIGTERM now, and returns the future
+/// that cancels `shutdown` when either arrives.
+///
+/// # Errors
+///
+/// The signal handlers cannot be installed.
+pub fn cancel_on_signal(
+    shutdown: CancellationToken,
+) -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    #[cfg(unix)]
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    #[cfg(unix)]
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    Ok(async move {
+        #[cfg(unix)]
+        let which = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        #[cfg(not(unix))]
+        let which = match tokio::signal::ctrl_c().await {
+            Ok(()) => "Ctrl-C",
+            Err(_) => std::future::pending().await,
+        };
+        tracing::info!(signal = which, "shutting down");
+        shutdown.cancel();
+    })
 }

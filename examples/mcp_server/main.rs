@@ -27,13 +27,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    match app::ops::log_subscriber(&config, std::io::stderr) {
+        Ok(subscriber) => {
+            if tracing::subscriber::set_global_default(subscriber).is_err() {
+                eprintln!("mcp_server: a log subscriber is already installed");
+            }
+        }
+        Err(error) => {
+            eprintln!("mcp_server: {error}");
+            return ExitCode::from(2);
+        }
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -55,7 +59,13 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: WardenConfig) -> Result<(), String> {
+    // `shutdown`: stop accepting and drain; `sessions`: end MCP sessions
+    // (after the grace period).
     let shutdown = CancellationToken::new();
+    let sessions = CancellationToken::new();
+    if let Some(file) = &config.config_file {
+        tracing::info!(file = %file.display(), "settings read from the file, overridden by the environment");
+    }
     let auth = app::auth(&config).map_err(|e| e.to_string())?;
     for warning in &auth.warnings {
         tracing::warn!("{warning}");
@@ -73,7 +83,7 @@ async fn run(config: WardenConfig) -> Result<(), String> {
         tracing::warn!(%error, "cannot fetch the JWT signing keys yet; will retry on demand");
     }
     let gateway = app::gateway(&config).await.map_err(|e| e.to_string())?;
-    let router = app::router_with(&config, &shutdown, &auth, gateway).map_err(|e| e.to_string())?;
+    let router = app::router_with(&config, &sessions, &auth, gateway).map_err(|e| e.to_string())?;
     let address = (config.host.as_str(), config.port);
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -92,40 +102,32 @@ async fn run(config: WardenConfig) -> Result<(), String> {
              requests naming any other host get 403 host_forbidden"
         );
     }
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
-    app::serve(listener, router, shutdown)
+    if let Some(port) = config.metrics_port {
+        let routes = app::ops::metrics_routes(&config).map_err(|e| e.to_string())?;
+        let listener = tokio::net::TcpListener::bind((config.host.as_str(), port))
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot listen on {}:{port} (MCP_METRICS_PORT): {e}",
+                    config.host
+                )
+            })?;
+        tracing::info!(address = %format!("{}:{port}", config.host), "metrics at /metrics");
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let routes = routes.layer(axum::middleware::map_request(app::peer_address));
+            if let Err(error) = app::serve(listener, routes, stop).await {
+                tracing::error!(%error, "the metrics listener failed");
+            }
+        });
+    }
+    let signals = app::cancel_on_signal(shutdown.clone())
+        .map_err(|e| format!("cannot listen for signals: {e}"))?;
+    tokio::spawn(signals);
+    // In-flight requests get as long as one request may take.
+    app::serve_draining(listener, router, shutdown, sessions, config.request_timeout)
         .await
         .map_err(|e| format!("server failed: {e}"))?;
     tracing::info!("MCP server stopped");
     Ok(())
-}
-
-/// Cancels `shutdown` on SIGINT (Ctrl-C) or SIGTERM.
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down");
-    shutdown.cancel();
 }

@@ -172,6 +172,7 @@ pub(crate) fn validate_allowed_host(text: &str) -> Result<(), ConfigError> {
 struct Config {
     hosts: Vec<HostPort>,
     origins: Vec<AllowedOrigin>,
+    any_origin: bool,
 }
 
 impl Config {
@@ -199,7 +200,7 @@ impl Config {
                 Rejection::new(Reason::OriginForbidden)
                     .with_detail("the Origin header is malformed")
             })?;
-        if self.origin_allowed(&origin, &host) {
+        if self.any_origin || self.origin_allowed(&origin, &host) {
             Ok(())
         } else {
             Err(Rejection::new(Reason::OriginForbidden))
@@ -323,6 +324,7 @@ impl HostOriginLayer {
             config: Arc::new(Config {
                 hosts,
                 origins: Vec::new(),
+                any_origin: false,
             }),
             responder: DefaultResponder,
         }
@@ -368,6 +370,15 @@ impl<R> HostOriginLayer<R> {
             .collect::<Result<_, _>>()?;
         Arc::make_mut(&mut self.config).origins = origins;
         Ok(self)
+    }
+
+    /// Admits a well-formed `Origin` from any site; the `Host` check stays.
+    /// This gives up the protection against cross-site requests from
+    /// browsers: meant for development only (the reference server allows it
+    /// only with `MCP_CORS_ORIGINS=*` outside production).
+    pub fn allow_any_origin(mut self) -> Self {
+        Arc::make_mut(&mut self.config).any_origin = true;
+        self
     }
 
     /// Answers refusals with `responder` instead of the default.
@@ -457,6 +468,23 @@ mod tests {
             assert_eq!(status(layer(), Some(host), None).await, 403, "{host}");
         }
         assert_eq!(status(layer(), None, None).await, 403);
+    }
+
+    #[tokio::test]
+    async fn any_origin_keeps_the_host_check() {
+        let layer = || HostOriginLayer::new().allow_any_origin();
+        let site = Some("https://anything.example");
+        assert_eq!(status(layer(), Some("localhost:8000"), site).await, 200);
+        assert_eq!(
+            status(HostOriginLayer::new(), Some("localhost:8000"), site).await,
+            403
+        );
+        // DNS rebinding still fails on the Host, and garbage is still garbage.
+        assert_eq!(status(layer(), Some("evil.example"), site).await, 403);
+        assert_eq!(
+            status(layer(), Some("localhost"), Some("not an origin")).await,
+            403
+        );
     }
 
     #[tokio::test]

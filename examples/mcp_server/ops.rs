@@ -1,0 +1,463 @@
+//! What an operator of the reference server needs around the MCP endpoint:
+//! logs (text or JSON, with a request id on every line, and an audit file),
+//! request ids, Prometheus metrics, the admin `/status` page, CORS, security
+//! headers, the request timeout and graceful shutdown.
+//!
+//! Everything here is tower-http (request id, trace, CORS, headers,
+//! timeout), `tracing-subscriber`, and the `metrics` facade with its
+//! Prometheus exporter, configured from [`WardenConfig`].
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_warden::ConfigError;
+use tower_warden::auth::{AuthLayer, JwtAuth, RequireLayer};
+use tower_warden::client_ip::ClientIpLayer;
+use tower_warden::config::{LogFormat, WardenConfig};
+use tower_warden::ip_filter::{IpFilterLayer, IpSet};
+use tower_warden::metrics::{MetricsLayer, REQUEST_DURATION};
+use tracing::Level;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+
+/// The request-id header, set on every request and response.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The log subscriber of `config`: `MCP_LOG_LEVEL` (else `RUST_LOG`, else
+/// `info`) in `MCP_LOG_FORMAT` to `console`, plus every audit event as a JSON
+/// line in `MCP_AUDIT_LOG_FILE` whatever the level. Lines logged while a
+/// request is served carry its `request_id` (in JSON, under `span`).
+///
+/// # Errors
+///
+/// `MCP_LOG_LEVEL` is not a valid filter, or the audit file cannot be
+/// opened for appending.
+pub fn log_subscriber<W>(
+    config: &WardenConfig,
+    console: W,
+) -> Result<impl tracing::Subscriber + Send + Sync + 'static, ConfigError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = match &config.log_level {
+        Some(level) => EnvFilter::try_new(level)
+            .map_err(|e| ConfigError::new("MCP_LOG_LEVEL", format!("is not a log filter: {e}")))?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let console = match config.log_format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(console)
+            .with_filter(filter)
+            .boxed(),
+        _ => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(console)
+            .with_filter(filter)
+            .boxed(),
+    };
+    let audit = match &config.audit_log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| {
+                    ConfigError::new(
+                        "MCP_AUDIT_LOG_FILE",
+                        format!("cannot open {} for appending: {e}", path.display()),
+                    )
+                })?;
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(Mutex::new(file))
+                    .with_filter(filter_fn(|meta| {
+                        // Spans too, so each line carries its request id.
+                        meta.is_span() || meta.target() == tower_warden::audit::TARGET
+                    }))
+                    .boxed(),
+            )
+        }
+        None => None,
+    };
+    Ok(tracing_subscriber::registry().with(console).with(audit))
+}
+
+/// Request ids: a random per-process prefix and a counter, so ids are
+/// unique across restarts and instances without a random draw per request.
+#[derive(Clone)]
+struct RequestIds {
+    prefix: u64,
+    next: Arc<AtomicU64>,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let mut bytes = [0u8; 8];
+        // Without a random source the prefix is the start time: still unique
+        // enough to tell instances apart.
+        if getrandom::fill(&mut bytes).is_err() {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            bytes = (nanos as u64).to_be_bytes();
+        }
+        Self {
+            prefix: u64::from_be_bytes(bytes),
+            next: Arc::new(AtomicU64::new(1)),
+        }
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{:016x}{n:08x}", self.prefix);
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+/// Keeps a caller's (or proxy's) `X-Request-Id` only when it is a plain
+/// token of at most 128 characters; anything else is replaced by a fresh id.
+async fn sanitize_request_id(mut request: Request) -> Request {
+    let plain = |value: &HeaderValue| {
+        let bytes = value.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= 128
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    };
+    let values = request.headers().get_all(&X_REQUEST_ID);
+    let keep = values.iter().count() == 1 && values.iter().all(plain);
+    if !keep {
+        request.headers_mut().remove(&X_REQUEST_ID);
+    }
+    request
+}
+
+/// The layers around the whole router, outermost first: sensitive headers
+/// hidden from logs → request id (kept if plain, else made) → trace span
+/// with the id → the id copied to the response → security headers → CORS
+/// (`MCP_CORS_ORIGINS`) → `metrics`.
+///
+/// # Errors
+///
+/// A CORS origin that is not a header value.
+pub fn around(
+    router: Router,
+    config: &WardenConfig,
+    metrics: MetricsLayer,
+) -> Result<Router, ConfigError> {
+    let router = router.layer(metrics);
+    let router = match cors(config)? {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    let mut headers = vec![
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+    ];
+    if behind_tls(config) {
+        headers.push((
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=63072000; includeSubDomains",
+        ));
+    }
+    let router = headers.into_iter().fold(router, |router, (name, value)| {
+        router.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ))
+    });
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|request: &http::Request<Body>| {
+            let id = request
+                .headers()
+                .get(&X_REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            tracing::info_span!(
+                "request",
+                request_id = %id,
+                method = %request.method(),
+                path = request.uri().path(),
+            )
+        })
+        .on_request(())
+        .on_response(DefaultOnResponse::new().level(Level::INFO));
+    Ok(router.layer(
+        ServiceBuilder::new()
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+                header::COOKIE,
+                header::PROXY_AUTHORIZATION,
+                HeaderName::from_static("x-api-key"),
+            ]))
+            .layer(axum::middleware::map_request(sanitize_request_id))
+            .layer(SetRequestIdLayer::new(X_REQUEST_ID, RequestIds::new()))
+            .layer(trace)
+            .layer(PropagateRequestIdLayer::new(X_REQUEST_ID)),
+    ))
+}
+
+/// Whether clients reach this server over TLS (the resource URL is
+/// `https://`): then responses carry HSTS.
+fn behind_tls(config: &WardenConfig) -> bool {
+    config
+        .resource_url
+        .as_deref()
+        .is_some_and(|url| url.starts_with("https://"))
+}
+
+/// The CORS layer of `MCP_CORS_ORIGINS` (none when it is empty). Preflights
+/// are answered here, before authentication, since browsers send them
+/// without credentials; a refused origin gets no `Access-Control-Allow-*`.
+fn cors(config: &WardenConfig) -> Result<Option<CorsLayer>, ConfigError> {
+    if config.cors_origins.is_empty() {
+        return Ok(None);
+    }
+    let origins = if config.cors_origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        let list = config
+            .cors_origins
+            .iter()
+            .map(|origin| {
+                HeaderValue::from_str(origin).map_err(|_| {
+                    ConfigError::new(
+                        "MCP_CORS_ORIGINS",
+                        format!("`{origin}` is not a header value"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        AllowOrigin::list(list)
+    };
+    let name = HeaderName::from_static;
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::ACCEPT,
+                name("mcp-session-id"),
+                name("mcp-protocol-version"),
+                name("last-event-id"),
+                name("x-api-key"),
+            ])
+            .expose_headers([
+                name("mcp-session-id"),
+                header::WWW_AUTHENTICATE,
+                header::RETRY_AFTER,
+                name("ratelimit"),
+                name("ratelimit-policy"),
+                X_REQUEST_ID,
+            ])
+            .max_age(Duration::from_secs(600)),
+    ))
+}
+
+/// `MCP_REQUEST_TIMEOUT` for a group of routes: tower-http's timeout
+/// answering 504, given a problem body here. It bounds the time to the
+/// response head; an event stream that has started is not cut.
+pub fn timeout(router: Router, config: &WardenConfig) -> Router {
+    router
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            config.request_timeout,
+        ))
+        .layer(axum::middleware::map_response(timeout_problem))
+}
+
+/// Gives tower-http's bodiless 504 a problem body; other responses pass.
+async fn timeout_problem(response: Response) -> Response {
+    if response.status() != StatusCode::GATEWAY_TIMEOUT
+        || response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    problem(
+        StatusCode::GATEWAY_TIMEOUT,
+        "request_timeout",
+        "the request took longer than the server allows (MCP_REQUEST_TIMEOUT)",
+    )
+}
+
+/// An `application/problem+json` response.
+pub fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
+    let body = serde_json::json!({
+        "type": format!("urn:tower-warden:problem:{code}"),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+        "code": code,
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The process-wide Prometheus recorder, installed on first use. `None`
+/// when another recorder was installed first.
+pub fn prometheus() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(REQUEST_DURATION.to_owned()),
+                    &[
+                        0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
+                    ],
+                )
+                .ok()?;
+            builder.install_recorder().ok()
+        })
+        .clone()
+}
+
+/// `GET /metrics` in the Prometheus text format, for the clients of
+/// `MCP_METRICS_ALLOWED_IPS` only (403 `ip_denied` for others; through
+/// `MCP_TRUSTED_PROXIES` the real client counts, not the proxy).
+///
+/// # Errors
+///
+/// A trusted-proxy setting the client-address layer cannot use.
+pub fn metrics_routes(config: &WardenConfig) -> Result<Router, ConfigError> {
+    let handle = prometheus();
+    let allowed = IpSet::builder()
+        .allow_nets(config.metrics_allowed_ips.iter().copied())
+        .build();
+    let mut routes = Router::new()
+        .route("/metrics", get(render_metrics))
+        .with_state(handle)
+        .route_layer(IpFilterLayer::new(allowed));
+    if config.trust_x_forwarded {
+        routes = routes.route_layer(client_ip(config)?);
+    }
+    Ok(routes)
+}
+
+async fn render_metrics(State(handle): State<Option<PrometheusHandle>>) -> Response {
+    match handle {
+        Some(handle) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            handle.render(),
+        )
+            .into_response(),
+        None => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics_unavailable",
+            "another metrics recorder is installed in this process",
+        ),
+    }
+}
+
+/// The client-address layer of the trusted-proxy settings.
+///
+/// # Errors
+///
+/// `MCP_TRUSTED_PROXIES` cannot be used.
+pub fn client_ip(config: &WardenConfig) -> Result<ClientIpLayer, ConfigError> {
+    Ok(ClientIpLayer::new()
+        .try_trusted_proxies(config.trusted_proxies.iter().map(ToString::to_string))
+        .map_err(|e| e.for_setting("MCP_TRUSTED_PROXIES"))?
+        .depth(config.trusted_proxy_depth))
+}
+
+/// What `/status` reads besides `/health`'s state.
+pub struct StatusState {
+    /// Request counts.
+    pub metrics: MetricsLayer,
+    /// The JWT verifier, for its keys and cache.
+    pub jwt: Option<JwtAuth>,
+    /// The effective settings, secrets redacted.
+    pub config: serde_json::Value,
+    /// `/health`'s document.
+    pub health: Box<dyn Fn() -> serde_json::Value + Send + Sync>,
+}
+
+/// `GET /status` for callers with the `MCP_ADMIN_ROLE` role: version,
+/// uptime, request counts, rate limiter and breakers (as `/health`), JWT
+/// keys and token cache, and the effective settings with secrets redacted.
+pub fn status_routes(config: &WardenConfig, auth: AuthLayer, state: StatusState) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .with_state(Arc::new(state))
+        .route_layer(RequireLayer::role(config.admin_role.clone()))
+        .route_layer(auth)
+}
+
+async fn status(State(state): State<Arc<StatusState>>) -> axum::Json<serde_json::Value> {
+    let counts = state.metrics.counts();
+    let rejected: serde_json::Map<String, serde_json::Value> = counts
+        .rejections()
+        .map(|(reason, n)| (reason.code().to_owned(), n.into()))
+        .collect();
+    let jwt = state.jwt.as_ref().map(|jwt| {
+        let (hits, misses) = jwt.cache_stats();
+        serde_json::json!({
+            "keys_loaded_at": jwt.keys_loaded_at().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs()),
+            "cached_tokens": jwt.cached_tokens(),
+            "cache_hits": hits,
+            "cache_misses": misses,
+        })
+    });
+    let mut document = (state.health)();
+    if let Some(object) = document.as_object_mut() {
+        object.insert(
+            "requests".to_owned(),
+            serde_json::json!({
+                "admitted": counts.admitted(),
+                "rejected": counts.total_rejected(),
+                "rejected_by_reason": rejected,
+                "errors": counts.errors(),
+            }),
+        );
+        object.insert("jwt".to_owned(), jwt.unwrap_or(serde_json::Value::Null));
+        object.insert("config".to_owned(), state.config.clone());
+    }
+    axum::Json(document)
+}
