@@ -472,7 +472,7 @@ async fn a_slow_request_gets_504_with_a_problem_body() {
     // The gateway calls itself: its `sleep` tool outlasts the 1 s timeout.
     let server = start(&[("MCP_REQUEST_TIMEOUT", "1")]).await;
     let auth = bearer("alice", &[]);
-    let upstream_auth = format!("{}", token("gateway", &[]));
+    let upstream_auth = token("gateway", &[]);
     let api = url(&server, "/api/v1/mcp/connections");
     let reply = send(
         Method::POST,
