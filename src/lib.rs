@@ -122,6 +122,7 @@ pub mod principal;
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;
 pub mod reject;
+pub mod reload;
 #[cfg(test)]
 mod test_logs;
 

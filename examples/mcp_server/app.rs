@@ -33,12 +33,13 @@ use tower_warden::circuit_breaker::{BreakerState, CircuitBreaker, CircuitBreaker
 use tower_warden::client_cert::ClientCertLayer;
 use tower_warden::config::WardenConfig;
 use tower_warden::config::{AuthMode, Environment, RateLimitStorage};
-use tower_warden::ip_filter::{IpFilterLayer, IpSet};
+use tower_warden::ip_filter::{IpFilterLayer, IpSet, IpSetHandle};
 use tower_warden::mcp::{
     HostOriginLayer, JsonRpcErrorsLayer, McpPolicyLayer, SessionBindingLayer, ToolPolicy,
 };
 use tower_warden::principal::{AuthMethod, Principal};
 use tower_warden::rate_limit::{KeyBy, MemoryStore, Quota, RateLimitLayer, Store};
+use tower_warden::reload::ReloadHandle;
 
 /// How `/mcp` authenticates, built from the settings.
 pub struct Auth {
@@ -46,6 +47,10 @@ pub struct Auth {
     pub layer: AuthLayer,
     /// The JWT verifier, when JWTs are accepted.
     pub jwt: Option<JwtAuth>,
+    /// The API keys, when they are accepted.
+    pub api_keys: Option<ApiKeys>,
+    /// Their salt (configured, or drawn at start), for reloads.
+    api_key_salt: Vec<u8>,
     /// A token for the ephemeral development secret (only when nothing was
     /// configured in development).
     pub dev_token: Option<String>,
@@ -337,36 +342,16 @@ pub fn auth(config: &WardenConfig) -> Result<Auth, ConfigError> {
     } else {
         None
     };
-    let api_keys = if config.auth_mode.api_key() {
+    let (api_keys, api_key_salt) = if config.auth_mode.api_key() {
         let salt = match &config.api_key_salt {
             Some(salt) => salt.as_bytes().to_vec(),
             None => random_bytes::<32>()?.to_vec(),
         };
-        let keys = ApiKeys::new(&salt).map_err(|e| e.for_setting("MCP_API_KEY_SALT"))?;
-        for (n, key) in config.api_keys.iter().enumerate() {
-            let id = format!("api-key-{}", n + 1);
-            let principal = Principal::builder(id.clone(), AuthMethod::ApiKey)
-                .key_id(id)
-                .scopes(["*"])
-                .build();
-            keys.insert_key(key, principal)
-                .map_err(|e| e.for_setting("MCP_API_KEYS"))?;
-        }
-        if let Some(path) = &config.api_keys_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::new(
-                    "MCP_API_KEYS_FILE",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            keys.load_lines(&text)
-                .map_err(|e| e.for_setting("MCP_API_KEYS_FILE"))?;
-        }
-        Some(keys)
+        (Some(api_keys(config, &salt)?), salt)
     } else {
-        None
+        (None, Vec::new())
     };
-    let layer = match (config.auth_mode, jwt.clone(), api_keys) {
+    let layer = match (config.auth_mode, jwt.clone(), api_keys.clone()) {
         (AuthMode::None, ..) => {
             warnings
                 .push("MCP_AUTH_MODE=none: every caller is admitted with every scope".to_owned());
@@ -394,11 +379,101 @@ pub fn auth(config: &WardenConfig) -> Result<Auth, ConfigError> {
     Ok(Auth {
         layer,
         jwt,
+        api_keys,
+        api_key_salt,
         dev_token,
         warnings,
         resource_url,
         metadata_url,
     })
+}
+
+/// The API keys of `config` (`MCP_API_KEYS`, each with every scope, and
+/// `MCP_API_KEYS_FILE`) under `salt`.
+fn api_keys(config: &WardenConfig, salt: &[u8]) -> Result<ApiKeys, ConfigError> {
+    let keys = ApiKeys::new(salt).map_err(|e| e.for_setting("MCP_API_KEY_SALT"))?;
+    for (n, key) in config.api_keys.iter().enumerate() {
+        let id = format!("api-key-{}", n + 1);
+        let principal = Principal::builder(id.clone(), AuthMethod::ApiKey)
+            .key_id(id)
+            .scopes(["*"])
+            .build();
+        keys.insert_key(key, principal)
+            .map_err(|e| e.for_setting("MCP_API_KEYS"))?;
+    }
+    if let Some(path) = &config.api_keys_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(
+                "MCP_API_KEYS_FILE",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        keys.load_lines(&text)
+            .map_err(|e| e.for_setting("MCP_API_KEYS_FILE"))?;
+    }
+    Ok(keys)
+}
+
+/// Where a reload reads the settings again: the environment and
+/// `MCP_CONFIG_FILE` in the server, anything in tests.
+pub type Loader = Arc<dyn Fn() -> Result<WardenConfig, ConfigError> + Send + Sync>;
+
+/// The hot reloads of the reference server (SIGHUP): the IP allow and deny
+/// lists (from the settings file), the API keys (`MCP_API_KEYS` and the
+/// `MCP_API_KEYS_FILE`), and the `MCP_JWKS_FILE` keys. Each part is read
+/// and checked whole before it is swapped in; a bad part is logged and the
+/// old one stays.
+pub fn reloads(auth: &Auth, ip_lists: IpSetHandle, load: Loader) -> ReloadHandle {
+    let mut handle = ReloadHandle::new().step("ip lists", {
+        let load = Arc::clone(&load);
+        move || {
+            let config = load()?;
+            ip_lists.replace(ip_set(&config));
+            Ok(format!(
+                "{} allowed, {} blocked",
+                config.allowed_ips.len(),
+                config.blocked_ips.len()
+            ))
+        }
+    });
+    if let Some(keys) = auth.api_keys.clone() {
+        let salt = auth.api_key_salt.clone();
+        let load = Arc::clone(&load);
+        handle = handle.step("api keys", move || {
+            let config = load()?;
+            let fresh = api_keys(&config, &salt)?;
+            let n = keys
+                .replace_from(&fresh)
+                .map_err(|e| e.for_setting("MCP_API_KEY_SALT"))?;
+            Ok(format!("{n} keys"))
+        });
+    }
+    if let Some(jwt) = auth.jwt.clone() {
+        handle = handle.step("jwks file", move || {
+            let config = load()?;
+            let Some(path) = &config.jwks_file else {
+                return Ok("no MCP_JWKS_FILE".to_owned());
+            };
+            let json = std::fs::read(path).map_err(|e| {
+                ConfigError::new(
+                    "MCP_JWKS_FILE",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            jwt.replace_jwks(&json)
+                .map_err(|e| e.for_setting("MCP_JWKS_FILE"))?;
+            Ok(path.display().to_string())
+        });
+    }
+    handle
+}
+
+/// The allow and deny lists of `config`.
+fn ip_set(config: &WardenConfig) -> IpSet {
+    IpSet::builder()
+        .allow_nets(config.allowed_ips.iter().copied())
+        .deny_nets(config.blocked_ips.iter().copied())
+        .build()
 }
 
 /// The RFC 9728 protected-resource metadata of `/mcp`.
@@ -511,6 +586,30 @@ pub fn router_with(
     auth: &Auth,
     gateway: Arc<gateway::Gateway>,
 ) -> Result<Router, ConfigError> {
+    let same = config.clone();
+    let (router, _) = build(
+        config,
+        shutdown,
+        auth,
+        gateway,
+        Arc::new(move || Ok(same.clone())),
+    )?;
+    Ok(router)
+}
+
+/// [`router_with`], and the [`reloads`] of the app, which read the settings
+/// again through `load`.
+///
+/// # Errors
+///
+/// A setting the layers cannot use, by variable name.
+pub fn build(
+    config: &WardenConfig,
+    shutdown: &CancellationToken,
+    auth: &Auth,
+    gateway: Arc<gateway::Gateway>,
+    load: Loader,
+) -> Result<(Router, ReloadHandle), ConfigError> {
     let max_body = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
     let source: Arc<dyn tools::ToolSource> = gateway.clone();
     let mcp = StreamableHttpService::new(
@@ -574,7 +673,9 @@ pub fn router_with(
         .merge(api_routes)
         .route_layer(host_origin)
         .route_layer(auth.layer.clone());
-    let mut mcp_routes = guards(mcp_routes, config, limits.per_ip.clone())?;
+    let ip_lists = IpSetHandle::new(ip_set(config));
+    let reload = reloads(auth, ip_lists.clone(), load);
+    let mut mcp_routes = guards(mcp_routes, config, limits.per_ip.clone(), &ip_lists)?;
     if config.trust_x_forwarded {
         mcp_routes = mcp_routes.route_layer(ops::client_ip(config)?);
     }
@@ -617,7 +718,7 @@ pub fn router_with(
             }),
         },
     );
-    let mut status = guards(status, config, limits.per_ip)?;
+    let mut status = guards(status, config, limits.per_ip, &ip_lists)?;
     if config.trust_x_forwarded {
         status = status.route_layer(ops::client_ip(config)?);
     }
@@ -630,11 +731,12 @@ pub fn router_with(
     if config.metrics_port.is_none() {
         router = router.merge(ops::metrics_routes(config)?);
     }
-    ops::around(
+    let router = ops::around(
         router.layer(axum::middleware::map_request(peer_address)),
         config,
         metrics,
-    )
+    )?;
+    Ok((router, reload))
 }
 
 /// Adds, outermost first, `IpFilterLayer` → `ClientCertLayer` (only when
@@ -644,6 +746,7 @@ fn guards(
     mcp_routes: Router,
     config: &WardenConfig,
     per_ip: Option<RateLimitLayer>,
+    ip_lists: &IpSetHandle,
 ) -> Result<Router, ConfigError> {
     // `route_layer`: the last one added is the outermost.
     let mut mcp_routes = mcp_routes.route_layer(BodyLimitLayer::new(config.max_body_bytes));
@@ -665,13 +768,8 @@ fn guards(
             .map_err(|e| e.for_setting("MCP_TRUSTED_PROXIES"))?;
         mcp_routes = mcp_routes.route_layer(client_cert);
     }
-    if !config.allowed_ips.is_empty() || !config.blocked_ips.is_empty() {
-        let set = IpSet::builder()
-            .allow_nets(config.allowed_ips.iter().copied())
-            .deny_nets(config.blocked_ips.iter().copied())
-            .build();
-        mcp_routes = mcp_routes.route_layer(IpFilterLayer::new(set));
-    }
+    // Always present, so that a reload may add lists where there were none.
+    mcp_routes = mcp_routes.route_layer(IpFilterLayer::with_handle(ip_lists.clone()));
     Ok(mcp_routes)
 }
 
@@ -787,6 +885,26 @@ pub async fn serve_draining(
     .await;
     sessions.cancel();
     served
+}
+
+/// Registers for SIGHUP now, and returns the future that runs `reload` on
+/// each one (for ever).
+///
+/// # Errors
+///
+/// The signal handler cannot be installed.
+#[cfg(unix)]
+pub fn reload_on_sighup(
+    reload: ReloadHandle,
+) -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    Ok(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading IP lists, API keys and the JWKS file");
+            // Each failure is logged by the handle; the old settings stay.
+            let _ = reload.reload();
+        }
+    })
 }
 
 /// Registers for SIGINT (Ctrl-C) and SIGTERM now, and returns the future

@@ -83,7 +83,16 @@ async fn run(config: WardenConfig) -> Result<(), String> {
         tracing::warn!(%error, "cannot fetch the JWT signing keys yet; will retry on demand");
     }
     let gateway = app::gateway(&config).await.map_err(|e| e.to_string())?;
-    let router = app::router_with(&config, &sessions, &auth, gateway).map_err(|e| e.to_string())?;
+    // SIGHUP reads the environment and MCP_CONFIG_FILE again.
+    let load: app::Loader = std::sync::Arc::new(WardenConfig::from_env);
+    let (router, reload) =
+        app::build(&config, &sessions, &auth, gateway, load).map_err(|e| e.to_string())?;
+    #[cfg(unix)]
+    tokio::spawn(
+        app::reload_on_sighup(reload).map_err(|e| format!("cannot listen for SIGHUP: {e}"))?,
+    );
+    #[cfg(not(unix))]
+    drop(reload);
     let address = (config.host.as_str(), config.port);
     let listener = tokio::net::TcpListener::bind(address)
         .await

@@ -180,6 +180,33 @@ impl ApiKeys {
         Ok(added)
     }
 
+    /// Replaces every key with those of `other` (built with the same salt),
+    /// atomically: requests see either the old set or the new one. Build
+    /// `other` from all your sources (listed keys and a key file), then swap
+    /// it in: a hot reload that cannot leave a half-loaded set.
+    ///
+    /// # Errors
+    ///
+    /// When `other` has another salt (its digests would never match here);
+    /// the old keys stay.
+    pub fn replace_from(&self, other: &ApiKeys) -> Result<usize, ConfigError> {
+        if self.inner.salt != other.inner.salt {
+            return Err(ConfigError::new(
+                "api key salt",
+                "the new keys were made with another salt",
+            ));
+        }
+        let table = other
+            .inner
+            .table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let len = table.len;
+        *self.inner.table.write().unwrap_or_else(|e| e.into_inner()) = table;
+        Ok(len)
+    }
+
     /// Number of keys.
     #[must_use]
     pub fn len(&self) -> usize {

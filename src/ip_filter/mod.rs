@@ -126,6 +126,6 @@ mod set;
 mod splitmix;
 mod table;
 
-pub use self::layer::IpFilterLayer;
+pub use self::layer::{IpFilterLayer, IpSetHandle};
 pub use self::service::IpFilter;
 pub use self::set::{Decision, IpSet, IpSetBuilder};
