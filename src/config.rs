@@ -81,6 +81,8 @@
 //! | `MCP_CORS_ORIGINS` | empty (no CORS) | browser origins granted CORS; `*` (any origin) is refused in production |
 //! | `MCP_REQUEST_TIMEOUT` | `30` | seconds a request may take before it is answered 504 (1–86400) |
 //! | `MCP_ADMIN_ROLE` | `admin` | the role that may read `/status` |
+//! | `MCP_WS_PING_INTERVAL` | `30` | seconds between the server's pings on a WebSocket session (1–3600) |
+//! | `MCP_WS_PING_TIMEOUT` | `10` | seconds a WebSocket peer has to answer a ping before the session is closed (1–3600) |
 //!
 //! Lists are written `a,b` or as a JSON array of strings `["a","b"]`.
 //! Booleans are `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off` (any
@@ -514,6 +516,11 @@ pub struct WardenConfig {
     pub request_timeout: Duration,
     /// `MCP_ADMIN_ROLE`: the role that may read `/status`.
     pub admin_role: String,
+    /// `MCP_WS_PING_INTERVAL` (seconds): how often a WebSocket session is
+    /// pinged.
+    pub ws_ping_interval: Duration,
+    /// `MCP_WS_PING_TIMEOUT` (seconds): how long a ping may go unanswered.
+    pub ws_ping_timeout: Duration,
 }
 
 impl fmt::Debug for WardenConfig {
@@ -597,6 +604,8 @@ impl fmt::Debug for WardenConfig {
             .field("cors_origins", &self.cors_origins)
             .field("request_timeout", &self.request_timeout)
             .field("admin_role", &self.admin_role)
+            .field("ws_ping_interval", &self.ws_ping_interval)
+            .field("ws_ping_timeout", &self.ws_ping_timeout)
             .finish()
     }
 }
@@ -659,6 +668,8 @@ impl Default for WardenConfig {
             cors_origins: Vec::new(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             admin_role: DEFAULT_ADMIN_ROLE.to_owned(),
+            ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
+            ws_ping_timeout: DEFAULT_WS_PING_TIMEOUT,
         }
     }
 }
@@ -702,6 +713,10 @@ pub const DEFAULT_RATE_LIMIT_REDIS_PREFIX: &str = "tower-warden:rl:";
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest `MCP_REQUEST_TIMEOUT`: one day.
 pub const MAX_REQUEST_TIMEOUT_SECONDS: u64 = 24 * 60 * 60;
+/// Default `MCP_WS_PING_INTERVAL`.
+pub const DEFAULT_WS_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// Default `MCP_WS_PING_TIMEOUT`.
+pub const DEFAULT_WS_PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `MCP_ADMIN_ROLE`.
 pub const DEFAULT_ADMIN_ROLE: &str = "admin";
 
@@ -718,7 +733,7 @@ fn default_metrics_allowed_ips() -> Vec<IpNet> {
 
 /// Every environment variable [`WardenConfig`] reads. All start with `MCP_`
 /// but `RATE_LIMIT_WINDOW_MS` and `RATE_LIMIT_MAX_REQUESTS`.
-pub const VARIABLES: [&str; 56] = [
+pub const VARIABLES: [&str; 58] = [
     "MCP_HOST",
     "MCP_PORT",
     "MCP_ENVIRONMENT",
@@ -775,6 +790,8 @@ pub const VARIABLES: [&str; 56] = [
     "MCP_CORS_ORIGINS",
     "MCP_REQUEST_TIMEOUT",
     "MCP_ADMIN_ROLE",
+    "MCP_WS_PING_INTERVAL",
+    "MCP_WS_PING_TIMEOUT",
 ];
 
 struct Vars {
@@ -969,6 +986,8 @@ impl WardenConfig {
             "cors_origins": self.cors_origins,
             "request_timeout": self.request_timeout.as_secs(),
             "admin_role": self.admin_role,
+            "ws_ping_interval": self.ws_ping_interval.as_secs(),
+            "ws_ping_timeout": self.ws_ping_timeout.as_secs(),
         });
         if let (Some(out), serde_json::Value::Object(rest)) = (out.as_object_mut(), rest) {
             out.extend(rest);
@@ -1443,6 +1462,12 @@ fn load_operations(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
             ));
         }
         config.admin_role = role.to_owned();
+    }
+    if let Some(seconds) = whole(vars, "MCP_WS_PING_INTERVAL", 1, 3600)? {
+        config.ws_ping_interval = Duration::from_secs(seconds);
+    }
+    if let Some(seconds) = whole(vars, "MCP_WS_PING_TIMEOUT", 1, 3600)? {
+        config.ws_ping_timeout = Duration::from_secs(seconds);
     }
     Ok(())
 }
@@ -2443,6 +2468,8 @@ mod tests {
             ("MCP_REQUEST_TIMEOUT", "1.5"),
             ("MCP_ADMIN_ROLE", "a b"),
             ("MCP_AUDIT_LOG_FILE", "/"),
+            ("MCP_WS_PING_INTERVAL", "0"),
+            ("MCP_WS_PING_TIMEOUT", "3601"),
         ] {
             assert_eq!(setting(&[(name, value)]), name, "{name}={value}");
         }

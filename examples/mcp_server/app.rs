@@ -14,6 +14,8 @@ pub mod store;
 pub mod tools;
 #[path = "upstream.rs"]
 pub mod upstream;
+#[path = "ws.rs"]
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -70,6 +72,8 @@ pub struct Limits {
     per_principal: Option<RateLimitLayer>,
     /// Per principal and tool (`MCP_TOOL_RATE_LIMITS`).
     per_tool: Option<RateLimitLayer>,
+    /// The per-principal quota and its store, for each WebSocket message.
+    per_principal_quota: Option<(Arc<dyn Store>, Quota)>,
     /// What `/health` reports.
     pub health: LimitHealth,
 }
@@ -124,6 +128,7 @@ pub fn limits(config: &WardenConfig) -> Result<Limits, ConfigError> {
             per_ip: None,
             per_principal: None,
             per_tool: None,
+            per_principal_quota: None,
             health,
         });
     }
@@ -141,6 +146,7 @@ pub fn limits(config: &WardenConfig) -> Result<Limits, ConfigError> {
     .policy_name("ip");
     let per_principal =
         RateLimitLayer::new(quota, KeyBy::Subject, Arc::clone(&store)).policy_name("principal");
+    let per_principal_quota = Some((Arc::clone(&store), quota));
     let per_tool = if config.tool_rate_limits.is_empty() {
         None
     } else {
@@ -159,6 +165,7 @@ pub fn limits(config: &WardenConfig) -> Result<Limits, ConfigError> {
         per_ip: Some(per_ip),
         per_principal: Some(per_principal),
         per_tool,
+        per_principal_quota,
         health,
     })
 }
@@ -612,8 +619,23 @@ pub fn build(
 ) -> Result<(Router, ReloadHandle), ConfigError> {
     let max_body = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
     let source: Arc<dyn tools::ToolSource> = gateway.clone();
+    let policy = (!config.tool_scopes.is_empty()).then(|| {
+        config
+            .tool_scopes
+            .iter()
+            .fold(ToolPolicy::new(), |policy, (tool, scopes)| {
+                policy.require(tool.clone(), scopes.clone())
+            })
+    });
+    let make_tools: Arc<dyn Fn() -> tools::Tools + Send + Sync> = {
+        let policy = policy.clone();
+        Arc::new(move || tools::Tools::with_source(Arc::clone(&source)).with_policy(policy.clone()))
+    };
     let mcp = StreamableHttpService::new(
-        move || Ok(tools::Tools::with_source(Arc::clone(&source))),
+        {
+            let make_tools = Arc::clone(&make_tools);
+            move || Ok(make_tools())
+        },
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default()
             .with_cancellation_token(shutdown.child_token())
@@ -640,7 +662,7 @@ pub fn build(
 
     // `route_layer`: the last one added is the outermost. The request
     // timeout is innermost: it bounds the service, not the checks.
-    let mut mcp_routes = ops::timeout(Router::new().route_service("/mcp", mcp), config)
+    let mcp_routes = ops::timeout(Router::new().route_service("/mcp", mcp), config)
         // Sessions are bound to the principal that opened them. Another
         // principal's session id is answered exactly as rmcp answers an
         // unknown one, which `JsonRpcErrorsLayer` then turns into the same
@@ -648,6 +670,21 @@ pub fn build(
         .route_layer(SessionBindingLayer::new().responder(like_unknown_session))
         .route_layer(JsonRpcErrorsLayer::new().max_body_bytes(max_body));
     let limits = limits(config)?;
+    let ip_lists = IpSetHandle::new(ip_set(config));
+    // WebSocket sessions: behind the same layers as `/mcp` (added below).
+    let mut mcp_routes = mcp_routes.merge(
+        Router::new()
+            .route("/mcp/ws", get(ws::upgrade))
+            .with_state(Arc::new(ws::WsState {
+                tools: Arc::clone(&make_tools),
+                ip_lists: ip_lists.clone(),
+                quota: limits.per_principal_quota.clone(),
+                ping_interval: config.ws_ping_interval,
+                ping_timeout: config.ws_ping_timeout,
+                max_message: max_body,
+                sessions: shutdown.child_token(),
+            })),
+    );
     let mut api_routes = ops::timeout(gateway::routes(Arc::clone(&gateway)), config);
     if let Some(per_principal) = limits.per_principal {
         mcp_routes = mcp_routes.route_layer(per_principal.clone());
@@ -660,20 +697,14 @@ pub fn build(
     // insufficient_scope, `tools/list` filtered to what the caller may call.
     // Per-tool quotas need the tool name this layer finds, so it is there
     // (with no scopes required) for them too.
-    if !config.tool_scopes.is_empty() || limits.per_tool.is_some() {
-        let policy = config
-            .tool_scopes
-            .iter()
-            .fold(ToolPolicy::new(), |policy, (tool, scopes)| {
-                policy.require(tool.clone(), scopes.clone())
-            });
+    if policy.is_some() || limits.per_tool.is_some() {
+        let policy = policy.unwrap_or_default();
         mcp_routes = mcp_routes.route_layer(McpPolicyLayer::new(policy).max_body_bytes(max_body));
     }
     let mcp_routes = mcp_routes
         .merge(api_routes)
         .route_layer(host_origin)
         .route_layer(auth.layer.clone());
-    let ip_lists = IpSetHandle::new(ip_set(config));
     let reload = reloads(auth, ip_lists.clone(), load);
     let mut mcp_routes = guards(mcp_routes, config, limits.per_ip.clone(), &ip_lists)?;
     if config.trust_x_forwarded {

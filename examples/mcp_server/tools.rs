@@ -16,6 +16,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, schemars, tool, tool_handler, tool_router};
 use tower_warden::client_cert::ClientCertInfo;
 use tower_warden::client_ip::{ClientIp, peer_ip};
+use tower_warden::mcp::ToolPolicy;
 use tower_warden::principal::Principal;
 
 /// The longest `sleep` accepted, in milliseconds.
@@ -68,6 +69,9 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a
 pub struct Tools {
     tool_router: ToolRouter<Self>,
     more: Option<Arc<dyn ToolSource>>,
+    /// Per-tool scopes, checked here too, so that every transport (the
+    /// WebSocket one included) enforces them.
+    policy: Option<ToolPolicy>,
 }
 
 impl std::fmt::Debug for Tools {
@@ -90,6 +94,7 @@ impl Tools {
         Self {
             tool_router: Self::tool_router(),
             more: None,
+            policy: None,
         }
     }
 
@@ -98,7 +103,29 @@ impl Tools {
         Self {
             tool_router: Self::tool_router(),
             more: Some(more),
+            policy: None,
         }
+    }
+
+    /// The same handler, hiding and refusing the tools `policy` does not
+    /// allow the caller.
+    #[must_use]
+    pub fn with_policy(mut self, policy: Option<ToolPolicy>) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Whether the caller of `context` may see and call `tool`. Without a
+    /// principal (no auth layer in front) the policy cannot admit anyone.
+    fn allowed(&self, context: &RequestContext<RoleServer>, tool: &str) -> bool {
+        let Some(policy) = &self.policy else {
+            return true;
+        };
+        context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Principal>())
+            .is_some_and(|principal| policy.allows(principal, tool))
     }
 }
 
@@ -206,6 +233,7 @@ impl ServerHandler for Tools {
         let cache_hints = context
             .protocol_version()
             .is_some_and(|version| version >= ProtocolVersion::V_2026_07_28);
+        tools.retain(|tool| self.allowed(&context, &tool.name));
         let mut result = ListToolsResult::with_all_items(tools);
         if cache_hints {
             result.ttl_ms = Some(0);
@@ -224,6 +252,15 @@ impl ServerHandler for Tools {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        if !self.allowed(&context, &request.name) {
+            return Err(ErrorData::invalid_request(
+                format!(
+                    "insufficient_scope: the caller may not call {}",
+                    request.name
+                ),
+                None,
+            ));
+        }
         if self.tool_router.has_route(&request.name) {
             let call = ToolCallContext::new(self, request, context);
             return self.tool_router.call(call).await;

@@ -1,0 +1,255 @@
+//! `GET /mcp/ws`: MCP's JSON-RPC over WebSocket, one text frame per
+//! message, served by the same rmcp handler as `/mcp`.
+//!
+//! The upgrade request passes the whole perimeter of `/mcp` (address,
+//! certificate, rate limit, authentication from headers — the query only
+//! with `MCP_WS_ALLOW_QUERY_AUTH=true` —, `Origin` and `Host`). After it,
+//! the session keeps being checked:
+//!
+//! - every request message counts against the caller's quota (the same
+//!   store and quota as `/mcp`): over it, a JSON-RPC error, not a call;
+//! - tool scopes are enforced by the handler for each call;
+//! - when the token expires, or a reload stops allowing the client's
+//!   address, the session is closed with code 1008 (policy violation);
+//! - the server pings every `MCP_WS_PING_INTERVAL`; a client silent for
+//!   `MCP_WS_PING_TIMEOUT` after a ping is dropped;
+//! - a frame over `MCP_HTTP_MAX_BODY_BYTES` closes it (1009), a binary frame
+//!   too (1003); shutdown closes it with 1001.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Request, State};
+use axum::response::Response;
+use futures::{SinkExt, StreamExt};
+use rmcp::ServiceExt;
+use rmcp::model::{ClientJsonRpcMessage, GetExtensions, ServerJsonRpcMessage};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tower_warden::client_ip::ClientIp;
+use tower_warden::ip_filter::IpSetHandle;
+use tower_warden::principal::Principal;
+use tower_warden::rate_limit::{Check, KeyBy, Quota, Store};
+
+use crate::app::tools::Tools;
+
+/// Close codes (RFC 6455 §7.4.1).
+const GOING_AWAY: u16 = 1001;
+const UNSUPPORTED: u16 = 1003;
+const POLICY: u16 = 1008;
+const TOO_BIG: u16 = 1009;
+
+/// What every WebSocket session of a server shares.
+#[derive(Clone)]
+pub struct WsState {
+    /// A fresh MCP handler per session.
+    pub tools: Arc<dyn Fn() -> Tools + Send + Sync>,
+    /// The IP lists in force (they may be reloaded).
+    pub ip_lists: IpSetHandle,
+    /// The per-principal quota and its store, counted per message.
+    pub quota: Option<(Arc<dyn Store>, Quota)>,
+    /// `MCP_WS_PING_INTERVAL`.
+    pub ping_interval: Duration,
+    /// `MCP_WS_PING_TIMEOUT`.
+    pub ping_timeout: Duration,
+    /// `MCP_HTTP_MAX_BODY_BYTES`: the largest message.
+    pub max_message: usize,
+    /// Cancelled when the server stops.
+    pub sessions: CancellationToken,
+}
+
+/// `GET /mcp/ws`: upgrades, then serves MCP on the socket.
+pub async fn upgrade(
+    State(state): State<Arc<WsState>>,
+    ws: WebSocketUpgrade,
+    request: Request,
+) -> Response {
+    let (parts, _) = request.into_parts();
+    ws.max_message_size(state.max_message)
+        .max_frame_size(state.max_message)
+        .on_upgrade(move |socket| session(socket, state, parts))
+}
+
+/// Why a session ended, as a close frame.
+fn close(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }))
+}
+
+async fn session(socket: WebSocket, state: Arc<WsState>, parts: http::request::Parts) {
+    let principal = parts.extensions.get::<Principal>().cloned();
+    let client_ip: Option<IpAddr> = ClientIp::of(&parts.extensions);
+    // When the credential stops being valid, on the tokio clock.
+    let expires = principal
+        .as_ref()
+        .and_then(Principal::expires_at)
+        .map(|at| {
+            let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+            Instant::now() + left
+        });
+    let rate_key = principal.as_ref().and_then(|p| {
+        let mut probe = http::Request::new(());
+        probe.extensions_mut().insert(p.clone());
+        KeyBy::Subject.extract(&probe)
+    });
+
+    let (mut to_client, mut from_client) = socket.split();
+    // rmcp on one side of two channels, the socket on the other.
+    let (to_server, server_in) = futures::channel::mpsc::channel::<ClientJsonRpcMessage>(16);
+    let (server_out, mut from_server) = futures::channel::mpsc::channel::<ServerJsonRpcMessage>(16);
+    let ended = state.sessions.child_token();
+    let tools = (state.tools)();
+    let running = tokio::spawn({
+        let ended = ended.clone();
+        async move {
+            match tools.serve_with_ct((server_out, server_in), ended).await {
+                Ok(service) => {
+                    let _ = service.waiting().await;
+                }
+                Err(error) => tracing::debug!(%error, "WebSocket session ended before initialize"),
+            }
+        }
+    });
+    let mut to_server = to_server;
+
+    let mut ping =
+        tokio::time::interval_at(Instant::now() + state.ping_interval, state.ping_interval);
+    let mut awaiting_pong: Option<Instant> = None;
+    let never = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+    let expiry = tokio::time::sleep_until(expires.unwrap_or(never));
+    tokio::pin!(expiry);
+    let ip_allowed = |ip: Option<IpAddr>| ip.is_none_or(|ip| state.ip_lists.get().is_allowed(ip));
+
+    let goodbye: Option<Message> = loop {
+        let pong_deadline = awaiting_pong.map_or(never, |sent| sent + state.ping_timeout);
+        tokio::select! {
+            () = state.sessions.cancelled() => break Some(close(GOING_AWAY, "server shutting down")),
+            () = &mut expiry => {
+                tracing::info!(target: tower_warden::audit::TARGET, event = "denied", reason = "token_expired", client_ip = client_ip.map(tracing::field::display), "WebSocket session closed: the token expired");
+                break Some(close(POLICY, "token expired"));
+            }
+            () = tokio::time::sleep_until(pong_deadline) => {
+                tracing::info!("WebSocket session dropped: no answer to a ping");
+                break None;
+            }
+            _ = ping.tick() => {
+                if !ip_allowed(client_ip) {
+                    break Some(close(POLICY, "client address no longer allowed"));
+                }
+                if awaiting_pong.is_none() {
+                    awaiting_pong = Some(Instant::now());
+                }
+                if to_client.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
+                    break None;
+                }
+            }
+            out = from_server.next() => {
+                let Some(message) = out else { break Some(close(1000, "session ended")) };
+                let Ok(text) = serde_json::to_string(&message) else { continue };
+                if to_client.send(Message::Text(text.into())).await.is_err() {
+                    break None;
+                }
+            }
+            frame = from_client.next() => {
+                // Any frame shows the client is alive.
+                awaiting_pong = None;
+                let text = match frame {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Binary(_))) => break Some(close(UNSUPPORTED, "JSON-RPC messages are text frames")),
+                    Some(Ok(Message::Close(_))) | None => break None,
+                    Some(Ok(_)) => continue, // ping (answered by the library) or pong
+                    Some(Err(error)) => {
+                        let too_big = error.to_string().contains("too long") || error.to_string().contains("size");
+                        break too_big.then(|| close(TOO_BIG, "message too large"));
+                    }
+                };
+                if !ip_allowed(client_ip) {
+                    break Some(close(POLICY, "client address no longer allowed"));
+                }
+                match admit(&state, rate_key.as_ref(), text.as_str(), &parts).await {
+                    Ok(message) => {
+                        if to_server.send(message).await.is_err() {
+                            break Some(close(1000, "session ended"));
+                        }
+                    }
+                    Err(Some(answer)) => {
+                        if to_client.send(Message::Text(answer.into())).await.is_err() {
+                            break None;
+                        }
+                    }
+                    Err(None) => {}
+                }
+            }
+        }
+    };
+    if let Some(frame) = goodbye {
+        let _ = to_client.send(frame).await;
+    }
+    let _ = to_client.close().await;
+    ended.cancel();
+    drop(to_server);
+    let _ = running.await;
+}
+
+/// Parses one message from the client and counts it against the caller's
+/// quota. `Err(Some(answer))`: a JSON-RPC error to send back instead;
+/// `Err(None)`: nothing to do (an unparsable notification).
+async fn admit(
+    state: &WsState,
+    rate_key: Option<&tower_warden::rate_limit::RateKey>,
+    text: &str,
+    parts: &http::request::Parts,
+) -> Result<ClientJsonRpcMessage, Option<String>> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|_| {
+        Some(error_json(
+            &serde_json::Value::Null,
+            -32700,
+            "parse error: not JSON",
+        ))
+    })?;
+    let id = value.get("id").cloned().unwrap_or(serde_json::Value::Null);
+    let is_request = value.get("method").is_some() && value.get("id").is_some();
+    if is_request && let (Some((store, quota)), Some(key)) = (&state.quota, rate_key) {
+        let decision = match store.check(key, quota) {
+            Check::Ready(decision) => decision,
+            Check::Pending(pending) => pending.await,
+        };
+        if !decision.allowed {
+            let retry = decision.retry_after.unwrap_or(Duration::from_secs(1));
+            return Err(Some(error_json(
+                &id,
+                -32029,
+                &format!(
+                    "rate_limited: too many requests; retry in {} s",
+                    retry.as_secs().max(1)
+                ),
+            )));
+        }
+    }
+    let mut message: ClientJsonRpcMessage = serde_json::from_value(value)
+        .map_err(|_| (!id.is_null()).then(|| error_json(&id, -32600, "invalid request")))?;
+    // The handler reads the caller (and its namespace) from the upgrade
+    // request, as it does from each HTTP request.
+    if let ClientJsonRpcMessage::Request(request) = &mut message {
+        let mut head = http::Request::new(());
+        *head.method_mut() = parts.method.clone();
+        *head.uri_mut() = parts.uri.clone();
+        *head.headers_mut() = parts.headers.clone();
+        *head.extensions_mut() = parts.extensions.clone();
+        request.request.extensions_mut().insert(head.into_parts().0);
+    }
+    Ok(message)
+}
+
+fn error_json(id: &serde_json::Value, code: i64, message: &str) -> String {
+    serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {"code": code, "message": message},
+    })
+    .to_string()
+}
