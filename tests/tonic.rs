@@ -184,3 +184,87 @@ async fn over_quota_calls_are_resource_exhausted() {
         status.message()
     );
 }
+
+/// A health service that answers `UNAVAILABLE` (a trailers-only gRPC
+/// error) until `healthy` is set.
+#[cfg(feature = "circuit-breaker")]
+#[derive(Clone)]
+struct Flaky {
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[cfg(feature = "circuit-breaker")]
+impl tower::Service<http::Request<tonic::body::Body>> for Flaky {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<tonic::body::Body>) -> Self::Future {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::future::ready(Ok(tonic::Status::unavailable("backend down").into_http()))
+    }
+}
+
+#[cfg(feature = "circuit-breaker")]
+impl tonic::server::NamedService for Flaky {
+    const NAME: &'static str = "grpc.health.v1.Health";
+}
+
+#[cfg(feature = "circuit-breaker")]
+#[tokio::test]
+async fn an_open_breaker_is_unavailable_and_grpc_failures_open_it() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower_warden::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
+
+    let breaker = CircuitBreaker::builder("grpc-backend")
+        .failure_threshold(2)
+        .reset_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let flaky = Flaky {
+        calls: calls.clone(),
+    };
+    let incoming = TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let addr = incoming.local_addr().unwrap();
+    let layer = CircuitBreakerLayer::new(breaker.clone());
+    tokio::spawn(async move {
+        Server::builder()
+            .layer(layer)
+            .add_service(flaky)
+            .serve_with_incoming(incoming)
+            .await
+            .unwrap();
+    });
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = HealthClient::new(channel);
+    // The backend's own UNAVAILABLE answers (HTTP 200, gRPC 14) count as
+    // failures: two of them open the breaker.
+    for _ in 0..2 {
+        let status = client.check(check()).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(status.message(), "backend down");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // Open: the client reads UNAVAILABLE from the breaker itself, and the
+    // backend is not called.
+    let status = client.check(check()).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        status.message().starts_with("circuit_open"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}

@@ -34,12 +34,21 @@ pub enum Outcome<'a> {
 
 type Classifier = dyn Fn(Outcome<'_>) -> bool + Send + Sync;
 
-/// The default rule: errors, 5xx and 408 are failures.
+/// The default rule: errors, 5xx and 408 are failures, and so are the gRPC
+/// statuses of a failing server (`UNKNOWN` 2, `DEADLINE_EXCEEDED` 4,
+/// `INTERNAL` 13, `UNAVAILABLE` 14, `DATA_LOSS` 15) when the answer carries
+/// them in its headers (a trailers-only answer, as servers send for an
+/// error). A caller's mistake (`INVALID_ARGUMENT`, `NOT_FOUND`,
+/// `PERMISSION_DENIED`, ...) is not the service failing.
 fn default_failure(outcome: Outcome<'_>) -> bool {
     match outcome {
         Outcome::Error => true,
-        Outcome::Response { status, .. } => {
-            status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT
+        Outcome::Response { status, headers } => {
+            status.is_server_error()
+                || status == StatusCode::REQUEST_TIMEOUT
+                || headers.get("grpc-status").is_some_and(|code| {
+                    matches!(code.as_bytes(), b"2" | b"4" | b"13" | b"14" | b"15")
+                })
         }
     }
 }
