@@ -109,6 +109,7 @@ mod json;
 mod origin;
 mod policy;
 pub mod session;
+mod shared;
 
 pub use errors::{
     ErrorCode, JsonRpcBody, JsonRpcErrors, JsonRpcErrorsLayer, RequestBody, ResponseFuture,
@@ -118,5 +119,8 @@ pub use policy::{
     McpPolicy, McpPolicyBody, McpPolicyLayer, ResponseFuture as McpPolicyFuture, ToolPolicy,
 };
 pub use session::{MCP_SESSION_ID, SessionBinding, SessionBindingLayer, SessionTable};
+pub use shared::{
+    BoxFuture, SharedSessions, SharedSessionsLayer, SharedSessionsService, StoreError,
+};
 
 pub(crate) use origin::{validate_allowed_host, validate_allowed_origin};

@@ -51,8 +51,8 @@ type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 
 /// Who a session belongs to: the parts of a [`Principal`] that survive a
 /// token refresh.
-#[derive(Clone, PartialEq, Eq)]
-struct Owner {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Owner {
     method: AuthMethod,
     subject: Box<str>,
     namespace: Option<Box<str>>,
@@ -61,14 +61,45 @@ struct Owner {
 /// The identity of a request's caller, borrowed: a request without a
 /// [`Principal`] is the anonymous identity.
 #[derive(Clone, Copy)]
-struct Caller<'a> {
+pub(super) struct Caller<'a> {
     method: AuthMethod,
     subject: &'a str,
     namespace: Option<&'a str>,
 }
 
+impl Owner {
+    /// The owner as text for a shared store: a JSON array of method,
+    /// namespace and subject (no separator can be forged).
+    pub(super) fn to_text(&self) -> String {
+        serde_json::json!([self.method.as_str(), self.namespace, self.subject]).to_string()
+    }
+
+    /// Reads [`to_text`](Self::to_text)'s form; `None` for anything else.
+    pub(super) fn from_text(text: &str) -> Option<Self> {
+        let value: serde_json::Value = serde_json::from_str(text).ok()?;
+        let [method, namespace, subject] = value.as_array()?.as_slice() else {
+            return None;
+        };
+        let method = match method.as_str()? {
+            "jwt" => AuthMethod::Jwt,
+            "api_key" => AuthMethod::ApiKey,
+            "anonymous" => AuthMethod::Anonymous,
+            _ => return None,
+        };
+        let namespace = match namespace {
+            serde_json::Value::Null => None,
+            other => Some(other.as_str()?.into()),
+        };
+        Some(Self {
+            method,
+            subject: subject.as_str()?.into(),
+            namespace,
+        })
+    }
+}
+
 impl<'a> Caller<'a> {
-    fn of(principal: Option<&'a Principal>) -> Self {
+    pub(super) fn of(principal: Option<&'a Principal>) -> Self {
         match principal {
             Some(p) => Self {
                 method: p.method(),
@@ -89,7 +120,7 @@ impl<'a> Caller<'a> {
             && self.namespace == owner.namespace.as_deref()
     }
 
-    fn to_owner(self) -> Owner {
+    pub(super) fn to_owner(self) -> Owner {
         Owner {
             method: self.method,
             subject: self.subject.into(),
@@ -195,7 +226,7 @@ enum Lookup {
     Unknown,
 }
 
-struct Table {
+pub(super) struct Table {
     shards: Box<[Mutex<Shard>]>,
     /// The most bindings each shard holds.
     shard_capacity: usize,
@@ -268,7 +299,7 @@ impl Table {
         Lookup::Owner(key)
     }
 
-    fn bind(&self, id: &str, owner: Owner) {
+    pub(super) fn bind(&self, id: &str, owner: Owner) {
         let now = self.now();
         let mut shard = self.shard(id);
         shard.sweep(now, self.idle_timeout, SWEEP_PER_OPERATION);
@@ -281,8 +312,17 @@ impl Table {
         }
     }
 
-    fn remove(&self, id: &str) {
+    pub(super) fn remove(&self, id: &str) {
         self.shard(id).remove(id);
+    }
+
+    /// Whether `id` is bound (to anyone) and not expired; changes nothing.
+    pub(super) fn knows(&self, id: &str) -> bool {
+        let now = self.now();
+        self.shard(id)
+            .map
+            .get(id)
+            .is_some_and(|entry| now.saturating_duration_since(entry.last_seen) < self.idle_timeout)
     }
 
     fn len(&self) -> usize {
@@ -307,7 +347,7 @@ impl Table {
 /// A handle on the session bindings of a [`SessionBindingLayer`], for
 /// metrics. Clones share the table.
 #[derive(Clone)]
-pub struct SessionTable(Arc<Table>);
+pub struct SessionTable(pub(super) Arc<Table>);
 
 impl SessionTable {
     fn new(max_sessions: usize, idle_timeout: Duration, clock: Clock) -> Self {
@@ -619,13 +659,13 @@ impl<S, R> SessionBinding<S, R> {
 }
 
 /// The single session id a request presents.
-enum Presented<'a> {
+pub(super) enum Presented<'a> {
     None,
     One(&'a HeaderValue),
     Several,
 }
 
-fn presented(headers: &HeaderMap) -> Presented<'_> {
+pub(super) fn presented(headers: &HeaderMap) -> Presented<'_> {
     let mut values = headers.get_all(MCP_SESSION_ID).iter();
     match (values.next(), values.next()) {
         (None, _) => Presented::None,
