@@ -81,6 +81,7 @@
 //! | `MCP_CORS_ORIGINS` | empty (no CORS) | browser origins granted CORS; `*` (any origin) is refused in production |
 //! | `MCP_REQUEST_TIMEOUT` | `30` | seconds a request may take before it is answered 504 (1–86400) |
 //! | `MCP_ADMIN_ROLE` | `admin` | the role that may read `/status` |
+//! | `MCP_SESSION_STORE` | `memory` | where MCP sessions live: `memory` (this instance) or `redis` (`MCP_REDIS_URL`; any instance serves any session) |
 //! | `MCP_WS_PING_INTERVAL` | `30` | seconds between the server's pings on a WebSocket session (1–3600) |
 //! | `MCP_WS_PING_TIMEOUT` | `10` | seconds a WebSocket peer has to answer a ping before the session is closed (1–3600) |
 //!
@@ -315,6 +316,28 @@ impl RateLimitQuota {
     }
 }
 
+/// Where MCP sessions are kept (`MCP_SESSION_STORE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SessionStorage {
+    /// In this process: a session works on the instance that opened it.
+    #[default]
+    Memory,
+    /// In Redis (`MCP_REDIS_URL`): any instance serves any session.
+    Redis,
+}
+
+impl SessionStorage {
+    /// The canonical name: `memory` or `redis`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Redis => "redis",
+        }
+    }
+}
+
 /// Where rate-limit counters are kept (`MCP_RATE_LIMIT_STORAGE`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -521,6 +544,8 @@ pub struct WardenConfig {
     pub ws_ping_interval: Duration,
     /// `MCP_WS_PING_TIMEOUT` (seconds): how long a ping may go unanswered.
     pub ws_ping_timeout: Duration,
+    /// `MCP_SESSION_STORE`: where MCP sessions are kept.
+    pub session_store: SessionStorage,
 }
 
 impl fmt::Debug for WardenConfig {
@@ -606,6 +631,7 @@ impl fmt::Debug for WardenConfig {
             .field("admin_role", &self.admin_role)
             .field("ws_ping_interval", &self.ws_ping_interval)
             .field("ws_ping_timeout", &self.ws_ping_timeout)
+            .field("session_store", &self.session_store)
             .finish()
     }
 }
@@ -670,6 +696,7 @@ impl Default for WardenConfig {
             admin_role: DEFAULT_ADMIN_ROLE.to_owned(),
             ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
             ws_ping_timeout: DEFAULT_WS_PING_TIMEOUT,
+            session_store: SessionStorage::Memory,
         }
     }
 }
@@ -733,7 +760,7 @@ fn default_metrics_allowed_ips() -> Vec<IpNet> {
 
 /// Every environment variable [`WardenConfig`] reads. All start with `MCP_`
 /// but `RATE_LIMIT_WINDOW_MS` and `RATE_LIMIT_MAX_REQUESTS`.
-pub const VARIABLES: [&str; 58] = [
+pub const VARIABLES: [&str; 59] = [
     "MCP_HOST",
     "MCP_PORT",
     "MCP_ENVIRONMENT",
@@ -792,6 +819,7 @@ pub const VARIABLES: [&str; 58] = [
     "MCP_ADMIN_ROLE",
     "MCP_WS_PING_INTERVAL",
     "MCP_WS_PING_TIMEOUT",
+    "MCP_SESSION_STORE",
 ];
 
 struct Vars {
@@ -988,6 +1016,7 @@ impl WardenConfig {
             "admin_role": self.admin_role,
             "ws_ping_interval": self.ws_ping_interval.as_secs(),
             "ws_ping_timeout": self.ws_ping_timeout.as_secs(),
+            "session_store": self.session_store.as_str(),
         });
         if let (Some(out), serde_json::Value::Object(rest)) = (out.as_object_mut(), rest) {
             out.extend(rest);
@@ -1468,6 +1497,24 @@ fn load_operations(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
     }
     if let Some(seconds) = whole(vars, "MCP_WS_PING_TIMEOUT", 1, 3600)? {
         config.ws_ping_timeout = Duration::from_secs(seconds);
+    }
+    if let Some(text) = vars.get("MCP_SESSION_STORE") {
+        config.session_store = match text.to_ascii_lowercase().as_str() {
+            "memory" => SessionStorage::Memory,
+            "redis" => SessionStorage::Redis,
+            _ => {
+                return Err(ConfigError::new(
+                    "MCP_SESSION_STORE",
+                    format!("`{text}` is not one of memory, redis"),
+                ));
+            }
+        };
+        if config.session_store == SessionStorage::Redis && config.redis_url.is_none() {
+            return Err(ConfigError::new(
+                "MCP_REDIS_URL",
+                "MCP_SESSION_STORE=redis needs the server's URL (redis://)",
+            ));
+        }
     }
     Ok(())
 }
@@ -2470,6 +2517,7 @@ mod tests {
             ("MCP_AUDIT_LOG_FILE", "/"),
             ("MCP_WS_PING_INTERVAL", "0"),
             ("MCP_WS_PING_TIMEOUT", "3601"),
+            ("MCP_SESSION_STORE", "postgres"),
         ] {
             assert_eq!(setting(&[(name, value)]), name, "{name}={value}");
         }

@@ -8,6 +8,9 @@
 pub mod gateway;
 #[path = "ops.rs"]
 pub mod ops;
+#[cfg(feature = "redis")]
+#[path = "sessions.rs"]
+pub mod sessions;
 #[path = "store.rs"]
 pub mod store;
 #[path = "tools.rs"]
@@ -34,7 +37,7 @@ use tower_warden::body_limit::BodyLimitLayer;
 use tower_warden::circuit_breaker::{BreakerState, CircuitBreaker, CircuitBreakers};
 use tower_warden::client_cert::ClientCertLayer;
 use tower_warden::config::WardenConfig;
-use tower_warden::config::{AuthMode, Environment, RateLimitStorage};
+use tower_warden::config::{AuthMode, Environment, RateLimitStorage, SessionStorage};
 use tower_warden::ip_filter::{IpFilterLayer, IpSet, IpSetHandle};
 use tower_warden::mcp::{
     HostOriginLayer, JsonRpcErrorsLayer, McpPolicyLayer, SessionBindingLayer, ToolPolicy,
@@ -117,6 +120,7 @@ impl LimitHealth {
 /// # Errors
 ///
 /// A setting the limiters cannot use, by variable name.
+#[cfg_attr(not(feature = "redis"), allow(clippy::needless_update))]
 pub fn limits(config: &WardenConfig) -> Result<Limits, ConfigError> {
     let mut health = LimitHealth {
         enabled: config.rate_limit_enabled,
@@ -475,6 +479,39 @@ pub fn reloads(auth: &Auth, ip_lists: IpSetHandle, load: Loader) -> ReloadHandle
     handle
 }
 
+/// The session stores of `MCP_SESSION_STORE=redis`: rmcp's (to restore a
+/// session on any instance) and tower-warden's (who owns it).
+type SessionStores = (
+    Arc<dyn rmcp::transport::streamable_http_server::session::store::SessionStore>,
+    Arc<dyn tower_warden::mcp::SharedSessions>,
+);
+
+#[cfg(feature = "redis")]
+fn shared_sessions(config: &WardenConfig) -> Result<Option<SessionStores>, ConfigError> {
+    match (config.session_store, &config.redis_url) {
+        (SessionStorage::Redis, Some(url)) => {
+            let store = sessions::RedisSessions::new(url)?;
+            Ok(Some((Arc::new(store.clone()), Arc::new(store))))
+        }
+        (SessionStorage::Redis, None) => Err(ConfigError::new(
+            "MCP_REDIS_URL",
+            "MCP_SESSION_STORE=redis needs it",
+        )),
+        _ => Ok(None),
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+fn shared_sessions(config: &WardenConfig) -> Result<Option<SessionStores>, ConfigError> {
+    match config.session_store {
+        SessionStorage::Redis => Err(ConfigError::new(
+            "MCP_SESSION_STORE",
+            "redis needs the `redis` feature: cargo run --features redis --example mcp_server",
+        )),
+        _ => Ok(None),
+    }
+}
+
 /// The allow and deny lists of `config`.
 fn ip_set(config: &WardenConfig) -> IpSet {
     IpSet::builder()
@@ -631,19 +668,25 @@ pub fn build(
         let policy = policy.clone();
         Arc::new(move || tools::Tools::with_source(Arc::clone(&source)).with_policy(policy.clone()))
     };
+    let mut mcp_config = StreamableHttpServerConfig::default()
+        .with_cancellation_token(shutdown.child_token())
+        .with_max_request_body_bytes(max_body)
+        // `HostOriginLayer` checks both, answering with problem JSON.
+        .disable_allowed_hosts()
+        .disable_allowed_origins();
+    let shared_sessions = shared_sessions(config)?;
+    if let Some((state, _)) = &shared_sessions {
+        mcp_config.session_store = Some(Arc::clone(state));
+    }
     let mcp = StreamableHttpService::new(
         {
             let make_tools = Arc::clone(&make_tools);
             move || Ok(make_tools())
         },
         Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default()
-            .with_cancellation_token(shutdown.child_token())
-            .with_max_request_body_bytes(max_body)
-            // `HostOriginLayer` checks both, answering with problem JSON.
-            .disable_allowed_hosts()
-            .disable_allowed_origins(),
+        mcp_config,
     );
+    let binding = SessionBindingLayer::new().responder(like_unknown_session);
 
     // Origins granted CORS may also call: the browser sends their `Origin`.
     let any_origin = config.cors_origins.iter().any(|o| o == "*");
@@ -667,8 +710,16 @@ pub fn build(
         // principal's session id is answered exactly as rmcp answers an
         // unknown one, which `JsonRpcErrorsLayer` then turns into the same
         // JSON-RPC error (-32001) either way.
-        .route_layer(SessionBindingLayer::new().responder(like_unknown_session))
+        .route_layer(binding.clone())
         .route_layer(JsonRpcErrorsLayer::new().max_body_bytes(max_body));
+    // Several instances: who owns a session travels with it.
+    let mcp_routes = match shared_sessions {
+        Some((_, owners)) => mcp_routes.route_layer(tower_warden::mcp::SharedSessionsLayer::new(
+            binding.sessions(),
+            owners,
+        )),
+        None => mcp_routes,
+    };
     let limits = limits(config)?;
     let ip_lists = IpSetHandle::new(ip_set(config));
     // WebSocket sessions: behind the same layers as `/mcp` (added below).
