@@ -123,6 +123,9 @@ pub mod principal;
 pub mod rate_limit;
 pub mod reject;
 pub mod reload;
+#[cfg(feature = "stack")]
+#[cfg_attr(docsrs, doc(cfg(feature = "stack")))]
+pub mod stack;
 #[cfg(test)]
 mod test_logs;
 

@@ -379,6 +379,8 @@ pub struct McpPolicyLayer<R = DefaultResponder> {
     policy: ToolPolicy,
     limits: Limits,
     responder: R,
+    /// `false`: every request streams through unread (the layer is off).
+    inspect: bool,
 }
 
 impl McpPolicyLayer {
@@ -392,6 +394,17 @@ impl McpPolicyLayer {
                 response: DEFAULT_MAX_BYTES,
             },
             responder: DefaultResponder,
+            inspect: true,
+        }
+    }
+
+    /// A layer that reads nothing and checks nothing: every request streams
+    /// through. For stacks that hold the layer whether or not a policy is
+    /// configured.
+    pub(crate) fn pass_through() -> Self {
+        Self {
+            inspect: false,
+            ..Self::new(ToolPolicy::new())
         }
     }
 }
@@ -418,6 +431,7 @@ impl<R> McpPolicyLayer<R> {
             policy: self.policy,
             limits: self.limits,
             responder,
+            inspect: self.inspect,
         }
     }
 
@@ -481,7 +495,10 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        if request.method() != Method::POST || !is_json_media_type(request.headers()) {
+        if !self.layer.inspect
+            || request.method() != Method::POST
+            || !is_json_media_type(request.headers())
+        {
             let future = self.inner.call(request.map(RequestBody::streaming));
             return ResponseFuture {
                 state: State::Calling { future },

@@ -1,0 +1,865 @@
+//! [`WardenLayer`]: the whole perimeter, configured from a
+//! [`WardenConfig`], as one layer.
+//!
+//! It protects an HTTP service — an MCP server, an axum router, a tonic
+//! server — against everything the settings name: callers outside the IP
+//! lists, spoofed forwarding headers, missing client certificates, floods,
+//! oversized bodies, missing or forged credentials, DNS rebinding and
+//! foreign browser origins, tool calls beyond the caller's scopes, and
+//! callers over their quotas. Outermost first:
+//!
+//! | layer | on when |
+//! |---|---|
+//! | [`ClientIpLayer`] | always (the peer address; `X-Forwarded-For` only with `MCP_TRUST_X_FORWARDED` from `MCP_TRUSTED_PROXIES`) |
+//! | [`IpFilterLayer`] | always; admits everyone while `MCP_ALLOWED_IPS` and `MCP_BLOCKED_IPS` are empty, and [reloadable](WardenLayer::ip_lists) |
+//! | [`ClientCertLayer`] | `MCP_CLIENT_CERT_REQUIRED` |
+//! | [`RateLimitLayer`] per client address | `MCP_RATE_LIMIT_ENABLED` (default) |
+//! | [`BodyLimitLayer`] | always (`MCP_HTTP_MAX_BODY_BYTES`) |
+//! | [`AuthLayer`] | always (`MCP_AUTH_MODE`; `none` admits everyone as anonymous, development only) |
+//! | [`HostOriginLayer`] | always (`MCP_ALLOWED_HOSTS`, `MCP_ALLOWED_ORIGINS`) |
+//! | [`McpPolicyLayer`] | `MCP_TOOL_SCOPES` or `MCP_TOOL_RATE_LIMITS` (otherwise bodies stream through unread) |
+//! | [`RateLimitLayer`] per principal and tool | `MCP_TOOL_RATE_LIMITS` |
+//! | [`RateLimitLayer`] per principal | `MCP_RATE_LIMIT_ENABLED` (default) |
+//!
+//! Cheap checks come first, so nothing unauthenticated is read beyond the
+//! body cap, and floods from one address are cut before any signature is
+//! checked. A layer that is off costs one branch.
+//!
+//! Not included, because what they need is particular to your routes:
+//! [`NamespaceLayer`](crate::namespace::NamespaceLayer) (which namespace a
+//! request asks for), [`CircuitBreakerLayer`](crate::circuit_breaker::CircuitBreakerLayer)
+//! (around the calls to a backend), MCP session binding, and timeouts. Add
+//! them inside this layer, per route.
+//!
+//! ```
+//! use http::{Request, Response, StatusCode};
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_warden::body_limit::LimitedBody;
+//! use tower_warden::config::WardenConfig;
+//! use tower_warden::mcp::RequestBody;
+//! use tower_warden::stack::WardenLayer;
+//!
+//! // What the service receives: the body capped, and re-readable after the
+//! // MCP policy looked at it.
+//! type Body = RequestBody<LimitedBody<String>>;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = WardenConfig::from_vars([
+//!     ("MCP_JWT_SECRET", "a-secret-of-at-least-thirty-two-bytes!"),
+//!     ("MCP_ALLOWED_IPS", "10.0.0.0/8"),
+//! ])?;
+//! let service = ServiceBuilder::new()
+//!     .layer(WardenLayer::from_config(&config)?)
+//!     .service_fn(|_: Request<Body>| async {
+//!         Ok::<_, std::convert::Infallible>(Response::new(String::from("hello")))
+//!     });
+//!
+//! // An allowed address without a token: 401, and the service is not called.
+//! let mut request = Request::builder().uri("/mcp").header("host", "localhost").body(String::new())?;
+//! request.extensions_mut().insert("10.1.2.3:5000".parse::<std::net::SocketAddr>()?);
+//! let response = service.clone().oneshot(request).await?;
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//!
+//! // Any other address: 403 before anything else is looked at.
+//! let mut request = Request::builder().uri("/mcp").header("host", "localhost").body(String::new())?;
+//! request.extensions_mut().insert("192.0.2.1:5000".parse::<std::net::SocketAddr>()?);
+//! assert_eq!(service.oneshot(request).await?.status(), StatusCode::FORBIDDEN);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! In axum, add it with `Router::layer` (or `route_layer`, so that an
+//! unknown path stays 404), and serve with
+//! `into_make_service_with_connect_info::<SocketAddr>()`; with feature
+//! `axum` the peer address is read from `ConnectInfo`, otherwise copy it
+//! into a `SocketAddr` extension. With tonic, `Server::builder().layer(..)`
+//! and feature `tonic`.
+
+use std::fmt;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::ConfigError;
+use crate::auth::{Algorithm, ApiKeys, Auth, AuthLayer, JwtAuth};
+use crate::body::ResponseBody;
+use crate::body_limit::{BodyLimit, BodyLimitLayer};
+use crate::client_cert::{ClientCert, ClientCertLayer};
+use crate::client_ip::{ClientIpLayer, ClientIpResolver};
+use crate::config::{AuthMode, RateLimitStorage, WardenConfig};
+use crate::ip_filter::{IpFilter, IpFilterLayer, IpSet, IpSetHandle};
+use crate::mcp::{HostOrigin, HostOriginLayer, McpPolicy, McpPolicyLayer, ToolPolicy};
+use crate::principal::{AuthMethod, Principal};
+use crate::rate_limit::{KeyBy, MemoryStore, Quota, RateLimit, RateLimitLayer, Store};
+use crate::reject::DefaultResponder;
+use crate::reload::ReloadHandle;
+
+/// The whole perimeter of a [`WardenConfig`]; see the [module docs](self).
+/// Clones share every layer's state (keys, quotas, IP lists).
+#[derive(Clone)]
+#[must_use]
+pub struct WardenLayer {
+    client_ip: ClientIpLayer,
+    ip_filter: IpFilterLayer,
+    client_cert: Option<ClientCertLayer>,
+    per_ip: Option<RateLimitLayer>,
+    body_limit: BodyLimitLayer,
+    auth: AuthLayer,
+    host_origin: HostOriginLayer,
+    policy: McpPolicyLayer,
+    per_tool: Option<RateLimitLayer>,
+    per_principal: Option<RateLimitLayer>,
+    parts: Arc<Parts>,
+}
+
+/// What the layers were built from, for the application.
+struct Parts {
+    jwt: Option<JwtAuth>,
+    api_keys: Option<ApiKeys>,
+    api_key_salt: Vec<u8>,
+    ip_lists: IpSetHandle,
+    warnings: Vec<String>,
+    resource_url: String,
+    metadata_url: String,
+    tool_policy: Option<ToolPolicy>,
+    rate_limit: RateLimitInfo,
+}
+
+/// The rate limiter of a [`WardenLayer`].
+#[derive(Clone)]
+pub struct RateLimitInfo {
+    enabled: bool,
+    storage: &'static str,
+    quota: Option<(Arc<dyn Store>, Quota)>,
+    #[cfg(feature = "redis")]
+    redis: Option<crate::rate_limit::RedisHealth>,
+}
+
+impl fmt::Debug for RateLimitInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitInfo")
+            .field("enabled", &self.enabled)
+            .field("storage", &self.storage)
+            .field("degraded", &self.is_degraded())
+            .finish()
+    }
+}
+
+impl RateLimitInfo {
+    /// Whether requests are rate limited (`MCP_RATE_LIMIT_ENABLED`).
+    #[must_use]
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// `memory` or `redis` (`MCP_RATE_LIMIT_STORAGE`).
+    #[must_use]
+    pub fn storage(&self) -> &'static str {
+        self.storage
+    }
+
+    /// Whether a shared store decides without its backend right now.
+    #[must_use]
+    pub fn is_degraded(&self) -> bool {
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.redis {
+            return redis.is_degraded();
+        }
+        false
+    }
+
+    /// The per-principal quota and the store it is counted in, to count
+    /// requests that do not pass through the layer (messages on a
+    /// WebSocket).
+    #[must_use]
+    pub fn per_principal(&self) -> Option<(&Arc<dyn Store>, &Quota)> {
+        self.quota.as_ref().map(|(store, quota)| (store, quota))
+    }
+}
+
+impl fmt::Debug for WardenLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WardenLayer")
+            .field("client_cert", &self.client_cert.is_some())
+            .field("per_ip", &self.per_ip.is_some())
+            .field("auth", &self.auth)
+            .field("per_tool", &self.per_tool.is_some())
+            .field("per_principal", &self.per_principal.is_some())
+            .field("resource_url", &self.parts.resource_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WardenLayer {
+    /// Builds every layer `config` turns on.
+    ///
+    /// # Errors
+    ///
+    /// A setting the layers cannot use, by variable name: JWT
+    /// authentication without a key source (`MCP_JWT_SECRET`), an
+    /// unreadable key or key file, a quota or header that cannot be made,
+    /// Redis storage without the `redis` feature.
+    pub fn from_config(config: &WardenConfig) -> Result<Self, ConfigError> {
+        let mut warnings = Vec::new();
+        let resource_url = resource_url(config);
+        let metadata_url = metadata_url(&resource_url);
+        let jwt = if config.auth_mode.jwt() {
+            Some(jwt(config, &mut warnings)?)
+        } else {
+            None
+        };
+        let (api_keys, api_key_salt) = if config.auth_mode.api_key() {
+            let salt = match &config.api_key_salt {
+                Some(salt) => salt.as_bytes().to_vec(),
+                None => random_salt()?,
+            };
+            (Some(api_keys(config, &salt)?), salt)
+        } else {
+            (None, Vec::new())
+        };
+        let auth = match (config.auth_mode, jwt.clone(), api_keys.clone()) {
+            (AuthMode::None, ..) => {
+                warnings.push(
+                    "MCP_AUTH_MODE=none: every caller is admitted with every scope".to_owned(),
+                );
+                AuthLayer::anonymous()
+            }
+            (_, Some(jwt), Some(keys)) => AuthLayer::jwt_or_api_key(jwt, keys),
+            (_, Some(jwt), None) => AuthLayer::jwt(jwt),
+            (_, None, Some(keys)) => AuthLayer::api_keys(keys),
+            (mode, None, None) => {
+                return Err(ConfigError::new(
+                    "MCP_AUTH_MODE",
+                    format!("`{mode}` accepts no credential this crate knows"),
+                ));
+            }
+        }
+        .resource_metadata(metadata_url.clone())
+        .allow_query_credentials(config.ws_allow_query_auth);
+
+        let max_body = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
+        let tool_policy = (!config.tool_scopes.is_empty()).then(|| {
+            config
+                .tool_scopes
+                .iter()
+                .fold(ToolPolicy::new(), |policy, (tool, scopes)| {
+                    policy.require(tool.clone(), scopes.clone())
+                })
+        });
+        let limits = Limits::of(config)?;
+        // The tool a request calls is found by the policy layer, so it reads
+        // bodies for per-tool quotas too.
+        let policy = if tool_policy.is_some() || limits.per_tool.is_some() {
+            McpPolicyLayer::new(tool_policy.clone().unwrap_or_default()).max_body_bytes(max_body)
+        } else {
+            McpPolicyLayer::pass_through()
+        };
+        let ip_lists = IpSetHandle::new(ip_set(config));
+        Ok(Self {
+            client_ip: client_ip(config)?,
+            ip_filter: IpFilterLayer::with_handle(ip_lists.clone()),
+            client_cert: client_cert(config)?,
+            per_ip: limits.per_ip,
+            body_limit: BodyLimitLayer::new(config.max_body_bytes),
+            auth,
+            host_origin: host_origin(config)?,
+            policy,
+            per_tool: limits.per_tool,
+            per_principal: limits.per_principal,
+            parts: Arc::new(Parts {
+                jwt,
+                api_keys,
+                api_key_salt,
+                ip_lists,
+                warnings,
+                resource_url,
+                metadata_url,
+                tool_policy,
+                rate_limit: limits.info,
+            }),
+        })
+    }
+
+    /// Replaces the authentication layer (for example with one whose JWT
+    /// verifier the application built itself).
+    pub fn with_auth(mut self, auth: AuthLayer) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The JWT verifier, when JWTs are accepted (to
+    /// [`prefetch`](JwtAuth::prefetch) its keys, or read its cache).
+    #[must_use]
+    pub fn jwt(&self) -> Option<&JwtAuth> {
+        self.parts.jwt.as_ref()
+    }
+
+    /// The API keys, when they are accepted.
+    #[must_use]
+    pub fn api_keys(&self) -> Option<&ApiKeys> {
+        self.parts.api_keys.as_ref()
+    }
+
+    /// The IP lists in force; replace them to reload.
+    #[must_use]
+    pub fn ip_lists(&self) -> &IpSetHandle {
+        &self.parts.ip_lists
+    }
+
+    /// The per-tool scopes (`MCP_TOOL_SCOPES`), if any.
+    #[must_use]
+    pub fn tool_policy(&self) -> Option<&ToolPolicy> {
+        self.parts.tool_policy.as_ref()
+    }
+
+    /// The rate limiter.
+    #[must_use]
+    pub fn rate_limit(&self) -> &RateLimitInfo {
+        &self.parts.rate_limit
+    }
+
+    /// Settings that work but deserve a look, for the start-up log: a short
+    /// development secret, unchecked audiences, no authentication.
+    #[must_use]
+    pub fn warnings(&self) -> &[String] {
+        &self.parts.warnings
+    }
+
+    /// The protected resource as clients name it (`MCP_RESOURCE_URL`, or
+    /// `http://<host>:<port>/mcp`).
+    #[must_use]
+    pub fn resource_url(&self) -> &str {
+        &self.parts.resource_url
+    }
+
+    /// Where its RFC 9728 metadata is published (named in every 401).
+    #[must_use]
+    pub fn metadata_url(&self) -> &str {
+        &self.parts.metadata_url
+    }
+
+    /// The hot reloads of this perimeter, reading the settings again
+    /// through `load` (for example [`WardenConfig::from_env`], which reads
+    /// `MCP_CONFIG_FILE` again): the IP lists, the API keys (listed keys
+    /// and `MCP_API_KEYS_FILE`, under the salt in use) and the
+    /// `MCP_JWKS_FILE` keys. Each is read and checked whole, then swapped
+    /// in; a bad one is logged and the old one stays.
+    pub fn reload_handle(
+        &self,
+        load: Arc<dyn Fn() -> Result<WardenConfig, ConfigError> + Send + Sync>,
+    ) -> ReloadHandle {
+        let lists = self.parts.ip_lists.clone();
+        let mut handle = ReloadHandle::new().step("ip lists", {
+            let load = Arc::clone(&load);
+            move || {
+                let config = load()?;
+                lists.replace(ip_set(&config));
+                Ok(format!(
+                    "{} allowed, {} blocked",
+                    config.allowed_ips.len(),
+                    config.blocked_ips.len()
+                ))
+            }
+        });
+        if let Some(keys) = self.parts.api_keys.clone() {
+            let salt = self.parts.api_key_salt.clone();
+            let load = Arc::clone(&load);
+            handle = handle.step("api keys", move || {
+                let config = load()?;
+                let fresh = api_keys(&config, &salt)?;
+                let n = keys
+                    .replace_from(&fresh)
+                    .map_err(|e| e.for_setting("MCP_API_KEY_SALT"))?;
+                Ok(format!("{n} keys"))
+            });
+        }
+        if let Some(jwt) = self.parts.jwt.clone() {
+            handle = handle.step("jwks file", move || {
+                let config = load()?;
+                let Some(path) = &config.jwks_file else {
+                    return Ok("no MCP_JWKS_FILE".to_owned());
+                };
+                let json = read("MCP_JWKS_FILE", path)?;
+                jwt.replace_jwks(&json)
+                    .map_err(|e| e.for_setting("MCP_JWKS_FILE"))?;
+                Ok(path.display().to_string())
+            });
+        }
+        handle
+    }
+}
+
+/// `MCP_RESOURCE_URL`, or `http://<host>:<port>/mcp` (a wildcard host as
+/// `127.0.0.1`).
+#[must_use]
+pub fn resource_url(config: &WardenConfig) -> String {
+    if let Some(url) = &config.resource_url {
+        return url.clone();
+    }
+    let host = match config.host.as_str() {
+        "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
+        host => host,
+    };
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    format!("http://{host}:{}/mcp", config.port)
+}
+
+/// The RFC 9728 (§3.1) metadata URL of `resource`: the well-known path
+/// inserted between host and path.
+#[must_use]
+pub fn metadata_url(resource: &str) -> String {
+    let (scheme, rest) = resource.split_once("://").unwrap_or(("https", resource));
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let path = path.trim_end_matches('/');
+    if path.is_empty() {
+        format!("{scheme}://{authority}/.well-known/oauth-protected-resource")
+    } else {
+        format!("{scheme}://{authority}/.well-known/oauth-protected-resource/{path}")
+    }
+}
+
+fn read(setting: &'static str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path)
+        .map_err(|e| ConfigError::new(setting, format!("cannot read {}: {e}", path.display())))
+}
+
+fn random_salt() -> Result<Vec<u8>, ConfigError> {
+    let mut salt = vec![0u8; 32];
+    getrandom::fill(&mut salt).map_err(|e| {
+        ConfigError::new(
+            "MCP_API_KEY_SALT",
+            format!("no random source for a salt: {e}"),
+        )
+    })?;
+    Ok(salt)
+}
+
+/// The JWT verifier of `config`.
+fn jwt(config: &WardenConfig, warnings: &mut Vec<String>) -> Result<JwtAuth, ConfigError> {
+    let mut builder = JwtAuth::builder()
+        .leeway(Duration::from_secs(config.jwt_leeway_seconds))
+        .issuer(config.jwt_issuers.iter().cloned());
+    let audiences: Vec<String> = if config.jwt_audiences.is_empty() {
+        config.resource_url.iter().cloned().collect()
+    } else {
+        config.jwt_audiences.clone()
+    };
+    if audiences.is_empty() {
+        warnings.push(
+            "token audiences (aud) are not checked: set MCP_RESOURCE_URL or MCP_JWT_AUDIENCE"
+                .to_owned(),
+        );
+    }
+    builder = builder.audience(audiences);
+    let algorithm = |default: Algorithm| -> Result<Algorithm, ConfigError> {
+        match &config.jwt_algorithm {
+            Some(name) => name.parse().map_err(|_| {
+                ConfigError::new("MCP_JWT_ALGORITHM", format!("`{name}` is not supported"))
+            }),
+            None => Ok(default),
+        }
+    };
+    let (builder, setting) = if let Some(secret) = &config.jwt_secret {
+        let mut b = builder.hmac_secret(secret, algorithm(Algorithm::HS256)?);
+        if secret.len() < crate::config::MIN_JWT_SECRET_BYTES {
+            warnings.push(format!(
+                "MCP_JWT_SECRET is {} bytes; production requires at least {}",
+                secret.len(),
+                crate::config::MIN_JWT_SECRET_BYTES
+            ));
+            b = b.allow_short_secret();
+        }
+        (b, "MCP_JWT_SECRET")
+    } else if let Some(path) = &config.jwt_public_key_file {
+        (
+            builder.public_key_file(path, algorithm(Algorithm::RS256)?),
+            "MCP_JWT_PUBLIC_KEY_FILE",
+        )
+    } else if let Some(path) = &config.jwks_file {
+        (builder.jwks_file(path), "MCP_JWKS_FILE")
+    } else if let Some(url) = &config.jwks_url {
+        (jwks_url(builder, url)?, "MCP_JWKS_URL")
+    } else {
+        return Err(ConfigError::new(
+            "MCP_JWT_SECRET",
+            "JWT authentication needs a key: set MCP_JWT_SECRET, MCP_JWT_PUBLIC_KEY_FILE, MCP_JWKS_FILE or MCP_JWKS_URL (or MCP_AUTH_MODE=api_key)",
+        ));
+    };
+    builder.build().map_err(|e| e.for_setting(setting))
+}
+
+#[cfg(feature = "jwks-url")]
+fn jwks_url(
+    builder: crate::auth::JwtAuthBuilder,
+    url: &str,
+) -> Result<crate::auth::JwtAuthBuilder, ConfigError> {
+    Ok(builder.jwks_url(crate::auth::JwksUrl::new(url.to_owned())))
+}
+
+#[cfg(not(feature = "jwks-url"))]
+fn jwks_url(
+    _: crate::auth::JwtAuthBuilder,
+    _: &str,
+) -> Result<crate::auth::JwtAuthBuilder, ConfigError> {
+    Err(ConfigError::new(
+        "MCP_JWKS_URL",
+        "fetching keys from a URL needs the `jwks-url` feature",
+    ))
+}
+
+/// The API keys of `config` (`MCP_API_KEYS`, each with every scope, and
+/// `MCP_API_KEYS_FILE`) under `salt`.
+fn api_keys(config: &WardenConfig, salt: &[u8]) -> Result<ApiKeys, ConfigError> {
+    let keys = ApiKeys::new(salt).map_err(|e| e.for_setting("MCP_API_KEY_SALT"))?;
+    for (n, key) in config.api_keys.iter().enumerate() {
+        let id = format!("api-key-{}", n + 1);
+        let principal = Principal::builder(id.clone(), AuthMethod::ApiKey)
+            .key_id(id)
+            .scopes(["*"])
+            .build();
+        keys.insert_key(key, principal)
+            .map_err(|e| e.for_setting("MCP_API_KEYS"))?;
+    }
+    if let Some(path) = &config.api_keys_file {
+        let text = String::from_utf8(read("MCP_API_KEYS_FILE", path)?)
+            .map_err(|_| ConfigError::new("MCP_API_KEYS_FILE", "the file is not UTF-8 text"))?;
+        keys.load_lines(&text)
+            .map_err(|e| e.for_setting("MCP_API_KEYS_FILE"))?;
+    }
+    Ok(keys)
+}
+
+/// The allow and deny lists of `config`.
+fn ip_set(config: &WardenConfig) -> IpSet {
+    IpSet::builder()
+        .allow_nets(config.allowed_ips.iter().copied())
+        .deny_nets(config.blocked_ips.iter().copied())
+        .build()
+}
+
+/// The client address: the peer, or behind the trusted proxies when
+/// `MCP_TRUST_X_FORWARDED` says so.
+///
+/// # Errors
+///
+/// `MCP_TRUSTED_PROXIES` cannot be used.
+pub fn client_ip(config: &WardenConfig) -> Result<ClientIpLayer, ConfigError> {
+    if !config.trust_x_forwarded {
+        return Ok(ClientIpLayer::new());
+    }
+    Ok(ClientIpLayer::new()
+        .try_trusted_proxies(config.trusted_proxies.iter().map(ToString::to_string))
+        .map_err(|e| e.for_setting("MCP_TRUSTED_PROXIES"))?
+        .depth(config.trusted_proxy_depth))
+}
+
+fn client_cert(config: &WardenConfig) -> Result<Option<ClientCertLayer>, ConfigError> {
+    if !config.client_cert_required {
+        return Ok(None);
+    }
+    let layer = ClientCertLayer::new()
+        .try_header(&config.client_cert_header, &config.client_cert_header_value)
+        .map_err(|e| {
+            let setting = if e.setting() == "client_cert_header" {
+                "MCP_CLIENT_CERT_HEADER"
+            } else {
+                "MCP_CLIENT_CERT_HEADER_VALUE"
+            };
+            e.for_setting(setting)
+        })?
+        .try_trusted_proxies(config.trusted_proxies.iter().map(ToString::to_string))
+        .map_err(|e| e.for_setting("MCP_TRUSTED_PROXIES"))?;
+    Ok(Some(layer))
+}
+
+/// `Host` and `Origin` rules: `MCP_ALLOWED_HOSTS`, and as origins
+/// `MCP_ALLOWED_ORIGINS` plus the CORS origins (a browser page granted CORS
+/// sends its `Origin`); CORS `*` admits any origin.
+fn host_origin(config: &WardenConfig) -> Result<HostOriginLayer, ConfigError> {
+    let any_origin = config.cors_origins.iter().any(|o| o == "*");
+    let origins = config
+        .allowed_origins
+        .iter()
+        .chain(config.cors_origins.iter().filter(|_| !any_origin));
+    let layer = HostOriginLayer::new()
+        .try_allowed_hosts(&config.allowed_hosts)
+        .map_err(|e| e.for_setting("MCP_ALLOWED_HOSTS"))?
+        .try_allowed_origins(origins)
+        .map_err(|e| e.for_setting("MCP_ALLOWED_ORIGINS"))?;
+    Ok(if any_origin {
+        layer.allow_any_origin()
+    } else {
+        layer
+    })
+}
+
+/// The rate limits of the settings, sharing one store.
+struct Limits {
+    per_ip: Option<RateLimitLayer>,
+    per_principal: Option<RateLimitLayer>,
+    per_tool: Option<RateLimitLayer>,
+    info: RateLimitInfo,
+}
+
+impl Limits {
+    fn of(config: &WardenConfig) -> Result<Self, ConfigError> {
+        let mut info = RateLimitInfo {
+            enabled: config.rate_limit_enabled,
+            storage: config.rate_limit_storage.as_str(),
+            quota: None,
+            #[cfg(feature = "redis")]
+            redis: None,
+        };
+        if !config.rate_limit_enabled {
+            return Ok(Self {
+                per_ip: None,
+                per_principal: None,
+                per_tool: None,
+                info,
+            });
+        }
+        let local: Arc<dyn Store> =
+            Arc::new(MemoryStore::with_max_keys(config.rate_limit_max_keys));
+        let store = match config.rate_limit_storage {
+            RateLimitStorage::Redis => redis_store(config, local, &mut info)?,
+            _ => local,
+        };
+        let quota = config.rate_limit_quota.to_quota()?;
+        let per_ip = RateLimitLayer::new(
+            quota,
+            KeyBy::client_ip_v6_prefix(config.rate_limit_ipv6_prefix),
+            Arc::clone(&store),
+        )
+        .policy_name("ip");
+        let per_principal =
+            RateLimitLayer::new(quota, KeyBy::Subject, Arc::clone(&store)).policy_name("principal");
+        info.quota = Some((Arc::clone(&store), quota));
+        let per_tool = if config.tool_rate_limits.is_empty() {
+            None
+        } else {
+            let tools = config
+                .tool_rate_limits
+                .iter()
+                .map(|(tool, rpm)| {
+                    Quota::per_minute(*rpm)
+                        .map(|quota| (tool.clone(), quota))
+                        .map_err(|e| e.for_setting("MCP_TOOL_RATE_LIMITS"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(RateLimitLayer::per_tool(tools, KeyBy::Subject, store))
+        };
+        Ok(Self {
+            per_ip: Some(per_ip),
+            per_principal: Some(per_principal),
+            per_tool,
+            info,
+        })
+    }
+}
+
+/// The Redis store of `MCP_REDIS_URL`, falling back to `local` as
+/// `MCP_RATE_LIMIT_FAIL_MODE` says.
+#[cfg(feature = "redis")]
+fn redis_store(
+    config: &WardenConfig,
+    local: Arc<dyn Store>,
+    info: &mut RateLimitInfo,
+) -> Result<Arc<dyn Store>, ConfigError> {
+    let url = config.redis_url.as_deref().ok_or_else(|| {
+        ConfigError::new("MCP_REDIS_URL", "MCP_RATE_LIMIT_STORAGE=redis needs it")
+    })?;
+    let store = crate::rate_limit::RedisStore::new(url)?
+        .prefix(config.rate_limit_redis_prefix.clone())
+        .fail_mode(config.rate_limit_fail_mode.into())
+        .fallback(local);
+    info.redis = Some(store.health());
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_store(
+    _: &WardenConfig,
+    _: Arc<dyn Store>,
+    _: &mut RateLimitInfo,
+) -> Result<Arc<dyn Store>, ConfigError> {
+    Err(ConfigError::new(
+        "MCP_RATE_LIMIT_STORAGE",
+        "redis needs the `redis` feature of tower-warden",
+    ))
+}
+
+/// The nested services, outermost first.
+type Stack<S> = ClientIpResolver<IpFilter<Optional<ClientCert<PerIp<S>>, PerIp<S>>>>;
+type PerIp<S> = Optional<RateLimit<Checked<S>, DefaultResponder>, Checked<S>>;
+type Checked<S> = BodyLimit<
+    Auth<HostOrigin<McpPolicy<PerTool<S>, DefaultResponder>>, DefaultResponder>,
+    DefaultResponder,
+>;
+type PerTool<S> = Optional<RateLimit<PerPrincipal<S>, DefaultResponder>, PerPrincipal<S>>;
+type PerPrincipal<S> = Optional<RateLimit<S, DefaultResponder>, S>;
+
+fn optional<L: Layer<S>, S>(layer: Option<&L>, inner: S) -> Optional<L::Service, S> {
+    match layer {
+        Some(layer) => Optional::On(layer.layer(inner)),
+        None => Optional::Off(inner),
+    }
+}
+
+impl<S> Layer<S> for WardenLayer {
+    type Service = Warden<S>;
+
+    fn layer(&self, inner: S) -> Warden<S> {
+        let inner = optional(self.per_principal.as_ref(), inner);
+        let inner = optional(self.per_tool.as_ref(), inner);
+        let inner = self.body_limit.layer(
+            self.auth
+                .layer(self.host_origin.layer(self.policy.layer(inner))),
+        );
+        let inner = optional(self.per_ip.as_ref(), inner);
+        let inner = optional(self.client_cert.as_ref(), inner);
+        Warden {
+            inner: self.client_ip.layer(self.ip_filter.layer(inner)),
+        }
+    }
+}
+
+/// The service of [`WardenLayer`]: every configured layer around `S`.
+#[derive(Clone)]
+pub struct Warden<S> {
+    inner: Stack<S>,
+}
+
+impl<S> fmt::Debug for Warden<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Warden").finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody> Service<Request<ReqBody>> for Warden<S>
+where
+    Stack<S>: Service<Request<ReqBody>>,
+{
+    type Response = <Stack<S> as Service<Request<ReqBody>>>::Response;
+    type Error = <Stack<S> as Service<Request<ReqBody>>>::Error;
+    type Future = <Stack<S> as Service<Request<ReqBody>>>::Future;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        self.inner.call(request)
+    }
+}
+
+/// A layer's service when the layer is on, or the inner service when it is
+/// off; either way the response body is a [`ResponseBody`].
+#[derive(Clone, Debug)]
+pub enum Optional<A, S> {
+    /// The layer is on.
+    On(A),
+    /// The layer is off.
+    Off(S),
+}
+
+impl<A, S, ReqBody, ResBody> Service<Request<ReqBody>> for Optional<A, S>
+where
+    A: Service<Request<ReqBody>, Response = Response<ResponseBody<ResBody>>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>, Error = A::Error>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = A::Error;
+    type Future = OptionalFuture<A::Future, S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match self {
+            Self::On(a) => a.poll_ready(cx),
+            Self::Off(s) => s.poll_ready(cx),
+        }
+    }
+
+    #[inline]
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        match self {
+            Self::On(a) => OptionalFuture::on(a.call(request)),
+            Self::Off(s) => OptionalFuture::off(s.call(request)),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Optional`].
+    pub struct OptionalFuture<A, S> {
+        #[pin]
+        kind: Kind<A, S>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<A, S> {
+        On { #[pin] future: A },
+        Off { #[pin] future: S },
+    }
+}
+
+impl<A, S> OptionalFuture<A, S> {
+    fn on(future: A) -> Self {
+        Self {
+            kind: Kind::On { future },
+        }
+    }
+
+    fn off(future: S) -> Self {
+        Self {
+            kind: Kind::Off { future },
+        }
+    }
+}
+
+impl<A, S> fmt::Debug for OptionalFuture<A, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.kind {
+            Kind::On { .. } => "OptionalFuture::On",
+            Kind::Off { .. } => "OptionalFuture::Off",
+        })
+    }
+}
+
+impl<A, S, ResBody, E> Future for OptionalFuture<A, S>
+where
+    A: Future<Output = Result<Response<ResponseBody<ResBody>>, E>>,
+    S: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, E>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::On { future } => future.poll(cx),
+            KindProj::Off { future } => future
+                .poll(cx)
+                .map(|result| result.map(|response| response.map(ResponseBody::inner))),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "stack/tests.rs"]
+mod tests;
