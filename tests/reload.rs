@@ -168,6 +168,7 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn jwks(kid: &str, private_pem: &str) -> String {
+    tower_warden::auth::install_crypto_provider();
     let key = EncodingKey::from_rsa_pem(&fixture(private_pem)).unwrap();
     let mut jwk = serde_json::to_value(
         jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap(),

@@ -30,8 +30,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_warden::ConfigError;
-use tower_warden::auth::{AuthLayer, JwtAuth, RequireLayer};
-use tower_warden::client_ip::ClientIpLayer;
+use tower_warden::auth::{JwtAuth, RequireLayer};
 use tower_warden::config::{LogFormat, WardenConfig};
 use tower_warden::ip_filter::{IpFilterLayer, IpSet};
 use tower_warden::metrics::{MetricsLayer, REQUEST_DURATION};
@@ -372,7 +371,7 @@ pub fn metrics_routes(config: &WardenConfig) -> Result<Router, ConfigError> {
         .with_state(handle)
         .route_layer(IpFilterLayer::new(allowed));
     if config.trust_x_forwarded {
-        routes = routes.route_layer(client_ip(config)?);
+        routes = routes.route_layer(tower_warden::stack::client_ip(config)?);
     }
     Ok(routes)
 }
@@ -395,18 +394,6 @@ async fn render_metrics(State(handle): State<Option<PrometheusHandle>>) -> Respo
     }
 }
 
-/// The client-address layer of the trusted-proxy settings.
-///
-/// # Errors
-///
-/// `MCP_TRUSTED_PROXIES` cannot be used.
-pub fn client_ip(config: &WardenConfig) -> Result<ClientIpLayer, ConfigError> {
-    Ok(ClientIpLayer::new()
-        .try_trusted_proxies(config.trusted_proxies.iter().map(ToString::to_string))
-        .map_err(|e| e.for_setting("MCP_TRUSTED_PROXIES"))?
-        .depth(config.trusted_proxy_depth))
-}
-
 /// What `/status` reads besides `/health`'s state.
 pub struct StatusState {
     /// Request counts.
@@ -422,12 +409,12 @@ pub struct StatusState {
 /// `GET /status` for callers with the `MCP_ADMIN_ROLE` role: version,
 /// uptime, request counts, rate limiter and breakers (as `/health`), JWT
 /// keys and token cache, and the effective settings with secrets redacted.
-pub fn status_routes(config: &WardenConfig, auth: AuthLayer, state: StatusState) -> Router {
+/// Put it behind the perimeter, which authenticates the caller.
+pub fn status_routes(config: &WardenConfig, state: StatusState) -> Router {
     Router::new()
         .route("/status", get(status))
         .with_state(Arc::new(state))
         .route_layer(RequireLayer::role(config.admin_role.clone()))
-        .route_layer(auth)
 }
 
 async fn status(State(state): State<Arc<StatusState>>) -> axum::Json<serde_json::Value> {

@@ -1,25 +1,4 @@
-//! Session bindings shared by several instances behind a load balancer.
-//!
-//! [`SessionBindingLayer`](super::SessionBindingLayer) keeps its bindings
-//! in memory and fails closed, so a session opened on instance A is 404 on
-//! instance B. [`SharedSessionsLayer`] goes in front of it and fills the
-//! gap through a [`SharedSessions`] store (Redis, a database):
-//!
-//! - when a request presents a session id this instance does not know, the
-//!   layer asks the store who owns it and binds it locally to that owner —
-//!   the true owner, so the binding layer behind still answers anyone else
-//!   exactly as it answers an unknown session;
-//! - when a session is opened here, its owner is written to the store
-//!   before the client gets the session id, so the next request may go to
-//!   any instance;
-//! - when the owner deletes the session (2xx to `DELETE`) or the server
-//!   tells the owner it no longer exists (404), the store forgets it; a
-//!   refusal to anyone else changes nothing there.
-//!
-//! The MCP server must restore the session on any instance too (rmcp's
-//! `SessionStore`); this layer only carries who may use it. A store that
-//! fails is logged, and the request goes on with what this instance knows:
-//! an unknown session stays unknown (fail closed).
+//! Session bindings shared by several instances: [`SharedSessionsLayer`].
 
 use std::fmt;
 use std::future::Future;
@@ -55,10 +34,31 @@ pub trait SharedSessions: Send + Sync + 'static {
     fn remove(&self, id: String) -> BoxFuture<Result<(), StoreError>>;
 }
 
-/// Shares the bindings of a [`SessionBindingLayer`](super::SessionBindingLayer)
-/// (its [`sessions`](super::SessionBindingLayer::sessions) table) through a
-/// [`SharedSessions`] store. Place it right in front of that layer. See the
-/// [module docs](self).
+/// Session bindings shared by several instances behind a load balancer.
+///
+/// [`SessionBindingLayer`](super::SessionBindingLayer) keeps its bindings
+/// in memory and fails closed, so a session opened on instance A is 404 on
+/// instance B. This layer goes in front of it and fills the
+/// gap through a [`SharedSessions`] store (Redis, a database):
+///
+/// - when a request presents a session id this instance does not know, the
+///   layer asks the store who owns it and binds it locally to that owner —
+///   the true owner, so the binding layer behind still answers anyone else
+///   exactly as it answers an unknown session;
+/// - when a session is opened here, its owner is written to the store
+///   before the client gets the session id, so the next request may go to
+///   any instance;
+/// - when the owner deletes the session (2xx to `DELETE`) or the server
+///   tells the owner it no longer exists (404), the store forgets it; a
+///   refusal to anyone else changes nothing there.
+///
+/// The MCP server must restore the session on any instance too (rmcp's
+/// `SessionStore`); this layer only carries who may use it. A store that
+/// fails is logged, and the request goes on with what this instance knows:
+/// an unknown session stays unknown (fail closed).
+///
+/// It shares the [`sessions`](super::SessionBindingLayer::sessions) table of
+/// the binding layer behind it; place it right in front of that layer.
 ///
 /// Its futures are boxed: it is meant for deployments of several instances,
 /// where a store round trip dominates anyway.
