@@ -112,7 +112,6 @@ async fn run(config: WardenConfig) -> Result<(), String> {
         );
     }
     if let Some(port) = config.metrics_port {
-        let routes = app::ops::metrics_routes(&config).map_err(|e| e.to_string())?;
         let listener = tokio::net::TcpListener::bind((config.host.as_str(), port))
             .await
             .map_err(|e| {
@@ -122,13 +121,9 @@ async fn run(config: WardenConfig) -> Result<(), String> {
                 )
             })?;
         tracing::info!(address = %format!("{}:{port}", config.host), "metrics at /metrics");
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let routes = routes.layer(axum::middleware::map_request(app::peer_address));
-            if let Err(error) = app::serve(listener, routes, stop).await {
-                tracing::error!(%error, "the metrics listener failed");
-            }
-        });
+        let metrics = app::ops::serve_metrics(&config, listener, shutdown.clone())
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(metrics);
     }
     let signals = app::cancel_on_signal(shutdown.clone())
         .map_err(|e| format!("cannot listen for signals: {e}"))?;

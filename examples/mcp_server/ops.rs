@@ -376,6 +376,26 @@ pub fn metrics_routes(config: &WardenConfig) -> Result<Router, ConfigError> {
     Ok(routes)
 }
 
+/// Serves only `/metrics` (`MCP_METRICS_PORT`) on `listener` until
+/// `shutdown` is cancelled.
+///
+/// # Errors
+///
+/// A trusted-proxy setting the client-address layer cannot use.
+pub fn serve_metrics(
+    config: &WardenConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<impl std::future::Future<Output = ()> + Send + 'static, ConfigError> {
+    let routes =
+        metrics_routes(config)?.layer(axum::middleware::map_request(crate::app::peer_address));
+    Ok(async move {
+        if let Err(error) = crate::app::serve(listener, routes, shutdown).await {
+            tracing::error!(%error, "the metrics listener failed");
+        }
+    })
+}
+
 async fn render_metrics(State(handle): State<Option<PrometheusHandle>>) -> Response {
     match handle {
         Some(handle) => (
