@@ -78,7 +78,9 @@ where
     S: Service<Request<Body>, Response = Response<B>> + Clone,
     S::Error: std::fmt::Debug,
 {
-    let check = rt.block_on(service.clone().oneshot(request(bearer))).unwrap();
+    let check = rt
+        .block_on(service.clone().oneshot(request(bearer)))
+        .unwrap();
     assert_eq!(check.status(), 200, "{name} must admit the request");
     c.bench_function(&format!("stack/{name}"), |b| {
         let mut service = service.clone();
@@ -124,7 +126,9 @@ fn stack(c: &mut Criterion) {
         .unwrap();
     let hand = ServiceBuilder::new()
         .layer(ClientIpLayer::new())
-        .layer(IpFilterLayer::with_handle(IpSetHandle::new(IpSet::builder().build())))
+        .layer(IpFilterLayer::with_handle(IpSetHandle::new(
+            IpSet::builder().build(),
+        )))
         .layer(RateLimitLayer::new(quota, KeyBy::client_ip(), Arc::clone(&store)).policy_name("ip"))
         .layer(BodyLimitLayer::new(1024 * 1024))
         .layer(AuthLayer::jwt(jwt))

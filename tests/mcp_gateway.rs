@@ -37,20 +37,8 @@ fn token(secret: &str, subject: &str, namespace: &str, roles: &[&str]) -> String
 }
 
 /// `claims` plus `exp` an hour ahead, signed HS256 with `secret`.
-fn sign(secret: &str, mut claims: Value) -> String {
-    tower_warden::auth::install_crypto_provider();
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    claims["exp"] = json!(exp);
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
+fn sign(secret: &str, claims: Value) -> String {
+    mcp_support::sign_hs256(secret, claims)
 }
 
 fn bearer(subject: &str, namespace: &str) -> String {

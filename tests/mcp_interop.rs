@@ -32,19 +32,7 @@ static TOKEN: std::sync::LazyLock<String> =
 
 /// Signs `claims` (plus `exp` an hour ahead) with [`TEST_SECRET`].
 fn mint(claims: &Value) -> String {
-    tower_warden::auth::install_crypto_provider();
-    let mut claims = claims.clone();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    claims["exp"] = json!(now + 3600);
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(TEST_SECRET.as_bytes()),
-    )
-    .unwrap()
+    mcp_support::sign_hs256(TEST_SECRET, claims.clone())
 }
 
 impl Server {

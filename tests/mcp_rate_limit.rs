@@ -30,18 +30,7 @@ const SECRET: &str = "rate-limit-test-secret-of-at-least-32-bytes";
 
 /// A bearer token for `subject` under [`SECRET`], valid for an hour.
 fn bearer(subject: &str) -> String {
-    tower_warden::auth::install_crypto_provider();
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": subject, "scope": "*", "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap();
+    let token = mcp_support::sign_hs256(SECRET, json!({"sub": subject, "scope": "*"}));
     format!("Bearer {token}")
 }
 

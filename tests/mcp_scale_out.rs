@@ -26,19 +26,8 @@ use tower_warden::config::WardenConfig;
 const SECRET: &str = "scale-out-test-secret-of-32-bytes-or-more";
 
 fn bearer(subject: &str) -> String {
-    tower_warden::auth::install_crypto_provider();
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": subject, "namespace": "acme", "scope": "*", "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap();
-    format!("Bearer {token}")
+    let claims = json!({"sub": subject, "namespace": "acme", "scope": "*"});
+    format!("Bearer {}", mcp_support::sign_hs256(SECRET, claims))
 }
 
 async fn instance(redis: &str, database: &str) -> Server {
@@ -139,21 +128,11 @@ async fn a_client_moves_between_instances_mid_session() {
     .await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     let id = created.json()["id"].as_str().unwrap().to_owned();
-    let seen = send(
-        Method::GET,
-        &format!("http://{}/api/v1/mcp/connections/{id}", b.addr),
-        &[("authorization", alice.as_str())],
-        "",
-    )
-    .await;
+    let on_b = format!("http://{}/api/v1/mcp/connections/{id}", b.addr);
+    let auth = [("authorization", alice.as_str())];
+    let seen = send(Method::GET, &on_b, &auth, "").await;
     assert_eq!(seen.status, StatusCode::OK);
-    let deleted = send(
-        Method::DELETE,
-        &format!("http://{}/api/v1/mcp/connections/{id}", b.addr),
-        &[("authorization", alice.as_str())],
-        "",
-    )
-    .await;
+    let deleted = send(Method::DELETE, &on_b, &auth, "").await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
 
     // The owner ends the session on B; a third instance does not know it.

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use mcp_support::{ACCEPT_BOTH, Reply, Server, send};
+use mcp_support::{Reply, Server, post, send};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tower_warden::config::WardenConfig;
@@ -26,18 +26,8 @@ const SECRET: &str = "operations-test-secret-of-32-bytes-or-more";
 const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"ops-test","version":"1"}}}"#;
 
 fn token(subject: &str, roles: &[&str]) -> String {
-    tower_warden::auth::install_crypto_provider();
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": subject, "namespace": "default", "roles": roles, "scope": "*", "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    let claims = json!({"sub": subject, "namespace": "default", "roles": roles, "scope": "*"});
+    mcp_support::sign_hs256(SECRET, claims)
 }
 
 fn bearer(subject: &str, roles: &[&str]) -> String {
@@ -122,14 +112,9 @@ async fn json_logs_and_the_audit_file_carry_the_request_id() {
     let server = Server::serve(app::router(&config, &shutdown).await.unwrap(), shutdown).await;
 
     // A forged token: refused, audited, logged.
-    let reply = send(
-        Method::POST,
+    let reply = post(
         &server.url(),
-        &[
-            ("authorization", "Bearer forged.token.value"),
-            ("content-type", "application/json"),
-            ("accept", ACCEPT_BOTH),
-        ],
+        &[("authorization", "Bearer forged.token.value")],
         INITIALIZE,
     )
     .await;
@@ -213,14 +198,9 @@ async fn metrics_count_refusals_and_are_for_allowed_clients_only() {
         r#"tower_warden_requests_rejected_total{layer="auth",reason="invalid_credentials"}"#;
     let before = metric(&get(&server, "/metrics", &[]).await.text(), series);
     for _ in 0..3 {
-        let reply = send(
-            Method::POST,
+        let reply = post(
             &server.url(),
-            &[
-                ("authorization", "Bearer forged.token.value"),
-                ("content-type", "application/json"),
-                ("accept", ACCEPT_BOTH),
-            ],
+            &[("authorization", "Bearer forged.token.value")],
             INITIALIZE,
         )
         .await;
@@ -373,14 +353,11 @@ async fn cors_preflights_are_allowed_and_refused_by_origin() {
     // The real request from the allowed origin passes the Origin check too,
     // and the browser may read the session id.
     let auth = bearer("alice", &[]);
-    let reply = send(
-        Method::POST,
+    let reply = post(
         &server.url(),
         &[
             ("authorization", auth.as_str()),
             ("origin", "https://app.example.com"),
-            ("content-type", "application/json"),
-            ("accept", ACCEPT_BOTH),
         ],
         INITIALIZE,
     )
@@ -396,14 +373,11 @@ async fn cors_preflights_are_allowed_and_refused_by_origin() {
         .to_ascii_lowercase();
     assert!(exposed.contains("mcp-session-id"), "{exposed}");
     // Another origin is still refused by the Origin check.
-    let reply = send(
-        Method::POST,
+    let reply = post(
         &server.url(),
         &[
             ("authorization", auth.as_str()),
             ("origin", "https://evil.example"),
-            ("content-type", "application/json"),
-            ("accept", ACCEPT_BOTH),
         ],
         INITIALIZE,
     )

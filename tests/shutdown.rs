@@ -23,18 +23,7 @@ use tower_warden::config::WardenConfig;
 const SECRET: &str = "shutdown-test-secret-of-32-bytes-or-more!";
 
 fn bearer() -> String {
-    tower_warden::auth::install_crypto_provider();
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": "alice", "scope": "*", "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap();
+    let token = mcp_support::sign_hs256(SECRET, json!({"sub": "alice", "scope": "*"}));
     format!("Bearer {token}")
 }
 

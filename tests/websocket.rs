@@ -34,17 +34,7 @@ type Later = Arc<std::sync::Mutex<Vec<(&'static str, &'static str)>>>;
 const SECRET: &str = "websocket-test-secret-of-32-bytes-or-more";
 
 fn token(claims: Value) -> String {
-    tower_warden::auth::install_crypto_provider();
-    let mut claims = claims;
-    if claims.get("exp").is_none() {
-        claims["exp"] = json!(now() + 3600);
-    }
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    mcp_support::sign_hs256(SECRET, claims)
 }
 
 fn now() -> u64 {

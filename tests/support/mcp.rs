@@ -79,6 +79,25 @@ impl Server {
     }
 }
 
+/// `claims` signed HS256 with `secret`; `exp` is set an hour ahead unless
+/// the claims carry one.
+pub(crate) fn sign_hs256(secret: &str, mut claims: Value) -> String {
+    tower_warden::auth::install_crypto_provider();
+    if claims.get("exp").is_none() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        claims["exp"] = json!(now + 3600);
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
 /// A response with its body collected.
 pub(crate) struct Reply {
     pub(crate) status: StatusCode,
