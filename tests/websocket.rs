@@ -332,3 +332,24 @@ async fn a_client_that_never_answers_pings_is_dropped() {
     assert!(pings >= 1);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_message_over_the_body_cap_closes_the_session_with_1009() {
+    let (server, _) = start(&[("MCP_HTTP_MAX_BODY_BYTES", "4096")]).await;
+    let bearer = format!("Bearer {}", token(json!({"sub": "alice", "scope": "*"})));
+    let mut socket = connect(&server, "", &[("authorization", bearer.as_str())])
+        .await
+        .unwrap();
+    initialize(&mut socket).await;
+    let big = call_text(2, &"x".repeat(8192));
+    socket.send(Message::Text(big.into())).await.unwrap();
+    assert_eq!(
+        close_code(&mut socket, Duration::from_secs(5)).await,
+        Some(CloseCode::Size)
+    );
+    server.stop().await;
+}
+
+fn call_text(id: u64, text: &str) -> String {
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"echo","arguments":{"text":text}}}).to_string()
+}

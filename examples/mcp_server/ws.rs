@@ -163,7 +163,10 @@ async fn session(socket: WebSocket, state: Arc<WsState>, parts: http::request::P
                     Some(Ok(Message::Close(_))) | None => break None,
                     Some(Ok(_)) => continue, // ping (answered by the library) or pong
                     Some(Err(error)) => {
-                        let too_big = error.to_string().contains("too long") || error.to_string().contains("size");
+                        let too_big = error
+                            .into_inner()
+                            .downcast_ref::<tokio_tungstenite::tungstenite::Error>()
+                            .is_some_and(|e| matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)));
                         break too_big.then(|| close(TOO_BIG, "message too large"));
                     }
                 };
