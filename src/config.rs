@@ -62,7 +62,8 @@
 //! | `RATE_LIMIT_WINDOW_MS` | — | with `RATE_LIMIT_MAX_REQUESTS`, the quota as a count per window (1 ms – 1 day) instead of `MCP_RATE_LIMIT_RPM` / `_BURST` |
 //! | `RATE_LIMIT_MAX_REQUESTS` | — | requests per `RATE_LIMIT_WINDOW_MS` (at least 1); set both or neither |
 //! | `MCP_RATE_LIMIT_STORAGE` | `memory` | `memory` (per process) or `redis` (shared) |
-//! | `MCP_REDIS_URL` | — | `redis://` or `rediss://` URL; required with `MCP_RATE_LIMIT_STORAGE=redis`; its password is never printed |
+//! | `MCP_REDIS_URL` | — | `redis://` or `rediss://` URL (TLS: feature `redis-tls`); required with `MCP_RATE_LIMIT_STORAGE=redis`; its password is never printed |
+//! | `MCP_REDIS_CA_FILE` | — | PEM certificates a `rediss://` server is verified against (default: the system's roots) |
 //! | `MCP_RATE_LIMIT_FAIL_MODE` | `local` | while Redis is unreachable: `local` (count in memory), `closed` (refuse) or `open` (allow) |
 //! | `MCP_RATE_LIMIT_MAX_KEYS` | `100000` | most keys the in-memory store tracks (at least 1) |
 //! | `MCP_TOOL_RATE_LIMITS` | — | JSON object, tool → requests a minute: `{"search":30}` |
@@ -494,6 +495,9 @@ pub struct WardenConfig {
     /// [`RateLimitStorage::Redis`] (`redis://` or `rediss://`; may hold a
     /// password, which `Debug` never prints).
     pub redis_url: Option<String>,
+    /// `MCP_REDIS_CA_FILE`: PEM certificates a `rediss://` server's
+    /// certificate is verified against, instead of the system's roots.
+    pub redis_ca_file: Option<PathBuf>,
     /// `MCP_RATE_LIMIT_FAIL_MODE`: what a shared store does while its
     /// backend is unreachable.
     pub rate_limit_fail_mode: RateLimitFailMode,
@@ -602,6 +606,7 @@ impl fmt::Debug for WardenConfig {
                 "redis_url",
                 &self.redis_url.as_deref().map(redact_url_password),
             )
+            .field("redis_ca_file", &self.redis_ca_file)
             .field("rate_limit_fail_mode", &self.rate_limit_fail_mode)
             .field("rate_limit_max_keys", &self.rate_limit_max_keys)
             .field("tool_rate_limits", &self.tool_rate_limits)
@@ -676,6 +681,7 @@ impl Default for WardenConfig {
             rate_limit_quota: RateLimitQuota::default(),
             rate_limit_storage: RateLimitStorage::Memory,
             redis_url: None,
+            redis_ca_file: None,
             rate_limit_fail_mode: RateLimitFailMode::Local,
             rate_limit_max_keys: DEFAULT_RATE_LIMIT_MAX_KEYS,
             tool_rate_limits: Vec::new(),
@@ -760,7 +766,7 @@ fn default_metrics_allowed_ips() -> Vec<IpNet> {
 
 /// Every environment variable [`WardenConfig`] reads. All start with `MCP_`
 /// but `RATE_LIMIT_WINDOW_MS` and `RATE_LIMIT_MAX_REQUESTS`.
-pub const VARIABLES: [&str; 59] = [
+pub const VARIABLES: [&str; 60] = [
     "MCP_HOST",
     "MCP_PORT",
     "MCP_ENVIRONMENT",
@@ -799,6 +805,7 @@ pub const VARIABLES: [&str; 59] = [
     "RATE_LIMIT_MAX_REQUESTS",
     "MCP_RATE_LIMIT_STORAGE",
     "MCP_REDIS_URL",
+    "MCP_REDIS_CA_FILE",
     "MCP_RATE_LIMIT_FAIL_MODE",
     "MCP_RATE_LIMIT_MAX_KEYS",
     "MCP_TOOL_RATE_LIMITS",
@@ -996,6 +1003,7 @@ impl WardenConfig {
             "rate_limit_quota": self.rate_limit_quota.to_json(),
             "rate_limit_storage": self.rate_limit_storage.as_str(),
             "redis_url": self.redis_url.as_deref().map(redact_url_password),
+            "redis_ca_file": self.redis_ca_file,
             "rate_limit_fail_mode": self.rate_limit_fail_mode.as_str(),
             "rate_limit_max_keys": self.rate_limit_max_keys,
             "tool_rate_limits": self.tool_rate_limits.iter().map(|(t, n)| (t.clone(), serde_json::Value::from(*n))).collect::<serde_json::Map<_, _>>(),
@@ -1351,6 +1359,18 @@ fn load_rate_limit(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
         return Err(ConfigError::new(
             "MCP_REDIS_URL",
             "MCP_RATE_LIMIT_STORAGE=redis needs the server's URL (redis:// or rediss://)",
+        ));
+    }
+    config.redis_ca_file = path(vars, "MCP_REDIS_CA_FILE")?;
+    if config.redis_ca_file.is_some()
+        && !config.redis_url.as_deref().is_some_and(|url| {
+            url.get(..9)
+                .is_some_and(|s| s.eq_ignore_ascii_case("rediss://"))
+        })
+    {
+        return Err(ConfigError::new(
+            "MCP_REDIS_CA_FILE",
+            "is for TLS: MCP_REDIS_URL must be a rediss:// URL",
         ));
     }
     if let Some(text) = vars.get("MCP_RATE_LIMIT_FAIL_MODE") {
@@ -2375,6 +2395,9 @@ mod tests {
             ("MCP_REDIS_URL", "redis://"),
             ("MCP_REDIS_URL", "redis://:pw@/0"),
             ("MCP_REDIS_URL", "redis://cache 6379"),
+            ("MCP_REDIS_CA_FILE", "/nonexistent/ca.pem"),
+            // A readable file, but no rediss:// URL to use it with.
+            ("MCP_REDIS_CA_FILE", "Cargo.toml"),
             ("MCP_RATE_LIMIT_FAIL_MODE", "sometimes"),
             ("MCP_RATE_LIMIT_MAX_KEYS", "0"),
             ("MCP_RATE_LIMIT_MAX_KEYS", "lots"),

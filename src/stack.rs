@@ -99,7 +99,7 @@ use crate::config::{AuthMode, RateLimitStorage, WardenConfig};
 use crate::ip_filter::{IpFilter, IpFilterLayer, IpSet, IpSetHandle};
 use crate::mcp::{HostOrigin, HostOriginLayer, McpPolicy, McpPolicyLayer, ToolPolicy};
 use crate::principal::{AuthMethod, Principal};
-use crate::rate_limit::{KeyBy, MemoryStore, Quota, RateLimit, RateLimitLayer, Store};
+use crate::rate_limit::{Decision, KeyBy, MemoryStore, Quota, RateLimit, RateLimitLayer, Store};
 use crate::reject::DefaultResponder;
 use crate::reload::ReloadHandle;
 
@@ -139,7 +139,6 @@ struct Parts {
 pub struct RateLimitInfo {
     enabled: bool,
     storage: &'static str,
-    quota: Option<(Arc<dyn Store>, Quota)>,
     #[cfg(feature = "redis")]
     redis: Option<crate::rate_limit::RedisHealth>,
 }
@@ -175,14 +174,6 @@ impl RateLimitInfo {
             return redis.is_degraded();
         }
         false
-    }
-
-    /// The per-principal quota and the store it is counted in, to count
-    /// requests that do not pass through the layer (messages on a
-    /// WebSocket).
-    #[must_use]
-    pub fn per_principal(&self) -> Option<(&Arc<dyn Store>, &Quota)> {
-        self.quota.as_ref().map(|(store, quota)| (store, quota))
     }
 }
 
@@ -345,6 +336,40 @@ impl WardenLayer {
     #[must_use]
     pub fn metadata_url(&self) -> &str {
         &self.parts.metadata_url
+    }
+
+    /// Counts one message of a long-lived connection (a WebSocket session)
+    /// against the rate limits an HTTP request meets — per client address,
+    /// per tool (`MCP_TOOL_RATE_LIMITS`), per principal — in that order,
+    /// stopping at the first refusal, so messages and requests draw on one
+    /// allowance. `head` carries what the perimeter left on the upgrade
+    /// request ([`Principal`], [`ClientIp`](crate::client_ip::ClientIp))
+    /// and, for a `tools/call`, an [`McpCall`](crate::McpCall).
+    ///
+    /// Resolves to `Err` with the refusing [`Decision`] (its `retry_after`
+    /// says when to come back); `Ok` when admitted or not limited. The
+    /// future does not borrow `head`.
+    pub fn check_message<B>(
+        &self,
+        head: &Request<B>,
+    ) -> impl Future<Output = Result<(), Decision>> + Send + 'static {
+        // Each check is lazy: a limit is counted only once the ones before
+        // it admitted the message.
+        let checks: Vec<_> = [&self.per_ip, &self.per_tool, &self.per_principal]
+            .into_iter()
+            .flatten()
+            .map(|limit| limit.check(head))
+            .collect();
+        async move {
+            for check in checks {
+                if let Some(decision) = check.await
+                    && !decision.allowed
+                {
+                    return Err(decision);
+                }
+            }
+            Ok(())
+        }
     }
 
     /// The hot reloads of this perimeter, reading the settings again
@@ -619,7 +644,6 @@ impl Limits {
         let mut info = RateLimitInfo {
             enabled: config.rate_limit_enabled,
             storage: config.rate_limit_storage.as_str(),
-            quota: None,
             #[cfg(feature = "redis")]
             redis: None,
         };
@@ -646,7 +670,6 @@ impl Limits {
         .policy_name("ip");
         let per_principal =
             RateLimitLayer::new(quota, KeyBy::Subject, Arc::clone(&store)).policy_name("principal");
-        info.quota = Some((Arc::clone(&store), quota));
         let per_tool = if config.tool_rate_limits.is_empty() {
             None
         } else {
@@ -681,12 +704,34 @@ fn redis_store(
     let url = config.redis_url.as_deref().ok_or_else(|| {
         ConfigError::new("MCP_REDIS_URL", "MCP_RATE_LIMIT_STORAGE=redis needs it")
     })?;
-    let store = crate::rate_limit::RedisStore::new(url)?
+    let store = match &config.redis_ca_file {
+        Some(path) => redis_with_ca(url, path)?,
+        None => crate::rate_limit::RedisStore::new(url)?,
+    };
+    let store = store
         .prefix(config.rate_limit_redis_prefix.clone())
         .fail_mode(config.rate_limit_fail_mode.into())
         .fallback(local);
     info.redis = Some(store.health());
     Ok(Arc::new(store))
+}
+
+/// The store of a `rediss://` URL verified against the CA file.
+#[cfg(feature = "redis")]
+fn redis_with_ca(url: &str, path: &Path) -> Result<crate::rate_limit::RedisStore, ConfigError> {
+    #[cfg(feature = "redis-tls")]
+    {
+        let pem = read("MCP_REDIS_CA_FILE", path)?;
+        crate::rate_limit::RedisStore::with_root_certificates(url, &pem)
+    }
+    #[cfg(not(feature = "redis-tls"))]
+    {
+        let _ = (url, path);
+        Err(ConfigError::new(
+            "MCP_REDIS_CA_FILE",
+            "TLS to Redis needs the `redis-tls` feature of tower-warden",
+        ))
+    }
 }
 
 #[cfg(not(feature = "redis"))]

@@ -200,3 +200,63 @@ fn a_bad_url_is_a_config_error() {
     let err = RedisStore::new("redis//nope").unwrap_err();
     assert_eq!(err.setting(), "MCP_REDIS_URL");
 }
+
+/// `rediss://`: decisions over TLS when the server's certificate chains to
+/// the given CA; a server the store cannot verify is never asked (the
+/// store is degraded and decides by its fail mode).
+#[cfg(feature = "redis-tls")]
+#[tokio::test]
+async fn tls_shares_a_quota_and_refuses_an_unverified_server() {
+    let Some(server) = redis_support::OwnTlsServer::start("tls test") else {
+        return;
+    };
+    let prefix = unique_prefix("tls");
+    let store = || {
+        RedisStore::with_root_certificates(&server.url(), &server.ca_pem)
+            .unwrap()
+            .prefix(&prefix)
+            .timeout(Duration::from_secs(2))
+    };
+    let (a, b) = (store(), store());
+    let key = RateKey::Text("alice".into());
+    let q = quota(2);
+    assert!(decide(&a, &key, &q).await.allowed);
+    assert!(decide(&b, &key, &q).await.allowed);
+    assert!(!decide(&a, &key, &q).await.allowed);
+    assert!(!a.is_degraded() && !b.is_degraded());
+
+    // The system's roots do not know the test CA: the TLS handshake fails,
+    // so the store refuses (fail closed) rather than count unverified.
+    let unverified = RedisStore::new(&server.url())
+        .unwrap()
+        .timeout(Duration::from_secs(2))
+        .fail_mode(FailMode::Closed);
+    let fresh = RateKey::Text("bob".into());
+    assert!(!decide(&unverified, &fresh, &q).await.allowed);
+    assert!(unverified.is_degraded());
+    // Plain text to the TLS port gets nowhere either.
+    let plain = RedisStore::new(&server.url().replace("rediss://", "redis://"))
+        .unwrap()
+        .timeout(Duration::from_millis(500))
+        .fail_mode(FailMode::Closed);
+    assert!(!decide(&plain, &fresh, &q).await.allowed);
+}
+
+#[test]
+fn a_ca_file_without_tls_or_certificates_is_a_config_error() {
+    let err = tower_warden::rate_limit::redis_client("redis://127.0.0.1/", Some(b"x")).unwrap_err();
+    assert_eq!(err.setting(), "MCP_REDIS_CA_FILE");
+    #[cfg(feature = "redis-tls")]
+    {
+        let err = RedisStore::with_root_certificates("rediss://127.0.0.1/", b"not a certificate")
+            .unwrap_err();
+        assert_eq!(err.setting(), "MCP_REDIS_CA_FILE");
+    }
+    #[cfg(not(feature = "redis-tls"))]
+    assert_eq!(
+        RedisStore::new("rediss://127.0.0.1/")
+            .unwrap_err()
+            .setting(),
+        "MCP_REDIS_URL"
+    );
+}

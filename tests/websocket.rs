@@ -220,14 +220,16 @@ async fn missing_and_query_credentials_are_refused_unless_allowed() {
 async fn tool_scopes_and_quotas_hold_per_message() {
     let (server, _) = start(&[
         ("MCP_TOOL_SCOPES", r#"{"add":["math"]}"#),
-        ("MCP_RATE_LIMIT_RPM", "6"),
+        ("MCP_RATE_LIMIT_RPM", "7"),
     ])
     .await;
     let bearer = format!("Bearer {}", token(json!({"sub": "bob", "scope": "echo"})));
     let mut socket = connect(&server, "", &[("authorization", bearer.as_str())])
         .await
         .unwrap();
-    initialize(&mut socket).await; // the upgrade and initialize: 2 of 6
+    // The upgrade, `initialize` and `notifications/initialized`: 3 of 7,
+    // per address and per principal alike.
+    initialize(&mut socket).await;
     // Not allowed `add`: refused, and not listed.
     let reply = call(&mut socket, 2, "add", json!({"a": 1, "b": 1})).await;
     assert!(
@@ -253,7 +255,7 @@ async fn tool_scopes_and_quotas_hold_per_message() {
         names.contains(&"echo") && !names.contains(&"add"),
         "{names:?}"
     );
-    // Two more requests fit the quota of 6; then refusals.
+    // Two more requests fit the quota of 7; then refusals.
     assert!(call(&mut socket, 4, "echo", json!({"text": "x"})).await["result"].is_object());
     assert!(call(&mut socket, 5, "echo", json!({"text": "x"})).await["result"].is_object());
     let reply = call(&mut socket, 6, "echo", json!({"text": "x"})).await;
@@ -265,6 +267,38 @@ async fn tool_scopes_and_quotas_hold_per_message() {
             .unwrap()
             .starts_with("rate_limited")
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_tool_quota_counts_http_and_websocket_calls_together() {
+    let (server, _) = start(&[("MCP_TOOL_RATE_LIMITS", r#"{"echo":2}"#)]).await;
+    let bearer = format!("Bearer {}", token(json!({"sub": "carol", "scope": "*"})));
+    // One call of `echo` over HTTP...
+    let url = server.url();
+    let auth = [("authorization", bearer.as_str())];
+    let session = mcp_support::open_session(&url, &auth, "2025-06-18").await;
+    let with = [
+        auth[0],
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    let body = json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
+        "params":{"name":"echo","arguments":{"text":"over http"}}});
+    let reply = mcp_support::post(&url, &with, &body.to_string()).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.message()["result"].is_object(), "{}", reply.text());
+    // ... and one over the socket use up the allowance of 2.
+    let mut socket = connect(&server, "", &[("authorization", bearer.as_str())])
+        .await
+        .unwrap();
+    initialize(&mut socket).await;
+    assert!(call(&mut socket, 2, "echo", json!({"text": "x"})).await["result"].is_object());
+    let reply = call(&mut socket, 3, "echo", json!({"text": "x"})).await;
+    assert_eq!(reply["error"]["code"], -32029, "{reply}");
+    // Other tools have no quota of their own.
+    let reply = call(&mut socket, 4, "add", json!({"a": 1, "b": 2})).await;
+    assert!(reply["result"].is_object(), "{reply}");
     server.stop().await;
 }
 

@@ -151,7 +151,13 @@ type SessionStores = (
 fn shared_sessions(config: &WardenConfig) -> Result<Option<SessionStores>, ConfigError> {
     match (config.session_store, &config.redis_url) {
         (SessionStorage::Redis, Some(url)) => {
-            let store = sessions::RedisSessions::new(url)?;
+            let ca = match &config.redis_ca_file {
+                Some(path) => Some(std::fs::read(path).map_err(|e| {
+                    ConfigError::new("MCP_REDIS_CA_FILE", format!("cannot read it: {e}"))
+                })?),
+                None => None,
+            };
+            let store = sessions::RedisSessions::new(url, ca.as_deref())?;
             Ok(Some((Arc::new(store.clone()), Arc::new(store))))
         }
         (SessionStorage::Redis, None) => Err(ConfigError::new(
@@ -358,10 +364,7 @@ pub fn build(
         .with_state(Arc::new(ws::WsState {
             tools: Arc::clone(&make_tools),
             ip_lists: warden.ip_lists().clone(),
-            quota: warden
-                .rate_limit()
-                .per_principal()
-                .map(|(store, quota)| (Arc::clone(store), *quota)),
+            warden: warden.clone(),
             ping_interval: config.ws_ping_interval,
             ping_timeout: config.ws_ping_timeout,
             max_message: max_body,

@@ -36,19 +36,15 @@ struct Inner {
 }
 
 impl RedisSessions {
-    /// Sessions in the Redis of `url` (connected on first use).
+    /// Sessions in the Redis of `url` (connected on first use), TLS
+    /// verified against `ca_pem` when given, as the rate limiter's.
     ///
     /// # Errors
     ///
     /// The URL is not a Redis URL (named `MCP_REDIS_URL`, password never
-    /// shown).
-    pub fn new(url: &str) -> Result<Self, ConfigError> {
-        let client = redis::Client::open(url).map_err(|_| {
-            ConfigError::new(
-                "MCP_REDIS_URL",
-                "is not a Redis URL the session store can use (the value is not shown)",
-            )
-        })?;
+    /// shown), or the CA is unusable (`MCP_REDIS_CA_FILE`).
+    pub fn new(url: &str, ca_pem: Option<&[u8]>) -> Result<Self, ConfigError> {
+        let client = tower_warden::rate_limit::redis_client(url, ca_pem)?;
         Ok(Self(Arc::new(Inner {
             client,
             connection: OnceCell::new(),

@@ -6,8 +6,10 @@
 //! with `MCP_WS_ALLOW_QUERY_AUTH=true` —, `Origin` and `Host`). After it,
 //! the session keeps being checked:
 //!
-//! - every request message counts against the caller's quota (the same
-//!   store and quota as `/mcp`): over it, a JSON-RPC error, not a call;
+//! - every request and notification counts against the rate limits of
+//!   `/mcp` (per address, per tool, per principal; the same allowances):
+//!   over one, a request gets a JSON-RPC error (-32029) instead of a call,
+//!   a notification is dropped;
 //! - tool scopes are enforced by the handler for each call;
 //! - when the token expires, or a reload stops allowing the client's
 //!   address, the session is closed with code 1008 (policy violation);
@@ -28,10 +30,11 @@ use rmcp::ServiceExt;
 use rmcp::model::{ClientJsonRpcMessage, GetExtensions, ServerJsonRpcMessage};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tower_warden::McpCall;
 use tower_warden::client_ip::ClientIp;
 use tower_warden::ip_filter::IpSetHandle;
 use tower_warden::principal::Principal;
-use tower_warden::rate_limit::{Check, KeyBy, Quota, Store};
+use tower_warden::stack::WardenLayer;
 
 use crate::app::tools::Tools;
 
@@ -48,8 +51,8 @@ pub struct WsState {
     pub tools: Arc<dyn Fn() -> Tools + Send + Sync>,
     /// The IP lists in force (they may be reloaded).
     pub ip_lists: IpSetHandle,
-    /// The per-principal quota and its store, counted per message.
-    pub quota: Option<(Arc<dyn Store>, Quota)>,
+    /// The perimeter: each message counts against its rate limits.
+    pub warden: WardenLayer,
     /// `MCP_WS_PING_INTERVAL`.
     pub ping_interval: Duration,
     /// `MCP_WS_PING_TIMEOUT`.
@@ -91,11 +94,6 @@ async fn session(socket: WebSocket, state: Arc<WsState>, parts: http::request::P
             let left = at.duration_since(SystemTime::now()).unwrap_or_default();
             Instant::now() + left
         });
-    let rate_key = principal.as_ref().and_then(|p| {
-        let mut probe = http::Request::new(());
-        probe.extensions_mut().insert(p.clone());
-        KeyBy::Subject.extract(&probe)
-    });
 
     let (mut to_client, mut from_client) = socket.split();
     // rmcp on one side of two channels, the socket on the other.
@@ -173,7 +171,7 @@ async fn session(socket: WebSocket, state: Arc<WsState>, parts: http::request::P
                 if !ip_allowed(client_ip) {
                     break Some(close(POLICY, "client address no longer allowed"));
                 }
-                match admit(&state, rate_key.as_ref(), text.as_str(), &parts).await {
+                match admit(&state, text.as_str(), &parts).await {
                     Ok(message) => {
                         if to_server.send(message).await.is_err() {
                             break Some(close(1000, "session ended"));
@@ -198,12 +196,13 @@ async fn session(socket: WebSocket, state: Arc<WsState>, parts: http::request::P
     let _ = running.await;
 }
 
-/// Parses one message from the client and counts it against the caller's
-/// quota. `Err(Some(answer))`: a JSON-RPC error to send back instead;
-/// `Err(None)`: nothing to do (an unparsable notification).
+/// Parses one message from the client and counts it against the rate
+/// limits an HTTP request meets (per address, per tool, per principal).
+/// `Err(Some(answer))`: a JSON-RPC error to send back instead;
+/// `Err(None)`: nothing to send (a notification that was refused or could
+/// not be read).
 async fn admit(
     state: &WsState,
-    rate_key: Option<&tower_warden::rate_limit::RateKey>,
     text: &str,
     parts: &http::request::Parts,
 ) -> Result<ClientJsonRpcMessage, Option<String>> {
@@ -215,26 +214,34 @@ async fn admit(
         ))
     })?;
     let id = value.get("id").cloned().unwrap_or(serde_json::Value::Null);
-    let is_request = value.get("method").is_some() && value.get("id").is_some();
-    if is_request && let (Some((store, quota)), Some(key)) = (&state.quota, rate_key) {
-        let decision = match store.check(key, quota) {
-            Check::Ready(decision) => decision,
-            Check::Pending(pending) => pending.await,
-        };
-        if !decision.allowed {
+    let method = value.get("method").and_then(serde_json::Value::as_str);
+    let notification = method.is_some() && value.get("id").is_none();
+    // Requests and notifications are counted; answers to the server's own
+    // requests are not.
+    if let Some(method) = method {
+        let tool = (method == "tools/call")
+            .then(|| value.pointer("/params/name")?.as_str())
+            .flatten()
+            .map(str::to_owned);
+        let mut head = http::Request::new(());
+        *head.extensions_mut() = parts.extensions.clone();
+        head.extensions_mut().insert(McpCall::new(method, tool));
+        if let Err(decision) = state.warden.check_message(&head).await {
             let retry = decision.retry_after.unwrap_or(Duration::from_secs(1));
-            return Err(Some(error_json(
-                &id,
-                -32029,
-                &format!(
-                    "rate_limited: too many requests; retry in {} s",
-                    retry.as_secs().max(1)
-                ),
-            )));
+            return Err((!notification).then(|| {
+                error_json(
+                    &id,
+                    -32029,
+                    &format!(
+                        "rate_limited: too many requests; retry in {} s",
+                        retry.as_secs().max(1)
+                    ),
+                )
+            }));
         }
     }
     let mut message: ClientJsonRpcMessage = serde_json::from_value(value)
-        .map_err(|_| (!id.is_null()).then(|| error_json(&id, -32600, "invalid request")))?;
+        .map_err(|_| (!notification).then(|| error_json(&id, -32600, "invalid request")))?;
     // The handler reads the caller (and its namespace) from the upgrade
     // request, as it does from each HTTP request.
     if let ClientJsonRpcMessage::Request(request) = &mut message {

@@ -347,6 +347,33 @@ impl<R> RateLimitLayer<R> {
             responder,
         }
     }
+
+    /// Counts one message that does not come through the layer as an
+    /// HTTP request — a JSON-RPC message on a WebSocket, say — against the
+    /// same allowance, as if `request` had come through: its extensions
+    /// ([`Principal`](crate::Principal), [`ClientIp`](crate::client_ip::ClientIp),
+    /// [`McpCall`]) choose the key and, per tool, the limit.
+    ///
+    /// Resolves to `None` when nothing is counted (no key, or a tool with
+    /// no quota), otherwise to the [`Decision`]; a refused decision
+    /// carries `retry_after`. Decisions are reported to the metrics like
+    /// the layer's own. The future does not borrow `request`.
+    pub fn check<B>(
+        &self,
+        request: &Request<B>,
+    ) -> impl Future<Output = Option<Decision>> + Send + 'static {
+        let selected = self.config.select(request);
+        let config = Arc::clone(&self.config);
+        async move {
+            let (key, limit) = selected?;
+            let decision = match config.store.check(&key, config.quota(limit)) {
+                super::store::Check::Ready(decision) => decision,
+                super::store::Check::Pending(pending) => pending.await,
+            };
+            config.record(limit, decision.allowed);
+            Some(decision)
+        }
+    }
 }
 
 impl<S, R: Clone> Layer<S> for RateLimitLayer<R> {

@@ -56,7 +56,7 @@ mod tests;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use self::redis::{FailMode, RedisHealth, RedisStore};
+pub use self::redis::{FailMode, RedisHealth, RedisStore, client as redis_client};
 pub use future::ResponseFuture;
 pub use key::KeyBy;
 pub use layer::{RATELIMIT, RATELIMIT_POLICY, RateLimitLayer};

@@ -161,24 +161,35 @@ impl fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// A store on the Redis server at `url` (`redis://[user:password@]host[:port][/db]`
-    /// or `redis+unix:///path`). Connects lazily, on the first decision,
-    /// and reconnects by itself.
+    /// A store on the Redis server at `url`: `redis://[user:password@]host[:port][/db]`,
+    /// `redis+unix:///path`, or — with the `redis-tls` feature —
+    /// `rediss://…`, TLS verified against the system's root certificates.
+    /// Connects lazily, on the first decision, and reconnects by itself.
     ///
     /// # Errors
     ///
     /// When `url` is not a Redis URL this crate can use; the error names
     /// `MCP_REDIS_URL` and never repeats the URL (it may hold a password).
     pub fn new(url: &str) -> Result<Self, ConfigError> {
-        // The redis error is not repeated: the URL may hold a password.
-        let client = redis::Client::open(url).map_err(|_| {
-            ConfigError::new(
-                "MCP_REDIS_URL",
-                "not a usable Redis URL: expected redis://[user:password@]host[:port][/db] \
-                 or redis+unix:///path (rediss:// is not built in)",
-            )
-        })?;
-        Ok(Self {
+        Ok(Self::from_client(client(url, None)?, url))
+    }
+
+    /// A store on the Redis server at a `rediss://` `url` whose certificate
+    /// is verified against `ca_pem` (PEM certificates, such as the file
+    /// of `MCP_REDIS_CA_FILE`) instead of the system's roots: for a Redis
+    /// with a certificate from a private CA. Feature `redis-tls`.
+    ///
+    /// # Errors
+    ///
+    /// When `url` is not a `rediss://` URL, or `ca_pem` holds no
+    /// certificate; the error names `MCP_REDIS_URL` or `MCP_REDIS_CA_FILE`.
+    #[cfg(feature = "redis-tls")]
+    pub fn with_root_certificates(url: &str, ca_pem: &[u8]) -> Result<Self, ConfigError> {
+        Ok(Self::from_client(client(url, Some(ca_pem))?, url))
+    }
+
+    fn from_client(client: redis::Client, url: &str) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 client,
                 redacted_url: redact(url),
@@ -193,7 +204,7 @@ impl RedisStore {
                 epoch: Instant::now(),
                 last_try_ms: AtomicU64::new(0),
             }),
-        })
+        }
     }
 
     fn with(mut self, f: impl FnOnce(&mut Inner)) -> Self {
@@ -434,6 +445,67 @@ fn is_plain(text: &str) -> bool {
         && text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'/'))
+}
+
+/// The Redis client of `url` as [`RedisStore`] makes it, for an
+/// application's own use of the same Redis (the reference server keeps its
+/// MCP sessions there): `redis://`, `redis+unix://`, or `rediss://`
+/// (feature `redis-tls`) verified against `ca_pem` when given, else the
+/// system's roots. It does not connect.
+///
+/// # Errors
+///
+/// As [`RedisStore::new`] and [`RedisStore::with_root_certificates`];
+/// errors never repeat the URL (it may hold a password).
+pub fn client(url: &str, ca_pem: Option<&[u8]>) -> Result<redis::Client, ConfigError> {
+    let tls = url
+        .get(..9)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"));
+    if !tls && ca_pem.is_some() {
+        return Err(ConfigError::new(
+            "MCP_REDIS_CA_FILE",
+            "is for TLS: MCP_REDIS_URL must be a rediss:// URL",
+        ));
+    }
+    if tls && !cfg!(feature = "redis-tls") {
+        return Err(ConfigError::new(
+            "MCP_REDIS_URL",
+            "rediss:// needs the `redis-tls` feature of tower-warden",
+        ));
+    }
+    #[cfg(feature = "redis-tls")]
+    if tls {
+        // A connection's TLS setup needs a default provider; install one
+        // when the application has not.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
+    let opened = match ca_pem {
+        #[cfg(feature = "redis-tls")]
+        Some(pem) => {
+            if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                return Err(ConfigError::new(
+                    "MCP_REDIS_CA_FILE",
+                    "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                ));
+            }
+            redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.to_vec()),
+                },
+            )
+        }
+        _ => redis::Client::open(url),
+    };
+    // The redis error is not repeated: the URL may hold a password.
+    opened.map_err(|_| {
+        ConfigError::new(
+            "MCP_REDIS_URL",
+            "not a usable Redis URL: expected redis://[user:password@]host[:port][/db], \
+             rediss://… or redis+unix:///path",
+        )
+    })
 }
 
 /// The URL without its user and password.

@@ -305,3 +305,30 @@ async fn per_tool_quotas_count_each_caller_and_tool_apart() {
         StatusCode::OK
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn check_draws_on_the_same_allowance_as_requests() {
+    let layer = RateLimitLayer::memory(per_minute(2), KeyBy::client_ip());
+    let (mut svc, calls) = service(layer.clone());
+    // One request through the service, one message checked directly.
+    assert_eq!(
+        send(&mut svc, from("192.0.2.1")).await.status(),
+        StatusCode::OK
+    );
+    let admitted = layer.check(&from("192.0.2.1")).await.expect("counted");
+    assert!(admitted.allowed);
+    assert_eq!(admitted.remaining, 0);
+    // Both used the allowance: the next request and message are refused.
+    assert_eq!(
+        send(&mut svc, from("192.0.2.1")).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let refused = layer.check(&from("192.0.2.1")).await.expect("counted");
+    assert!(!refused.allowed);
+    assert_eq!(refused.retry_after, Some(Duration::from_secs(30)));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // Without a key nothing is counted.
+    assert!(layer.check(&Request::new(())).await.is_none());
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert!(layer.check(&from("192.0.2.1")).await.unwrap().allowed);
+}

@@ -347,3 +347,83 @@ fn resource_and_metadata_urls() {
         "https://mcp.example.com/.well-known/oauth-protected-resource"
     );
 }
+
+#[tokio::test]
+async fn messages_draw_on_the_allowances_of_requests() {
+    let layer = WardenLayer::from_config(&config(&[
+        ("MCP_RATE_LIMIT_RPM", "60"),
+        ("MCP_RATE_LIMIT_BURST", "4"),
+        ("MCP_TOOL_RATE_LIMITS", r#"{"search":1}"#),
+    ]))
+    .unwrap();
+    let message = |subject: &str, peer: &str, tool: Option<&str>| {
+        let mut head = Request::new(());
+        head.extensions_mut()
+            .insert(Principal::builder(subject, AuthMethod::Jwt).build());
+        head.extensions_mut()
+            .insert(peer.parse::<SocketAddr>().unwrap());
+        head.extensions_mut().insert(crate::McpCall::new(
+            if tool.is_some() { "tools/call" } else { "ping" },
+            tool.map(str::to_owned),
+        ));
+        head
+    };
+    // The tool's own quota of 1.
+    assert!(
+        layer
+            .check_message(&message("ann", "192.0.2.1:1", Some("search")))
+            .await
+            .is_ok()
+    );
+    let refused = layer
+        .check_message(&message("ann", "192.0.2.1:1", Some("search")))
+        .await
+        .unwrap_err();
+    assert!(!refused.allowed && refused.retry_after.is_some());
+    // The address's burst of 4: two messages used it, a request uses the
+    // third, one message the fourth; then the address is refused, whoever
+    // sends.
+    let seen = Arc::new(Seen::default());
+    let auth = bearer(json!({"sub": "ann", "scope": "*"}));
+    let reply = call(
+        &layer,
+        &seen,
+        "192.0.2.1:1",
+        &[("authorization", auth.as_str())],
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        layer
+            .check_message(&message("ann", "192.0.2.1:1", None))
+            .await
+            .is_ok()
+    );
+    assert!(
+        layer
+            .check_message(&message("ben", "192.0.2.1:1", None))
+            .await
+            .is_err()
+    );
+    // The principal has used 3 of its 4 (the refused tool call was not
+    // counted against it): one more from another address, then refused.
+    assert!(
+        layer
+            .check_message(&message("ann", "192.0.2.2:1", None))
+            .await
+            .is_ok()
+    );
+    assert!(
+        layer
+            .check_message(&message("ann", "192.0.2.2:1", None))
+            .await
+            .is_err()
+    );
+    assert!(
+        layer
+            .check_message(&message("ben", "192.0.2.2:1", None))
+            .await
+            .is_ok()
+    );
+}
