@@ -1362,16 +1362,8 @@ fn load_rate_limit(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
         ));
     }
     config.redis_ca_file = path(vars, "MCP_REDIS_CA_FILE")?;
-    if config.redis_ca_file.is_some()
-        && !config.redis_url.as_deref().is_some_and(|url| {
-            url.get(..9)
-                .is_some_and(|s| s.eq_ignore_ascii_case("rediss://"))
-        })
-    {
-        return Err(ConfigError::new(
-            "MCP_REDIS_CA_FILE",
-            "is for TLS: MCP_REDIS_URL must be a rediss:// URL",
-        ));
+    if config.redis_ca_file.is_some() && !config.redis_url.as_deref().is_some_and(is_rediss) {
+        return Err(ca_file_without_tls());
     }
     if let Some(text) = vars.get("MCP_RATE_LIMIT_FAIL_MODE") {
         // `open` is allowed in every environment: it is the operator's
@@ -1614,6 +1606,20 @@ fn rate_limit_quota(vars: &Vars) -> Result<RateLimitQuota, ConfigError> {
             })
         }
     }
+}
+
+/// Whether `url` is a TLS (`rediss://`) Redis URL.
+pub(crate) fn is_rediss(url: &str) -> bool {
+    url.get(..9)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"))
+}
+
+/// `MCP_REDIS_CA_FILE` given for a Redis URL without TLS.
+pub(crate) fn ca_file_without_tls() -> ConfigError {
+    ConfigError::new(
+        "MCP_REDIS_CA_FILE",
+        "is for TLS: MCP_REDIS_URL must be a rediss:// URL",
+    )
 }
 
 /// `MCP_REDIS_URL`: `redis://` or `rediss://` with a host. The value may

@@ -705,7 +705,10 @@ fn redis_store(
         ConfigError::new("MCP_REDIS_URL", "MCP_RATE_LIMIT_STORAGE=redis needs it")
     })?;
     let store = match &config.redis_ca_file {
-        Some(path) => redis_with_ca(url, path)?,
+        Some(path) => crate::rate_limit::RedisStore::with_root_certificates(
+            url,
+            &read("MCP_REDIS_CA_FILE", path)?,
+        )?,
         None => crate::rate_limit::RedisStore::new(url)?,
     };
     let store = store
@@ -714,24 +717,6 @@ fn redis_store(
         .fallback(local);
     info.redis = Some(store.health());
     Ok(Arc::new(store))
-}
-
-/// The store of a `rediss://` URL verified against the CA file.
-#[cfg(feature = "redis")]
-fn redis_with_ca(url: &str, path: &Path) -> Result<crate::rate_limit::RedisStore, ConfigError> {
-    #[cfg(feature = "redis-tls")]
-    {
-        let pem = read("MCP_REDIS_CA_FILE", path)?;
-        crate::rate_limit::RedisStore::with_root_certificates(url, &pem)
-    }
-    #[cfg(not(feature = "redis-tls"))]
-    {
-        let _ = (url, path);
-        Err(ConfigError::new(
-            "MCP_REDIS_CA_FILE",
-            "TLS to Redis needs the `redis-tls` feature of tower-warden",
-        ))
-    }
 }
 
 #[cfg(not(feature = "redis"))]

@@ -246,17 +246,17 @@ async fn tls_shares_a_quota_and_refuses_an_unverified_server() {
 fn a_ca_file_without_tls_or_certificates_is_a_config_error() {
     let err = tower_warden::rate_limit::redis_client("redis://127.0.0.1/", Some(b"x")).unwrap_err();
     assert_eq!(err.setting(), "MCP_REDIS_CA_FILE");
-    #[cfg(feature = "redis-tls")]
-    {
-        let err = RedisStore::with_root_certificates("rediss://127.0.0.1/", b"not a certificate")
-            .unwrap_err();
+    let err = RedisStore::with_root_certificates("rediss://127.0.0.1/", b"not a certificate")
+        .unwrap_err();
+    if cfg!(feature = "redis-tls") {
         assert_eq!(err.setting(), "MCP_REDIS_CA_FILE");
+    } else {
+        assert_eq!(err.setting(), "MCP_REDIS_URL", "TLS needs redis-tls");
+        assert_eq!(
+            RedisStore::new("rediss://127.0.0.1/")
+                .unwrap_err()
+                .setting(),
+            "MCP_REDIS_URL"
+        );
     }
-    #[cfg(not(feature = "redis-tls"))]
-    assert_eq!(
-        RedisStore::new("rediss://127.0.0.1/")
-            .unwrap_err()
-            .setting(),
-        "MCP_REDIS_URL"
-    );
 }

@@ -12,7 +12,8 @@
 //!   a notification is dropped;
 //! - tool scopes are enforced by the handler for each call;
 //! - when the token expires, or a reload stops allowing the client's
-//!   address, the session is closed with code 1008 (policy violation);
+//!   address, the session is closed with code 1008 (policy violation) —
+//!   the address is checked at each message and each ping;
 //! - the server pings every `MCP_WS_PING_INTERVAL`; a client silent for
 //!   `MCP_WS_PING_TIMEOUT` after a ping is dropped;
 //! - a frame over `MCP_HTTP_MAX_BODY_BYTES` closes it (1009), a binary frame

@@ -177,13 +177,13 @@ impl RedisStore {
     /// A store on the Redis server at a `rediss://` `url` whose certificate
     /// is verified against `ca_pem` (PEM certificates, such as the file
     /// of `MCP_REDIS_CA_FILE`) instead of the system's roots: for a Redis
-    /// with a certificate from a private CA. Feature `redis-tls`.
+    /// with a certificate from a private CA.
     ///
     /// # Errors
     ///
-    /// When `url` is not a `rediss://` URL, or `ca_pem` holds no
-    /// certificate; the error names `MCP_REDIS_URL` or `MCP_REDIS_CA_FILE`.
-    #[cfg(feature = "redis-tls")]
+    /// When `url` is not a `rediss://` URL, `ca_pem` holds no certificate,
+    /// or the `redis-tls` feature is off; the error names `MCP_REDIS_URL`
+    /// or `MCP_REDIS_CA_FILE`.
     pub fn with_root_certificates(url: &str, ca_pem: &[u8]) -> Result<Self, ConfigError> {
         Ok(Self::from_client(client(url, Some(ca_pem))?, url))
     }
@@ -458,14 +458,9 @@ fn is_plain(text: &str) -> bool {
 /// As [`RedisStore::new`] and [`RedisStore::with_root_certificates`];
 /// errors never repeat the URL (it may hold a password).
 pub fn client(url: &str, ca_pem: Option<&[u8]>) -> Result<redis::Client, ConfigError> {
-    let tls = url
-        .get(..9)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"));
+    let tls = crate::config::is_rediss(url);
     if !tls && ca_pem.is_some() {
-        return Err(ConfigError::new(
-            "MCP_REDIS_CA_FILE",
-            "is for TLS: MCP_REDIS_URL must be a rediss:// URL",
-        ));
+        return Err(crate::config::ca_file_without_tls());
     }
     if tls && !cfg!(feature = "redis-tls") {
         return Err(ConfigError::new(

@@ -348,6 +348,28 @@ fn resource_and_metadata_urls() {
     );
 }
 
+/// A message from `subject` at `peer` (a `tools/call` of `tool`, or a
+/// `ping`), as a WebSocket session would count it.
+fn message(subject: &str, peer: &str, tool: Option<&str>) -> Request<()> {
+    let mut head = Request::new(());
+    head.extensions_mut()
+        .insert(Principal::builder(subject, AuthMethod::Jwt).build());
+    head.extensions_mut()
+        .insert(peer.parse::<SocketAddr>().unwrap());
+    head.extensions_mut().insert(crate::McpCall::new(
+        if tool.is_some() { "tools/call" } else { "ping" },
+        tool.map(str::to_owned),
+    ));
+    head
+}
+
+async fn admits(layer: &WardenLayer, subject: &str, peer: &str, tool: Option<&str>) -> bool {
+    layer
+        .check_message(&message(subject, peer, tool))
+        .await
+        .is_ok()
+}
+
 #[tokio::test]
 async fn messages_draw_on_the_allowances_of_requests() {
     let layer = WardenLayer::from_config(&config(&[
@@ -356,25 +378,8 @@ async fn messages_draw_on_the_allowances_of_requests() {
         ("MCP_TOOL_RATE_LIMITS", r#"{"search":1}"#),
     ]))
     .unwrap();
-    let message = |subject: &str, peer: &str, tool: Option<&str>| {
-        let mut head = Request::new(());
-        head.extensions_mut()
-            .insert(Principal::builder(subject, AuthMethod::Jwt).build());
-        head.extensions_mut()
-            .insert(peer.parse::<SocketAddr>().unwrap());
-        head.extensions_mut().insert(crate::McpCall::new(
-            if tool.is_some() { "tools/call" } else { "ping" },
-            tool.map(str::to_owned),
-        ));
-        head
-    };
     // The tool's own quota of 1.
-    assert!(
-        layer
-            .check_message(&message("ann", "192.0.2.1:1", Some("search")))
-            .await
-            .is_ok()
-    );
+    assert!(admits(&layer, "ann", "192.0.2.1:1", Some("search")).await);
     let refused = layer
         .check_message(&message("ann", "192.0.2.1:1", Some("search")))
         .await
@@ -385,45 +390,15 @@ async fn messages_draw_on_the_allowances_of_requests() {
     // sends.
     let seen = Arc::new(Seen::default());
     let auth = bearer(json!({"sub": "ann", "scope": "*"}));
-    let reply = call(
-        &layer,
-        &seen,
-        "192.0.2.1:1",
-        &[("authorization", auth.as_str())],
-        "",
-    )
-    .await;
+    let headers = [("authorization", auth.as_str())];
+    let reply = call(&layer, &seen, "192.0.2.1:1", &headers, "").await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert!(
-        layer
-            .check_message(&message("ann", "192.0.2.1:1", None))
-            .await
-            .is_ok()
-    );
-    assert!(
-        layer
-            .check_message(&message("ben", "192.0.2.1:1", None))
-            .await
-            .is_err()
-    );
+    assert!(admits(&layer, "ann", "192.0.2.1:1", None).await);
+    assert!(!admits(&layer, "ben", "192.0.2.1:1", None).await);
     // The principal has used 3 of its 4 (the refused tool call was not
-    // counted against it): one more from another address, then refused.
-    assert!(
-        layer
-            .check_message(&message("ann", "192.0.2.2:1", None))
-            .await
-            .is_ok()
-    );
-    assert!(
-        layer
-            .check_message(&message("ann", "192.0.2.2:1", None))
-            .await
-            .is_err()
-    );
-    assert!(
-        layer
-            .check_message(&message("ben", "192.0.2.2:1", None))
-            .await
-            .is_ok()
-    );
+    // counted against it): one more from another address, then refused;
+    // another principal there is admitted.
+    assert!(admits(&layer, "ann", "192.0.2.2:1", None).await);
+    assert!(!admits(&layer, "ann", "192.0.2.2:1", None).await);
+    assert!(admits(&layer, "ben", "192.0.2.2:1", None).await);
 }
