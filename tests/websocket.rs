@@ -271,6 +271,28 @@ async fn tool_scopes_and_quotas_hold_per_message() {
 }
 
 #[tokio::test]
+async fn malformed_frames_and_answers_count_against_the_quota() {
+    let (server, _) = start(&[("MCP_RATE_LIMIT_RPM", "5")]).await;
+    let bearer = format!("Bearer {}", token(json!({"sub": "dave", "scope": "*"})));
+    let mut socket = connect(&server, "", &[("authorization", bearer.as_str())])
+        .await
+        .unwrap();
+    // The upgrade, `initialize` and `notifications/initialized`: 3 of 5.
+    initialize(&mut socket).await;
+    // Not JSON: answered, and counted (4 of 5).
+    socket.send(Message::Text("not json".into())).await.unwrap();
+    let reply = receive(&mut socket).await;
+    assert_eq!(reply["error"]["code"], -32700, "{reply}");
+    // An answer to a request the server never sent: counted (5 of 5).
+    send(&mut socket, json!({"jsonrpc":"2.0","id":77,"result":{}})).await;
+    // So the next call is over the quota.
+    let reply = call(&mut socket, 2, "echo", json!({"text": "x"})).await;
+    assert_eq!(reply["id"], 2);
+    assert_eq!(reply["error"]["code"], -32029, "{reply}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_tool_quota_counts_http_and_websocket_calls_together() {
     let (server, _) = start(&[("MCP_TOOL_RATE_LIMITS", r#"{"echo":2}"#)]).await;
     let bearer = format!("Bearer {}", token(json!({"sub": "carol", "scope": "*"})));

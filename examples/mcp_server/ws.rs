@@ -6,10 +6,10 @@
 //! with `MCP_WS_ALLOW_QUERY_AUTH=true` —, `Origin` and `Host`). After it,
 //! the session keeps being checked:
 //!
-//! - every request and notification counts against the rate limits of
-//!   `/mcp` (per address, per tool, per principal; the same allowances):
-//!   over one, a request gets a JSON-RPC error (-32029) instead of a call,
-//!   a notification is dropped;
+//! - every frame counts against the rate limits of `/mcp` (per address,
+//!   per tool, per principal; the same allowances): over one, a request
+//!   gets a JSON-RPC error (-32029) instead of a call, anything else is
+//!   dropped;
 //! - tool scopes are enforced by the handler for each call;
 //! - when the token expires, or a reload stops allowing the client's
 //!   address, the session is closed with code 1008 (policy violation) —
@@ -197,60 +197,61 @@ async fn session(socket: WebSocket, state: Arc<WsState>, parts: http::request::P
     let _ = running.await;
 }
 
-/// Parses one message from the client and counts it against the rate
-/// limits an HTTP request meets (per address, per tool, per principal).
-/// `Err(Some(answer))`: a JSON-RPC error to send back instead;
-/// `Err(None)`: nothing to send (a notification that was refused or could
-/// not be read).
+/// Counts one frame from the client against the rate limits an HTTP
+/// request meets (per address, per tool, per principal) — every frame,
+/// malformed ones and answers included, as every `POST` counts — then
+/// parses it. `Err(Some(answer))`: a JSON-RPC error to send back instead;
+/// `Err(None)`: nothing to send (a refused frame that is not a request,
+/// or a notification that could not be read).
 async fn admit(
     state: &WsState,
     text: &str,
     parts: &http::request::Parts,
 ) -> Result<ClientJsonRpcMessage, Option<String>> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|_| {
-        Some(error_json(
+    let value: Option<serde_json::Value> = serde_json::from_str(text).ok();
+    let field = |name: &str| value.as_ref().and_then(|v| v.get(name));
+    let id = field("id").cloned().unwrap_or(serde_json::Value::Null);
+    let method = field("method").and_then(serde_json::Value::as_str);
+    let request = method.is_some() && field("id").is_some();
+    let notification = method.is_some() && !request;
+    // The upgrade request as the handler and the limits see each message,
+    // as they see each HTTP request.
+    let mut head = http::Request::new(());
+    *head.method_mut() = parts.method.clone();
+    *head.uri_mut() = parts.uri.clone();
+    *head.headers_mut() = parts.headers.clone();
+    *head.extensions_mut() = parts.extensions.clone();
+    if let Some(method) = method {
+        let tool = (method == "tools/call")
+            .then(|| field("params")?.get("name")?.as_str())
+            .flatten()
+            .map(str::to_owned);
+        head.extensions_mut().insert(McpCall::new(method, tool));
+    }
+    if let Err(decision) = state.warden.check_message(&head).await {
+        let retry = decision.retry_after.unwrap_or(Duration::from_secs(1));
+        return Err(request.then(|| {
+            error_json(
+                &id,
+                -32029,
+                &format!(
+                    "rate_limited: too many requests; retry in {} s",
+                    retry.as_secs().max(1)
+                ),
+            )
+        }));
+    }
+    let Some(value) = value else {
+        return Err(Some(error_json(
             &serde_json::Value::Null,
             -32700,
             "parse error: not JSON",
-        ))
-    })?;
-    let id = value.get("id").cloned().unwrap_or(serde_json::Value::Null);
-    let method = value.get("method").and_then(serde_json::Value::as_str);
-    let notification = method.is_some() && value.get("id").is_none();
-    // Requests and notifications are counted; answers to the server's own
-    // requests are not.
-    if let Some(method) = method {
-        let tool = (method == "tools/call")
-            .then(|| value.pointer("/params/name")?.as_str())
-            .flatten()
-            .map(str::to_owned);
-        let mut head = http::Request::new(());
-        *head.extensions_mut() = parts.extensions.clone();
-        head.extensions_mut().insert(McpCall::new(method, tool));
-        if let Err(decision) = state.warden.check_message(&head).await {
-            let retry = decision.retry_after.unwrap_or(Duration::from_secs(1));
-            return Err((!notification).then(|| {
-                error_json(
-                    &id,
-                    -32029,
-                    &format!(
-                        "rate_limited: too many requests; retry in {} s",
-                        retry.as_secs().max(1)
-                    ),
-                )
-            }));
-        }
-    }
+        )));
+    };
     let mut message: ClientJsonRpcMessage = serde_json::from_value(value)
         .map_err(|_| (!notification).then(|| error_json(&id, -32600, "invalid request")))?;
-    // The handler reads the caller (and its namespace) from the upgrade
-    // request, as it does from each HTTP request.
+    // The handler reads the caller (and its namespace) from it.
     if let ClientJsonRpcMessage::Request(request) = &mut message {
-        let mut head = http::Request::new(());
-        *head.method_mut() = parts.method.clone();
-        *head.uri_mut() = parts.uri.clone();
-        *head.headers_mut() = parts.headers.clone();
-        *head.extensions_mut() = parts.extensions.clone();
         request.request.extensions_mut().insert(head.into_parts().0);
     }
     Ok(message)
