@@ -359,19 +359,27 @@ pub fn build(
         None => mcp_routes,
     };
     // WebSocket sessions: behind the same layers as `/mcp` (added below).
+    let reloaded = Arc::new(tokio::sync::Notify::new());
     let ws_routes = Router::new()
         .route("/mcp/ws", get(ws::upgrade))
         .with_state(Arc::new(ws::WsState {
             tools: Arc::clone(&make_tools),
-            ip_lists: warden.ip_lists().clone(),
             warden: warden.clone(),
+            reloaded: Arc::clone(&reloaded),
             ping_interval: config.ws_ping_interval,
             ping_timeout: config.ws_ping_timeout,
             max_message: max_body,
             sessions: shutdown.child_token(),
         }));
     let api_routes = ops::timeout(gateway::routes(Arc::clone(&gateway)), config);
-    let reload = warden.reload_handle(load);
+    // Last: open WebSocket sessions check their address against the new
+    // lists at once.
+    let reload = warden
+        .reload_handle(load)
+        .step("websocket sessions", move || {
+            reloaded.notify_waiters();
+            Ok("addresses checked again".to_owned())
+        });
 
     let metadata = Arc::new(protected_resource_metadata(config, auth));
     let metadata_path = auth.metadata_url.split_once("/.well-known/").map_or(

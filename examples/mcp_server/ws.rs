@@ -13,7 +13,8 @@
 //! - tool scopes are enforced by the handler for each call;
 //! - when the token expires, or a reload stops allowing the client's
 //!   address, the session is closed with code 1008 (policy violation) —
-//!   the address is checked at each message and each ping;
+//!   the address is checked after each reload, and at each message and
+//!   ping;
 //! - the server pings every `MCP_WS_PING_INTERVAL`; a client silent for
 //!   `MCP_WS_PING_TIMEOUT` after a ping is dropped;
 //! - a frame over `MCP_HTTP_MAX_BODY_BYTES` closes it (1009), a binary frame
@@ -33,7 +34,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower_warden::McpCall;
 use tower_warden::client_ip::ClientIp;
-use tower_warden::ip_filter::IpSetHandle;
 use tower_warden::principal::Principal;
 use tower_warden::stack::WardenLayer;
 
@@ -50,10 +50,11 @@ const TOO_BIG: u16 = 1009;
 pub struct WsState {
     /// A fresh MCP handler per session.
     pub tools: Arc<dyn Fn() -> Tools + Send + Sync>,
-    /// The IP lists in force (they may be reloaded).
-    pub ip_lists: IpSetHandle,
-    /// The perimeter: each message counts against its rate limits.
+    /// The perimeter: each message counts against its rate limits, and
+    /// its IP lists (which reloads replace) keep being checked.
     pub warden: WardenLayer,
+    /// Notified after each reload.
+    pub reloaded: Arc<tokio::sync::Notify>,
     /// `MCP_WS_PING_INTERVAL`.
     pub ping_interval: Duration,
     /// `MCP_WS_PING_TIMEOUT`.
@@ -121,12 +122,18 @@ async fn session(socket: WebSocket, state: Arc<WsState>, parts: http::request::P
     let never = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
     let expiry = tokio::time::sleep_until(expires.unwrap_or(never));
     tokio::pin!(expiry);
-    let ip_allowed = |ip: Option<IpAddr>| ip.is_none_or(|ip| state.ip_lists.get().is_allowed(ip));
+    let ip_allowed =
+        |ip: Option<IpAddr>| ip.is_none_or(|ip| state.warden.ip_lists().get().is_allowed(ip));
 
     let goodbye: Option<Message> = loop {
         let pong_deadline = awaiting_pong.map_or(never, |sent| sent + state.ping_timeout);
         tokio::select! {
             () = state.sessions.cancelled() => break Some(close(GOING_AWAY, "server shutting down")),
+            () = state.reloaded.notified() => {
+                if !ip_allowed(client_ip) {
+                    break Some(close(POLICY, "client address no longer allowed"));
+                }
+            }
             () = &mut expiry => {
                 tracing::info!(target: tower_warden::audit::TARGET, event = "denied", reason = "token_expired", client_ip = client_ip.map(tracing::field::display), "WebSocket session closed: the token expired");
                 break Some(close(POLICY, "token expired"));
