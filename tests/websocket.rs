@@ -147,6 +147,16 @@ async fn initialize(socket: &mut Socket) {
     .await;
 }
 
+/// A session of a caller with these token claims, initialized.
+async fn open(server: &Server, claims: Value) -> Socket {
+    let bearer = format!("Bearer {}", token(claims));
+    let mut socket = connect(server, "", &[("authorization", bearer.as_str())])
+        .await
+        .unwrap();
+    initialize(&mut socket).await;
+    socket
+}
+
 async fn call(socket: &mut Socket, id: u64, tool: &str, arguments: Value) -> Value {
     send(
         socket,
@@ -159,11 +169,7 @@ async fn call(socket: &mut Socket, id: u64, tool: &str, arguments: Value) -> Val
 #[tokio::test]
 async fn header_credentials_work_and_tools_run() {
     let (server, _) = start(&[]).await;
-    let bearer = format!("Bearer {}", token(json!({"sub": "alice", "scope": "*"})));
-    let mut socket = connect(&server, "", &[("authorization", bearer.as_str())])
-        .await
-        .unwrap();
-    initialize(&mut socket).await;
+    let mut socket = open(&server, json!({"sub": "alice", "scope": "*"})).await;
     let reply = call(&mut socket, 2, "echo", json!({"text": "over ws"})).await;
     assert_eq!(reply["id"], 2);
     assert_eq!(reply["result"]["content"][0]["text"], "over ws", "{reply}");
@@ -223,13 +229,9 @@ async fn tool_scopes_and_quotas_hold_per_message() {
         ("MCP_RATE_LIMIT_RPM", "7"),
     ])
     .await;
-    let bearer = format!("Bearer {}", token(json!({"sub": "bob", "scope": "echo"})));
-    let mut socket = connect(&server, "", &[("authorization", bearer.as_str())])
-        .await
-        .unwrap();
     // The upgrade, `initialize` and `notifications/initialized`: 3 of 7,
     // per address and per principal alike.
-    initialize(&mut socket).await;
+    let mut socket = open(&server, json!({"sub": "bob", "scope": "echo"})).await;
     // Not allowed `add`: refused, and not listed.
     let reply = call(&mut socket, 2, "add", json!({"a": 1, "b": 1})).await;
     assert!(
@@ -273,12 +275,8 @@ async fn tool_scopes_and_quotas_hold_per_message() {
 #[tokio::test]
 async fn malformed_frames_and_answers_count_against_the_quota() {
     let (server, _) = start(&[("MCP_RATE_LIMIT_RPM", "5")]).await;
-    let bearer = format!("Bearer {}", token(json!({"sub": "dave", "scope": "*"})));
-    let mut socket = connect(&server, "", &[("authorization", bearer.as_str())])
-        .await
-        .unwrap();
     // The upgrade, `initialize` and `notifications/initialized`: 3 of 5.
-    initialize(&mut socket).await;
+    let mut socket = open(&server, json!({"sub": "dave", "scope": "*"})).await;
     // Not JSON: answered, and counted (4 of 5).
     socket.send(Message::Text("not json".into())).await.unwrap();
     let reply = receive(&mut socket).await;
@@ -327,14 +325,11 @@ async fn a_tool_quota_counts_http_and_websocket_calls_together() {
 #[tokio::test]
 async fn an_expiring_token_closes_the_session_with_1008() {
     let (server, _) = start(&[]).await;
-    let bearer = format!(
-        "Bearer {}",
-        token(json!({"sub": "alice", "scope": "*", "exp": now() + 2}))
-    );
-    let mut socket = connect(&server, "", &[("authorization", bearer.as_str())])
-        .await
-        .unwrap();
-    initialize(&mut socket).await;
+    let mut socket = open(
+        &server,
+        json!({"sub": "alice", "scope": "*", "exp": now() + 2}),
+    )
+    .await;
     assert_eq!(
         close_code(&mut socket, Duration::from_secs(5)).await,
         Some(CloseCode::Policy)
@@ -349,11 +344,7 @@ async fn an_address_refused_after_a_reload_closes_the_session_with_1008() {
     // in time.
     let (server, reload) =
         start_loading(&[("MCP_WS_PING_INTERVAL", "600")], Some(Arc::clone(&later))).await;
-    let bearer = format!("Bearer {}", token(json!({"sub": "alice", "scope": "*"})));
-    let mut socket = connect(&server, "", &[("authorization", bearer.as_str())])
-        .await
-        .unwrap();
-    initialize(&mut socket).await;
+    let mut socket = open(&server, json!({"sub": "alice", "scope": "*"})).await;
     later
         .lock()
         .unwrap()
@@ -370,11 +361,7 @@ async fn an_address_refused_after_a_reload_closes_the_session_with_1008() {
 #[tokio::test]
 async fn a_client_that_never_answers_pings_is_dropped() {
     let (server, _) = start(&[("MCP_WS_PING_INTERVAL", "1"), ("MCP_WS_PING_TIMEOUT", "1")]).await;
-    let bearer = format!("Bearer {}", token(json!({"sub": "alice", "scope": "*"})));
-    let mut socket = connect(&server, "", &[("authorization", bearer.as_str())])
-        .await
-        .unwrap();
-    initialize(&mut socket).await;
+    let mut socket = open(&server, json!({"sub": "alice", "scope": "*"})).await;
     // Not reading: the client library cannot answer the pings.
     tokio::time::sleep(Duration::from_secs(3)).await;
     // What arrived: pings, then the end of the connection.
@@ -394,11 +381,7 @@ async fn a_client_that_never_answers_pings_is_dropped() {
 #[tokio::test]
 async fn a_message_over_the_body_cap_closes_the_session_with_1009() {
     let (server, _) = start(&[("MCP_HTTP_MAX_BODY_BYTES", "4096")]).await;
-    let bearer = format!("Bearer {}", token(json!({"sub": "alice", "scope": "*"})));
-    let mut socket = connect(&server, "", &[("authorization", bearer.as_str())])
-        .await
-        .unwrap();
-    initialize(&mut socket).await;
+    let mut socket = open(&server, json!({"sub": "alice", "scope": "*"})).await;
     let big = call_text(2, &"x".repeat(8192));
     socket.send(Message::Text(big.into())).await.unwrap();
     assert_eq!(
