@@ -61,6 +61,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{Extensions, HeaderMap, HeaderName, Request};
 use ipnet::IpNet;
@@ -135,6 +136,28 @@ struct Config {
     header: ForwardedHeader,
 }
 
+/// Says once per process, at error level, how to give requests their peer
+/// address: a server set up without it refuses every request.
+#[cold]
+fn no_peer_hint() {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    hint_once(&SAID);
+}
+
+/// Logs the hint unless `said`; whether it did.
+fn hint_once(said: &AtomicBool) -> bool {
+    if said.swap(true, Ordering::Relaxed) {
+        return false;
+    }
+    tracing::error!(target: "tower_warden", "{NO_PEER_HINT}");
+    true
+}
+
+const NO_PEER_HINT: &str = "requests carry no peer address, so every one is refused \
+    (500 client_ip_unavailable): serve with connect info — axum: \
+    `into_make_service_with_connect_info::<SocketAddr>()` and tower-warden's `axum` feature; \
+    tonic: the `tonic` feature; otherwise insert the peer's `SocketAddr` as a request extension";
+
 impl Config {
     #[inline]
     fn is_trusted(&self, ip: IpAddr) -> bool {
@@ -142,8 +165,10 @@ impl Config {
     }
 
     fn resolve(&self, headers: &HeaderMap, extensions: &Extensions) -> Result<IpAddr, Rejection> {
-        let peer =
-            peer_ip(extensions).ok_or_else(|| Rejection::new(Reason::ClientIpUnavailable))?;
+        let peer = peer_ip(extensions).ok_or_else(|| {
+            no_peer_hint();
+            Rejection::new(Reason::ClientIpUnavailable)
+        })?;
         if !self.is_trusted(peer) {
             return Ok(peer);
         }
@@ -601,6 +626,19 @@ mod tests {
                 "{value}"
             );
         }
+    }
+
+    #[test]
+    fn a_missing_peer_address_is_explained_once() {
+        crate::test_logs::start();
+        let said = AtomicBool::new(false);
+        assert!(hint_once(&said));
+        assert!(!hint_once(&said));
+        let lines = crate::test_logs::lines_with("requests carry no peer address");
+        assert!(!lines.is_empty());
+        assert!(
+            lines[0].contains("ERROR") && lines[0].contains("into_make_service_with_connect_info")
+        );
     }
 
     #[tokio::test]
