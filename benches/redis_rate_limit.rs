@@ -13,13 +13,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
-use tower_warden::rate_limit::{Check, Decision, Quota, RateKey, RedisStore, Store};
+use tower_warden::rate_limit::{Decision, Quota, RateKey, RedisStore, Store};
 
 async fn decide(store: &RedisStore, key: &RateKey, quota: &Quota) -> Decision {
-    match store.check(key, quota) {
-        Check::Ready(d) => d,
-        Check::Pending(f) => f.await,
-    }
+    store.check(key, quota).decision().await
 }
 
 fn redis(c: &mut Criterion) {

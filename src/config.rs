@@ -960,6 +960,25 @@ impl WardenConfig {
         Self::load(&table).map_err(|e| table.attribute(e))
     }
 
+    /// The certificates of `MCP_REDIS_CA_FILE`, read now, if it is set.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read (named `MCP_REDIS_CA_FILE`).
+    pub fn redis_ca_pem(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        self.redis_ca_file
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path).map_err(|e| {
+                    ConfigError::new(
+                        "MCP_REDIS_CA_FILE",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })
+            })
+            .transpose()
+    }
+
     /// The effective settings as JSON, keyed like the settings file, with
     /// every secret replaced by `"<redacted>"` (for a status page).
     #[must_use]

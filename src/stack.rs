@@ -704,11 +704,8 @@ fn redis_store(
     let url = config.redis_url.as_deref().ok_or_else(|| {
         ConfigError::new("MCP_REDIS_URL", "MCP_RATE_LIMIT_STORAGE=redis needs it")
     })?;
-    let store = match &config.redis_ca_file {
-        Some(path) => crate::rate_limit::RedisStore::with_root_certificates(
-            url,
-            &read("MCP_REDIS_CA_FILE", path)?,
-        )?,
+    let store = match config.redis_ca_pem()? {
+        Some(pem) => crate::rate_limit::RedisStore::with_root_certificates(url, &pem)?,
         None => crate::rate_limit::RedisStore::new(url)?,
     };
     let store = store

@@ -15,14 +15,11 @@ mod redis_support;
 
 use redis_support::{OwnServer, free_port, have_redis_server, redis_url, unique_prefix};
 use tower_warden::rate_limit::{
-    Check, Decision, FailMode, MemoryStore, Quota, RateKey, RedisStore, Store,
+    Decision, FailMode, MemoryStore, Quota, RateKey, RedisStore, Store,
 };
 
 async fn decide(store: &dyn Store, key: &RateKey, quota: &Quota) -> Decision {
-    match store.check(key, quota) {
-        Check::Ready(d) => d,
-        Check::Pending(f) => f.await,
-    }
+    store.check(key, quota).decision().await
 }
 
 fn quota(burst: u32) -> Quota {

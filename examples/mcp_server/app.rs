@@ -151,12 +151,7 @@ type SessionStores = (
 fn shared_sessions(config: &WardenConfig) -> Result<Option<SessionStores>, ConfigError> {
     match (config.session_store, &config.redis_url) {
         (SessionStorage::Redis, Some(url)) => {
-            let ca = match &config.redis_ca_file {
-                Some(path) => Some(std::fs::read(path).map_err(|e| {
-                    ConfigError::new("MCP_REDIS_CA_FILE", format!("cannot read it: {e}"))
-                })?),
-                None => None,
-            };
+            let ca = config.redis_ca_pem()?;
             let store = sessions::RedisSessions::new(url, ca.as_deref())?;
             Ok(Some((Arc::new(store.clone()), Arc::new(store))))
         }

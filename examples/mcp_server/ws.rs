@@ -219,8 +219,8 @@ async fn admit(
     let field = |name: &str| value.as_ref().and_then(|v| v.get(name));
     let id = field("id").cloned().unwrap_or(serde_json::Value::Null);
     let method = field("method").and_then(serde_json::Value::as_str);
-    let request = method.is_some() && field("id").is_some();
-    let notification = method.is_some() && !request;
+    let is_request = method.is_some() && field("id").is_some();
+    let notification = method.is_some() && !is_request;
     // The upgrade request as the handler and the limits see each message,
     // as they see each HTTP request.
     let mut head = http::Request::new(());
@@ -237,7 +237,7 @@ async fn admit(
     }
     if let Err(decision) = state.warden.check_message(&head).await {
         let retry = decision.retry_after.unwrap_or(Duration::from_secs(1));
-        return Err(request.then(|| {
+        return Err(is_request.then(|| {
             error_json(
                 &id,
                 -32029,

@@ -366,10 +366,11 @@ impl<R> RateLimitLayer<R> {
         let config = Arc::clone(&self.config);
         async move {
             let (key, limit) = selected?;
-            let decision = match config.store.check(&key, config.quota(limit)) {
-                super::store::Check::Ready(decision) => decision,
-                super::store::Check::Pending(pending) => pending.await,
-            };
+            let decision = config
+                .store
+                .check(&key, config.quota(limit))
+                .decision()
+                .await;
             config.record(limit, decision.allowed);
             Some(decision)
         }

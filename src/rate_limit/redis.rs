@@ -388,10 +388,7 @@ impl Inner {
     /// The decision without Redis.
     async fn failed(&self, key: &RateKey, quota: &Quota) -> Decision {
         match self.fail_mode {
-            FailMode::Local => match self.fallback.check(key, quota) {
-                Check::Ready(decision) => decision,
-                Check::Pending(future) => future.await,
-            },
+            FailMode::Local => self.fallback.check(key, quota).decision().await,
             FailMode::Open => Decision {
                 allowed: true,
                 limit: quota.burst(),
@@ -531,10 +528,7 @@ mod tests {
     }
 
     async fn decide(store: &RedisStore, key: &RateKey, quota: &Quota) -> Decision {
-        match store.check(key, quota) {
-            Check::Ready(d) => d,
-            Check::Pending(f) => f.await,
-        }
+        store.check(key, quota).decision().await
     }
 
     fn quota(burst: u32) -> Quota {

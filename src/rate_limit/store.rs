@@ -122,6 +122,16 @@ pub enum Check {
     Pending(Pin<Box<dyn Future<Output = Decision> + Send>>),
 }
 
+impl Check {
+    /// The decision, waiting for the round trip when there is one.
+    pub async fn decision(self) -> Decision {
+        match self {
+            Self::Ready(decision) => decision,
+            Self::Pending(pending) => pending.await,
+        }
+    }
+}
+
 impl std::fmt::Debug for Check {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
