@@ -46,7 +46,7 @@
 //! | `MCP_JWT_PUBLIC_KEY_FILE` | — | PEM public key (RSA, EC or Ed25519) |
 //! | `MCP_JWKS_FILE` | — | JWKS document; keys chosen by `kid`, algorithm pinned per key |
 //! | `MCP_JWKS_URL` | — | JWKS URL, refreshed every 5 min and on an unknown `kid` |
-//! | `MCP_JWT_ISSUER` | — (not checked) | accepted `iss` values |
+//! | `MCP_JWT_ISSUER` | — (not checked) | accepted `iss` values; required with `MCP_JWKS_URL` outside development |
 //! | `MCP_JWT_AUDIENCE` | the resource URL | accepted `aud` values (RFC 8707) |
 //! | `MCP_JWT_LEEWAY_SECONDS` | `30` | clock-skew allowance on `exp` / `nbf` (0–300) |
 //! | `MCP_API_KEYS` | — | API keys, each granted every scope; at least 16 characters outside `development` |
@@ -1236,6 +1236,13 @@ fn load_auth(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigError> 
     config.api_keys = list(vars, "MCP_API_KEYS")?.unwrap_or_default();
     config.jwt_issuers = list(vars, "MCP_JWT_ISSUER")?.unwrap_or_default();
     config.jwt_audiences = list(vars, "MCP_JWT_AUDIENCE")?.unwrap_or_default();
+    // Keys from an identity provider's URL verify only that provider's tokens.
+    if production && config.jwks_url.is_some() && config.jwt_issuers.is_empty() {
+        return Err(ConfigError::new(
+            "MCP_JWT_ISSUER",
+            "MCP_JWKS_URL needs MCP_JWT_ISSUER (the accepted `iss`) outside development",
+        ));
+    }
     config.ws_allow_query_auth = boolean(vars, "MCP_WS_ALLOW_QUERY_AUTH")?.unwrap_or(false);
     if let Some(text) = vars.get("MCP_JWT_LEEWAY_SECONDS") {
         config.jwt_leeway_seconds = text.parse().ok().filter(|s| *s <= 300).ok_or_else(|| {

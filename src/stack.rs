@@ -477,14 +477,21 @@ fn jwt(config: &WardenConfig, warnings: &mut Vec<String>) -> Result<JwtAuth, Con
     let mut builder = JwtAuth::builder()
         .leeway(Duration::from_secs(config.jwt_leeway_seconds))
         .issuer(config.jwt_issuers.iter().cloned());
-    let audiences: Vec<String> = if config.jwt_audiences.is_empty() {
-        config.resource_url.iter().cloned().collect()
-    } else {
+    // A resource server accepts only tokens issued for it: outside
+    // development the audience is always checked, defaulting to the
+    // resource URL (set or derived).
+    let audiences: Vec<String> = if !config.jwt_audiences.is_empty() {
         config.jwt_audiences.clone()
+    } else if config.resource_url.is_some()
+        || config.environment != crate::config::Environment::Development
+    {
+        vec![resource_url(config)]
+    } else {
+        Vec::new()
     };
     if audiences.is_empty() {
         warnings.push(
-            "token audiences (aud) are not checked: set MCP_RESOURCE_URL or MCP_JWT_AUDIENCE"
+            "token audiences (aud) are not checked (development only): set MCP_RESOURCE_URL or MCP_JWT_AUDIENCE"
                 .to_owned(),
         );
     }
