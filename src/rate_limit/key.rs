@@ -20,7 +20,7 @@ type KeyFn = dyn Fn(&RequestHead<'_>) -> Option<RateKey> + Send + Sync;
 /// [`Principal`]; a per-tool limit, but not a `tools/call`) **passes
 /// through** uncounted: refusing unauthenticated callers is the job of the
 /// auth layer in front, and a per-IP limit before it bounds them. Text keys
-/// carry a prefix per kind (`sub:`, `key:`, `ns:`, `tool:`, `hdr:<name>:`), so
+/// carry a prefix per kind (`sub:`, `anon:`, `key:`, `ns:`, `tool:`, `hdr:<name>:`), so
 /// two kinds never share a quota in one store.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -33,7 +33,10 @@ pub enum KeyBy {
         /// Prefix length IPv6 addresses are cut to (0–128).
         v6_prefix: u8,
     },
-    /// The [`Principal`]'s subject.
+    /// The [`Principal`]'s subject. Anonymous principals (authentication
+    /// switched off) share no subject worth counting, so each client
+    /// address gets its own allowance (IPv6 grouped by /64); one
+    /// client's burst never answers everyone else 429.
     Subject,
     /// The API key id of a principal that authenticated with an API key.
     ApiKeyId,
@@ -87,7 +90,13 @@ impl KeyBy {
             Self::ClientIp { v6_prefix } => {
                 ClientIp::of(extensions).map(|ip| RateKey::Ip(group(ip, *v6_prefix)))
             }
-            Self::Subject => principal().map(|p| text("sub:", p.subject())),
+            Self::Subject => principal().map(|p| match p.method() {
+                AuthMethod::Anonymous => match ClientIp::of(extensions) {
+                    Some(ip) => text("anon:", &group(ip, 64).to_string()),
+                    None => text("anon:", "-"),
+                },
+                _ => text("sub:", p.subject()),
+            }),
             Self::ApiKeyId => principal()
                 .filter(|p| p.method() == AuthMethod::ApiKey)
                 .and_then(Principal::key_id)
@@ -146,5 +155,64 @@ impl fmt::Debug for KeyBy {
             Self::Header(name) => f.debug_tuple("Header").field(name).finish(),
             Self::Custom(_) => f.write_str("Custom(..)"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use http::StatusCode;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    use super::*;
+    use crate::rate_limit::{Quota, RateLimitLayer};
+
+    fn anonymous_from(addr: &str) -> Request<()> {
+        let mut request = Request::new(());
+        request.extensions_mut().insert(Principal::anonymous());
+        request
+            .extensions_mut()
+            .insert(addr.parse::<SocketAddr>().unwrap());
+        request
+    }
+
+    #[test]
+    fn anonymous_principals_are_keyed_by_client_address() {
+        let key = |addr| KeyBy::Subject.extract(&anonymous_from(addr));
+        assert_eq!(key("192.0.2.1:1"), key("192.0.2.1:2"));
+        assert_ne!(key("192.0.2.1:1"), key("192.0.2.2:1"));
+        assert_eq!(key("[2001:db8::1]:1"), key("[2001:db8::2]:1"));
+        assert_ne!(key("[2001:db8::1]:1"), key("[2001:db8:0:1::1]:1"));
+        // Never the bucket of a real subject called `anonymous`.
+        let mut named = Request::new(());
+        named
+            .extensions_mut()
+            .insert(Principal::builder("anonymous", AuthMethod::Jwt).build());
+        assert_ne!(KeyBy::Subject.extract(&named), key("192.0.2.1:1"));
+    }
+
+    #[tokio::test]
+    async fn one_anonymous_client_exhausting_its_quota_leaves_others_alone() {
+        let limit = RateLimitLayer::memory(Quota::per_minute(2).unwrap(), KeyBy::Subject);
+        let service = ServiceBuilder::new()
+            .layer(limit)
+            .service_fn(|_: Request<()>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(()))
+            });
+        let status = |addr| {
+            let service = service.clone();
+            async move {
+                let response = service.oneshot(anonymous_from(addr)).await.unwrap();
+                response.status()
+            }
+        };
+        assert_eq!(status("192.0.2.1:1000").await, StatusCode::OK);
+        assert_eq!(status("192.0.2.1:1001").await, StatusCode::OK);
+        assert_eq!(
+            status("192.0.2.1:1002").await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(status("192.0.2.2:1000").await, StatusCode::OK);
     }
 }
