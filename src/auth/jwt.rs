@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use super::cache::TokenCache;
-use super::keys::{ALGORITHMS, KeySet, MIN_HMAC_SECRET_BYTES};
+use super::keys::{ALGORITHMS, HMAC_ALGORITHMS, KeySet, MIN_HMAC_SECRET_BYTES};
 use crate::ConfigError;
 use crate::principal::{AuthMethod, Principal};
 use crate::reject::Reason;
@@ -94,7 +94,10 @@ struct Inner {
 /// only its configured algorithm, and a JWK only the algorithm its `alg`
 /// names (or, without `alg`, the algorithms of its key type). `alg: none`
 /// is never accepted, and an HS256 token "signed" with an RSA public key is
-/// refused because the RSA key does not allow HS256.
+/// refused because the RSA key does not allow HS256. Keys from a JWKS URL
+/// are public keys only: a document holding a shared secret (`oct`) is
+/// refused, and HS* tokens are refused outright. A token with a `crit`
+/// header is refused (RFC 7515 §4.1.11: no extension is understood here).
 ///
 /// Claims: `sub` (required) is the subject; the namespace claim
 /// (`namespace` unless [`namespace_claim`](JwtAuthBuilder::namespace_claim)
@@ -270,6 +273,25 @@ impl JwtAuth {
             Ok(header) => header,
             Err(_) => return Verdict::Done(Err(Failure::invalid("the token is malformed"))),
         };
+        // RFC 7515 §4.1.11: a recipient must refuse a token whose `crit`
+        // names an extension it does not understand, and `crit` must not be
+        // empty nor name a standard header. This verifier understands no
+        // extension, so any `crit` is refused.
+        if header.crit.is_some() {
+            return Verdict::Done(Err(Failure::invalid(
+                "the token names critical header extensions (crit) this server does not support",
+            )));
+        }
+        // Keys fetched from a URL are public keys: an HS* token is never
+        // verified against one (algorithm confusion), nor does it cause a
+        // fetch.
+        #[cfg(feature = "jwks-url")]
+        if matches!(inner.keys, Keys::Remote(_)) && HMAC_ALGORITHMS.contains(&header.alg) {
+            return Verdict::Done(Err(Failure::invalid(
+                "the token's algorithm is not allowed with keys from a URL",
+            )
+            .kid(header.kid.as_deref())));
+        }
         let keys = match &inner.keys {
             Keys::Static(lock) => lock.read().unwrap_or_else(|e| e.into_inner()).clone(),
             #[cfg(feature = "jwks-url")]
@@ -396,6 +418,11 @@ impl JwtAuth {
                     return Err(Failure::invalid(detail).kid(kid));
                 }
             };
+        // RFC 7519 §4.1.1: `iss` is one string; an array naming the issuer
+        // among others is not an issuer.
+        if validation.iss.is_some() && !claims.get("iss").is_some_and(Value::is_string) {
+            return Err(Failure::invalid("the token's issuer is not accepted").kid(kid));
+        }
         let subject = claims.get("sub").and_then(Value::as_str);
         let fail = |reason, detail| Failure {
             reason,

@@ -181,6 +181,55 @@ async fn alg_none_is_refused() {
     }
 }
 
+/// `claims` HS256-signed under exactly this header.
+fn hs256_with_header(header: &Value, claims: &Value) -> String {
+    install_crypto_provider();
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature = jsonwebtoken::crypto::sign(
+        input.as_bytes(),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+        Algorithm::HS256,
+    )
+    .unwrap();
+    format!("{input}.{signature}")
+}
+
+#[tokio::test]
+async fn crit_headers_are_refused() {
+    let clock = Clock::new();
+    // RFC 7515 §4.1.11: an unknown extension, an empty list, a standard
+    // header name; none is understood, so each one is refused.
+    for crit in [
+        json!(["http://example.test/must-understand"]),
+        json!(["b64"]),
+        json!([]),
+        json!(["alg"]),
+        json!("exp"),
+    ] {
+        let header = json!({"alg": "HS256", "typ": "JWT", "crit": crit,
+                            "http://example.test/must-understand": true, "b64": true});
+        let token = hs256_with_header(&header, &claims());
+        let (response, seen) = call(AuthLayer::jwt(hmac_auth(&clock)), bearer(&token)).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{crit}");
+        assert_eq!(reason(&response), Some(Reason::InvalidCredentials));
+        assert!(seen.lock().unwrap().is_empty(), "{crit}");
+        let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    }
+    // The same token without `crit` passes: only the header differs.
+    let header = json!({"alg": "HS256", "typ": "JWT"});
+    let (response, _) = call(
+        AuthLayer::jwt(hmac_auth(&clock)),
+        bearer(&hs256_with_header(&header, &claims())),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn hs256_signed_with_the_rsa_public_key_is_refused() {
     let clock = Clock::new();
