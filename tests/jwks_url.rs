@@ -199,3 +199,155 @@ async fn keys_too_stale_to_trust_fail_closed() {
         "503 auth_unavailable"
     );
 }
+
+/// Serves `app` on 127.0.0.1; its base URL.
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+/// The status, the problem code of a refusal, and how often the inner
+/// service ran.
+async fn probe(auth: &JwtAuth, token: &str) -> (StatusCode, Option<&'static str>, usize) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let service = ServiceBuilder::new()
+        .layer(AuthLayer::jwt(auth.clone()))
+        .service_fn(move |_: Request<()>| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, std::convert::Infallible>(Response::new(String::new())) }
+        });
+    let request = Request::builder()
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    let code = response
+        .extensions()
+        .get::<Rejection>()
+        .map(|r| r.reason().code());
+    (response.status(), code, calls.load(Ordering::SeqCst))
+}
+
+const SHARED_SECRET: &str = "a-shared-secret-published-by-mistake-0123";
+
+/// An HS256 token with `kid`, signed with [`SHARED_SECRET`].
+fn hs256_token(kid: Option<&str>) -> String {
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = kid.map(str::to_owned);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    jsonwebtoken::encode(
+        &header,
+        &json!({"sub": "mallory", "exp": exp}),
+        &EncodingKey::from_secret(SHARED_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// The JWK of [`SHARED_SECRET`] (`kty: oct`), pinned to HS256.
+fn oct_jwk(kid: &str) -> Value {
+    let mut jwk = serde_json::to_value(
+        jsonwebtoken::jwk::Jwk::from_encoding_key(
+            &EncodingKey::from_secret(SHARED_SECRET.as_bytes()),
+            Algorithm::HS256,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    jwk["kid"] = json!(kid);
+    jwk
+}
+
+#[tokio::test]
+async fn shared_secret_keys_from_a_url_are_refused() {
+    tower_warden::auth::install_crypto_provider();
+    // A key set of only a shared secret: whoever reads the URL could sign.
+    let provider = Provider::default();
+    *provider.document.lock().unwrap() = Some(json!({"keys": [oct_jwk("shared")]}).to_string());
+    let url = start(provider.clone()).await;
+    let auth = JwtAuth::builder()
+        .jwks_url(JwksUrl::new(url).min_refetch_interval(Duration::ZERO))
+        .build()
+        .unwrap();
+    let error = auth.prefetch().await.unwrap_err();
+    assert!(error.to_string().contains("oct"), "{error}");
+    let fetches = provider.fetches.load(Ordering::SeqCst);
+    for kid in [Some("shared"), None] {
+        assert_eq!(
+            probe(&auth, &hs256_token(kid)).await,
+            (StatusCode::UNAUTHORIZED, Some("invalid_credentials"), 0),
+            "{kid:?}"
+        );
+    }
+    // An HS* token never makes the verifier fetch.
+    assert_eq!(provider.fetches.load(Ordering::SeqCst), fetches);
+
+    // Beside a public key, the shared secret still spoils the document:
+    // the fetch fails and RS256 tokens are refused (fail closed).
+    let mut document: Value = serde_json::from_str(&jwks(&[("one", "rsa.pem")])).unwrap();
+    document["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(oct_jwk("shared"));
+    *provider.document.lock().unwrap() = Some(document.to_string());
+    assert!(auth.prefetch().await.is_err());
+    assert_eq!(
+        probe(&auth, &token("one", "rsa.pem", "alice")).await,
+        (StatusCode::SERVICE_UNAVAILABLE, Some("auth_unavailable"), 0)
+    );
+    assert_eq!(
+        probe(&auth, &hs256_token(Some("shared"))).await,
+        (StatusCode::UNAUTHORIZED, Some("invalid_credentials"), 0)
+    );
+    // Public keys only: accepted.
+    *provider.document.lock().unwrap() = Some(jwks(&[("one", "rsa.pem")]));
+    auth.prefetch().await.unwrap();
+    assert_eq!(
+        probe(&auth, &token("one", "rsa.pem", "alice")).await,
+        (StatusCode::OK, None, 1)
+    );
+}
+
+#[tokio::test]
+async fn jwks_redirects_are_not_followed() {
+    tower_warden::auth::install_crypto_provider();
+    let target_hits = Arc::new(AtomicUsize::new(0));
+    let hits = target_hits.clone();
+    let document = jwks(&[("one", "rsa.pem")]);
+    let app = Router::new()
+        .route(
+            "/jwks.json",
+            get(|| async {
+                (
+                    StatusCode::FOUND,
+                    [(http::header::LOCATION, "/elsewhere.json")],
+                )
+            }),
+        )
+        .route(
+            "/elsewhere.json",
+            get(move || {
+                hits.fetch_add(1, Ordering::SeqCst);
+                let document = document.clone();
+                async move { document }
+            }),
+        );
+    let base = serve(app).await;
+    let auth = JwtAuth::builder()
+        .jwks_url(JwksUrl::new(format!("{base}/jwks.json")))
+        .build()
+        .unwrap();
+    let error = auth.prefetch().await.unwrap_err();
+    assert!(error.to_string().contains("302"), "{error}");
+    assert_eq!(
+        probe(&auth, &token("one", "rsa.pem", "alice")).await,
+        (StatusCode::SERVICE_UNAVAILABLE, Some("auth_unavailable"), 0)
+    );
+    assert_eq!(target_hits.load(Ordering::SeqCst), 0, "never followed");
+}

@@ -22,6 +22,9 @@ const MAX_JWKS_BYTES: usize = 1024 * 1024;
 ///   new signing key is accepted without a restart; refetches are at least
 ///   the minimum interval apart (10 s), so a flood of made-up `kid`s cannot
 ///   hammer the identity provider.
+/// * The document must hold public keys only: one with a shared secret
+///   (`oct`) is refused, and HS* tokens are never checked against fetched
+///   keys. A redirect answer is a failed fetch (redirects are not followed).
 /// * While the endpoint is down the last good keys stay in use, for at most
 ///   the maximum staleness (24 h); after that every token is refused with
 ///   503 `auth_unavailable` until a fetch succeeds (fail closed).
@@ -75,6 +78,9 @@ impl JwksUrl {
     }
 
     /// The HTTP client to fetch with (proxies, extra root certificates).
+    /// Build it with `redirect(reqwest::redirect::Policy::none())`: the
+    /// default client follows no redirect, and a redirect answer is a
+    /// failed fetch.
     pub fn client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self
@@ -106,7 +112,10 @@ impl RemoteJwks {
         }
         let client = match &config.client {
             Some(client) => client.clone(),
+            // A redirect is a failed fetch: the keys come from the URL
+            // configured, not from wherever its server points.
             None => reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
                 .timeout(config.timeout)
                 .build()
                 .map_err(|e| {
@@ -192,7 +201,7 @@ impl RemoteJwks {
         let result = self.download().await.and_then(|body| {
             let state = self.state.read().unwrap_or_else(|e| e.into_inner());
             let previous = state.as_ref().map(|f| &*f.keys);
-            KeySet::from_jwks_json(&body, previous).map(|(set, _)| set)
+            KeySet::from_remote_jwks_json(&body, previous).map(|(set, _)| set)
         });
         match result {
             Ok(set) => {

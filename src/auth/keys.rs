@@ -66,7 +66,7 @@ pub(crate) const ALGORITHMS: [Algorithm; 12] = [
     Algorithm::ES384,
     Algorithm::EdDSA,
 ];
-const HMAC_ALGORITHMS: &[Algorithm] = ALGORITHMS.split_at(3).0;
+pub(crate) const HMAC_ALGORITHMS: &[Algorithm] = ALGORITHMS.split_at(3).0;
 const RSA_ALGORITHMS: &[Algorithm] = ALGORITHMS.split_at(3).1.split_at(6).0;
 
 /// The lowest HMAC secret length accepted by default, in bytes (RFC 7518
@@ -144,6 +144,29 @@ impl KeySet {
     ) -> Result<(Self, usize), ConfigError> {
         let set: JwkSet = serde_json::from_slice(json)
             .map_err(|e| ConfigError::new("jwks", format!("not a JWKS document: {e}")))?;
+        Self::from_jwks(&set, previous)
+    }
+
+    /// Parses a JWKS document fetched from a URL: published keys are
+    /// public keys, so a document holding a shared secret (`oct`) is an
+    /// error as a whole (whoever can read the URL could sign tokens).
+    #[cfg(feature = "jwks-url")]
+    pub(crate) fn from_remote_jwks_json(
+        json: &[u8],
+        previous: Option<&KeySet>,
+    ) -> Result<(Self, usize), ConfigError> {
+        let set: JwkSet = serde_json::from_slice(json)
+            .map_err(|e| ConfigError::new("jwks url", format!("not a JWKS document: {e}")))?;
+        if set
+            .keys
+            .iter()
+            .any(|k| matches!(k.algorithm, AlgorithmParameters::OctetKey(_)))
+        {
+            return Err(ConfigError::new(
+                "jwks url",
+                "the JWKS holds a shared-secret (oct) key; a key set fetched from a URL must hold public keys only",
+            ));
+        }
         Self::from_jwks(&set, previous)
     }
 
