@@ -17,11 +17,12 @@
 //! # Scopes
 //!
 //! A granted scope matches a required scope when they are equal, when the
-//! granted scope is `*`, or when the granted scope ends in `*` and the
-//! required scope starts with what comes before it (`tools:*` grants
-//! `tools:echo` and `tools:admin:reset`; `tools*` grants `tools` and
-//! `toolshed`, so write the separator). Required scopes are plain strings:
-//! a `*` in a requirement has no special meaning.
+//! granted scope is `*`, or when the granted scope ends in `:*` and the
+//! required scope starts with what comes before the `*` (`tools:*` grants
+//! `tools:echo` and `tools:admin:reset`). No other `*` is a wildcard:
+//! `tools*` grants only the scope literally named `tools*`, never `tools`
+//! or `toolshed`. Required scopes are plain strings: a `*` in a
+//! requirement has no special meaning.
 //!
 //! ```
 //! use tower_warden::principal::{AuthMethod, Principal};
@@ -196,7 +197,12 @@ impl Principal {
 /// Whether the granted scope `granted` covers the required scope `required`.
 #[must_use]
 pub fn scope_covers(granted: &str, required: &str) -> bool {
-    match granted.strip_suffix('*') {
+    if granted == "*" {
+        return true;
+    }
+    // Only `prefix:*` is a wildcard: the prefix keeps its `:`, so `tools:*`
+    // covers `tools:call` but not `toolshed`. Any other `*` is literal.
+    match granted.strip_suffix('*').filter(|p| p.ends_with(':')) {
         Some(prefix) => required.starts_with(prefix),
         None => granted == required,
     }
@@ -338,6 +344,15 @@ mod tests {
         assert!(scope_covers("tools:echo", "tools:echo"));
         assert!(!scope_covers("tools:echo", "tools:echo2"));
         assert!(!scope_covers("tools:echo", "tools:*"));
+        // Only `*` and `prefix:*` are wildcards.
+        assert!(scope_covers("*", "tools:call"));
+        assert!(scope_covers("tools:*", "tools:call"));
+        assert!(!scope_covers("tools*", "tools:call"));
+        assert!(!scope_covers("tools*", "toolshed"));
+        assert!(!scope_covers("tools*", "tools"));
+        assert!(scope_covers("tools*", "tools*"));
+        assert!(!scope_covers("t*", "tools:call"));
+        assert!(!scope_covers("**", "tools:call"));
     }
 
     #[test]
