@@ -186,11 +186,10 @@ where
 }
 
 // ---------------------------------------------------------------------------
-/// Spoofed `X-Forwarded-For` and `Forwarded`: from a peer that is not a
-/// trusted proxy they are ignored, so a blocked peer stays blocked and an
-/// allow list cannot be entered by naming an allowed address; from a
-/// trusted proxy only the rightmost untrusted hop counts.
-mod forwarded {}
+// Spoofed `X-Forwarded-For` and `Forwarded`: from a peer that is not a
+// trusted proxy they are ignored, so a blocked peer stays blocked and an
+// allow list cannot be entered by naming an allowed address; from a
+// trusted proxy only the rightmost untrusted hop counts.
 
 /// 127.0.0.1 is blocked and is not a trusted proxy.
 const BLOCKED_UNTRUSTED: &[(&str, &str)] = &[
@@ -506,10 +505,9 @@ async fn rfc7239_forwarded_from_an_untrusted_peer_is_ignored() {
 }
 
 // ---------------------------------------------------------------------------
-/// IPv4-mapped (`::ffff:a.b.c.d`) and IPv4-compatible (`::a.b.c.d`) peer
-/// addresses against IPv4 lists: a dual-stack listener reports IPv4
-/// clients in the mapped form.
-mod mapped_peers {}
+// IPv4-mapped (`::ffff:a.b.c.d`) and IPv4-compatible (`::a.b.c.d`) peer
+// addresses against IPv4 lists: a dual-stack listener reports IPv4
+// clients in the mapped form.
 
 #[tokio::test]
 async fn ipv4_mapped_peer_hits_an_ipv4_deny_list() {
@@ -585,9 +583,8 @@ async fn ipv4_compatible_peer_hits_an_ipv4_deny_list() {
 }
 
 // ---------------------------------------------------------------------------
-/// The client-certificate header is believed only from a trusted proxy,
-/// only once, and only with the exact value.
-mod client_cert {}
+// The client-certificate header is believed only from a trusted proxy,
+// only once, and only with the exact value.
 
 #[tokio::test]
 async fn client_cert_header_from_an_untrusted_peer_is_refused() {
@@ -675,10 +672,9 @@ async fn duplicate_client_cert_headers_are_refused() {
 }
 
 // ---------------------------------------------------------------------------
-/// Body caps: a declared length over the cap is refused before any auth
-/// work; a streamed body is cut at the cap; the smuggling shapes of
-/// HTTP/1.1 framing do not get a body past it.
-mod body_caps {}
+// Body caps: a declared length over the cap is refused before any auth
+// work; a streamed body is cut at the cap; the smuggling shapes of
+// HTTP/1.1 framing do not get a body past it.
 
 const CAP: &[(&str, &str)] = &[("MCP_HTTP_MAX_BODY_BYTES", "1024")];
 
@@ -841,9 +837,8 @@ async fn a_lying_short_content_length_does_not_smuggle_a_request() {
 }
 
 // ---------------------------------------------------------------------------
-/// Tool-policy bypass: `echo` needs `tools:echo`, which the caller lacks;
-/// no way of writing the call gets it run.
-mod tool_policy {}
+// Tool-policy bypass: `echo` needs `tools:echo`, which the caller lacks;
+// no way of writing the call gets it run.
 
 const POLICY: &[(&str, &str)] = &[("MCP_TOOL_SCOPES", r#"{"echo": "tools:echo"}"#)];
 
@@ -1071,9 +1066,8 @@ async fn huge_and_odd_ids_do_not_run_the_protected_tool() {
 }
 
 // ---------------------------------------------------------------------------
-/// Session hijack: a session id is bound to the principal that opened it;
-/// guessed or malformed ids open nothing.
-mod sessions {}
+// Session hijack: a session id is bound to the principal that opened it;
+// guessed or malformed ids open nothing.
 
 #[tokio::test]
 async fn another_principal_cannot_use_a_session() {
@@ -1143,9 +1137,8 @@ async fn guessed_and_malformed_session_ids_open_nothing() {
 }
 
 // ---------------------------------------------------------------------------
-/// Host and Origin: DNS-rebinding host names and foreign or malformed
-/// origins are refused before anything else reads the request.
-mod host_origin {}
+// Host and Origin: DNS-rebinding host names and foreign or malformed
+// origins are refused before anything else reads the request.
 
 #[tokio::test]
 async fn dns_rebinding_hosts_are_refused() {
