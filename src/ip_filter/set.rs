@@ -1,7 +1,7 @@
 //! [`IpSet`]: allow and deny prefixes with a longest-prefix verdict.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -22,6 +22,10 @@ use crate::net::{canonical, normalize_net, parse_nets};
 /// * IPv4-mapped IPv6 addresses (`::ffff:192.0.2.1`) and prefixes
 ///   (`::ffff:10.0.0.0/104`) are treated as the IPv4 ones they carry. Other
 ///   IPv6 prefixes never match an IPv4 client: `::/0` means "all of IPv6".
+/// * A deprecated IPv4-compatible address (`::192.0.2.1`, RFC 4291
+///   section 2.5.5.1) must pass both the IPv6 lists and the IPv4 lists for
+///   the address it carries, so it can neither slip past an IPv4 deny list
+///   nor enter an IPv4 allow list.
 ///
 /// So `deny 0.0.0.0/0, allow 10.0.0.0/24` admits `10.0.0.5` and refuses
 /// `8.8.8.8`; `allow 10.0.0.0/8, deny 10.6.6.0/24` admits the network but
@@ -128,8 +132,16 @@ impl IpSet {
     /// The verdict for `ip`, with the prefix that decided it.
     #[must_use]
     pub fn decide(&self, ip: IpAddr) -> Decision {
-        let ip = canonical(ip);
-        let leaf = self.leaf(ip);
+        let mut ip = canonical(ip);
+        let mut leaf = self.leaf(ip);
+        if let IpAddr::V6(v6) = ip
+            && let Some(v4) = ipv4_compatible(v6)
+            && self.leaf_of(IpAddr::V6(v6)).is_allow()
+        {
+            // The IPv4 lists decided (see `leaf`): report their prefix.
+            ip = IpAddr::V4(v4);
+            leaf = self.leaf_of(ip);
+        }
         let matched = leaf.matched_len().and_then(|len| match ip {
             IpAddr::V4(v4) => Ipv4Net::new(v4, len).ok().map(|n| IpNet::V4(n.trunc())),
             IpAddr::V6(v6) => Ipv6Net::new(v6, len).ok().map(|n| IpNet::V6(n.trunc())),
@@ -141,10 +153,25 @@ impl IpSet {
         }
     }
 
-    /// The leaf of an address.
+    /// The verdict's leaf of an address: an IPv4-compatible IPv6 address
+    /// allowed by the IPv6 lists is then judged by the IPv4 lists too.
     #[inline(always)]
     fn leaf(&self, ip: IpAddr) -> Leaf {
-        match canonical(ip) {
+        let ip = canonical(ip);
+        let leaf = self.leaf_of(ip);
+        if let IpAddr::V6(v6) = ip
+            && leaf.is_allow()
+            && let Some(v4) = ipv4_compatible(v6)
+        {
+            return self.inner.v4.lookup(v4.to_bits());
+        }
+        leaf
+    }
+
+    /// The leaf of a canonical address in its own family's table.
+    #[inline(always)]
+    fn leaf_of(&self, ip: IpAddr) -> Leaf {
+        match ip {
             IpAddr::V4(v4) => self.inner.v4.lookup(v4.to_bits()),
             IpAddr::V6(v6) => self.inner.v6.lookup(v6.to_bits()),
         }
@@ -306,10 +333,18 @@ fn distinct<K: Ord + Copy>(rules: &mut Vec<Rule<K>>) -> (usize, usize) {
     (allow, rules.len() - allow)
 }
 
+/// The IPv4 address a deprecated IPv4-compatible IPv6 address
+/// (`::a.b.c.d`) carries; `None` for other addresses and for `::/104`
+/// (`::`, `::1` and the like are not IPv4 in disguise).
+#[inline]
+fn ipv4_compatible(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let bits = v6.to_bits();
+    let v4 = u32::try_from(bits).ok()?;
+    (v4 >> 24 != 0).then(|| Ipv4Addr::from_bits(v4))
+}
+
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, Ipv6Addr};
-
     use super::*;
     use crate::ip_filter::splitmix::Rng;
 
@@ -319,6 +354,31 @@ mod tests {
 
     fn net(text: &str) -> IpNet {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn attack_ipv4_compatible_address_meets_the_ipv4_lists() {
+        let deny = IpSet::from_lists(Vec::<&str>::new(), ["203.0.113.0/24"]).unwrap();
+        assert!(!deny.is_allowed(ip("::203.0.113.9")));
+        assert!(matches!(
+            deny.decide(ip("::203.0.113.9")),
+            Decision::Deny(Some(n)) if n == net("203.0.113.0/24")
+        ));
+        assert!(deny.is_allowed(ip("::198.51.100.7")));
+        assert!(deny.is_allowed(ip("::1")));
+        let allow = IpSet::from_lists(["198.51.100.0/24"], Vec::<&str>::new()).unwrap();
+        assert!(!allow.is_allowed(ip("::203.0.113.9")));
+        // An IPv6 allow list does not open the IPv4 address it carries.
+        let allow = IpSet::from_lists(["::/96"], Vec::<&str>::new()).unwrap();
+        assert!(!allow.is_allowed(ip("::203.0.113.9")));
+        assert!(allow.is_allowed(ip("::1")));
+        // Both families allowed: admitted.
+        let both = IpSet::from_lists(["::/96", "198.51.100.0/24"], Vec::<&str>::new()).unwrap();
+        assert!(both.is_allowed(ip("::198.51.100.7")));
+        assert!(matches!(
+            both.decide(ip("::198.51.100.7")),
+            Decision::Allow(_)
+        ));
     }
 
     #[test]

@@ -36,7 +36,9 @@ fn normalize_host(host: &str) -> String {
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    host.trim_end_matches('.').to_ascii_lowercase()
+    // One trailing dot names the same (fully qualified) host; `localhost..`
+    // is no host at all and must not be read as `localhost`.
+    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
 }
 
 /// `http://a.example:8080`, `https://a.example` (default port), or
@@ -176,13 +178,29 @@ struct Config {
 }
 
 impl Config {
+    fn host_allowed(&self, host: &HostPort) -> bool {
+        self.hosts.iter().any(|allowed| {
+            allowed.host == host.host && allowed.port.is_none_or(|port| host.port == Some(port))
+        })
+    }
+
     fn check(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), Rejection> {
         let host = request_host(uri, headers)?;
-        let host_allowed = self.hosts.iter().any(|allowed| {
-            allowed.host == host.host && allowed.port.is_none_or(|port| host.port == Some(port))
-        });
-        if !host_allowed {
+        if !self.host_allowed(&host) {
             return Err(Rejection::new(Reason::HostForbidden));
+        }
+        // An absolute-form target (`POST http://evil.example/mcp`) names the
+        // host a server must act for (RFC 9112, section 3.2.2), whatever the
+        // `Host` header says: every host the request names must be allowed.
+        if let Some(authority) = uri.authority() {
+            if authority.as_str().contains('@') {
+                return Err(Rejection::new(Reason::HostForbidden)
+                    .with_detail("the request target carries user information"));
+            }
+            if !self.host_allowed(&HostPort::of(authority)) {
+                return Err(Rejection::new(Reason::HostForbidden)
+                    .with_detail("the request target names a host that is not served"));
+            }
         }
         let mut origins = headers.get_all(ORIGIN).iter();
         let Some(value) = origins.next() else {
@@ -612,5 +630,54 @@ mod tests {
         }
         assert!(validate_allowed_origin("http://[::1]:*").is_ok());
         assert!(validate_allowed_host("[::1]:8000").is_ok());
+    }
+
+    /// The status for a request to `target` (absolute-form when it names a
+    /// scheme) with `host` as its `Host` header.
+    async fn status_for_target(target: &str, host: &str) -> u16 {
+        let service = ServiceBuilder::new()
+            .layer(HostOriginLayer::new())
+            .service_fn(|_: Request<()>| async {
+                Ok::<_, std::convert::Infallible>(Response::new(()))
+            });
+        let request = Request::builder()
+            .uri(target)
+            .header(HOST, host)
+            .body(())
+            .unwrap();
+        service.oneshot(request).await.unwrap().status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn attack_absolute_form_target_names_a_foreign_host() {
+        // The Host header names loopback, the target another host: the
+        // target is what the request is for (RFC 9112, section 3.2.2).
+        for target in [
+            "http://evil.example/mcp",
+            "http://localhost.evil.example:8000/mcp",
+            "http://user@localhost/mcp",
+        ] {
+            assert_eq!(
+                status_for_target(target, "localhost:8000").await,
+                403,
+                "{target}"
+            );
+        }
+        // Both name a served host: admitted.
+        assert_eq!(
+            status_for_target("http://localhost:8000/mcp", "127.0.0.1:8000").await,
+            200
+        );
+        assert_eq!(status_for_target("/mcp", "localhost:8000").await, 200);
+    }
+
+    #[tokio::test]
+    async fn attack_more_than_one_trailing_dot_is_another_host() {
+        let layer = HostOriginLayer::new;
+        assert_eq!(status(layer(), Some("localhost."), None).await, 200);
+        assert_eq!(status(layer(), Some("127.0.0.1.:80"), None).await, 200);
+        for host in ["localhost..", "localhost..:8000", "127.0.0.1.."] {
+            assert_eq!(status(layer(), Some(host), None).await, 403, "{host}");
+        }
     }
 }
