@@ -28,13 +28,12 @@ use tower_http::request_id::{
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::TraceLayer;
 use tower_warden::ConfigError;
 use tower_warden::auth::{JwtAuth, RequireLayer};
 use tower_warden::config::{LogFormat, WardenConfig};
 use tower_warden::ip_filter::{IpFilterLayer, IpSet};
 use tower_warden::metrics::{MetricsLayer, REQUEST_DURATION};
-use tracing::Level;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::{EnvFilter, filter_fn};
 use tracing_subscriber::fmt::MakeWriter;
@@ -217,7 +216,24 @@ pub fn around(
             )
         })
         .on_request(())
-        .on_response(DefaultOnResponse::new().level(Level::INFO));
+        .on_response(
+            |response: &http::Response<Body>, latency: Duration, _: &tracing::Span| {
+                let status = response.status().as_u16();
+                let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+                // A refusal is one line per request an attacker controls:
+                // DEBUG, like the rejection itself; the audit trail keeps a
+                // bounded record and the metrics count every one.
+                if response
+                    .extensions()
+                    .get::<tower_warden::Rejection>()
+                    .is_some()
+                {
+                    tracing::debug!(status, latency_ms, "refused request");
+                } else {
+                    tracing::info!(status, latency_ms, "finished processing request");
+                }
+            },
+        );
     Ok(router.layer(
         ServiceBuilder::new()
             .layer(SetSensitiveRequestHeadersLayer::new([
