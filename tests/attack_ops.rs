@@ -211,3 +211,58 @@ fn unscraped_histograms_stay_bounded() {
         "{text}"
     );
 }
+
+/// An authenticated client sends its body one byte every 200 ms: the
+/// request is cut at `MCP_REQUEST_TIMEOUT` (1 s) with the 504 problem,
+/// though the body is read by layers outside the service.
+#[tokio::test]
+async fn a_slowly_sent_body_is_cut_at_the_request_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let _serial = SERIAL.lock().await;
+    let server = start(&[("MCP_REQUEST_TIMEOUT", "1")]).await;
+    let auth = bearer("alice", "default", &[]);
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nhost: {}\r\nauthorization: {auth}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: 100\r\n\r\n",
+        server.addr
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let (mut read, mut write) = stream.into_split();
+    let trickle = tokio::spawn(async move {
+        // Bounded: at most 10 bytes, 2 s.
+        for _ in 0..10 {
+            if write.write_all(b" ").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    let answered = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            let n = read.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            response.extend_from_slice(&buf[..n]);
+            if response.windows(4).any(|w| w == b"\r\n\r\n")
+                && String::from_utf8_lossy(&response).contains("request_timeout")
+            {
+                break;
+            }
+        }
+    })
+    .await;
+    let elapsed = started.elapsed();
+    trickle.abort();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    assert!(answered.is_ok(), "no answer within 2 s: {text:?}");
+    assert!(text.starts_with("HTTP/1.1 504"), "{text}");
+    assert!(text.contains("application/problem+json"), "{text}");
+    assert!(text.contains("\"code\":\"request_timeout\""), "{text}");
+    assert!(elapsed < Duration::from_millis(1900), "{elapsed:?}");
+    server.stop().await;
+}

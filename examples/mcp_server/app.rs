@@ -336,8 +336,9 @@ pub fn build(
     );
     let binding = SessionBindingLayer::new().responder(like_unknown_session);
 
-    // `route_layer`: the last one added is the outermost. The request
-    // timeout is innermost: it bounds the service, not the checks.
+    // `route_layer`: the last one added is the outermost. This request
+    // timeout bounds the service; another one around the perimeter (below)
+    // bounds the whole request, checks and body included.
     let mcp_routes = ops::timeout(Router::new().route_service("/mcp", mcp), config)
         // Sessions are bound to the principal that opened them. Another
         // principal's session id is answered exactly as rmcp answers an
@@ -419,6 +420,11 @@ pub fn build(
         .merge(api_routes)
         .merge(status)
         .route_layer(warden.clone());
+    // The whole request, reading its body included (the perimeter's MCP
+    // peek and `JsonRpcErrorsLayer` read it before the service), is
+    // bounded by `MCP_REQUEST_TIMEOUT`: a slowly sent body cannot hold a
+    // connection past it.
+    let guarded = ops::timeout(guarded, config);
     let mut router = Router::new()
         .route("/health", get(health))
         .with_state(health_state)

@@ -310,7 +310,8 @@ fn cors(config: &WardenConfig) -> Result<Option<CorsLayer>, ConfigError> {
 
 /// `MCP_REQUEST_TIMEOUT` for a group of routes: tower-http's timeout
 /// answering 504, given a problem body here. It bounds the time to the
-/// response head; an event stream that has started is not cut.
+/// response head, reading the request body included when the layers that
+/// read it are inside; an event stream that has started is not cut.
 pub fn timeout(router: Router, config: &WardenConfig) -> Router {
     router
         .layer(TimeoutLayer::with_status_code(
