@@ -584,14 +584,16 @@ fn percent_encode_grpc(message: &str) -> String {
     out
 }
 
-/// Renders `rejection` with `responder`, logs it once, and leaves the typed
-/// rejection in the response extensions.
+/// Renders `rejection` with `responder`, logs it once (at DEBUG: a flood of
+/// refusals must not flood the logs; the metrics count each one, and the
+/// [audit trail](crate::audit) keeps a bounded record of who was refused),
+/// and leaves the typed rejection in the response extensions.
 pub(crate) fn render<R: Respond, B>(
     responder: &R,
     rejection: Rejection,
     request: &Request<B>,
 ) -> Response<Bytes> {
-    tracing::info!(
+    tracing::debug!(
         target: "tower_warden",
         code = rejection.reason().code(),
         status = rejection.status().as_u16(),

@@ -364,8 +364,8 @@ async fn a_dead_upstream_opens_its_breaker_and_recovers_through_half_open() {
     )
     .await
     .json();
-    assert_eq!(health["upstreams"][0]["connection_id"], id.as_str());
-    assert_eq!(health["upstreams"][0]["breaker"]["state"], "open");
+    // `/health` counts breakers by state; which connection is `/status`'s.
+    assert_eq!(health["upstreams"]["open"], 1);
 
     // The upstream comes back on the same address; after the reset
     // timeout one probe goes through and closes the breaker.
@@ -381,7 +381,8 @@ async fn a_dead_upstream_opens_its_breaker_and_recovers_through_half_open() {
     )
     .await
     .json();
-    assert_eq!(health["upstreams"][0]["breaker"]["state"], "closed");
+    assert_eq!(health["upstreams"]["closed"], 1);
+    assert_eq!(health["upstreams"]["open"], 0);
     gateway.stop().await;
     upstream.stop().await;
 }

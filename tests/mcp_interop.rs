@@ -487,7 +487,10 @@ async fn health_reports_status_version_and_uptime() {
         health["rate_limit"],
         json!({"enabled": true, "storage": "memory", "degraded": false})
     );
-    assert_eq!(health["upstreams"], json!([]));
+    assert_eq!(
+        health["upstreams"],
+        json!({"total": 0, "closed": 0, "half_open": 0, "open": 0})
+    );
     assert_eq!(health.as_object().unwrap().len(), 5);
     server.stop().await;
 }

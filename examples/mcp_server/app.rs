@@ -261,7 +261,7 @@ fn breakers(config: &WardenConfig) -> Result<CircuitBreakers, ConfigError> {
     })
 }
 
-/// A breaker's state for `/health`.
+/// A breaker's state for `/status`.
 fn breaker_json(state: &BreakerState) -> serde_json::Value {
     match state {
         BreakerState::Open { retry_after } => serde_json::json!({
@@ -336,8 +336,9 @@ pub fn build(
     );
     let binding = SessionBindingLayer::new().responder(like_unknown_session);
 
-    // `route_layer`: the last one added is the outermost. The request
-    // timeout is innermost: it bounds the service, not the checks.
+    // `route_layer`: the last one added is the outermost. This request
+    // timeout bounds the service; another one around the perimeter (below)
+    // bounds the whole request, checks and body included.
     let mcp_routes = ops::timeout(Router::new().route_service("/mcp", mcp), config)
         // Sessions are bound to the principal that opened them. Another
         // principal's session id is answered exactly as rmcp answers an
@@ -408,7 +409,7 @@ pub fn build(
             config: config.redacted_json(),
             health: Box::new({
                 let state = Arc::clone(&health_state);
-                move || health_json(&state)
+                move || status_json(&state)
             }),
         },
     );
@@ -419,6 +420,11 @@ pub fn build(
         .merge(api_routes)
         .merge(status)
         .route_layer(warden.clone());
+    // The whole request, reading its body included (the perimeter's MCP
+    // peek and `JsonRpcErrorsLayer` read it before the service), is
+    // bounded by `MCP_REQUEST_TIMEOUT`: a slowly sent body cannot hold a
+    // connection past it.
+    let guarded = ops::timeout(guarded, config);
     let mut router = Router::new()
         .route("/health", get(health))
         .with_state(health_state)
@@ -485,25 +491,57 @@ async fn health(State(state): State<Arc<HealthState>>) -> Json<serde_json::Value
     Json(health_json(&state))
 }
 
+/// `/health`'s document: aggregates only, since anyone may read it. The
+/// upstream breakers are counted by state; which connection is in which
+/// state (connection ids belong to tenants) is on `/status`.
 fn health_json(state: &HealthState) -> serde_json::Value {
     let status = if state.limits.is_degraded() {
         "degraded"
     } else {
         "healthy"
     };
+    let (mut closed, mut half_open, mut open) = (0u64, 0u64, 0u64);
+    for (_, breaker) in state.gateway.upstreams.states() {
+        match breaker {
+            BreakerState::Closed => closed += 1,
+            BreakerState::HalfOpen => half_open += 1,
+            // Open, or a state this server does not know: not serving.
+            _ => open += 1,
+        }
+    }
     serde_json::json!({
         "status": status,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
         "rate_limit": limits_json(&state.limits),
-        "upstreams": state
-            .gateway
-            .upstreams
-            .states()
-            .into_iter()
-            .map(|(id, breaker)| serde_json::json!({"connection_id": id, "breaker": breaker_json(&breaker)}))
-            .collect::<Vec<_>>(),
+        "upstreams": {
+            "total": closed + half_open + open,
+            "closed": closed,
+            "half_open": half_open,
+            "open": open,
+        },
     })
+}
+
+/// `/status`'s view of the process (admins only): `/health`'s document
+/// plus each upstream connection's breaker, by connection id.
+fn status_json(state: &HealthState) -> serde_json::Value {
+    let mut document = health_json(state);
+    if let Some(object) = document.as_object_mut() {
+        object.insert(
+            "connections".to_owned(),
+            state
+                .gateway
+                .upstreams
+                .states()
+                .into_iter()
+                .map(|(id, breaker)| {
+                    serde_json::json!({"connection_id": id, "breaker": breaker_json(&breaker)})
+                })
+                .collect(),
+        );
+    }
+    document
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then waits

@@ -28,13 +28,12 @@ use tower_http::request_id::{
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::TraceLayer;
 use tower_warden::ConfigError;
 use tower_warden::auth::{JwtAuth, RequireLayer};
 use tower_warden::config::{LogFormat, WardenConfig};
 use tower_warden::ip_filter::{IpFilterLayer, IpSet};
 use tower_warden::metrics::{MetricsLayer, REQUEST_DURATION};
-use tracing::Level;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::{EnvFilter, filter_fn};
 use tracing_subscriber::fmt::MakeWriter;
@@ -217,7 +216,24 @@ pub fn around(
             )
         })
         .on_request(())
-        .on_response(DefaultOnResponse::new().level(Level::INFO));
+        .on_response(
+            |response: &http::Response<Body>, latency: Duration, _: &tracing::Span| {
+                let status = response.status().as_u16();
+                let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+                // A refusal is one line per request an attacker controls:
+                // DEBUG, like the rejection itself; the audit trail keeps a
+                // bounded record and the metrics count every one.
+                if response
+                    .extensions()
+                    .get::<tower_warden::Rejection>()
+                    .is_some()
+                {
+                    tracing::debug!(status, latency_ms, "refused request");
+                } else {
+                    tracing::info!(status, latency_ms, "finished processing request");
+                }
+            },
+        );
     Ok(router.layer(
         ServiceBuilder::new()
             .layer(SetSensitiveRequestHeadersLayer::new([
@@ -294,7 +310,8 @@ fn cors(config: &WardenConfig) -> Result<Option<CorsLayer>, ConfigError> {
 
 /// `MCP_REQUEST_TIMEOUT` for a group of routes: tower-http's timeout
 /// answering 504, given a problem body here. It bounds the time to the
-/// response head; an event stream that has started is not cut.
+/// response head, reading the request body included when the layers that
+/// read it are inside; an event stream that has started is not cut.
 pub fn timeout(router: Router, config: &WardenConfig) -> Router {
     router
         .layer(TimeoutLayer::with_status_code(
@@ -335,21 +352,55 @@ pub fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
         .into_response()
 }
 
-/// The process-wide Prometheus recorder, installed on first use. `None`
-/// when another recorder was installed first.
+/// How often the Prometheus recorder folds the histogram samples recorded
+/// since into its buckets, scraped or not.
+pub const METRICS_UPKEEP: Duration = Duration::from_secs(1);
+
+/// The latency buckets (seconds) of every histogram.
+const LATENCY_BUCKETS: [f64; 11] = [
+    0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
+];
+
+/// The reference server's Prometheus exporter: every histogram is a fixed
+/// set of bucket counters (no quantile summaries, whose state grows with
+/// the samples). `None` if the buckets are refused.
+pub fn prometheus_builder() -> Option<PrometheusBuilder> {
+    PrometheusBuilder::new()
+        .set_buckets(&LATENCY_BUCKETS)
+        .ok()?
+        .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.to_owned()), &LATENCY_BUCKETS)
+        .ok()
+}
+
+/// Runs the recorder's upkeep every `every` on a thread of its own, for as
+/// long as the process lives: it drains the histogram samples recorded
+/// since the last run into their buckets. Without it the samples wait for
+/// a scrape, and memory grows with every request when nobody scrapes.
+/// The thread holds only a handle, so it outlives any one async runtime.
+pub fn keep_up(handle: PrometheusHandle, every: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the metrics upkeep thread");
+    }
+}
+
+/// The process-wide Prometheus recorder, installed on first use with its
+/// upkeep ([`keep_up`] every [`METRICS_UPKEEP`]). `None` when another
+/// recorder was installed first.
 pub fn prometheus() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    Matcher::Full(REQUEST_DURATION.to_owned()),
-                    &[
-                        0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
-                    ],
-                )
-                .ok()?;
-            builder.install_recorder().ok()
+            let handle = prometheus_builder()?.install_recorder().ok()?;
+            keep_up(handle.clone(), METRICS_UPKEEP);
+            Some(handle)
         })
         .clone()
 }
