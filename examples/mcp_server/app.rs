@@ -234,13 +234,15 @@ pub async fn gateway(config: &WardenConfig) -> Result<Arc<gateway::Gateway>, Con
         .map_err(|e| ConfigError::new("MCP_DATABASE_URL", e.to_string()))?;
     let breakers = breakers(config)?;
     Ok(Arc::new(gateway::Gateway {
-        store,
+        store: store.with_max_per_namespace(config.gateway_max_connections),
         upstreams: upstream::Upstreams::new(
             breakers,
             upstream::Reach {
                 allow_private: config.gateway_allow_private_upstreams,
             },
-        ),
+        )
+        .tools_cache_ttl(config.gateway_tools_cache_ttl)
+        .fanout(config.gateway_fanout),
     }))
 }
 

@@ -85,6 +85,9 @@ pub enum StoreError {
     Invalid(String),
     /// The namespace already has a connection of that name (409).
     Conflict(String),
+    /// The namespace already holds as many connections as it may (409
+    /// `connection_limit`).
+    Limit(u32),
     /// The database failed.
     Database(String),
 }
@@ -93,6 +96,11 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Invalid(why) | Self::Conflict(why) => f.write_str(why),
+            Self::Limit(max) => write!(
+                f,
+                "this namespace already has {max} connections, the most it may have \
+                 (MCP_GATEWAY_MAX_CONNECTIONS): delete one first"
+            ),
             Self::Database(why) => write!(f, "connection store: {why}"),
         }
     }
@@ -108,6 +116,7 @@ fn database(error: &sqlx::Error) -> StoreError {
 #[derive(Clone)]
 pub struct ConnectionStore {
     pool: AnyPool,
+    max_per_namespace: u32,
 }
 
 impl fmt::Debug for ConnectionStore {
@@ -184,7 +193,10 @@ impl ConnectionStore {
             .map_err(|e| {
                 StoreError::Database(format!("cannot open the database: {}", redact(&e)))
             })?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            max_per_namespace: u32::MAX,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -224,12 +236,24 @@ impl ConnectionStore {
         Ok(())
     }
 
-    /// Registers a connection for `namespace`.
+    /// The store, refusing a namespace's connection beyond the `max`th
+    /// (unlimited unless set).
+    #[must_use]
+    pub fn with_max_per_namespace(mut self, max: u32) -> Self {
+        self.max_per_namespace = max;
+        self
+    }
+
+    /// Registers a connection for `namespace`. The count and the insert are
+    /// one statement: on SQLite, where writers take turns, the cap is exact;
+    /// on PostgreSQL, registrations racing in one namespace may each see
+    /// room for one more and overshoot it by as many as raced.
     ///
     /// # Errors
     ///
     /// [`StoreError::Invalid`] for a bad field, [`StoreError::Conflict`]
-    /// for a name the namespace already uses.
+    /// for a name the namespace already uses, [`StoreError::Limit`] when
+    /// the namespace has as many connections as it may.
     pub async fn create(
         &self,
         namespace: &str,
@@ -250,7 +274,8 @@ impl ConnectionStore {
         let inserted = sqlx::query(
             "INSERT INTO mcp_connections
                 (id, namespace, server_name, url, timeout_ms, credential, created_at_us)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             SELECT $1, $2, $3, $4, $5, $6, $7
+             WHERE (SELECT COUNT(*) FROM mcp_connections WHERE namespace = $2) < $8",
         )
         .bind(&connection.id)
         .bind(&connection.namespace)
@@ -259,9 +284,13 @@ impl ConnectionStore {
         .bind(i64::try_from(connection.timeout_ms).unwrap_or(i64::MAX))
         .bind(connection.credential.clone())
         .bind(created_us)
+        .bind(i64::from(self.max_per_namespace))
         .execute(&self.pool)
         .await;
         match inserted {
+            Ok(done) if done.rows_affected() == 0 => {
+                Err(StoreError::Limit(self.max_per_namespace))
+            }
             Ok(_) => Ok(connection),
             Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
                 "this namespace already has a connection named {}",
