@@ -783,7 +783,7 @@ fn default_metrics_allowed_ips() -> Vec<IpNet> {
 
 /// Every environment variable [`WardenConfig`] reads. All start with `MCP_`
 /// but `RATE_LIMIT_WINDOW_MS` and `RATE_LIMIT_MAX_REQUESTS`.
-pub const VARIABLES: [&str; 60] = [
+pub const VARIABLES: [&str; 63] = [
     "MCP_HOST",
     "MCP_PORT",
     "MCP_ENVIRONMENT",

@@ -450,7 +450,13 @@ async fn attack_upstream_error_text_never_reaches_the_tenant() {
         assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
         let id = created.json()["id"].as_str().unwrap().to_owned();
 
-        let tools = call(Method::GET, &api(&gateway, &format!("/{id}/tools")), &alice, None).await;
+        let tools = call(
+            Method::GET,
+            &api(&gateway, &format!("/{id}/tools")),
+            &alice,
+            None,
+        )
+        .await;
         assert_eq!(tools.status, StatusCode::BAD_GATEWAY, "{:?}", tools.body);
         let text = String::from_utf8_lossy(&tools.body);
         assert!(!text.contains(MARKER), "stub {n}: {text}");

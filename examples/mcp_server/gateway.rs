@@ -57,17 +57,16 @@ impl Gateway {
         let Ok(connections) = self.store.list(namespace).await else {
             return Vec::new();
         };
-        let lists: Vec<_> = futures::stream::iter(connections.iter().enumerate().map(
-            |(order, connection)| async move {
-                let tools = self.upstreams.list_tools(connection).await.ok()?;
-                Some((order, connection.server_name.clone(), tools))
-            },
-        ))
-        .buffer_unordered(self.upstreams.fanout_limit())
-        .filter_map(std::future::ready)
-        .collect()
-        .await;
-        let mut lists = lists;
+        let upstreams = &self.upstreams;
+        let mut lists: Vec<_> = futures::stream::iter(connections.into_iter().enumerate())
+            .map(move |(order, connection)| async move {
+                let tools = upstreams.list_tools(&connection).await.ok()?;
+                Some((order, connection.server_name, tools))
+            })
+            .buffer_unordered(upstreams.fanout_limit())
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
         // In the connections' order, whichever answered first.
         lists.sort_by_key(|(order, ..)| *order);
         let mut all = Vec::new();
@@ -160,11 +159,9 @@ fn store_failed(error: &StoreError) -> Response {
             problem(StatusCode::BAD_REQUEST, "invalid_request", why.clone())
         }
         StoreError::Conflict(why) => problem(StatusCode::CONFLICT, "conflict", why.clone()),
-        StoreError::Limit(_) => problem(
-            StatusCode::CONFLICT,
-            "connection_limit",
-            error.to_string(),
-        ),
+        StoreError::Limit(_) => {
+            problem(StatusCode::CONFLICT, "connection_limit", error.to_string())
+        }
         other => {
             tracing::warn!(error = %other, "connection store failed");
             problem(

@@ -288,9 +288,7 @@ impl ConnectionStore {
         .execute(&self.pool)
         .await;
         match inserted {
-            Ok(done) if done.rows_affected() == 0 => {
-                Err(StoreError::Limit(self.max_per_namespace))
-            }
+            Ok(done) if done.rows_affected() == 0 => Err(StoreError::Limit(self.max_per_namespace)),
             Ok(_) => Ok(connection),
             Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
                 "this namespace already has a connection named {}",

@@ -287,6 +287,9 @@ where
     }
 }
 
+/// Each connection's last tool list, and when it was fetched.
+type ToolCache = HashMap<String, (tokio::time::Instant, Arc<Vec<Tool>>)>;
+
 /// The running clients of every connection, their breakers, and the tool
 /// lists they last gave.
 pub struct Upstreams {
@@ -294,7 +297,7 @@ pub struct Upstreams {
     breakers: CircuitBreakers,
     reach: Reach,
     /// Each connection's tool list and when it was fetched.
-    tools: Mutex<HashMap<String, (tokio::time::Instant, Arc<Vec<Tool>>)>>,
+    tools: Mutex<ToolCache>,
     tools_ttl: Duration,
     fanout: usize,
 }
@@ -374,9 +377,7 @@ impl Upstreams {
         Ok(tools)
     }
 
-    fn cached(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, (tokio::time::Instant, Arc<Vec<Tool>>)>> {
+    fn cached(&self) -> std::sync::MutexGuard<'_, ToolCache> {
         self.tools.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
