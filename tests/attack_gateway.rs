@@ -497,3 +497,227 @@ async fn attack_upstream_error_text_never_reaches_the_tenant() {
         upstream.stop().await;
     }
 }
+
+const UPSTREAM_SECRET: &str = "gateway-attack-upstream-secret-32-bytes!!";
+
+/// What a counting upstream saw.
+#[derive(Default)]
+struct Counts {
+    /// `tools/list` requests.
+    lists: AtomicUsize,
+    /// `tools/list` requests being answered now, and the most at once.
+    in_flight: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// A reference server (its own secret) that counts the `tools/list`
+/// requests it gets and holds each for `delay`.
+async fn counting_upstream(counts: Arc<Counts>, delay: std::time::Duration) -> Server {
+    let config = WardenConfig::from_vars([
+        ("MCP_JWT_SECRET", UPSTREAM_SECRET),
+        ("MCP_JWT_AUDIENCE", AUDIENCE),
+        ("MCP_DATABASE_URL", "sqlite::memory:"),
+        ("MCP_RATE_LIMIT_ENABLED", "false"),
+    ])
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let router = app::router(&config, &shutdown).await.unwrap();
+    let router = router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let counts = Arc::clone(&counts);
+            async move {
+                let (parts, body) = request.into_parts();
+                let bytes = axum::body::to_bytes(body, 1 << 20)
+                    .await
+                    .unwrap_or_default();
+                let listing = bytes.windows(10).any(|w| w == b"tools/list");
+                if listing {
+                    counts.lists.fetch_add(1, Ordering::SeqCst);
+                    let now = counts.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    counts.peak.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                }
+                let request = axum::extract::Request::from_parts(parts, bytes.into());
+                let response = next.run(request).await;
+                if listing {
+                    counts.in_flight.fetch_sub(1, Ordering::SeqCst);
+                }
+                response
+            }
+        },
+    ));
+    Server::serve(router, shutdown).await
+}
+
+/// Registers `upstream` as `name` for `auth`'s namespace.
+async fn register(gateway: &Server, auth: &str, name: &str, upstream: &Server) -> Reply {
+    let credential = mcp_support::sign_hs256(
+        UPSTREAM_SECRET,
+        json!({"sub": "gateway", "namespace": "default", "aud": AUDIENCE, "scope": "*"}),
+    );
+    call(
+        Method::POST,
+        &api(gateway, ""),
+        auth,
+        Some(json!({
+            "server_name": name,
+            "url": upstream.url(),
+            "timeout": 5,
+            "credential": credential,
+        })),
+    )
+    .await
+}
+
+/// An initialized MCP session's headers for `auth` on `gateway`.
+async fn mcp_headers(gateway: &Server, auth: &str) -> String {
+    open_session(&gateway.url(), &[("authorization", auth)], "2025-06-18").await
+}
+
+async fn mcp_tool_names(gateway: &Server, auth: &str, session: &str) -> Vec<String> {
+    let headers = [
+        ("authorization", auth),
+        ("mcp-session-id", session),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    let listed = post(
+        &gateway.url(),
+        &headers,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    )
+    .await;
+    listed.message()["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tool| tool["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn attack_a_namespace_cannot_register_more_connections_than_the_cap() {
+    let upstream = counting_upstream(Arc::default(), std::time::Duration::ZERO).await;
+    let gateway = start(&[("MCP_GATEWAY_MAX_CONNECTIONS", "3")]).await;
+    let alice = bearer("alice", "acme");
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let reply = register(&gateway, &alice, &format!("s{n}"), &upstream).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+        ids.push(reply.json()["id"].as_str().unwrap().to_owned());
+    }
+    let over = register(&gateway, &alice, "s3", &upstream).await;
+    assert_eq!(over.status, StatusCode::CONFLICT, "{:?}", over.body);
+    assert_eq!(over.json()["code"], "connection_limit");
+    let listed = call(Method::GET, &api(&gateway, ""), &alice, None).await;
+    assert_eq!(listed.json()["connections"].as_array().unwrap().len(), 3);
+    // Another namespace has its own room.
+    let bob = bearer("bob", "globex");
+    let other = register(&gateway, &bob, "s0", &upstream).await;
+    assert_eq!(other.status, StatusCode::CREATED, "{:?}", other.body);
+    // Deleting one makes room again.
+    let deleted = call(
+        Method::DELETE,
+        &api(&gateway, &format!("/{}", ids[0])),
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let again = register(&gateway, &alice, "s3", &upstream).await;
+    assert_eq!(again.status, StatusCode::CREATED, "{:?}", again.body);
+    gateway.stop().await;
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn tool_lists_are_cached_per_connection_within_the_ttl_and_dropped_on_delete() {
+    let counts = Arc::new(Counts::default());
+    let upstream = counting_upstream(Arc::clone(&counts), std::time::Duration::ZERO).await;
+    let gateway = start(&[("MCP_GATEWAY_TOOLS_CACHE_TTL", "60000")]).await;
+    let alice = bearer("alice", "acme");
+    let created = register(&gateway, &alice, "up", &upstream).await;
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let session = mcp_headers(&gateway, &alice).await;
+    for _ in 0..3 {
+        let names = mcp_tool_names(&gateway, &alice, &session).await;
+        assert!(names.iter().any(|n| n.starts_with("up.")), "{names:?}");
+        let rest = call(
+            Method::GET,
+            &api(&gateway, &format!("/{id}/tools")),
+            &alice,
+            None,
+        )
+        .await;
+        assert_eq!(rest.status, StatusCode::OK, "{:?}", rest.body);
+    }
+    assert_eq!(
+        counts.lists.load(Ordering::SeqCst),
+        1,
+        "one listing within the TTL"
+    );
+    // Deleted: nothing of it is offered (the cache went with it).
+    let deleted = call(
+        Method::DELETE,
+        &api(&gateway, &format!("/{id}")),
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let names = mcp_tool_names(&gateway, &alice, &session).await;
+    assert!(!names.iter().any(|n| n.starts_with("up.")), "{names:?}");
+    gateway.stop().await;
+
+    // A short TTL: a listing after it expired asks the upstream again.
+    let counts_short = Arc::new(Counts::default());
+    let upstream_short =
+        counting_upstream(Arc::clone(&counts_short), std::time::Duration::ZERO).await;
+    let gateway = start(&[("MCP_GATEWAY_TOOLS_CACHE_TTL", "40")]).await;
+    let created = register(&gateway, &alice, "up", &upstream_short).await;
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let path = api(&gateway, &format!("/{id}/tools"));
+    assert_eq!(
+        call(Method::GET, &path, &alice, None).await.status,
+        StatusCode::OK
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    assert_eq!(
+        call(Method::GET, &path, &alice, None).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(counts_short.lists.load(Ordering::SeqCst), 2);
+    gateway.stop().await;
+    upstream.stop().await;
+    upstream_short.stop().await;
+}
+
+#[tokio::test]
+async fn attack_one_tools_list_never_asks_more_upstreams_at_once_than_the_fanout() {
+    let counts = Arc::new(Counts::default());
+    let upstream =
+        counting_upstream(Arc::clone(&counts), std::time::Duration::from_millis(30)).await;
+    let gateway = start(&[
+        ("MCP_GATEWAY_FANOUT", "2"),
+        ("MCP_GATEWAY_TOOLS_CACHE_TTL", "0"),
+    ])
+    .await;
+    let alice = bearer("alice", "acme");
+    for n in 0..6 {
+        let reply = register(&gateway, &alice, &format!("s{n}"), &upstream).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    }
+    let session = mcp_headers(&gateway, &alice).await;
+    let names = mcp_tool_names(&gateway, &alice, &session).await;
+    for n in 0..6 {
+        let prefix = format!("s{n}.");
+        assert!(
+            names.iter().any(|name| name.starts_with(&prefix)),
+            "{names:?}"
+        );
+    }
+    assert_eq!(counts.lists.load(Ordering::SeqCst), 6);
+    let peak = counts.peak.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&peak), "{peak} listings at once");
+    gateway.stop().await;
+    upstream.stop().await;
+}

@@ -333,6 +333,9 @@ async fn a_dead_upstream_opens_its_breaker_and_recovers_through_half_open() {
         &[
             ("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "2"),
             ("CIRCUIT_BREAKER_RESET_TIMEOUT", "300"),
+            // Every listing asks the upstream (a cached one would not see
+            // it die).
+            ("MCP_GATEWAY_TOOLS_CACHE_TTL", "0"),
         ],
     )
     .await;
