@@ -75,6 +75,7 @@
 //! | `MCP_GATEWAY_MAX_CONNECTIONS` | `32` | most gateway connections one namespace may register (1–10000); one more is refused with 409 `connection_limit` |
 //! | `MCP_GATEWAY_TOOLS_CACHE_TTL` | `60000` | milliseconds an upstream's tool list is reused before it is fetched again (0: never cached); deleting the connection drops it |
 //! | `MCP_GATEWAY_FANOUT` | `8` | most upstreams one MCP `tools/list` asks at the same time (1–256) |
+//! | `MCP_GATEWAY_CREDENTIAL_KEY` | — (development: a random key per start) | 64 hex digits (32 bytes): the AES-256-GCM key that encrypts stored upstream credentials; without it, outside development, a connection with a credential is refused; never printed |
 //! | `CIRCUIT_BREAKER_RESET_TIMEOUT` | `60000` | milliseconds an open breaker waits before letting a probe through (at least 1) |
 //! | `MCP_CONFIG_FILE` | — | a TOML file with the same settings (see [below](#the-settings-file)); environment variables override it |
 //! | `MCP_LOG_LEVEL` | `info` (or `RUST_LOG`) | log filter: a level (`error` … `trace`) or `tracing` directives (`info,tower_warden=debug`) |
@@ -534,6 +535,9 @@ pub struct WardenConfig {
     /// `MCP_GATEWAY_FANOUT`: most upstreams listed at once by one
     /// `tools/list`.
     pub gateway_fanout: usize,
+    /// `MCP_GATEWAY_CREDENTIAL_KEY`: the key that encrypts stored upstream
+    /// credentials (never printed).
+    pub gateway_credential_key: Option<[u8; 32]>,
     /// `MCP_CONFIG_FILE`: the settings file these settings were read from.
     pub config_file: Option<PathBuf>,
     /// `MCP_LOG_LEVEL`: the log filter (a level or `tracing` directives);
@@ -639,6 +643,10 @@ impl fmt::Debug for WardenConfig {
             .field("gateway_max_connections", &self.gateway_max_connections)
             .field("gateway_tools_cache_ttl", &self.gateway_tools_cache_ttl)
             .field("gateway_fanout", &self.gateway_fanout)
+            .field(
+                "gateway_credential_key",
+                &self.gateway_credential_key.map(|_| "<redacted>"),
+            )
             .field("config_file", &self.config_file)
             .field("log_level", &self.log_level)
             .field("log_format", &self.log_format)
@@ -708,6 +716,7 @@ impl Default for WardenConfig {
             gateway_max_connections: 32,
             gateway_tools_cache_ttl: Duration::from_secs(60),
             gateway_fanout: 8,
+            gateway_credential_key: None,
             config_file: None,
             log_level: None,
             log_format: LogFormat::Text,
@@ -783,7 +792,7 @@ fn default_metrics_allowed_ips() -> Vec<IpNet> {
 
 /// Every environment variable [`WardenConfig`] reads. All start with `MCP_`
 /// but `RATE_LIMIT_WINDOW_MS` and `RATE_LIMIT_MAX_REQUESTS`.
-pub const VARIABLES: [&str; 63] = [
+pub const VARIABLES: [&str; 64] = [
     "MCP_HOST",
     "MCP_PORT",
     "MCP_ENVIRONMENT",
@@ -835,6 +844,7 @@ pub const VARIABLES: [&str; 63] = [
     "MCP_GATEWAY_MAX_CONNECTIONS",
     "MCP_GATEWAY_TOOLS_CACHE_TTL",
     "MCP_GATEWAY_FANOUT",
+    "MCP_GATEWAY_CREDENTIAL_KEY",
     "MCP_CONFIG_FILE",
     "MCP_LOG_LEVEL",
     "MCP_LOG_FORMAT",
@@ -1055,6 +1065,7 @@ impl WardenConfig {
             "gateway_max_connections": self.gateway_max_connections,
             "gateway_tools_cache_ttl": u64::try_from(self.gateway_tools_cache_ttl.as_millis()).unwrap_or(u64::MAX),
             "gateway_fanout": self.gateway_fanout,
+            "gateway_credential_key": self.gateway_credential_key.map(|_| "<redacted>"),
             "config_file": self.config_file,
             "log_level": self.log_level,
             "log_format": self.log_format.as_str(),
@@ -1475,6 +1486,23 @@ fn load_gateway(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigErro
     }
     if let Some(n) = whole(vars, "MCP_GATEWAY_FANOUT", 1, 256)? {
         config.gateway_fanout = n;
+    }
+    if let Some(text) = vars.get("MCP_GATEWAY_CREDENTIAL_KEY") {
+        let mut key = [0u8; 32];
+        let hex = text.as_bytes();
+        let digit = |b: u8| char::from(b).to_digit(16);
+        if hex.len() != 64 || !hex.iter().all(|&b| digit(b).is_some()) {
+            return Err(ConfigError::new(
+                "MCP_GATEWAY_CREDENTIAL_KEY",
+                "expected 64 hex digits (a 32-byte key)",
+            ));
+        }
+        for (byte, pair) in key.iter_mut().zip(hex.chunks(2)) {
+            let high = digit(pair[0]).unwrap_or(0);
+            let low = digit(pair[1]).unwrap_or(0);
+            *byte = u8::try_from(high * 16 + low).unwrap_or(0);
+        }
+        config.gateway_credential_key = Some(key);
     }
     Ok(())
 }

@@ -721,3 +721,140 @@ async fn attack_one_tools_list_never_asks_more_upstreams_at_once_than_the_fanout
     gateway.stop().await;
     upstream.stop().await;
 }
+
+const KEY: &str = "8f1c2d3e4a5b6c7d8e9fa0b1c2d3e4f5061728394a5b6c7d8e9f0a1b2c3d4e5f";
+
+#[tokio::test]
+async fn attack_stored_credentials_are_encrypted_and_bound_to_their_row() {
+    let counts = Arc::new(Counts::default());
+    let upstream = counting_upstream(Arc::clone(&counts), std::time::Duration::ZERO).await;
+    let (dir, url) = database();
+    let gateway = start(&[
+        ("MCP_DATABASE_URL", url.as_str()),
+        ("MCP_GATEWAY_CREDENTIAL_KEY", KEY),
+        ("MCP_GATEWAY_TOOLS_CACHE_TTL", "0"),
+    ])
+    .await;
+    let alice = bearer("alice", "acme");
+    let first = register(&gateway, &alice, "first", &upstream).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
+    let first = first.json()["id"].as_str().unwrap().to_owned();
+    let second = register(&gateway, &alice, "second", &upstream).await;
+    let second = second.json()["id"].as_str().unwrap().to_owned();
+
+    // The upstream accepts only its own token: it got the right bearer.
+    let tools = call(
+        Method::GET,
+        &api(&gateway, &format!("/{first}/tools")),
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!(tools.status, StatusCode::OK, "{:?}", tools.body);
+    assert_eq!(counts.lists.load(Ordering::SeqCst), 1);
+
+    // The row holds no plain credential.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let stored: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, credential FROM mcp_connections ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(stored.len(), 2);
+    let token_start = mcp_support::sign_hs256(UPSTREAM_SECRET, json!({}))
+        .split('.')
+        .next()
+        .unwrap()
+        .to_owned();
+    for (id, credential) in &stored {
+        assert!(credential.starts_with("aes256gcm:"), "{id}: {credential}");
+        assert!(!credential.contains(&token_start), "{id}: a JWT in the row");
+        assert!(!credential.contains("eyJ"), "{id}: a JWT in the row");
+    }
+    assert_ne!(stored[0].1, stored[1].1, "a nonce per record");
+
+    // The first row's ciphertext moved to the second row does not decrypt:
+    // refused cleanly, the upstream not called.
+    let sealed = &stored.iter().find(|(id, _)| *id == first).unwrap().1;
+    sqlx::query("UPDATE mcp_connections SET credential = $1 WHERE id = $2")
+        .bind(sealed)
+        .bind(&second)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    for path in [
+        format!("/{second}/tools"),
+        format!("/{second}/tools/echo/execute"),
+    ] {
+        let method = if path.ends_with("execute") {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let reply = call(method, &api(&gateway, &path), &alice, Some(json!({}))).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "{path}: {:?}",
+            reply.body
+        );
+        assert_eq!(reply.json()["code"], "upstream_forbidden");
+    }
+    assert_eq!(counts.lists.load(Ordering::SeqCst), 1);
+    // The listing still works, and the first row still decrypts.
+    let listed = call(Method::GET, &api(&gateway, ""), &alice, None).await;
+    assert_eq!(listed.json()["connections"].as_array().unwrap().len(), 2);
+    let tools = call(
+        Method::GET,
+        &api(&gateway, &format!("/{first}/tools")),
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!(tools.status, StatusCode::OK, "{:?}", tools.body);
+    gateway.stop().await;
+    upstream.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn attack_without_a_key_production_refuses_to_store_a_credential() {
+    let gateway = start(PRODUCTION).await;
+    let alice = bearer("alice", "acme");
+    let with = call(
+        Method::POST,
+        &api(&gateway, ""),
+        &alice,
+        Some(json!({"server_name": "x", "url": "https://mcp.example.com/mcp", "credential": "s3cret"})),
+    )
+    .await;
+    assert_eq!(with.status, StatusCode::BAD_REQUEST, "{:?}", with.body);
+    assert_eq!(with.json()["code"], "invalid_request");
+    assert!(String::from_utf8_lossy(&with.body).contains("MCP_GATEWAY_CREDENTIAL_KEY"));
+    let listed = call(Method::GET, &api(&gateway, ""), &alice, None).await;
+    assert_eq!(listed.json()["connections"], json!([]));
+    // Without a credential nothing needs the key.
+    let without = call(
+        Method::POST,
+        &api(&gateway, ""),
+        &alice,
+        Some(json!({"server_name": "x", "url": "https://mcp.example.com/mcp"})),
+    )
+    .await;
+    assert_eq!(without.status, StatusCode::CREATED, "{:?}", without.body);
+    gateway.stop().await;
+}
+
+#[test]
+fn a_credential_key_that_is_not_64_hex_digits_stops_start_up() {
+    for bad in ["00", &"g".repeat(64), &"0".repeat(63), &"0".repeat(66)] {
+        let error = WardenConfig::from_vars([
+            ("MCP_JWT_SECRET", SECRET),
+            ("MCP_GATEWAY_CREDENTIAL_KEY", bad),
+        ])
+        .unwrap_err();
+        assert_eq!(error.setting(), "MCP_GATEWAY_CREDENTIAL_KEY", "{bad}");
+    }
+}

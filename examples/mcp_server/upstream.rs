@@ -431,6 +431,15 @@ impl Upstreams {
         self.reach
             .check_url(&connection.url)
             .map_err(UpstreamError::Forbidden)?;
+        if connection.credential_unreadable {
+            tracing::warn!(
+                connection = %connection.id,
+                "the stored upstream credential does not decrypt with MCP_GATEWAY_CREDENTIAL_KEY"
+            );
+            return Err(UpstreamError::Forbidden(
+                "its stored credential cannot be read; register the connection again".to_owned(),
+            ));
+        }
         let breaker = self.breakers.get_or_insert(&connection.id);
         let permit = breaker.try_acquire().map_err(|open| UpstreamError::Open {
             retry_after: open.retry_after(),
