@@ -532,20 +532,30 @@ fn validate(namespace: &str, new: &NewConnection) -> Result<(), StoreError> {
     {
         return invalid("server_name must be 1 to 64 of A-Z, a-z, 0-9, _ and -");
     }
-    let uri: Result<http::Uri, _> = new.url.parse();
-    let ok_url = uri.is_ok_and(|uri| {
+    // Read with the HTTP client's own parser (the one the SSRF check uses
+    // too), so the URL stored is the URL called; and, stricter, as an HTTP
+    // URI with its host where it is written (`http:///x` is refused rather
+    // than read as host `x`).
+    let parsed = reqwest::Url::parse(&new.url);
+    let written = new.url.parse::<http::Uri>().is_ok_and(|uri| {
         matches!(uri.scheme_str(), Some("http" | "https"))
             && uri.host().is_some_and(|h| !h.is_empty())
     });
+    let ok_url = written
+        && parsed.as_ref().is_ok_and(|url| {
+            matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some_and(|h| !h.is_empty())
+        });
     if !ok_url || new.url.len() > 2048 {
         return invalid("url must be an http or https URL with a host");
     }
     // The URL is shown in every listing: a password in it would be too.
-    if new
-        .url
-        .split('/')
-        .nth(2)
-        .is_some_and(|authority| authority.contains('@'))
+    if parsed.is_ok_and(|url| !url.username().is_empty() || url.password().is_some())
+        || new
+            .url
+            .split('/')
+            .nth(2)
+            .is_some_and(|authority| authority.contains('@'))
     {
         return invalid("url must not hold a user or password: use credential");
     }
