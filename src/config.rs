@@ -72,6 +72,10 @@
 //! | `MCP_DATABASE_URL` | `sqlite://./data/mcp.db` | the gateway's connection store: `sqlite://path` (embedded; `sqlite::memory:` for throwaway) or `postgres://…` (shared by several instances); its password is never printed |
 //! | `CIRCUIT_BREAKER_FAILURE_THRESHOLD` | `5` | consecutive failures that open an upstream's circuit breaker (at least 1) |
 //! | `MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS` | `true` in development, else `false` | let tenants register upstreams on loopback, private and link-local addresses (off: such URLs are refused and host names are resolved to public addresses only) |
+//! | `MCP_GATEWAY_MAX_CONNECTIONS` | `32` | most gateway connections one namespace may register (1–10000); one more is refused with 409 `connection_limit` |
+//! | `MCP_GATEWAY_TOOLS_CACHE_TTL` | `60000` | milliseconds an upstream's tool list is reused before it is fetched again (0: never cached); deleting the connection drops it |
+//! | `MCP_GATEWAY_FANOUT` | `8` | most upstreams one MCP `tools/list` asks at the same time (1–256) |
+//! | `MCP_GATEWAY_CREDENTIAL_KEY` | — (development: a random key per start) | 64 hex digits (32 bytes): the AES-256-GCM key that encrypts stored upstream credentials; without it, outside development, a connection with a credential is refused; never printed |
 //! | `CIRCUIT_BREAKER_RESET_TIMEOUT` | `60000` | milliseconds an open breaker waits before letting a probe through (at least 1) |
 //! | `MCP_CONFIG_FILE` | — | a TOML file with the same settings (see [below](#the-settings-file)); environment variables override it |
 //! | `MCP_LOG_LEVEL` | `info` (or `RUST_LOG`) | log filter: a level (`error` … `trace`) or `tracing` directives (`info,tower_warden=debug`) |
@@ -523,6 +527,17 @@ pub struct WardenConfig {
     /// `MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS`: whether gateway upstreams may
     /// be on loopback, private or link-local addresses (SSRF guard off).
     pub gateway_allow_private_upstreams: bool,
+    /// `MCP_GATEWAY_MAX_CONNECTIONS`: most connections per namespace.
+    pub gateway_max_connections: u32,
+    /// `MCP_GATEWAY_TOOLS_CACHE_TTL` (milliseconds): how long an upstream's
+    /// tool list is reused (zero: not cached).
+    pub gateway_tools_cache_ttl: Duration,
+    /// `MCP_GATEWAY_FANOUT`: most upstreams listed at once by one
+    /// `tools/list`.
+    pub gateway_fanout: usize,
+    /// `MCP_GATEWAY_CREDENTIAL_KEY`: the key that encrypts stored upstream
+    /// credentials (never printed).
+    pub gateway_credential_key: Option<[u8; 32]>,
     /// `MCP_CONFIG_FILE`: the settings file these settings were read from.
     pub config_file: Option<PathBuf>,
     /// `MCP_LOG_LEVEL`: the log filter (a level or `tracing` directives);
@@ -625,6 +640,13 @@ impl fmt::Debug for WardenConfig {
                 "gateway_allow_private_upstreams",
                 &self.gateway_allow_private_upstreams,
             )
+            .field("gateway_max_connections", &self.gateway_max_connections)
+            .field("gateway_tools_cache_ttl", &self.gateway_tools_cache_ttl)
+            .field("gateway_fanout", &self.gateway_fanout)
+            .field(
+                "gateway_credential_key",
+                &self.gateway_credential_key.map(|_| "<redacted>"),
+            )
             .field("config_file", &self.config_file)
             .field("log_level", &self.log_level)
             .field("log_format", &self.log_format)
@@ -691,6 +713,10 @@ impl Default for WardenConfig {
             circuit_breaker_failure_threshold: DEFAULT_CIRCUIT_BREAKER_FAILURE_THRESHOLD,
             circuit_breaker_reset_timeout: DEFAULT_CIRCUIT_BREAKER_RESET_TIMEOUT,
             gateway_allow_private_upstreams: true,
+            gateway_max_connections: 32,
+            gateway_tools_cache_ttl: Duration::from_secs(60),
+            gateway_fanout: 8,
+            gateway_credential_key: None,
             config_file: None,
             log_level: None,
             log_format: LogFormat::Text,
@@ -766,7 +792,7 @@ fn default_metrics_allowed_ips() -> Vec<IpNet> {
 
 /// Every environment variable [`WardenConfig`] reads. All start with `MCP_`
 /// but `RATE_LIMIT_WINDOW_MS` and `RATE_LIMIT_MAX_REQUESTS`.
-pub const VARIABLES: [&str; 60] = [
+pub const VARIABLES: [&str; 64] = [
     "MCP_HOST",
     "MCP_PORT",
     "MCP_ENVIRONMENT",
@@ -815,6 +841,10 @@ pub const VARIABLES: [&str; 60] = [
     "CIRCUIT_BREAKER_FAILURE_THRESHOLD",
     "CIRCUIT_BREAKER_RESET_TIMEOUT",
     "MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS",
+    "MCP_GATEWAY_MAX_CONNECTIONS",
+    "MCP_GATEWAY_TOOLS_CACHE_TTL",
+    "MCP_GATEWAY_FANOUT",
+    "MCP_GATEWAY_CREDENTIAL_KEY",
     "MCP_CONFIG_FILE",
     "MCP_LOG_LEVEL",
     "MCP_LOG_FORMAT",
@@ -1032,6 +1062,10 @@ impl WardenConfig {
             "circuit_breaker_failure_threshold": self.circuit_breaker_failure_threshold,
             "circuit_breaker_reset_timeout": u64::try_from(self.circuit_breaker_reset_timeout.as_millis()).unwrap_or(u64::MAX),
             "gateway_allow_private_upstreams": self.gateway_allow_private_upstreams,
+            "gateway_max_connections": self.gateway_max_connections,
+            "gateway_tools_cache_ttl": u64::try_from(self.gateway_tools_cache_ttl.as_millis()).unwrap_or(u64::MAX),
+            "gateway_fanout": self.gateway_fanout,
+            "gateway_credential_key": self.gateway_credential_key.map(|_| "<redacted>"),
             "config_file": self.config_file,
             "log_level": self.log_level,
             "log_format": self.log_format.as_str(),
@@ -1451,6 +1485,32 @@ fn load_gateway(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigErro
     }
     config.gateway_allow_private_upstreams = boolean(vars, "MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS")?
         .unwrap_or(config.environment == Environment::Development);
+    if let Some(n) = whole(vars, "MCP_GATEWAY_MAX_CONNECTIONS", 1, 10_000)? {
+        config.gateway_max_connections = n;
+    }
+    if let Some(ms) = whole(vars, "MCP_GATEWAY_TOOLS_CACHE_TTL", 0, 24 * 60 * 60 * 1000)? {
+        config.gateway_tools_cache_ttl = Duration::from_millis(ms);
+    }
+    if let Some(n) = whole(vars, "MCP_GATEWAY_FANOUT", 1, 256)? {
+        config.gateway_fanout = n;
+    }
+    if let Some(text) = vars.get("MCP_GATEWAY_CREDENTIAL_KEY") {
+        let mut key = [0u8; 32];
+        let hex = text.as_bytes();
+        let digit = |b: u8| char::from(b).to_digit(16);
+        if hex.len() != 64 || !hex.iter().all(|&b| digit(b).is_some()) {
+            return Err(ConfigError::new(
+                "MCP_GATEWAY_CREDENTIAL_KEY",
+                "expected 64 hex digits (a 32-byte key)",
+            ));
+        }
+        for (byte, pair) in key.iter_mut().zip(hex.chunks(2)) {
+            let high = digit(pair[0]).unwrap_or(0);
+            let low = digit(pair[1]).unwrap_or(0);
+            *byte = u8::try_from(high * 16 + low).unwrap_or(0);
+        }
+        config.gateway_credential_key = Some(key);
+    }
     Ok(())
 }
 

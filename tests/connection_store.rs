@@ -74,7 +74,10 @@ fn new(name: &str) -> NewConnection {
 }
 
 async fn round_trip(url: &str) {
-    let store = ConnectionStore::connect(url).await.unwrap();
+    let store = ConnectionStore::connect(url)
+        .await
+        .unwrap()
+        .with_credential_key(Some([7; 32]));
     let a = unique("ns-a");
     let b = unique("ns-b");
     let mut first = new("search");

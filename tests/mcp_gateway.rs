@@ -51,6 +51,11 @@ async fn start_on(addr: SocketAddr, secret: &str, vars: &[(&str, &str)]) -> Serv
         ("MCP_JWT_SECRET", secret),
         ("MCP_DATABASE_URL", "sqlite::memory:"),
         ("MCP_RATE_LIMIT_ENABLED", "false"),
+        // Stored credentials stay readable across a restart.
+        (
+            "MCP_GATEWAY_CREDENTIAL_KEY",
+            "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+        ),
     ];
     all.extend_from_slice(vars);
     let config = WardenConfig::from_vars(all).unwrap();
@@ -333,6 +338,9 @@ async fn a_dead_upstream_opens_its_breaker_and_recovers_through_half_open() {
         &[
             ("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "2"),
             ("CIRCUIT_BREAKER_RESET_TIMEOUT", "300"),
+            // Every listing asks the upstream (a cached one would not see
+            // it die).
+            ("MCP_GATEWAY_TOOLS_CACHE_TTL", "0"),
         ],
     )
     .await;

@@ -234,13 +234,23 @@ pub async fn gateway(config: &WardenConfig) -> Result<Arc<gateway::Gateway>, Con
         .map_err(|e| ConfigError::new("MCP_DATABASE_URL", e.to_string()))?;
     let breakers = breakers(config)?;
     Ok(Arc::new(gateway::Gateway {
-        store,
+        store: store
+            .with_max_per_namespace(config.gateway_max_connections)
+            .with_credential_key(
+                store::credential_key(
+                    config.gateway_credential_key,
+                    config.environment == tower_warden::config::Environment::Development,
+                )
+                .map_err(|e| ConfigError::new("MCP_GATEWAY_CREDENTIAL_KEY", e.to_string()))?,
+            ),
         upstreams: upstream::Upstreams::new(
             breakers,
             upstream::Reach {
                 allow_private: config.gateway_allow_private_upstreams,
             },
-        ),
+        )
+        .tools_cache_ttl(config.gateway_tools_cache_ttl)
+        .fanout(config.gateway_fanout),
     }))
 }
 

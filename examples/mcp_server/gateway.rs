@@ -49,17 +49,28 @@ pub struct Gateway {
 
 impl Gateway {
     /// The upstream tools of `namespace`, named `<server_name>.<tool>`.
-    /// Upstreams that fail (or whose breaker is open) are left out.
+    /// Upstreams that fail (or whose breaker is open) are left out. At most
+    /// `MCP_GATEWAY_FANOUT` upstreams are asked at once, and a list fetched
+    /// within `MCP_GATEWAY_TOOLS_CACHE_TTL` is reused.
     pub async fn tools_for(&self, namespace: &str) -> Vec<Tool> {
+        use futures::StreamExt as _;
         let Ok(connections) = self.store.list(namespace).await else {
             return Vec::new();
         };
-        let lists = connections.iter().map(|connection| async move {
-            let tools = self.upstreams.list_tools(connection).await.ok()?;
-            Some((connection.server_name.clone(), tools))
-        });
+        let upstreams = &self.upstreams;
+        let mut lists: Vec<_> = futures::stream::iter(connections.into_iter().enumerate())
+            .map(move |(order, connection)| async move {
+                let tools = upstreams.list_tools(&connection).await.ok()?;
+                Some((order, connection.server_name, tools))
+            })
+            .buffer_unordered(upstreams.fanout_limit())
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
+        // In the connections' order, whichever answered first.
+        lists.sort_by_key(|(order, ..)| *order);
         let mut all = Vec::new();
-        for (server, tools) in futures_join_all(lists).await.into_iter().flatten() {
+        for (_, server, tools) in lists {
             for mut tool in tools {
                 tool.name = format!("{server}.{}", tool.name).into();
                 all.push(tool);
@@ -93,30 +104,6 @@ impl Gateway {
             }
         }
     }
-}
-
-/// Polls every future of `futures` to completion, concurrently.
-async fn futures_join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => *output = Some(value),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
 }
 
 /// The connection id in a connection route's path, if any.
@@ -172,6 +159,9 @@ fn store_failed(error: &StoreError) -> Response {
             problem(StatusCode::BAD_REQUEST, "invalid_request", why.clone())
         }
         StoreError::Conflict(why) => problem(StatusCode::CONFLICT, "conflict", why.clone()),
+        StoreError::Limit(_) => {
+            problem(StatusCode::CONFLICT, "connection_limit", error.to_string())
+        }
         other => {
             tracing::warn!(error = %other, "connection store failed");
             problem(
@@ -183,13 +173,17 @@ fn store_failed(error: &StoreError) -> Response {
     }
 }
 
+/// The tenant's answer to a failed upstream call: a stable code and
+/// [`UpstreamError::public_detail`], never the upstream's own text (that
+/// was logged where the call failed).
 fn upstream_failed(error: &UpstreamError) -> Response {
+    let detail = error.public_detail();
     match error {
         UpstreamError::Open { retry_after } => {
             let mut response = problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 Reason::CircuitOpen.code(),
-                error.to_string(),
+                detail,
             );
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             response
@@ -197,21 +191,12 @@ fn upstream_failed(error: &UpstreamError) -> Response {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
             response
         }
-        UpstreamError::Timeout => problem(
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream_timeout",
-            error.to_string(),
-        ),
-        UpstreamError::Failed(_) => problem(
-            StatusCode::BAD_GATEWAY,
-            "upstream_unavailable",
-            error.to_string(),
-        ),
-        UpstreamError::Refused(data) => problem(
-            StatusCode::BAD_GATEWAY,
-            "upstream_refused",
-            format!("{} ({})", data.message, data.code.0),
-        ),
+        UpstreamError::Timeout => problem(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", detail),
+        UpstreamError::Failed(_) => {
+            problem(StatusCode::BAD_GATEWAY, "upstream_unavailable", detail)
+        }
+        UpstreamError::Refused(_) => problem(StatusCode::BAD_GATEWAY, "upstream_refused", detail),
+        UpstreamError::Forbidden(_) => problem(StatusCode::FORBIDDEN, "upstream_forbidden", detail),
     }
 }
 
@@ -446,7 +431,7 @@ impl super::tools::ToolSource for Gateway {
                     Ok(result) => result,
                     Err(error) => {
                         rmcp::model::CallToolResult::error(vec![rmcp::model::ContentBlock::text(
-                            error.to_string(),
+                            error.public_detail(),
                         )])
                     }
                 },

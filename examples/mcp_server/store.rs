@@ -50,6 +50,11 @@ pub struct Connection {
     /// The upstream credential: sent to the upstream, never serialized.
     #[serde(skip)]
     pub credential: Option<String>,
+    /// A credential is stored but cannot be decrypted with this server's
+    /// key (the key changed, or the row was copied from another id): the
+    /// upstream is not called.
+    #[serde(skip)]
+    pub credential_unreadable: bool,
 }
 
 impl fmt::Debug for Connection {
@@ -85,6 +90,9 @@ pub enum StoreError {
     Invalid(String),
     /// The namespace already has a connection of that name (409).
     Conflict(String),
+    /// The namespace already holds as many connections as it may (409
+    /// `connection_limit`).
+    Limit(u32),
     /// The database failed.
     Database(String),
 }
@@ -93,6 +101,11 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Invalid(why) | Self::Conflict(why) => f.write_str(why),
+            Self::Limit(max) => write!(
+                f,
+                "this namespace already has {max} connections, the most it may have \
+                 (MCP_GATEWAY_MAX_CONNECTIONS): delete one first"
+            ),
             Self::Database(why) => write!(f, "connection store: {why}"),
         }
     }
@@ -108,6 +121,9 @@ fn database(error: &sqlx::Error) -> StoreError {
 #[derive(Clone)]
 pub struct ConnectionStore {
     pool: AnyPool,
+    max_per_namespace: u32,
+    /// Encrypts credentials at rest; `None`: credentials are refused.
+    key: Option<std::sync::Arc<aws_lc::aead::LessSafeKey>>,
 }
 
 impl fmt::Debug for ConnectionStore {
@@ -184,7 +200,11 @@ impl ConnectionStore {
             .map_err(|e| {
                 StoreError::Database(format!("cannot open the database: {}", redact(&e)))
             })?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            max_per_namespace: u32::MAX,
+            key: None,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -224,12 +244,40 @@ impl ConnectionStore {
         Ok(())
     }
 
-    /// Registers a connection for `namespace`.
+    /// The store, refusing a namespace's connection beyond the `max`th
+    /// (unlimited unless set).
+    #[must_use]
+    pub fn with_max_per_namespace(mut self, max: u32) -> Self {
+        self.max_per_namespace = max;
+        self
+    }
+
+    /// The store, encrypting credentials with `key` (AES-256-GCM, a random
+    /// nonce per record, the connection id as associated data so that a
+    /// ciphertext copied to another row does not decrypt). Without a key,
+    /// a connection with a credential is refused: a credential is never
+    /// written in plain text. Rows written in plain text before encryption
+    /// existed are still read as they are.
+    #[must_use]
+    pub fn with_credential_key(mut self, key: Option<[u8; 32]>) -> Self {
+        self.key = key.and_then(|key| {
+            aws_lc::aead::UnboundKey::new(&aws_lc::aead::AES_256_GCM, &key)
+                .ok()
+                .map(|key| std::sync::Arc::new(aws_lc::aead::LessSafeKey::new(key)))
+        });
+        self
+    }
+
+    /// Registers a connection for `namespace`. The count and the insert are
+    /// one statement: on SQLite, where writers take turns, the cap is exact;
+    /// on PostgreSQL, registrations racing in one namespace may each see
+    /// room for one more and overshoot it by as many as raced.
     ///
     /// # Errors
     ///
     /// [`StoreError::Invalid`] for a bad field, [`StoreError::Conflict`]
-    /// for a name the namespace already uses.
+    /// for a name the namespace already uses, [`StoreError::Limit`] when
+    /// the namespace has as many connections as it may.
     pub async fn create(
         &self,
         namespace: &str,
@@ -237,8 +285,20 @@ impl ConnectionStore {
     ) -> Result<Connection, StoreError> {
         validate(namespace, &new)?;
         let created_us = now_us();
+        let id = random_id()?;
+        let sealed = match (&new.credential, &self.key) {
+            (None, _) => None,
+            (Some(credential), Some(key)) => Some(seal(key, &id, credential)?),
+            (Some(_), None) => {
+                return Err(StoreError::Invalid(
+                    "this server cannot store upstream credentials: it has no \
+                     MCP_GATEWAY_CREDENTIAL_KEY"
+                        .to_owned(),
+                ));
+            }
+        };
         let connection = Connection {
-            id: random_id()?,
+            id,
             namespace: namespace.to_owned(),
             server_name: new.server_name,
             url: new.url,
@@ -246,22 +306,26 @@ impl ConnectionStore {
             created_at: created_us / 1_000_000,
             has_credential: new.credential.is_some(),
             credential: new.credential,
+            credential_unreadable: false,
         };
         let inserted = sqlx::query(
             "INSERT INTO mcp_connections
                 (id, namespace, server_name, url, timeout_ms, credential, created_at_us)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             SELECT $1, $2, $3, $4, $5, $6, $7
+             WHERE (SELECT COUNT(*) FROM mcp_connections WHERE namespace = $2) < $8",
         )
         .bind(&connection.id)
         .bind(&connection.namespace)
         .bind(&connection.server_name)
         .bind(&connection.url)
         .bind(i64::try_from(connection.timeout_ms).unwrap_or(i64::MAX))
-        .bind(connection.credential.clone())
+        .bind(sealed)
         .bind(created_us)
+        .bind(i64::from(self.max_per_namespace))
         .execute(&self.pool)
         .await;
         match inserted {
+            Ok(done) if done.rows_affected() == 0 => Err(StoreError::Limit(self.max_per_namespace)),
             Ok(_) => Ok(connection),
             Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
                 "this namespace already has a connection named {}",
@@ -285,7 +349,7 @@ impl ConnectionStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| database(&e))?;
-        rows.iter().map(row).collect()
+        rows.iter().map(|r| self.row(r)).collect()
     }
 
     /// The connection `id`, whoever owns it (the caller compares the
@@ -306,7 +370,7 @@ impl ConnectionStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| database(&e))?;
-        found.as_ref().map(row).transpose()
+        found.as_ref().map(|r| self.row(r)).transpose()
     }
 
     /// Deletes `id`; `true` when it existed.
@@ -324,20 +388,103 @@ impl ConnectionStore {
     }
 }
 
-fn row(row: &sqlx::any::AnyRow) -> Result<Connection, StoreError> {
-    let get = |e: sqlx::Error| database(&e);
-    let timeout: i64 = row.try_get("timeout_ms").map_err(get)?;
-    let credential: Option<String> = row.try_get("credential").map_err(get)?;
-    Ok(Connection {
-        id: row.try_get("id").map_err(get)?,
-        namespace: row.try_get("namespace").map_err(get)?,
-        server_name: row.try_get("server_name").map_err(get)?,
-        url: row.try_get("url").map_err(get)?,
-        timeout_ms: u64::try_from(timeout).unwrap_or(DEFAULT_TIMEOUT_MS),
-        created_at: row.try_get::<i64, _>("created_at_us").map_err(get)? / 1_000_000,
-        has_credential: credential.is_some(),
-        credential,
-    })
+impl ConnectionStore {
+    fn row(&self, row: &sqlx::any::AnyRow) -> Result<Connection, StoreError> {
+        let get = |e: sqlx::Error| database(&e);
+        let timeout: i64 = row.try_get("timeout_ms").map_err(get)?;
+        let stored: Option<String> = row.try_get("credential").map_err(get)?;
+        let id: String = row.try_get("id").map_err(get)?;
+        let has_credential = stored.is_some();
+        let credential = match stored {
+            None => None,
+            Some(text) => match text.strip_prefix(SEALED) {
+                // Written before credentials were encrypted.
+                None => Some(text),
+                Some(sealed) => self.key.as_ref().and_then(|key| open(key, &id, sealed)),
+            },
+        };
+        Ok(Connection {
+            credential_unreadable: has_credential && credential.is_none(),
+            id,
+            namespace: row.try_get("namespace").map_err(get)?,
+            server_name: row.try_get("server_name").map_err(get)?,
+            url: row.try_get("url").map_err(get)?,
+            timeout_ms: u64::try_from(timeout).unwrap_or(DEFAULT_TIMEOUT_MS),
+            created_at: row.try_get::<i64, _>("created_at_us").map_err(get)? / 1_000_000,
+            has_credential,
+            credential,
+        })
+    }
+}
+
+/// How a sealed credential starts in its column (anything else is a
+/// credential stored in plain text by an earlier version).
+const SEALED: &str = "aes256gcm:";
+
+/// `credential` encrypted for the row `id`: `aes256gcm:` and the hex of the
+/// nonce, the ciphertext and the tag.
+fn seal(key: &aws_lc::aead::LessSafeKey, id: &str, credential: &str) -> Result<String, StoreError> {
+    let mut nonce = [0u8; aws_lc::aead::NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(|e| StoreError::Database(format!("no randomness: {e}")))?;
+    let mut data = credential.as_bytes().to_vec();
+    key.seal_in_place_append_tag(
+        aws_lc::aead::Nonce::assume_unique_for_key(nonce),
+        aws_lc::aead::Aad::from(id.as_bytes()),
+        &mut data,
+    )
+    .map_err(|_| StoreError::Database("cannot encrypt the credential".to_owned()))?;
+    let hex: String = nonce
+        .iter()
+        .chain(&data)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(format!("{SEALED}{hex}"))
+}
+
+/// The credential sealed for the row `id`, or `None` when it does not
+/// decrypt (another key, another row, or damaged).
+fn open(key: &aws_lc::aead::LessSafeKey, id: &str, sealed: &str) -> Option<String> {
+    if !sealed.len().is_multiple_of(2) || !sealed.is_ascii() {
+        return None;
+    }
+    let bytes: Vec<u8> = (0..sealed.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&sealed[i..i + 2], 16).ok())
+        .collect::<Option<_>>()?;
+    if bytes.len() < aws_lc::aead::NONCE_LEN {
+        return None;
+    }
+    let (nonce, data) = bytes.split_at(aws_lc::aead::NONCE_LEN);
+    let nonce = aws_lc::aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut data = data.to_vec();
+    let plain = key
+        .open_in_place(nonce, aws_lc::aead::Aad::from(id.as_bytes()), &mut data)
+        .ok()?;
+    String::from_utf8(plain.to_vec()).ok()
+}
+
+/// The key credentials are encrypted with: `configured`
+/// (`MCP_GATEWAY_CREDENTIAL_KEY`), else, in development only, a random
+/// key for this run (credentials stored with it cannot be read after a
+/// restart), else none (credentials are refused).
+///
+/// # Errors
+///
+/// No randomness for the development key.
+pub fn credential_key(
+    configured: Option<[u8; 32]>,
+    development: bool,
+) -> Result<Option<[u8; 32]>, StoreError> {
+    if configured.is_some() || !development {
+        return Ok(configured);
+    }
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| StoreError::Database(format!("no randomness: {e}")))?;
+    tracing::warn!(
+        "MCP_GATEWAY_CREDENTIAL_KEY is not set: upstream credentials are encrypted with a key \
+         for this run only and cannot be read after a restart"
+    );
+    Ok(Some(key))
 }
 
 fn is_unique_violation(error: &sqlx::Error) -> bool {
@@ -385,20 +532,30 @@ fn validate(namespace: &str, new: &NewConnection) -> Result<(), StoreError> {
     {
         return invalid("server_name must be 1 to 64 of A-Z, a-z, 0-9, _ and -");
     }
-    let uri: Result<http::Uri, _> = new.url.parse();
-    let ok_url = uri.is_ok_and(|uri| {
+    // Read with the HTTP client's own parser (the one the SSRF check uses
+    // too), so the URL stored is the URL called; and, stricter, as an HTTP
+    // URI with its host where it is written (`http:///x` is refused rather
+    // than read as host `x`).
+    let parsed = reqwest::Url::parse(&new.url);
+    let written = new.url.parse::<http::Uri>().is_ok_and(|uri| {
         matches!(uri.scheme_str(), Some("http" | "https"))
             && uri.host().is_some_and(|h| !h.is_empty())
     });
+    let ok_url = written
+        && parsed.as_ref().is_ok_and(|url| {
+            matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some_and(|h| !h.is_empty())
+        });
     if !ok_url || new.url.len() > 2048 {
         return invalid("url must be an http or https URL with a host");
     }
     // The URL is shown in every listing: a password in it would be too.
-    if new
-        .url
-        .split('/')
-        .nth(2)
-        .is_some_and(|authority| authority.contains('@'))
+    if parsed.is_ok_and(|url| !url.username().is_empty() || url.password().is_some())
+        || new
+            .url
+            .split('/')
+            .nth(2)
+            .is_some_and(|authority| authority.contains('@'))
     {
         return invalid("url must not hold a user or password: use credential");
     }

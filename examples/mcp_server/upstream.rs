@@ -40,6 +40,10 @@ pub enum UpstreamError {
     /// The upstream answered with a JSON-RPC error (it is up; the request
     /// was wrong).
     Refused(rmcp::ErrorData),
+    /// The connection's URL is not one the gateway may reach (a private
+    /// address while `MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS` is off): the
+    /// upstream was not called.
+    Forbidden(String),
 }
 
 impl std::fmt::Display for UpstreamError {
@@ -53,12 +57,56 @@ impl std::fmt::Display for UpstreamError {
             Self::Timeout => f.write_str("the upstream did not answer in time"),
             Self::Failed(why) => write!(f, "the upstream cannot be reached: {why}"),
             Self::Refused(error) => write!(f, "the upstream refused the call: {}", error.message),
+            Self::Forbidden(why) => write!(f, "the upstream may not be reached: {why}"),
+        }
+    }
+}
+
+impl UpstreamError {
+    /// What the tenant is told: a fixed sentence per kind of failure. The
+    /// upstream's own text (a response body, an error message) never
+    /// reaches the tenant — an upstream may be any web server, and its
+    /// answer would turn the gateway into a reader of it; it is logged
+    /// instead, once, when the call fails.
+    pub fn public_detail(&self) -> String {
+        match self {
+            Self::Open { .. } | Self::Timeout | Self::Forbidden(_) => self.to_string(),
+            Self::Failed(_) => {
+                "the upstream cannot be reached or did not answer as an MCP server".to_owned()
+            }
+            Self::Refused(error) => format!(
+                "the upstream refused the call (JSON-RPC error {})",
+                error.code.0
+            ),
         }
     }
 }
 
 /// Which addresses upstreams may have: a tenant must not turn the gateway
 /// against the network it runs in (server-side request forgery).
+///
+/// The rule is enforced in three places, so that no spelling of an address
+/// and no path to a socket escapes it:
+///
+/// 1. [`Reach::check_url`] reads the URL with the parser the HTTP client
+///    uses (`reqwest::Url`, the WHATWG URL standard), so `2130706433`,
+///    `127.1`, `0x7f.0.0.1`, `0177.0.0.1` or `127.0.0.1.` are seen as the
+///    `127.0.0.1` the client would connect to. It runs when a connection is
+///    registered and again before every new upstream client (so a
+///    connection stored earlier, under other settings, is refused too):
+///    address literals are refused before any socket is opened.
+/// 2. The client's resolver ([`PublicOnly`]) keeps only public addresses,
+///    so a host name that resolves (or later re-resolves: DNS rebinding) to
+///    a private address is refused before connecting.
+/// 3. A connector layer ([`PeerCheck`]) checks the address of every socket
+///    the client opened, literal and resolved hosts alike, and drops it
+///    before a request byte is written. The connector cannot check
+///    earlier: reqwest hands its layers the destination in a sealed type,
+///    so the final address is only known once connected. It is the
+///    backstop for any path that would skip 1 and 2.
+///
+/// Redirects are never followed and proxies from the environment are never
+/// used (either could lead anywhere).
 #[derive(Clone, Copy, Debug)]
 pub struct Reach {
     /// Whether loopback, private, link-local and other non-public
@@ -67,23 +115,25 @@ pub struct Reach {
 }
 
 impl Reach {
-    /// Refuses a URL whose host is a non-public address literal or
-    /// `localhost` (host names are checked again when resolved).
+    /// Refuses a URL whose host is a non-public address (in any spelling
+    /// the HTTP client accepts) or `localhost`; host names are checked
+    /// again when resolved, and every socket once connected.
     pub fn check_url(&self, url: &str) -> Result<(), String> {
         if self.allow_private {
             return Ok(());
         }
-        let uri: http::Uri = url.parse().map_err(|_| "not a URL".to_owned())?;
-        let host = uri.host().unwrap_or_default();
-        let literal = host.trim_start_matches('[').trim_end_matches(']');
-        let refused = match literal.parse::<IpAddr>() {
-            Ok(ip) => !is_public(ip),
-            Err(_) => {
-                let name = host.trim_end_matches('.').to_ascii_lowercase();
-                name == "localhost" || name.ends_with(".localhost")
+        let parsed = reqwest::Url::parse(url).map_err(|_| "not a URL".to_owned())?;
+        let refused = match parsed.host() {
+            None => true,
+            Some(url::Host::Ipv4(ip)) => !is_public(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => !is_public(IpAddr::V6(ip)),
+            Some(url::Host::Domain(name)) => {
+                let name = name.trim_end_matches('.').to_ascii_lowercase();
+                name.is_empty() || name == "localhost" || name.ends_with(".localhost")
             }
         };
         if refused {
+            let host = parsed.host_str().unwrap_or_default();
             return Err(format!(
                 "{host} is not a public address; upstreams on private networks need \
                  MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS=true"
@@ -95,13 +145,19 @@ impl Reach {
     /// The HTTP client upstream calls go through: no redirects (a redirect
     /// could lead anywhere), no proxy from the environment, and — unless
     /// private addresses are allowed — host names resolved to public
-    /// addresses only.
-    fn http_client(&self) -> Result<reqwest::Client, UpstreamError> {
+    /// addresses only and every socket's peer checked once connected.
+    ///
+    /// # Errors
+    ///
+    /// The client cannot be built (its TLS setup failed).
+    pub fn http_client(&self) -> Result<reqwest::Client, UpstreamError> {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy();
         if !self.allow_private {
-            builder = builder.dns_resolver(PublicOnly);
+            builder = builder
+                .dns_resolver(PublicOnly)
+                .connector_layer(PeerCheckLayer);
         }
         builder
             .build()
@@ -109,34 +165,46 @@ impl Reach {
     }
 }
 
-/// Whether `ip` is a public unicast address.
+/// Whether `ip` is a public unicast address: not in any special-purpose
+/// block of the IANA IPv4 and IPv6 registries that is not globally
+/// reachable, and not a translation or tunnel prefix (NAT64, 6to4, Teredo,
+/// IPv4-compatible) that could carry a private IPv4 address.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)) // shared address space
-                || (a == 192 && b == 0 && v4.octets()[2] == 0) // IETF protocol assignments
-                || a >= 240)
+            let [a, b, c, _] = v4.octets();
+            !(a == 0 // "this network"
+                || a == 10 // private
+                || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
+                || a == 127 // loopback
+                || (a == 169 && b == 254) // link local
+                || (a == 172 && (16..32).contains(&b)) // private
+                || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+                || (a == 192 && b == 0 && c == 2) // documentation
+                || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast
+                || (a == 192 && b == 168) // private
+                || (a == 198 && (18..20).contains(&b)) // benchmarking
+                || (a == 198 && b == 51 && c == 100) // documentation
+                || (a == 203 && b == 0 && c == 113) // documentation
+                || a >= 224) // multicast, reserved, broadcast
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80 // link local
-                || (first == 0x2001 && v6.segments()[1] == 0x0db8)) // documentation
+            let s = v6.segments();
+            !(s[..6] == [0; 6] // unspecified, loopback, IPv4-compatible
+                || (s[0] == 0x0064 && s[1] == 0xff9b && (s[2..6] == [0; 4] || s[2] == 1)) // NAT64
+                || (s[0] == 0x0100 && s[1..4] == [0; 3]) // discard only
+                || (s[0] == 0x2001 && s[1] < 0x0200) // IETF protocol assignments, Teredo
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || s[0] == 0x2002 // 6to4
+                || (s[0] == 0x3fff && s[1] < 0x1000) // documentation (3fff::/20)
+                || s[0] == 0x5f00 // segment routing
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link local
+                || (s[0] & 0xffc0) == 0xfec0 // site local (deprecated)
+                || (s[0] & 0xff00) == 0xff00) // multicast
         }
     }
 }
@@ -160,11 +228,78 @@ impl reqwest::dns::Resolve for PublicOnly {
     }
 }
 
-/// The running clients of every connection, and their breakers.
+/// Adds [`PeerCheck`] to the HTTP client's connector.
+#[derive(Clone, Copy, Debug)]
+struct PeerCheckLayer;
+
+impl<S> tower::Layer<S> for PeerCheckLayer {
+    type Service = PeerCheck<S>;
+
+    fn layer(&self, inner: S) -> PeerCheck<S> {
+        PeerCheck { inner }
+    }
+}
+
+/// A connector that refuses every connection whose peer is not a public
+/// address (or whose peer is unknown), before anything is sent on it.
+#[derive(Clone, Debug)]
+struct PeerCheck<S> {
+    inner: S,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<S, R> tower::Service<R> for PeerCheck<S>
+where
+    S: tower::Service<R>,
+    S::Response: hyper_util::client::legacy::connect::Connection + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<S::Response, BoxError>> + Send + 'static>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        let connecting = self.inner.call(request);
+        Box::pin(async move {
+            let connection = connecting.await.map_err(Into::into)?;
+            let mut extras = http::Extensions::new();
+            hyper_util::client::legacy::connect::Connection::connected(&connection)
+                .get_extras(&mut extras);
+            let peer = extras
+                .get::<hyper_util::client::legacy::connect::HttpInfo>()
+                .map(|info| info.remote_addr().ip());
+            match peer {
+                Some(ip) if is_public(ip) => Ok(connection),
+                Some(ip) => Err(format!("{ip} is not a public address").into()),
+                None => Err("the upstream's address is unknown".into()),
+            }
+        })
+    }
+}
+
+/// Each connection's last tool list, and when it was fetched.
+type ToolCache = HashMap<String, (tokio::time::Instant, Arc<Vec<Tool>>)>;
+
+/// The running clients of every connection, their breakers, and the tool
+/// lists they last gave.
 pub struct Upstreams {
     clients: Mutex<HashMap<String, Arc<Client>>>,
     breakers: CircuitBreakers,
     reach: Reach,
+    /// Each connection's tool list and when it was fetched.
+    tools: Mutex<ToolCache>,
+    tools_ttl: Duration,
+    fanout: usize,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -176,12 +311,39 @@ impl std::fmt::Debug for Upstreams {
 impl Upstreams {
     /// Upstreams whose breakers are built by `breakers`, reachable as
     /// `reach` allows.
+    /// Tool lists are not cached and `tools/list` asks 8 upstreams at a
+    /// time until [`Upstreams::tools_cache_ttl`] and [`Upstreams::fanout`]
+    /// say otherwise.
     pub fn new(breakers: CircuitBreakers, reach: Reach) -> Self {
         Self {
             clients: Mutex::new(HashMap::new()),
             breakers,
             reach,
+            tools: Mutex::new(HashMap::new()),
+            tools_ttl: Duration::ZERO,
+            fanout: 8,
         }
+    }
+
+    /// Reuses an upstream's tool list for `ttl` (`MCP_GATEWAY_TOOLS_CACHE_TTL`;
+    /// zero: every listing asks the upstream).
+    #[must_use]
+    pub fn tools_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.tools_ttl = ttl;
+        self
+    }
+
+    /// Lists at most `n` upstreams at once for one `tools/list`
+    /// (`MCP_GATEWAY_FANOUT`, at least 1).
+    #[must_use]
+    pub fn fanout(mut self, n: usize) -> Self {
+        self.fanout = n.max(1);
+        self
+    }
+
+    /// How many upstreams one `tools/list` asks at once.
+    pub fn fanout_limit(&self) -> usize {
+        self.fanout
     }
 
     /// Which addresses upstreams may have.
@@ -189,13 +351,34 @@ impl Upstreams {
         self.reach
     }
 
-    /// The tools of `connection`'s upstream (every page).
+    /// The tools of `connection`'s upstream (every page): the list fetched
+    /// within the cache's lifetime, else a fresh one (kept when it came).
     pub async fn list_tools(&self, connection: &Connection) -> Result<Vec<Tool>, UpstreamError> {
-        self.guarded(
-            connection,
-            |client| async move { client.list_all_tools().await },
-        )
-        .await
+        self.reach
+            .check_url(&connection.url)
+            .map_err(UpstreamError::Forbidden)?;
+        let now = tokio::time::Instant::now();
+        if let Some((at, tools)) = self.cached().get(&connection.id)
+            && now.duration_since(*at) < self.tools_ttl
+        {
+            return Ok(tools.as_ref().clone());
+        }
+        let tools = self
+            .guarded(
+                connection,
+                |client| async move { client.list_all_tools().await },
+            )
+            .await?;
+        if !self.tools_ttl.is_zero() {
+            let mut cached = self.cached();
+            cached.retain(|_, (at, _)| now.duration_since(*at) < self.tools_ttl);
+            cached.insert(connection.id.clone(), (now, Arc::new(tools.clone())));
+        }
+        Ok(tools)
+    }
+
+    fn cached(&self) -> std::sync::MutexGuard<'_, ToolCache> {
+        self.tools.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Calls `tool` on `connection`'s upstream.
@@ -218,6 +401,7 @@ impl Upstreams {
     /// Closes `id`'s client and drops its breaker (the connection is gone).
     pub fn forget(&self, id: &str) {
         let client = self.lock().remove(id);
+        self.cached().remove(id);
         self.breakers.remove(id);
         if let Some(client) = client {
             close(client);
@@ -242,6 +426,20 @@ impl Upstreams {
         F: FnOnce(Arc<Client>) -> Fut,
         Fut: Future<Output = Result<T, ServiceError>>,
     {
+        // Checked at every call, not only at registration: the settings
+        // may have changed since the connection was stored.
+        self.reach
+            .check_url(&connection.url)
+            .map_err(UpstreamError::Forbidden)?;
+        if connection.credential_unreadable {
+            tracing::warn!(
+                connection = %connection.id,
+                "the stored upstream credential does not decrypt with MCP_GATEWAY_CREDENTIAL_KEY"
+            );
+            return Err(UpstreamError::Forbidden(
+                "its stored credential cannot be read; register the connection again".to_owned(),
+            ));
+        }
         let breaker = self.breakers.get_or_insert(&connection.id);
         let permit = breaker.try_acquire().map_err(|open| UpstreamError::Open {
             retry_after: open.retry_after(),
@@ -256,6 +454,10 @@ impl Upstreams {
         })
         .await
         .unwrap_or(Err(UpstreamError::Timeout));
+        if let Err(error) = &outcome {
+            // The only place the upstream's own text goes: the log.
+            tracing::warn!(connection = %connection.id, %error, "upstream call failed");
+        }
         match &outcome {
             Ok(_) | Err(UpstreamError::Refused(_)) => permit.success(),
             Err(_) => {
@@ -272,9 +474,6 @@ impl Upstreams {
         if let Some(client) = self.lock().get(&connection.id) {
             return Ok(Arc::clone(client));
         }
-        self.reach
-            .check_url(&connection.url)
-            .map_err(UpstreamError::Failed)?;
         // Marks the call as the gateway's own: a gateway receiving it (this
         // one, registered as its own upstream, or another in a loop) offers
         // only its built-in tools, so tool listings cannot recurse.
