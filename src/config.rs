@@ -89,7 +89,10 @@
 //! Lists are written `a,b` or as a JSON array of strings `["a","b"]`.
 //! Booleans are `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off` (any
 //! case); anything else is an error. A variable set to the empty string
-//! counts as unset. Variables this module does not know are ignored.
+//! counts as unset. An `MCP_*` variable this module does not know stops
+//! start-up with an error naming the closest known one (`unknown setting
+//! MCP_ENV; did you mean MCP_ENVIRONMENT?`), so a typo never leaves a
+//! default in place; variables without the prefix are ignored.
 //!
 //! # The settings file
 //!
@@ -902,7 +905,13 @@ impl WardenConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut pairs = Vec::new();
         for (key, value) in std::env::vars_os() {
-            let Some(key) = key.to_str() else { continue };
+            let Some(key) = key.to_str() else {
+                let key = key.to_string_lossy();
+                if key.starts_with("MCP_") {
+                    return Err(unknown_setting(&key, VARIABLES.iter().copied()));
+                }
+                continue;
+            };
             // `MCP_*`, and the two unprefixed `RATE_LIMIT_*` variables.
             if !key.starts_with("MCP_") && !VARIABLES.contains(&key) {
                 continue;
@@ -928,9 +937,14 @@ impl WardenConfig {
     {
         let mut table = Vars::new();
         for (key, value) in vars {
-            if let Some(index) = VARIABLES.iter().position(|v| *v == key.as_ref()) {
+            let key = key.as_ref();
+            if let Some(index) = VARIABLES.iter().position(|v| *v == key) {
                 let value = value.as_ref().trim();
                 table.values[index] = (!value.is_empty()).then(|| value.to_owned());
+            } else if key.starts_with("MCP_") {
+                // A typo (`MCP_ENV`) must not silently leave a default in
+                // place, least of all the development environment.
+                return Err(unknown_setting(key, VARIABLES.iter().copied()));
             }
         }
         table.read_file()?;
@@ -1182,6 +1196,51 @@ impl WardenConfig {
         load_operations(vars, &mut config)?;
         Ok(config)
     }
+}
+
+/// The error for an environment variable nobody reads, naming the known
+/// one closest to it: `unknown setting MCP_ENV; did you mean
+/// MCP_ENVIRONMENT?`. Settings-file keys use the same [`closest`].
+fn unknown_setting<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> ConfigError {
+    let message = match closest(name, known) {
+        Some(near) => format!("unknown setting {name}; did you mean {near}?"),
+        None => format!("unknown setting {name}"),
+    };
+    ConfigError::new(name.to_owned(), message)
+}
+
+/// The name of `known` closest to `name`: one that begins with the other
+/// (an abbreviation such as `MCP_ENV`, or an extra suffix) first, then the
+/// fewest single-character edits (case ignored).
+pub(super) fn closest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let name = name.to_ascii_lowercase();
+    known
+        .into_iter()
+        .map(|candidate| {
+            let lower = candidate.to_ascii_lowercase();
+            let related = lower.starts_with(&name) || name.starts_with(&lower);
+            ((!related, edit_distance(&name, &lower)), candidate)
+        })
+        .min_by_key(|(score, _)| *score)
+        .map(|(_, candidate)| candidate)
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb))
+                .min(above + 1)
+                .min(row[j] + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 fn path(vars: &Vars, name: &'static str) -> Result<Option<PathBuf>, ConfigError> {
@@ -2019,6 +2078,44 @@ mod tests {
     }
 
     #[test]
+    fn unknown_mcp_variable_stops_start_up_naming_the_closest() {
+        // `MCP_ENV=production` used to leave the server in development,
+        // where `MCP_AUTH_MODE=none` is accepted.
+        let error = load(&[("MCP_ENV", "production"), ("MCP_AUTH_MODE", "none")]).unwrap_err();
+        assert_eq!(error.setting(), "MCP_ENV");
+        assert_eq!(
+            error.message(),
+            "unknown setting MCP_ENV; did you mean MCP_ENVIRONMENT?"
+        );
+        for (typo, near) in [
+            ("MCP_JWT_SECRT", "MCP_JWT_SECRET"),
+            ("MCP_ALLOWED_IP", "MCP_ALLOWED_IPS"),
+            ("MCP_RATELIMIT_RPM", "MCP_RATE_LIMIT_RPM"),
+            ("mcp_port", "MCP_PORT"),
+            ("MCP_REDIS_URI", "MCP_REDIS_URL"),
+        ] {
+            let error = load(&[(typo, "x")]);
+            if typo.starts_with("MCP_") {
+                let error = error.unwrap_err();
+                assert_eq!(error.setting(), typo);
+                assert!(
+                    error.message().ends_with(&format!("did you mean {near}?")),
+                    "{typo}: {error}"
+                );
+            } else {
+                // Names are case-sensitive: only `MCP_` is the prefix.
+                assert!(error.is_ok(), "{typo}");
+            }
+        }
+        // Even an empty unknown variable is a typo worth stopping for.
+        assert_eq!(setting(&[("MCP_ENV", "")]), "MCP_ENV");
+        // Every known name, and other prefixes, still load.
+        assert!(load(&[("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "3"), ("PATH", "/bin")]).is_ok());
+        assert_eq!(closest("MCP_ENV", VARIABLES), Some("MCP_ENVIRONMENT"));
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
     fn auth_mode_none_is_for_development_only() {
         for env in ["production", "PROD", "staging"] {
             assert_eq!(
@@ -2713,8 +2810,17 @@ search = 30
         fn unknown_key_is_an_error_naming_it() {
             let error = WardenConfig::from_toml("jwt_secrt = \"x\"").unwrap_err();
             assert_eq!(error.setting(), "jwt_secrt");
+            assert!(
+                error.message().contains("did you mean jwt_secret?"),
+                "{error}"
+            );
             let error = WardenConfig::from_toml("[rate_limit]\nrpmm = 3").unwrap_err();
             assert_eq!(error.setting(), "rate_limit.rpmm");
+            assert!(
+                error.message().contains("did you mean rate_limit_rpm?"),
+                "{error}"
+            );
+            assert!(!error.message().contains('3'), "{error}");
             // A file cannot name another file.
             assert_eq!(
                 WardenConfig::from_toml("config_file = \"/etc/x\"")

@@ -109,10 +109,24 @@ pub(super) fn flatten(tree: &Value, source: &str) -> Result<Vec<Setting>, Config
             } else if let Value::Object(inner) = value {
                 stack.push((name, shown, inner));
             } else {
+                if name == key_of("MCP_CONFIG_FILE") {
+                    return Err(ConfigError::new(
+                        shown,
+                        format!("{source} cannot name another settings file"),
+                    ));
+                }
+                let keys: Vec<String> = VARIABLES
+                    .iter()
+                    .filter(|v| **v != "MCP_CONFIG_FILE")
+                    .map(|v| key_of(v))
+                    .collect();
+                let near = super::closest(&name, keys.iter().map(String::as_str))
+                    .map(|near| format!("; did you mean {near}?"))
+                    .unwrap_or_default();
                 return Err(ConfigError::new(
                     shown.clone(),
                     format!(
-                        "`{shown}` in {source} is not a setting (keys are the variable names in lower case without MCP_, e.g. jwt_secret)"
+                        "unknown setting {shown} in {source}{near} (keys are the variable names in lower case without MCP_)"
                     ),
                 ));
             }
