@@ -86,7 +86,11 @@
 //! | `MCP_WS_PING_INTERVAL` | `30` | seconds between the server's pings on a WebSocket session (1–3600) |
 //! | `MCP_WS_PING_TIMEOUT` | `10` | seconds a WebSocket peer has to answer a ping before the session is closed (1–3600) |
 //!
-//! Lists are written `a,b` or as a JSON array of strings `["a","b"]`.
+//! Lists are written `a,b` or as a JSON array of strings `["a","b"]`. A
+//! list that is set but names nothing (`MCP_METRICS_ALLOWED_IPS=`, `,` or
+//! `[]`, in the environment or the file) stops start-up: for every list,
+//! unset means the documented default and an empty list is never read as
+//! "everyone" (or anything else).
 //! Booleans are `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off` (any
 //! case); anything else is an error. A variable set to the empty string
 //! counts as unset. An `MCP_*` variable this module does not know stops
@@ -536,7 +540,8 @@ pub struct WardenConfig {
     /// `MCP_AUDIT_LOG_FILE`: where audit events are also appended as JSON
     /// lines.
     pub audit_log_file: Option<PathBuf>,
-    /// `MCP_METRICS_ALLOWED_IPS`: the clients that may read `/metrics`.
+    /// `MCP_METRICS_ALLOWED_IPS`: the clients that may read `/metrics`
+    /// (never empty when loaded; an empty list built by hand admits no one).
     pub metrics_allowed_ips: Vec<IpNet>,
     /// `MCP_METRICS_PORT`: a separate listener for `/metrics`.
     pub metrics_port: Option<u16>,
@@ -832,6 +837,15 @@ pub const VARIABLES: [&str; 60] = [
     "MCP_SESSION_STORE",
 ];
 
+/// The key of `variable` in a settings file and in
+/// [`WardenConfig::redacted_json`]: lower case, without `MCP_`.
+fn key_of(variable: &str) -> String {
+    variable
+        .strip_prefix("MCP_")
+        .unwrap_or(variable)
+        .to_ascii_lowercase()
+}
+
 struct Vars {
     values: [Option<String>; VARIABLES.len()],
     /// For a value read from the settings file: its key as written there.
@@ -846,7 +860,13 @@ impl Vars {
         }
     }
 
+    /// The value of `name`; a blank one counts as unset.
     fn get(&self, name: &'static str) -> Option<&str> {
+        self.raw(name).filter(|value| !value.is_empty())
+    }
+
+    /// The value of `name` as given, blank or not.
+    fn raw(&self, name: &'static str) -> Option<&str> {
         let index = VARIABLES.iter().position(|v| *v == name)?;
         self.values[index].as_deref()
     }
@@ -860,7 +880,7 @@ impl Vars {
         #[cfg(feature = "config-file")]
         {
             for (index, value, key) in file::read(&path)? {
-                if self.values[index].is_none() {
+                if self.values[index].as_deref().is_none_or(str::is_empty) {
                     self.values[index] = Some(value);
                     self.from_file[index] = Some(format!("{key} in {}", path.display()));
                 }
@@ -939,8 +959,9 @@ impl WardenConfig {
         for (key, value) in vars {
             let key = key.as_ref();
             if let Some(index) = VARIABLES.iter().position(|v| *v == key) {
-                let value = value.as_ref().trim();
-                table.values[index] = (!value.is_empty()).then(|| value.to_owned());
+                // Kept even when blank: a list set to nothing is refused,
+                // while any other blank variable counts as unset.
+                table.values[index] = Some(value.as_ref().trim().to_owned());
             } else if key.starts_with("MCP_") {
                 // A typo (`MCP_ENV`) must not silently leave a default in
                 // place, least of all the development environment.
@@ -1181,12 +1202,6 @@ impl WardenConfig {
             for host in &hosts {
                 crate::mcp::validate_allowed_host(host)
                     .map_err(|e| e.for_setting("MCP_ALLOWED_HOSTS"))?;
-            }
-            if hosts.is_empty() {
-                return Err(ConfigError::new(
-                    "MCP_ALLOWED_HOSTS",
-                    "is an empty list: the server would answer no request",
-                ));
             }
             config.allowed_hosts = hosts;
         }
@@ -1542,8 +1557,8 @@ fn load_operations(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
         }
         config.audit_log_file = Some(file);
     }
-    if vars.get("MCP_METRICS_ALLOWED_IPS").is_some() {
-        config.metrics_allowed_ips = nets(vars, "MCP_METRICS_ALLOWED_IPS")?;
+    if let Some(list) = list(vars, "MCP_METRICS_ALLOWED_IPS")? {
+        config.metrics_allowed_ips = parse_nets("MCP_METRICS_ALLOWED_IPS", list)?;
     }
     config.metrics_port = whole(vars, "MCP_METRICS_PORT", 1, u16::MAX)?;
     if let Some(origins) = list(vars, "MCP_CORS_ORIGINS")? {
@@ -1865,10 +1880,22 @@ fn nets(vars: &Vars, name: &'static str) -> Result<Vec<IpNet>, ConfigError> {
     parse_nets(name, list(vars, name)?.unwrap_or_default())
 }
 
+/// The one parser of every list setting. Unset is `None` (the setting's
+/// documented default); set but holding no entry (``, `,`, `[]`) is an
+/// error, so an allow list can never be emptied into "everyone" by
+/// accident.
 fn list(vars: &Vars, name: &'static str) -> Result<Option<Vec<String>>, ConfigError> {
-    vars.get(name)
-        .map(|text| parse_list(text).map_err(|message| ConfigError::new(name, message)))
-        .transpose()
+    let Some(text) = vars.raw(name) else {
+        return Ok(None);
+    };
+    let items = parse_list(text).map_err(|message| ConfigError::new(name, message))?;
+    if items.is_empty() {
+        return Err(ConfigError::new(
+            name,
+            "is set but lists nothing: unset it to get its default, or name at least one entry",
+        ));
+    }
+    Ok(Some(items))
 }
 
 /// `a, b` or a JSON array of strings `["a", "b"]`; blank entries are
@@ -2113,6 +2140,54 @@ mod tests {
         assert!(load(&[("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "3"), ("PATH", "/bin")]).is_ok());
         assert_eq!(closest("MCP_ENV", VARIABLES), Some("MCP_ENVIRONMENT"));
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    /// Every list setting, with a valid entry for it.
+    const LISTS: [(&str, &str); 13] = [
+        ("MCP_ALLOWED_IPS", "10.0.0.0/8"),
+        ("MCP_BLOCKED_IPS", "10.0.0.0/8"),
+        ("MCP_TRUSTED_PROXIES", "10.0.0.1"),
+        ("MCP_METRICS_ALLOWED_IPS", "10.0.0.0/8"),
+        ("MCP_ALLOWED_HOSTS", "mcp.example.com"),
+        ("MCP_ALLOWED_ORIGINS", "https://app.example.com"),
+        ("MCP_CORS_ORIGINS", "https://app.example.com"),
+        ("MCP_JWT_ISSUER", "https://idp.example"),
+        ("MCP_JWT_AUDIENCE", "https://mcp.example/mcp"),
+        ("MCP_OAUTH_AUTHORIZATION_SERVERS", "https://idp.example"),
+        ("MCP_API_KEYS", "api-key-0123456789abcdef"),
+        ("MCP_ALLOWED_HOSTS", "[\"mcp.example.com\"]"),
+        ("MCP_METRICS_ALLOWED_IPS", "[\"::1\"]"),
+    ];
+
+    #[test]
+    fn a_list_set_to_nothing_stops_start_up() {
+        // `MCP_METRICS_ALLOWED_IPS=[]` (or `,`) used to open `/metrics` to
+        // every address: an empty allow set admits everyone.
+        for (name, good) in LISTS {
+            assert!(load(&[(name, good)]).is_ok(), "{name}={good}");
+            for empty in ["", " ", ",", " , ,", "[]", "[ ]", "[\"\"]", "[\" \", \"\"]"] {
+                let error = load(&[(name, empty)]).unwrap_err();
+                assert_eq!(error.setting(), name, "{name}={empty:?}");
+                assert!(error.message().contains("lists nothing"), "{error}");
+            }
+        }
+        // Unset keeps the documented default: loopback for /metrics.
+        assert_eq!(
+            load(&[]).unwrap().metrics_allowed_ips,
+            default_metrics_allowed_ips()
+        );
+    }
+
+    #[cfg(feature = "config-file")]
+    #[test]
+    fn a_list_set_to_nothing_in_the_file_stops_start_up() {
+        for (name, _) in LISTS {
+            let key = key_of(name);
+            for empty in ["[]", "\"\"", "\",\""] {
+                let error = WardenConfig::from_toml(&format!("{key} = {empty}")).unwrap_err();
+                assert_eq!(error.setting(), name, "{key} = {empty}");
+            }
+        }
     }
 
     #[test]
@@ -2713,8 +2788,7 @@ mod tests {
         // Every key is a settings-file key, so the page reads like the file.
         #[cfg(feature = "config-file")]
         for key in json.as_object().unwrap().keys() {
-            let known =
-                VARIABLES.iter().any(|v| file::key_of(v) == *key) || key == "rate_limit_quota";
+            let known = VARIABLES.iter().any(|v| key_of(v) == *key) || key == "rate_limit_quota";
             assert!(known, "{key} is not a settings-file key");
         }
     }
@@ -2867,7 +2941,7 @@ search = 30
 
         #[test]
         fn every_variable_has_a_distinct_file_key() {
-            let mut keys: Vec<String> = VARIABLES.iter().map(|v| file::key_of(v)).collect();
+            let mut keys: Vec<String> = VARIABLES.iter().map(|v| key_of(v)).collect();
             keys.sort();
             let before = keys.len();
             keys.dedup();

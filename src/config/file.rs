@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{VARIABLES, WardenConfig};
+use super::{VARIABLES, WardenConfig, key_of};
 use crate::ConfigError;
 
 /// The largest settings file read: far above any real one.
@@ -13,14 +13,6 @@ const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// `(index into VARIABLES, value as a variable would hold it, key as written)`.
 pub(super) type Setting = (usize, String, String);
-
-/// The key of `variable` in a settings file: lower case, without `MCP_`.
-pub(super) fn key_of(variable: &str) -> String {
-    variable
-        .strip_prefix("MCP_")
-        .unwrap_or(variable)
-        .to_ascii_lowercase()
-}
 
 fn index_of(key: &str) -> Option<usize> {
     VARIABLES
