@@ -154,6 +154,13 @@ pub enum Environment {
 }
 
 impl Environment {
+    /// Whether production rules apply: in every environment but
+    /// development (staging included). The one place this is decided.
+    #[must_use]
+    pub const fn follows_production_rules(self) -> bool {
+        !matches!(self, Self::Development)
+    }
+
     /// The canonical name: `development`, `staging` or `production`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -1132,7 +1139,7 @@ impl WardenConfig {
                 }
             };
         }
-        if config.auth_mode == AuthMode::None && config.environment != Environment::Development {
+        if config.auth_mode == AuthMode::None && config.environment.follows_production_rules() {
             return Err(ConfigError::new(
                 "MCP_AUTH_MODE",
                 format!(
@@ -1297,7 +1304,7 @@ fn is_loopback_url(text: &str) -> bool {
 }
 
 fn load_auth(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigError> {
-    let production = config.environment != Environment::Development;
+    let production = config.environment.follows_production_rules();
     config.jwt_secret = vars.get("MCP_JWT_SECRET").map(str::to_owned);
     config.jwt_public_key_file = path(vars, "MCP_JWT_PUBLIC_KEY_FILE")?;
     config.jwks_file = path(vars, "MCP_JWKS_FILE")?;
@@ -1517,7 +1524,7 @@ fn load_gateway(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigErro
         config.circuit_breaker_reset_timeout = Duration::from_millis(ms);
     }
     config.gateway_allow_private_upstreams = boolean(vars, "MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS")?
-        .unwrap_or(config.environment == Environment::Development);
+        .unwrap_or(!config.environment.follows_production_rules());
     Ok(())
 }
 
@@ -1534,7 +1541,7 @@ fn load_operations(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
         config.log_level = Some(level.to_owned());
     }
     config.log_format = match vars.get("MCP_LOG_FORMAT").map(str::to_ascii_lowercase) {
-        None if config.environment == Environment::Development => LogFormat::Text,
+        None if !config.environment.follows_production_rules() => LogFormat::Text,
         None => LogFormat::Json,
         Some(text) => match text.as_str() {
             "text" => LogFormat::Text,
@@ -1564,10 +1571,10 @@ fn load_operations(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
     if let Some(origins) = list(vars, "MCP_CORS_ORIGINS")? {
         for origin in &origins {
             if origin == "*" {
-                if config.environment == Environment::Production {
+                if config.environment.follows_production_rules() {
                     return Err(ConfigError::new(
                         "MCP_CORS_ORIGINS",
-                        "`*` (any origin) is refused in production: list the origins",
+                        "`*` (any origin) is refused outside development: list the origins",
                     ));
                 }
                 if origins.len() > 1 {
@@ -2188,6 +2195,46 @@ mod tests {
                 assert_eq!(error.setting(), name, "{key} = {empty}");
             }
         }
+    }
+
+    #[test]
+    fn staging_follows_every_production_rule() {
+        let staging = ("MCP_ENVIRONMENT", "staging");
+        let key = ("MCP_JWT_SECRET", SECRET);
+        assert!(load(&[staging, key]).is_ok());
+        // Each production-only refusal, one by one.
+        for (vars, refused) in [
+            (vec![("MCP_CORS_ORIGINS", "*")], "MCP_CORS_ORIGINS"),
+            (vec![("MCP_AUTH_MODE", "none")], "MCP_AUTH_MODE"),
+            (
+                vec![("MCP_JWKS_URL", "http://idp.example/jwks")],
+                "MCP_JWKS_URL",
+            ),
+            (
+                vec![("MCP_RESOURCE_URL", "http://mcp.example/mcp")],
+                "MCP_RESOURCE_URL",
+            ),
+            (
+                vec![("MCP_AUTH_MODE", "both"), ("MCP_API_KEYS", "short-key")],
+                "MCP_API_KEYS",
+            ),
+        ] {
+            let mut all = vec![staging, key];
+            all.extend(vars);
+            assert_eq!(setting(&all), refused, "{all:?}");
+        }
+        assert_eq!(
+            setting(&[staging, ("MCP_JWT_SECRET", "too-short")]),
+            "MCP_JWT_SECRET"
+        );
+        assert_eq!(setting(&[staging]), "MCP_JWT_SECRET", "a key is required");
+        // And each production default.
+        let config = load(&[staging, key]).unwrap();
+        assert!(!config.gateway_allow_private_upstreams);
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert!(Environment::Staging.follows_production_rules());
+        assert!(Environment::Production.follows_production_rules());
+        assert!(!Environment::Development.follows_production_rules());
     }
 
     #[test]
