@@ -568,91 +568,10 @@ pub struct WardenConfig {
 }
 
 impl fmt::Debug for WardenConfig {
+    /// The settings as [`redacted_json`](Self::redacted_json) shows them:
+    /// secrets and URL credentials are redacted by the same declaration.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The expected certificate header value can act as a shared secret
-        // between proxy and server; it is never printed.
-        f.debug_struct("WardenConfig")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("environment", &self.environment)
-            .field("auth_mode", &self.auth_mode)
-            .field("allowed_ips", &self.allowed_ips)
-            .field("blocked_ips", &self.blocked_ips)
-            .field("trust_x_forwarded", &self.trust_x_forwarded)
-            .field("trusted_proxies", &self.trusted_proxies)
-            .field("trusted_proxy_depth", &self.trusted_proxy_depth)
-            .field("client_cert_required", &self.client_cert_required)
-            .field("client_cert_header", &self.client_cert_header)
-            .field("client_cert_header_value", &"<redacted>")
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("allowed_origins", &self.allowed_origins)
-            .field("allowed_hosts", &self.allowed_hosts)
-            .field(
-                "jwt_secret",
-                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .field("jwt_algorithm", &self.jwt_algorithm)
-            .field("jwt_public_key_file", &self.jwt_public_key_file)
-            .field("jwks_file", &self.jwks_file)
-            .field("jwks_url", &self.jwks_url)
-            .field("jwt_issuers", &self.jwt_issuers)
-            .field("jwt_audiences", &self.jwt_audiences)
-            .field("jwt_leeway_seconds", &self.jwt_leeway_seconds)
-            .field(
-                "api_keys",
-                &format_args!("<{} redacted>", self.api_keys.len()),
-            )
-            .field("api_keys_file", &self.api_keys_file)
-            .field(
-                "api_key_salt",
-                &self.api_key_salt.as_ref().map(|_| "<redacted>"),
-            )
-            .field("tool_scopes", &self.tool_scopes)
-            .field("resource_url", &self.resource_url)
-            .field(
-                "oauth_authorization_servers",
-                &self.oauth_authorization_servers,
-            )
-            .field("ws_allow_query_auth", &self.ws_allow_query_auth)
-            .field("rate_limit_enabled", &self.rate_limit_enabled)
-            .field("rate_limit_quota", &self.rate_limit_quota)
-            .field("rate_limit_storage", &self.rate_limit_storage)
-            .field(
-                "redis_url",
-                &self.redis_url.as_deref().map(redact_url_password),
-            )
-            .field("redis_ca_file", &self.redis_ca_file)
-            .field("rate_limit_fail_mode", &self.rate_limit_fail_mode)
-            .field("rate_limit_max_keys", &self.rate_limit_max_keys)
-            .field("tool_rate_limits", &self.tool_rate_limits)
-            .field("rate_limit_ipv6_prefix", &self.rate_limit_ipv6_prefix)
-            .field("rate_limit_redis_prefix", &self.rate_limit_redis_prefix)
-            .field("database_url", &redact_url_password(&self.database_url))
-            .field(
-                "circuit_breaker_failure_threshold",
-                &self.circuit_breaker_failure_threshold,
-            )
-            .field(
-                "circuit_breaker_reset_timeout",
-                &self.circuit_breaker_reset_timeout,
-            )
-            .field(
-                "gateway_allow_private_upstreams",
-                &self.gateway_allow_private_upstreams,
-            )
-            .field("config_file", &self.config_file)
-            .field("log_level", &self.log_level)
-            .field("log_format", &self.log_format)
-            .field("audit_log_file", &self.audit_log_file)
-            .field("metrics_allowed_ips", &self.metrics_allowed_ips)
-            .field("metrics_port", &self.metrics_port)
-            .field("cors_origins", &self.cors_origins)
-            .field("request_timeout", &self.request_timeout)
-            .field("admin_role", &self.admin_role)
-            .field("ws_ping_interval", &self.ws_ping_interval)
-            .field("ws_ping_timeout", &self.ws_ping_timeout)
-            .field("session_store", &self.session_store)
-            .finish()
+        write!(f, "WardenConfig {}", self.redacted_json())
     }
 }
 
@@ -1022,10 +941,11 @@ impl WardenConfig {
     }
 
     /// The effective settings as JSON, keyed like the settings file, with
-    /// every secret replaced by `"<redacted>"` (for a status page).
+    /// every secret replaced by `"<redacted>"` and the password and query
+    /// values of every URL setting redacted (for a status page; `Debug`
+    /// prints the same).
     #[must_use]
     pub fn redacted_json(&self) -> serde_json::Value {
-        let secret = |set: bool| set.then_some("<redacted>");
         let strings = |items: &[IpNet]| items.iter().map(ToString::to_string).collect::<Vec<_>>();
         let mut out = serde_json::json!({
             "host": self.host,
@@ -1039,11 +959,11 @@ impl WardenConfig {
             "trusted_proxy_depth": self.trusted_proxy_depth,
             "client_cert_required": self.client_cert_required,
             "client_cert_header": self.client_cert_header,
-            "client_cert_header_value": "<redacted>",
+            "client_cert_header_value": self.client_cert_header_value,
             "http_max_body_bytes": self.max_body_bytes,
             "allowed_origins": self.allowed_origins,
             "allowed_hosts": self.allowed_hosts,
-            "jwt_secret": secret(self.jwt_secret.is_some()),
+            "jwt_secret": self.jwt_secret,
             "jwt_algorithm": self.jwt_algorithm,
             "jwt_public_key_file": self.jwt_public_key_file,
             "jwks_file": self.jwks_file,
@@ -1051,9 +971,9 @@ impl WardenConfig {
             "jwt_issuer": self.jwt_issuers,
             "jwt_audience": self.jwt_audiences,
             "jwt_leeway_seconds": self.jwt_leeway_seconds,
-            "api_keys": format!("<{} redacted>", self.api_keys.len()),
+            "api_keys": self.api_keys,
             "api_keys_file": self.api_keys_file,
-            "api_key_salt": secret(self.api_key_salt.is_some()),
+            "api_key_salt": self.api_key_salt,
         });
         let rest = serde_json::json!({
             "tool_scopes": self.tool_scopes.iter().map(|(t, s)| (t.clone(), serde_json::Value::from(s.clone()))).collect::<serde_json::Map<_, _>>(),
@@ -1063,14 +983,14 @@ impl WardenConfig {
             "rate_limit_enabled": self.rate_limit_enabled,
             "rate_limit_quota": self.rate_limit_quota.to_json(),
             "rate_limit_storage": self.rate_limit_storage.as_str(),
-            "redis_url": self.redis_url.as_deref().map(redact_url_password),
+            "redis_url": self.redis_url,
             "redis_ca_file": self.redis_ca_file,
             "rate_limit_fail_mode": self.rate_limit_fail_mode.as_str(),
             "rate_limit_max_keys": self.rate_limit_max_keys,
             "tool_rate_limits": self.tool_rate_limits.iter().map(|(t, n)| (t.clone(), serde_json::Value::from(*n))).collect::<serde_json::Map<_, _>>(),
             "rate_limit_ipv6_prefix": self.rate_limit_ipv6_prefix,
             "rate_limit_redis_prefix": self.rate_limit_redis_prefix,
-            "database_url": redact_url_password(&self.database_url),
+            "database_url": self.database_url,
             "circuit_breaker_failure_threshold": self.circuit_breaker_failure_threshold,
             "circuit_breaker_reset_timeout": u64::try_from(self.circuit_breaker_reset_timeout.as_millis()).unwrap_or(u64::MAX),
             "gateway_allow_private_upstreams": self.gateway_allow_private_upstreams,
@@ -1089,6 +1009,12 @@ impl WardenConfig {
         });
         if let (Some(out), serde_json::Value::Object(rest)) = (out.as_object_mut(), rest) {
             out.extend(rest);
+            // Redacted by each setting's declaration, never field by field.
+            for (key, value) in out.iter_mut() {
+                if let Some(variable) = VARIABLES.iter().find(|v| key_of(v) == *key) {
+                    redact(redaction(variable), value);
+                }
+            }
         }
         out
     }
@@ -1288,7 +1214,8 @@ fn url(name: &'static str, text: &str, production: bool) -> Result<String, Confi
         return Err(ConfigError::new(
             name,
             format!(
-                "`{text}` is not an {}URL",
+                "`{}` is not an {}URL",
+                redact_url(text),
                 if production { "https " } else { "http(s) " }
             ),
         ));
@@ -1586,7 +1513,10 @@ fn load_operations(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
             } else if !is_origin(origin) {
                 return Err(ConfigError::new(
                     "MCP_CORS_ORIGINS",
-                    format!("`{origin}` is not an origin such as https://app.example.com"),
+                    format!(
+                        "`{}` is not an origin such as https://app.example.com",
+                        redact_url(origin)
+                    ),
                 ));
             }
         }
@@ -1744,20 +1674,98 @@ fn redis_url(text: &str) -> Result<String, ConfigError> {
     Ok(text.to_owned())
 }
 
-/// `url` with the password of its user info replaced by `<redacted>`
-/// (all of the user info when it has no `:`, since some clients read a
-/// lone user info as the password).
-fn redact_url_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<redacted>".to_owned();
-    };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
-        None => format!("{scheme}://<redacted>@{host}"),
+/// How a setting is shown by [`WardenConfig::redacted_json`] and `Debug`:
+/// part of the setting's declaration, beside [`VARIABLES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Redaction {
+    /// Shown as it is.
+    Shown,
+    /// A secret: never shown (a list shows how many entries it has).
+    Secret,
+    /// A URL (or a list of URLs): shown without the password of its user
+    /// info, its query values or its fragment ([`redact_url`]).
+    Url,
+}
+
+/// The [`Redaction`] of `variable`. A new secret or URL setting is
+/// declared here.
+fn redaction(variable: &str) -> Redaction {
+    match variable {
+        "MCP_JWT_SECRET" | "MCP_API_KEYS" | "MCP_API_KEY_SALT" | "MCP_CLIENT_CERT_HEADER_VALUE" => {
+            Redaction::Secret
+        }
+        "MCP_JWKS_URL"
+        | "MCP_RESOURCE_URL"
+        | "MCP_OAUTH_AUTHORIZATION_SERVERS"
+        | "MCP_JWT_ISSUER"
+        | "MCP_JWT_AUDIENCE"
+        | "MCP_REDIS_URL"
+        | "MCP_DATABASE_URL"
+        | "MCP_ALLOWED_ORIGINS"
+        | "MCP_CORS_ORIGINS" => Redaction::Url,
+        _ => Redaction::Shown,
     }
+}
+
+/// Applies `redaction` to a setting's JSON value.
+fn redact(redaction: Redaction, value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match (redaction, &mut *value) {
+        (Redaction::Shown, _) | (Redaction::Secret, Value::Null) => {}
+        (Redaction::Secret, Value::Array(items)) => {
+            *value = Value::from(format!("<{} redacted>", items.len()));
+        }
+        (Redaction::Secret, _) => *value = Value::from("<redacted>"),
+        (Redaction::Url, Value::String(url)) => *url = redact_url(url),
+        (Redaction::Url, Value::Array(items)) => {
+            for item in items {
+                redact(Redaction::Url, item);
+            }
+        }
+        (Redaction::Url, _) => {}
+    }
+}
+
+/// `url` with the password of its user info (all of the user info when it
+/// has no `:` or looks odd, since some clients read a lone user info as
+/// the password), every query value and the fragment replaced by
+/// `<redacted>`. The user info ends at the last `@`, so a malformed URL is
+/// redacted too much rather than too little.
+pub(crate) fn redact_url(url: &str) -> String {
+    const R: &str = "<redacted>";
+    let (prefix, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, rest)) => {
+            let shown = match userinfo.split_once(':') {
+                Some((user, _)) if !user.contains(['/', '?', '#']) => format!("{user}:{R}@"),
+                _ => format!("{R}@"),
+            };
+            (shown, rest)
+        }
+        None => (String::new(), rest),
+    };
+    let (rest, fragment) = match rest.split_once('#') {
+        Some((rest, _)) => (rest, format!("#{R}")),
+        None => (rest, String::new()),
+    };
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) => format!("{key}={R}"),
+                    None if pair.is_empty() => String::new(),
+                    None => R.to_owned(),
+                })
+                .collect();
+            (path, format!("?{}", pairs.join("&")))
+        }
+        None => (rest, String::new()),
+    };
+    format!("{prefix}{userinfo}{path}{query}{fragment}")
 }
 
 /// `MCP_TOOL_RATE_LIMITS`: `{"tool": requests_per_minute, ...}`.
@@ -2837,6 +2845,73 @@ mod tests {
         for key in json.as_object().unwrap().keys() {
             let known = VARIABLES.iter().any(|v| key_of(v) == *key) || key == "rate_limit_quota";
             assert!(known, "{key} is not a settings-file key");
+        }
+    }
+
+    #[test]
+    fn url_credentials_never_show() {
+        // `/status` used to print `?password=` and `?token=` values, and
+        // the user info of every URL setting but two.
+        let leaks = ["s3cret-pw", "s3cret-tok", "s3cret-key", "s3cret-frag"];
+        let with = |base: &str| {
+            format!("{base}?password=s3cret-pw&token=s3cret-tok&key=s3cret-key#s3cret-frag")
+        };
+        let https = with("https://user:s3cret-pw@idp.example/jwks");
+        let redis = with("redis://user:s3cret-pw@127.0.0.1:6379/0");
+        let postgres = with("postgres://app:s3cret-pw@127.0.0.1/mcp");
+        let config = load(&[
+            ("MCP_JWKS_URL", &https),
+            ("MCP_RESOURCE_URL", &https),
+            ("MCP_OAUTH_AUTHORIZATION_SERVERS", &https),
+            ("MCP_JWT_ISSUER", &https),
+            ("MCP_JWT_AUDIENCE", &https),
+            ("MCP_REDIS_URL", &redis),
+            ("MCP_DATABASE_URL", &postgres),
+        ])
+        .unwrap();
+        let json = config.redacted_json();
+        let debug = format!("{config:?}");
+        for text in [json.to_string(), debug] {
+            for leak in leaks {
+                assert!(!text.contains(leak), "{leak} leaked: {text}");
+            }
+        }
+        assert_eq!(
+            json["jwks_url"],
+            "https://user:<redacted>@idp.example/jwks?password=<redacted>&token=<redacted>&key=<redacted>#<redacted>"
+        );
+        assert_eq!(
+            json["database_url"],
+            "postgres://app:<redacted>@127.0.0.1/mcp?password=<redacted>&token=<redacted>&key=<redacted>#<redacted>"
+        );
+        assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(
+            redact_url("redis://h/?password=a@b"),
+            "redis://<redacted>@b"
+        );
+        // Nor in the error of a URL that is refused.
+        for (name, bad) in [
+            ("MCP_JWKS_URL", with("ftp://user:s3cret-pw@idp.example/")),
+            (
+                "MCP_RESOURCE_URL",
+                with("ftp://user:s3cret-pw@idp.example/"),
+            ),
+            (
+                "MCP_OAUTH_AUTHORIZATION_SERVERS",
+                with("ftp://user:s3cret-pw@idp.example/"),
+            ),
+            ("MCP_REDIS_URL", with("http://user:s3cret-pw@cache/")),
+            ("MCP_DATABASE_URL", with("mysql://user:s3cret-pw@db/")),
+            (
+                "MCP_CORS_ORIGINS",
+                with("https://user:s3cret-pw@app.example"),
+            ),
+        ] {
+            let error = load(&[(name, &bad)]).unwrap_err();
+            assert_eq!(error.setting(), name);
+            for leak in leaks {
+                assert!(!error.to_string().contains(leak), "{leak} leaked: {error}");
+            }
         }
     }
 
