@@ -90,10 +90,17 @@
 //! | `MCP_WS_PING_INTERVAL` | `30` | seconds between the server's pings on a WebSocket session (1–3600) |
 //! | `MCP_WS_PING_TIMEOUT` | `10` | seconds a WebSocket peer has to answer a ping before the session is closed (1–3600) |
 //!
-//! Lists are written `a,b` or as a JSON array of strings `["a","b"]`.
+//! Lists are written `a,b` or as a JSON array of strings `["a","b"]`. A
+//! list that is set but names nothing (`MCP_METRICS_ALLOWED_IPS=`, `,` or
+//! `[]`, in the environment or the file) stops start-up: for every list,
+//! unset means the documented default and an empty list is never read as
+//! "everyone" (or anything else).
 //! Booleans are `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off` (any
 //! case); anything else is an error. A variable set to the empty string
-//! counts as unset. Variables this module does not know are ignored.
+//! counts as unset. An `MCP_*` variable this module does not know stops
+//! start-up with an error naming the closest known one (`unknown setting
+//! MCP_ENV; did you mean MCP_ENVIRONMENT?`), so a typo never leaves a
+//! default in place; variables without the prefix are ignored.
 //!
 //! # The settings file
 //!
@@ -151,6 +158,13 @@ pub enum Environment {
 }
 
 impl Environment {
+    /// Whether production rules apply: in every environment but
+    /// development (staging included). The one place this is decided.
+    #[must_use]
+    pub const fn follows_production_rules(self) -> bool {
+        !matches!(self, Self::Development)
+    }
+
     /// The canonical name: `development`, `staging` or `production`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -548,7 +562,8 @@ pub struct WardenConfig {
     /// `MCP_AUDIT_LOG_FILE`: where audit events are also appended as JSON
     /// lines.
     pub audit_log_file: Option<PathBuf>,
-    /// `MCP_METRICS_ALLOWED_IPS`: the clients that may read `/metrics`.
+    /// `MCP_METRICS_ALLOWED_IPS`: the clients that may read `/metrics`
+    /// (never empty when loaded; an empty list built by hand admits no one).
     pub metrics_allowed_ips: Vec<IpNet>,
     /// `MCP_METRICS_PORT`: a separate listener for `/metrics`.
     pub metrics_port: Option<u16>,
@@ -568,98 +583,10 @@ pub struct WardenConfig {
 }
 
 impl fmt::Debug for WardenConfig {
+    /// The settings as [`redacted_json`](Self::redacted_json) shows them:
+    /// secrets and URL credentials are redacted by the same declaration.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The expected certificate header value can act as a shared secret
-        // between proxy and server; it is never printed.
-        f.debug_struct("WardenConfig")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("environment", &self.environment)
-            .field("auth_mode", &self.auth_mode)
-            .field("allowed_ips", &self.allowed_ips)
-            .field("blocked_ips", &self.blocked_ips)
-            .field("trust_x_forwarded", &self.trust_x_forwarded)
-            .field("trusted_proxies", &self.trusted_proxies)
-            .field("trusted_proxy_depth", &self.trusted_proxy_depth)
-            .field("client_cert_required", &self.client_cert_required)
-            .field("client_cert_header", &self.client_cert_header)
-            .field("client_cert_header_value", &"<redacted>")
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("allowed_origins", &self.allowed_origins)
-            .field("allowed_hosts", &self.allowed_hosts)
-            .field(
-                "jwt_secret",
-                &self.jwt_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .field("jwt_algorithm", &self.jwt_algorithm)
-            .field("jwt_public_key_file", &self.jwt_public_key_file)
-            .field("jwks_file", &self.jwks_file)
-            .field("jwks_url", &self.jwks_url)
-            .field("jwt_issuers", &self.jwt_issuers)
-            .field("jwt_audiences", &self.jwt_audiences)
-            .field("jwt_leeway_seconds", &self.jwt_leeway_seconds)
-            .field(
-                "api_keys",
-                &format_args!("<{} redacted>", self.api_keys.len()),
-            )
-            .field("api_keys_file", &self.api_keys_file)
-            .field(
-                "api_key_salt",
-                &self.api_key_salt.as_ref().map(|_| "<redacted>"),
-            )
-            .field("tool_scopes", &self.tool_scopes)
-            .field("resource_url", &self.resource_url)
-            .field(
-                "oauth_authorization_servers",
-                &self.oauth_authorization_servers,
-            )
-            .field("ws_allow_query_auth", &self.ws_allow_query_auth)
-            .field("rate_limit_enabled", &self.rate_limit_enabled)
-            .field("rate_limit_quota", &self.rate_limit_quota)
-            .field("rate_limit_storage", &self.rate_limit_storage)
-            .field(
-                "redis_url",
-                &self.redis_url.as_deref().map(redact_url_password),
-            )
-            .field("redis_ca_file", &self.redis_ca_file)
-            .field("rate_limit_fail_mode", &self.rate_limit_fail_mode)
-            .field("rate_limit_max_keys", &self.rate_limit_max_keys)
-            .field("tool_rate_limits", &self.tool_rate_limits)
-            .field("rate_limit_ipv6_prefix", &self.rate_limit_ipv6_prefix)
-            .field("rate_limit_redis_prefix", &self.rate_limit_redis_prefix)
-            .field("database_url", &redact_url_password(&self.database_url))
-            .field(
-                "circuit_breaker_failure_threshold",
-                &self.circuit_breaker_failure_threshold,
-            )
-            .field(
-                "circuit_breaker_reset_timeout",
-                &self.circuit_breaker_reset_timeout,
-            )
-            .field(
-                "gateway_allow_private_upstreams",
-                &self.gateway_allow_private_upstreams,
-            )
-            .field("gateway_max_connections", &self.gateway_max_connections)
-            .field("gateway_tools_cache_ttl", &self.gateway_tools_cache_ttl)
-            .field("gateway_fanout", &self.gateway_fanout)
-            .field(
-                "gateway_credential_key",
-                &self.gateway_credential_key.map(|_| "<redacted>"),
-            )
-            .field("config_file", &self.config_file)
-            .field("log_level", &self.log_level)
-            .field("log_format", &self.log_format)
-            .field("audit_log_file", &self.audit_log_file)
-            .field("metrics_allowed_ips", &self.metrics_allowed_ips)
-            .field("metrics_port", &self.metrics_port)
-            .field("cors_origins", &self.cors_origins)
-            .field("request_timeout", &self.request_timeout)
-            .field("admin_role", &self.admin_role)
-            .field("ws_ping_interval", &self.ws_ping_interval)
-            .field("ws_ping_timeout", &self.ws_ping_timeout)
-            .field("session_store", &self.session_store)
-            .finish()
+        write!(f, "WardenConfig {}", self.redacted_json())
     }
 }
 
@@ -859,6 +786,15 @@ pub const VARIABLES: [&str; 64] = [
     "MCP_SESSION_STORE",
 ];
 
+/// The key of `variable` in a settings file and in
+/// [`WardenConfig::redacted_json`]: lower case, without `MCP_`.
+fn key_of(variable: &str) -> String {
+    variable
+        .strip_prefix("MCP_")
+        .unwrap_or(variable)
+        .to_ascii_lowercase()
+}
+
 struct Vars {
     values: [Option<String>; VARIABLES.len()],
     /// For a value read from the settings file: its key as written there.
@@ -873,7 +809,13 @@ impl Vars {
         }
     }
 
+    /// The value of `name`; a blank one counts as unset.
     fn get(&self, name: &'static str) -> Option<&str> {
+        self.raw(name).filter(|value| !value.is_empty())
+    }
+
+    /// The value of `name` as given, blank or not.
+    fn raw(&self, name: &'static str) -> Option<&str> {
         let index = VARIABLES.iter().position(|v| *v == name)?;
         self.values[index].as_deref()
     }
@@ -887,7 +829,7 @@ impl Vars {
         #[cfg(feature = "config-file")]
         {
             for (index, value, key) in file::read(&path)? {
-                if self.values[index].is_none() {
+                if self.values[index].as_deref().is_none_or(str::is_empty) {
                     self.values[index] = Some(value);
                     self.from_file[index] = Some(format!("{key} in {}", path.display()));
                 }
@@ -932,7 +874,13 @@ impl WardenConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut pairs = Vec::new();
         for (key, value) in std::env::vars_os() {
-            let Some(key) = key.to_str() else { continue };
+            let Some(key) = key.to_str() else {
+                let key = key.to_string_lossy();
+                if key.starts_with("MCP_") {
+                    return Err(unknown_setting(&key, VARIABLES.iter().copied()));
+                }
+                continue;
+            };
             // `MCP_*`, and the two unprefixed `RATE_LIMIT_*` variables.
             if !key.starts_with("MCP_") && !VARIABLES.contains(&key) {
                 continue;
@@ -958,9 +906,15 @@ impl WardenConfig {
     {
         let mut table = Vars::new();
         for (key, value) in vars {
-            if let Some(index) = VARIABLES.iter().position(|v| *v == key.as_ref()) {
-                let value = value.as_ref().trim();
-                table.values[index] = (!value.is_empty()).then(|| value.to_owned());
+            let key = key.as_ref();
+            if let Some(index) = VARIABLES.iter().position(|v| *v == key) {
+                // Kept even when blank: a list set to nothing is refused,
+                // while any other blank variable counts as unset.
+                table.values[index] = Some(value.as_ref().trim().to_owned());
+            } else if key.starts_with("MCP_") {
+                // A typo (`MCP_ENV`) must not silently leave a default in
+                // place, least of all the development environment.
+                return Err(unknown_setting(key, VARIABLES.iter().copied()));
             }
         }
         table.read_file()?;
@@ -1010,10 +964,11 @@ impl WardenConfig {
     }
 
     /// The effective settings as JSON, keyed like the settings file, with
-    /// every secret replaced by `"<redacted>"` (for a status page).
+    /// every secret replaced by `"<redacted>"` and the password and query
+    /// values of every URL setting redacted (for a status page; `Debug`
+    /// prints the same).
     #[must_use]
     pub fn redacted_json(&self) -> serde_json::Value {
-        let secret = |set: bool| set.then_some("<redacted>");
         let strings = |items: &[IpNet]| items.iter().map(ToString::to_string).collect::<Vec<_>>();
         let mut out = serde_json::json!({
             "host": self.host,
@@ -1027,11 +982,11 @@ impl WardenConfig {
             "trusted_proxy_depth": self.trusted_proxy_depth,
             "client_cert_required": self.client_cert_required,
             "client_cert_header": self.client_cert_header,
-            "client_cert_header_value": "<redacted>",
+            "client_cert_header_value": self.client_cert_header_value,
             "http_max_body_bytes": self.max_body_bytes,
             "allowed_origins": self.allowed_origins,
             "allowed_hosts": self.allowed_hosts,
-            "jwt_secret": secret(self.jwt_secret.is_some()),
+            "jwt_secret": self.jwt_secret,
             "jwt_algorithm": self.jwt_algorithm,
             "jwt_public_key_file": self.jwt_public_key_file,
             "jwks_file": self.jwks_file,
@@ -1039,9 +994,9 @@ impl WardenConfig {
             "jwt_issuer": self.jwt_issuers,
             "jwt_audience": self.jwt_audiences,
             "jwt_leeway_seconds": self.jwt_leeway_seconds,
-            "api_keys": format!("<{} redacted>", self.api_keys.len()),
+            "api_keys": self.api_keys,
             "api_keys_file": self.api_keys_file,
-            "api_key_salt": secret(self.api_key_salt.is_some()),
+            "api_key_salt": self.api_key_salt,
         });
         let rest = serde_json::json!({
             "tool_scopes": self.tool_scopes.iter().map(|(t, s)| (t.clone(), serde_json::Value::from(s.clone()))).collect::<serde_json::Map<_, _>>(),
@@ -1051,14 +1006,14 @@ impl WardenConfig {
             "rate_limit_enabled": self.rate_limit_enabled,
             "rate_limit_quota": self.rate_limit_quota.to_json(),
             "rate_limit_storage": self.rate_limit_storage.as_str(),
-            "redis_url": self.redis_url.as_deref().map(redact_url_password),
+            "redis_url": self.redis_url,
             "redis_ca_file": self.redis_ca_file,
             "rate_limit_fail_mode": self.rate_limit_fail_mode.as_str(),
             "rate_limit_max_keys": self.rate_limit_max_keys,
             "tool_rate_limits": self.tool_rate_limits.iter().map(|(t, n)| (t.clone(), serde_json::Value::from(*n))).collect::<serde_json::Map<_, _>>(),
             "rate_limit_ipv6_prefix": self.rate_limit_ipv6_prefix,
             "rate_limit_redis_prefix": self.rate_limit_redis_prefix,
-            "database_url": redact_url_password(&self.database_url),
+            "database_url": self.database_url,
             "circuit_breaker_failure_threshold": self.circuit_breaker_failure_threshold,
             "circuit_breaker_reset_timeout": u64::try_from(self.circuit_breaker_reset_timeout.as_millis()).unwrap_or(u64::MAX),
             "gateway_allow_private_upstreams": self.gateway_allow_private_upstreams,
@@ -1081,6 +1036,12 @@ impl WardenConfig {
         });
         if let (Some(out), serde_json::Value::Object(rest)) = (out.as_object_mut(), rest) {
             out.extend(rest);
+            // Redacted by each setting's declaration, never field by field.
+            for (key, value) in out.iter_mut() {
+                if let Some(variable) = VARIABLES.iter().find(|v| key_of(v) == *key) {
+                    redact(redaction(variable), value);
+                }
+            }
         }
         out
     }
@@ -1131,7 +1092,7 @@ impl WardenConfig {
                 }
             };
         }
-        if config.auth_mode == AuthMode::None && config.environment != Environment::Development {
+        if config.auth_mode == AuthMode::None && config.environment.follows_production_rules() {
             return Err(ConfigError::new(
                 "MCP_AUTH_MODE",
                 format!(
@@ -1202,12 +1163,6 @@ impl WardenConfig {
                 crate::mcp::validate_allowed_host(host)
                     .map_err(|e| e.for_setting("MCP_ALLOWED_HOSTS"))?;
             }
-            if hosts.is_empty() {
-                return Err(ConfigError::new(
-                    "MCP_ALLOWED_HOSTS",
-                    "is an empty list: the server would answer no request",
-                ));
-            }
             config.allowed_hosts = hosts;
         }
         load_auth(vars, &mut config)?;
@@ -1216,6 +1171,51 @@ impl WardenConfig {
         load_operations(vars, &mut config)?;
         Ok(config)
     }
+}
+
+/// The error for an environment variable nobody reads, naming the known
+/// one closest to it: `unknown setting MCP_ENV; did you mean
+/// MCP_ENVIRONMENT?`. Settings-file keys use the same [`closest`].
+fn unknown_setting<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> ConfigError {
+    let message = match closest(name, known) {
+        Some(near) => format!("unknown setting {name}; did you mean {near}?"),
+        None => format!("unknown setting {name}"),
+    };
+    ConfigError::new(name.to_owned(), message)
+}
+
+/// The name of `known` closest to `name`: one that begins with the other
+/// (an abbreviation such as `MCP_ENV`, or an extra suffix) first, then the
+/// fewest single-character edits (case ignored).
+pub(super) fn closest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let name = name.to_ascii_lowercase();
+    known
+        .into_iter()
+        .map(|candidate| {
+            let lower = candidate.to_ascii_lowercase();
+            let related = lower.starts_with(&name) || name.starts_with(&lower);
+            ((!related, edit_distance(&name, &lower)), candidate)
+        })
+        .min_by_key(|(score, _)| *score)
+        .map(|(_, candidate)| candidate)
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb))
+                .min(above + 1)
+                .min(row[j] + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 fn path(vars: &Vars, name: &'static str) -> Result<Option<PathBuf>, ConfigError> {
@@ -1241,7 +1241,8 @@ fn url(name: &'static str, text: &str, production: bool) -> Result<String, Confi
         return Err(ConfigError::new(
             name,
             format!(
-                "`{text}` is not an {}URL",
+                "`{}` is not an {}URL",
+                redact_url(text),
                 if production { "https " } else { "http(s) " }
             ),
         ));
@@ -1257,7 +1258,7 @@ fn is_loopback_url(text: &str) -> bool {
 }
 
 fn load_auth(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigError> {
-    let production = config.environment != Environment::Development;
+    let production = config.environment.follows_production_rules();
     config.jwt_secret = vars.get("MCP_JWT_SECRET").map(str::to_owned);
     config.jwt_public_key_file = path(vars, "MCP_JWT_PUBLIC_KEY_FILE")?;
     config.jwks_file = path(vars, "MCP_JWKS_FILE")?;
@@ -1484,7 +1485,7 @@ fn load_gateway(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigErro
         config.circuit_breaker_reset_timeout = Duration::from_millis(ms);
     }
     config.gateway_allow_private_upstreams = boolean(vars, "MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS")?
-        .unwrap_or(config.environment == Environment::Development);
+        .unwrap_or(!config.environment.follows_production_rules());
     if let Some(n) = whole(vars, "MCP_GATEWAY_MAX_CONNECTIONS", 1, 10_000)? {
         config.gateway_max_connections = n;
     }
@@ -1527,7 +1528,7 @@ fn load_operations(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
         config.log_level = Some(level.to_owned());
     }
     config.log_format = match vars.get("MCP_LOG_FORMAT").map(str::to_ascii_lowercase) {
-        None if config.environment == Environment::Development => LogFormat::Text,
+        None if !config.environment.follows_production_rules() => LogFormat::Text,
         None => LogFormat::Json,
         Some(text) => match text.as_str() {
             "text" => LogFormat::Text,
@@ -1550,17 +1551,17 @@ fn load_operations(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
         }
         config.audit_log_file = Some(file);
     }
-    if vars.get("MCP_METRICS_ALLOWED_IPS").is_some() {
-        config.metrics_allowed_ips = nets(vars, "MCP_METRICS_ALLOWED_IPS")?;
+    if let Some(list) = list(vars, "MCP_METRICS_ALLOWED_IPS")? {
+        config.metrics_allowed_ips = parse_nets("MCP_METRICS_ALLOWED_IPS", list)?;
     }
     config.metrics_port = whole(vars, "MCP_METRICS_PORT", 1, u16::MAX)?;
     if let Some(origins) = list(vars, "MCP_CORS_ORIGINS")? {
         for origin in &origins {
             if origin == "*" {
-                if config.environment == Environment::Production {
+                if config.environment.follows_production_rules() {
                     return Err(ConfigError::new(
                         "MCP_CORS_ORIGINS",
-                        "`*` (any origin) is refused in production: list the origins",
+                        "`*` (any origin) is refused outside development: list the origins",
                     ));
                 }
                 if origins.len() > 1 {
@@ -1572,7 +1573,10 @@ fn load_operations(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
             } else if !is_origin(origin) {
                 return Err(ConfigError::new(
                     "MCP_CORS_ORIGINS",
-                    format!("`{origin}` is not an origin such as https://app.example.com"),
+                    format!(
+                        "`{}` is not an origin such as https://app.example.com",
+                        redact_url(origin)
+                    ),
                 ));
             }
         }
@@ -1730,20 +1734,100 @@ fn redis_url(text: &str) -> Result<String, ConfigError> {
     Ok(text.to_owned())
 }
 
-/// `url` with the password of its user info replaced by `<redacted>`
-/// (all of the user info when it has no `:`, since some clients read a
-/// lone user info as the password).
-fn redact_url_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<redacted>".to_owned();
-    };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
-        None => format!("{scheme}://<redacted>@{host}"),
+/// How a setting is shown by [`WardenConfig::redacted_json`] and `Debug`:
+/// part of the setting's declaration, beside [`VARIABLES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Redaction {
+    /// Shown as it is.
+    Shown,
+    /// A secret: never shown (a list shows how many entries it has).
+    Secret,
+    /// A URL (or a list of URLs): shown without the password of its user
+    /// info, its query values or its fragment ([`redact_url`]).
+    Url,
+}
+
+/// The [`Redaction`] of `variable`. A new secret or URL setting is
+/// declared here.
+fn redaction(variable: &str) -> Redaction {
+    match variable {
+        "MCP_JWT_SECRET"
+        | "MCP_API_KEYS"
+        | "MCP_API_KEY_SALT"
+        | "MCP_CLIENT_CERT_HEADER_VALUE"
+        | "MCP_GATEWAY_CREDENTIAL_KEY" => Redaction::Secret,
+        "MCP_JWKS_URL"
+        | "MCP_RESOURCE_URL"
+        | "MCP_OAUTH_AUTHORIZATION_SERVERS"
+        | "MCP_JWT_ISSUER"
+        | "MCP_JWT_AUDIENCE"
+        | "MCP_REDIS_URL"
+        | "MCP_DATABASE_URL"
+        | "MCP_ALLOWED_ORIGINS"
+        | "MCP_CORS_ORIGINS" => Redaction::Url,
+        _ => Redaction::Shown,
     }
+}
+
+/// Applies `redaction` to a setting's JSON value.
+fn redact(redaction: Redaction, value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match (redaction, &mut *value) {
+        (Redaction::Shown, _) | (Redaction::Secret, Value::Null) => {}
+        (Redaction::Secret, Value::Array(items)) => {
+            *value = Value::from(format!("<{} redacted>", items.len()));
+        }
+        (Redaction::Secret, _) => *value = Value::from("<redacted>"),
+        (Redaction::Url, Value::String(url)) => *url = redact_url(url),
+        (Redaction::Url, Value::Array(items)) => {
+            for item in items {
+                redact(Redaction::Url, item);
+            }
+        }
+        (Redaction::Url, _) => {}
+    }
+}
+
+/// `url` with the password of its user info (all of the user info when it
+/// has no `:` or looks odd, since some clients read a lone user info as
+/// the password), every query value and the fragment replaced by
+/// `<redacted>`. The user info ends at the last `@`, so a malformed URL is
+/// redacted too much rather than too little.
+pub(crate) fn redact_url(url: &str) -> String {
+    const R: &str = "<redacted>";
+    let (prefix, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, rest)) => {
+            let shown = match userinfo.split_once(':') {
+                Some((user, _)) if !user.contains(['/', '?', '#']) => format!("{user}:{R}@"),
+                _ => format!("{R}@"),
+            };
+            (shown, rest)
+        }
+        None => (String::new(), rest),
+    };
+    let (rest, fragment) = match rest.split_once('#') {
+        Some((rest, _)) => (rest, format!("#{R}")),
+        None => (rest, String::new()),
+    };
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) => format!("{key}={R}"),
+                    None if pair.is_empty() => String::new(),
+                    None => R.to_owned(),
+                })
+                .collect();
+            (path, format!("?{}", pairs.join("&")))
+        }
+        None => (rest, String::new()),
+    };
+    format!("{prefix}{userinfo}{path}{query}{fragment}")
 }
 
 /// `MCP_TOOL_RATE_LIMITS`: `{"tool": requests_per_minute, ...}`.
@@ -1873,10 +1957,22 @@ fn nets(vars: &Vars, name: &'static str) -> Result<Vec<IpNet>, ConfigError> {
     parse_nets(name, list(vars, name)?.unwrap_or_default())
 }
 
+/// The one parser of every list setting. Unset is `None` (the setting's
+/// documented default); set but holding no entry (``, `,`, `[]`) is an
+/// error, so an allow list can never be emptied into "everyone" by
+/// accident.
 fn list(vars: &Vars, name: &'static str) -> Result<Option<Vec<String>>, ConfigError> {
-    vars.get(name)
-        .map(|text| parse_list(text).map_err(|message| ConfigError::new(name, message)))
-        .transpose()
+    let Some(text) = vars.raw(name) else {
+        return Ok(None);
+    };
+    let items = parse_list(text).map_err(|message| ConfigError::new(name, message))?;
+    if items.is_empty() {
+        return Err(ConfigError::new(
+            name,
+            "is set but lists nothing: unset it to get its default, or name at least one entry",
+        ));
+    }
+    Ok(Some(items))
 }
 
 /// `a, b` or a JSON array of strings `["a", "b"]`; blank entries are
@@ -2083,6 +2179,132 @@ mod tests {
         ] {
             assert_eq!(setting(&[(name, value)]), name, "{name}={value}");
         }
+    }
+
+    #[test]
+    fn unknown_mcp_variable_stops_start_up_naming_the_closest() {
+        // `MCP_ENV=production` used to leave the server in development,
+        // where `MCP_AUTH_MODE=none` is accepted.
+        let error = load(&[("MCP_ENV", "production"), ("MCP_AUTH_MODE", "none")]).unwrap_err();
+        assert_eq!(error.setting(), "MCP_ENV");
+        assert_eq!(
+            error.message(),
+            "unknown setting MCP_ENV; did you mean MCP_ENVIRONMENT?"
+        );
+        for (typo, near) in [
+            ("MCP_JWT_SECRT", "MCP_JWT_SECRET"),
+            ("MCP_ALLOWED_IP", "MCP_ALLOWED_IPS"),
+            ("MCP_RATELIMIT_RPM", "MCP_RATE_LIMIT_RPM"),
+            ("mcp_port", "MCP_PORT"),
+            ("MCP_REDIS_URI", "MCP_REDIS_URL"),
+        ] {
+            let error = load(&[(typo, "x")]);
+            if typo.starts_with("MCP_") {
+                let error = error.unwrap_err();
+                assert_eq!(error.setting(), typo);
+                assert!(
+                    error.message().ends_with(&format!("did you mean {near}?")),
+                    "{typo}: {error}"
+                );
+            } else {
+                // Names are case-sensitive: only `MCP_` is the prefix.
+                assert!(error.is_ok(), "{typo}");
+            }
+        }
+        // Even an empty unknown variable is a typo worth stopping for.
+        assert_eq!(setting(&[("MCP_ENV", "")]), "MCP_ENV");
+        // Every known name, and other prefixes, still load.
+        assert!(load(&[("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "3"), ("PATH", "/bin")]).is_ok());
+        assert_eq!(closest("MCP_ENV", VARIABLES), Some("MCP_ENVIRONMENT"));
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    /// Every list setting, with a valid entry for it.
+    const LISTS: [(&str, &str); 13] = [
+        ("MCP_ALLOWED_IPS", "10.0.0.0/8"),
+        ("MCP_BLOCKED_IPS", "10.0.0.0/8"),
+        ("MCP_TRUSTED_PROXIES", "10.0.0.1"),
+        ("MCP_METRICS_ALLOWED_IPS", "10.0.0.0/8"),
+        ("MCP_ALLOWED_HOSTS", "mcp.example.com"),
+        ("MCP_ALLOWED_ORIGINS", "https://app.example.com"),
+        ("MCP_CORS_ORIGINS", "https://app.example.com"),
+        ("MCP_JWT_ISSUER", "https://idp.example"),
+        ("MCP_JWT_AUDIENCE", "https://mcp.example/mcp"),
+        ("MCP_OAUTH_AUTHORIZATION_SERVERS", "https://idp.example"),
+        ("MCP_API_KEYS", "api-key-0123456789abcdef"),
+        ("MCP_ALLOWED_HOSTS", "[\"mcp.example.com\"]"),
+        ("MCP_METRICS_ALLOWED_IPS", "[\"::1\"]"),
+    ];
+
+    #[test]
+    fn a_list_set_to_nothing_stops_start_up() {
+        // `MCP_METRICS_ALLOWED_IPS=[]` (or `,`) used to open `/metrics` to
+        // every address: an empty allow set admits everyone.
+        for (name, good) in LISTS {
+            assert!(load(&[(name, good)]).is_ok(), "{name}={good}");
+            for empty in ["", " ", ",", " , ,", "[]", "[ ]", "[\"\"]", "[\" \", \"\"]"] {
+                let error = load(&[(name, empty)]).unwrap_err();
+                assert_eq!(error.setting(), name, "{name}={empty:?}");
+                assert!(error.message().contains("lists nothing"), "{error}");
+            }
+        }
+        // Unset keeps the documented default: loopback for /metrics.
+        assert_eq!(
+            load(&[]).unwrap().metrics_allowed_ips,
+            default_metrics_allowed_ips()
+        );
+    }
+
+    #[cfg(feature = "config-file")]
+    #[test]
+    fn a_list_set_to_nothing_in_the_file_stops_start_up() {
+        for (name, _) in LISTS {
+            let key = key_of(name);
+            for empty in ["[]", "\"\"", "\",\""] {
+                let error = WardenConfig::from_toml(&format!("{key} = {empty}")).unwrap_err();
+                assert_eq!(error.setting(), name, "{key} = {empty}");
+            }
+        }
+    }
+
+    #[test]
+    fn staging_follows_every_production_rule() {
+        let staging = ("MCP_ENVIRONMENT", "staging");
+        let key = ("MCP_JWT_SECRET", SECRET);
+        assert!(load(&[staging, key]).is_ok());
+        // Each production-only refusal, one by one.
+        for (vars, refused) in [
+            (vec![("MCP_CORS_ORIGINS", "*")], "MCP_CORS_ORIGINS"),
+            (vec![("MCP_AUTH_MODE", "none")], "MCP_AUTH_MODE"),
+            (
+                vec![("MCP_JWKS_URL", "http://idp.example/jwks")],
+                "MCP_JWKS_URL",
+            ),
+            (
+                vec![("MCP_RESOURCE_URL", "http://mcp.example/mcp")],
+                "MCP_RESOURCE_URL",
+            ),
+            (
+                vec![("MCP_AUTH_MODE", "both"), ("MCP_API_KEYS", "short-key")],
+                "MCP_API_KEYS",
+            ),
+        ] {
+            let mut all = vec![staging, key];
+            all.extend(vars);
+            assert_eq!(setting(&all), refused, "{all:?}");
+        }
+        assert_eq!(
+            setting(&[staging, ("MCP_JWT_SECRET", "too-short")]),
+            "MCP_JWT_SECRET"
+        );
+        assert_eq!(setting(&[staging]), "MCP_JWT_SECRET", "a key is required");
+        // And each production default.
+        let config = load(&[staging, key]).unwrap();
+        assert!(!config.gateway_allow_private_upstreams);
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert!(Environment::Staging.follows_production_rules());
+        assert!(Environment::Production.follows_production_rules());
+        assert!(!Environment::Development.follows_production_rules());
     }
 
     #[test]
@@ -2683,9 +2905,75 @@ mod tests {
         // Every key is a settings-file key, so the page reads like the file.
         #[cfg(feature = "config-file")]
         for key in json.as_object().unwrap().keys() {
-            let known =
-                VARIABLES.iter().any(|v| file::key_of(v) == *key) || key == "rate_limit_quota";
+            let known = VARIABLES.iter().any(|v| key_of(v) == *key) || key == "rate_limit_quota";
             assert!(known, "{key} is not a settings-file key");
+        }
+    }
+
+    #[test]
+    fn url_credentials_never_show() {
+        // `/status` used to print `?password=` and `?token=` values, and
+        // the user info of every URL setting but two.
+        let leaks = ["s3cret-pw", "s3cret-tok", "s3cret-key", "s3cret-frag"];
+        let with = |base: &str| {
+            format!("{base}?password=s3cret-pw&token=s3cret-tok&key=s3cret-key#s3cret-frag")
+        };
+        let https = with("https://user:s3cret-pw@idp.example/jwks");
+        let redis = with("redis://user:s3cret-pw@127.0.0.1:6379/0");
+        let postgres = with("postgres://app:s3cret-pw@127.0.0.1/mcp");
+        let config = load(&[
+            ("MCP_JWKS_URL", &https),
+            ("MCP_RESOURCE_URL", &https),
+            ("MCP_OAUTH_AUTHORIZATION_SERVERS", &https),
+            ("MCP_JWT_ISSUER", &https),
+            ("MCP_JWT_AUDIENCE", &https),
+            ("MCP_REDIS_URL", &redis),
+            ("MCP_DATABASE_URL", &postgres),
+        ])
+        .unwrap();
+        let json = config.redacted_json();
+        let debug = format!("{config:?}");
+        for text in [json.to_string(), debug] {
+            for leak in leaks {
+                assert!(!text.contains(leak), "{leak} leaked: {text}");
+            }
+        }
+        assert_eq!(
+            json["jwks_url"],
+            "https://user:<redacted>@idp.example/jwks?password=<redacted>&token=<redacted>&key=<redacted>#<redacted>"
+        );
+        assert_eq!(
+            json["database_url"],
+            "postgres://app:<redacted>@127.0.0.1/mcp?password=<redacted>&token=<redacted>&key=<redacted>#<redacted>"
+        );
+        assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(
+            redact_url("redis://h/?password=a@b"),
+            "redis://<redacted>@b"
+        );
+        // Nor in the error of a URL that is refused.
+        for (name, bad) in [
+            ("MCP_JWKS_URL", with("ftp://user:s3cret-pw@idp.example/")),
+            (
+                "MCP_RESOURCE_URL",
+                with("ftp://user:s3cret-pw@idp.example/"),
+            ),
+            (
+                "MCP_OAUTH_AUTHORIZATION_SERVERS",
+                with("ftp://user:s3cret-pw@idp.example/"),
+            ),
+            ("MCP_REDIS_URL", with("http://user:s3cret-pw@cache/")),
+            ("MCP_DATABASE_URL", with("mysql://user:s3cret-pw@db/")),
+            (
+                "MCP_CORS_ORIGINS",
+                with("https://user:s3cret-pw@app.example"),
+            ),
+        ] {
+            let error = load(&[(name, &bad)]).unwrap_err();
+            assert_eq!(error.setting(), name);
+            for leak in leaks {
+                assert!(!error.to_string().contains(leak), "{leak} leaked: {error}");
+            }
         }
     }
 
@@ -2780,8 +3068,17 @@ search = 30
         fn unknown_key_is_an_error_naming_it() {
             let error = WardenConfig::from_toml("jwt_secrt = \"x\"").unwrap_err();
             assert_eq!(error.setting(), "jwt_secrt");
+            assert!(
+                error.message().contains("did you mean jwt_secret?"),
+                "{error}"
+            );
             let error = WardenConfig::from_toml("[rate_limit]\nrpmm = 3").unwrap_err();
             assert_eq!(error.setting(), "rate_limit.rpmm");
+            assert!(
+                error.message().contains("did you mean rate_limit_rpm?"),
+                "{error}"
+            );
+            assert!(!error.message().contains('3'), "{error}");
             // A file cannot name another file.
             assert_eq!(
                 WardenConfig::from_toml("config_file = \"/etc/x\"")
@@ -2828,7 +3125,7 @@ search = 30
 
         #[test]
         fn every_variable_has_a_distinct_file_key() {
-            let mut keys: Vec<String> = VARIABLES.iter().map(|v| file::key_of(v)).collect();
+            let mut keys: Vec<String> = VARIABLES.iter().map(|v| key_of(v)).collect();
             keys.sort();
             let before = keys.len();
             keys.dedup();

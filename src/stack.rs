@@ -482,9 +482,7 @@ fn jwt(config: &WardenConfig, warnings: &mut Vec<String>) -> Result<JwtAuth, Con
     // resource URL (set or derived).
     let audiences: Vec<String> = if !config.jwt_audiences.is_empty() {
         config.jwt_audiences.clone()
-    } else if config.resource_url.is_some()
-        || config.environment != crate::config::Environment::Development
-    {
+    } else if config.resource_url.is_some() || config.environment.follows_production_rules() {
         vec![resource_url(config)]
     } else {
         Vec::new()

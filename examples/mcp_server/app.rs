@@ -34,8 +34,8 @@ use tokio_util::sync::CancellationToken;
 use tower_warden::ConfigError;
 use tower_warden::auth::JwtAuth;
 use tower_warden::circuit_breaker::{BreakerState, CircuitBreaker, CircuitBreakers};
+use tower_warden::config::SessionStorage;
 use tower_warden::config::WardenConfig;
-use tower_warden::config::{Environment, SessionStorage};
 use tower_warden::mcp::{JsonRpcErrorsLayer, SessionBindingLayer};
 use tower_warden::reload::ReloadHandle;
 use tower_warden::stack::{RateLimitInfo, WardenLayer};
@@ -83,7 +83,7 @@ pub fn auth(config: &WardenConfig) -> Result<Auth, ConfigError> {
         || config.jwt_public_key_file.is_some()
         || config.jwks_file.is_some()
         || config.jwks_url.is_some();
-    if config.auth_mode.jwt() && !has_key_source && config.environment == Environment::Development {
+    if config.auth_mode.jwt() && !has_key_source && !config.environment.follows_production_rules() {
         let mut secret = [0u8; 32];
         getrandom::fill(&mut secret).map_err(|e| {
             ConfigError::new(
@@ -239,7 +239,7 @@ pub async fn gateway(config: &WardenConfig) -> Result<Arc<gateway::Gateway>, Con
             .with_credential_key(
                 store::credential_key(
                     config.gateway_credential_key,
-                    config.environment == tower_warden::config::Environment::Development,
+                    !config.environment.follows_production_rules(),
                 )
                 .map_err(|e| ConfigError::new("MCP_GATEWAY_CREDENTIAL_KEY", e.to_string()))?,
             ),

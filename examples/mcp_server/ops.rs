@@ -414,9 +414,21 @@ pub fn prometheus() -> Option<PrometheusHandle> {
 /// A trusted-proxy setting the client-address layer cannot use.
 pub fn metrics_routes(config: &WardenConfig) -> Result<Router, ConfigError> {
     let handle = prometheus();
-    let allowed = IpSet::builder()
-        .allow_nets(config.metrics_allowed_ips.iter().copied())
-        .build();
+    // An empty allow set admits everyone, so an empty list (which the
+    // loader refuses, but a hand-built config may hold) denies everyone.
+    let allowed = if config.metrics_allowed_ips.is_empty() {
+        IpSet::builder()
+            // `0.0.0.0/0` and `::/0`.
+            .deny_nets([
+                ipnet::IpNet::V4(ipnet::Ipv4Net::default()),
+                ipnet::IpNet::V6(ipnet::Ipv6Net::default()),
+            ])
+            .build()
+    } else {
+        IpSet::builder()
+            .allow_nets(config.metrics_allowed_ips.iter().copied())
+            .build()
+    };
     let mut routes = Router::new()
         .route("/metrics", get(render_metrics))
         .with_state(handle)

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{VARIABLES, WardenConfig};
+use super::{VARIABLES, WardenConfig, key_of};
 use crate::ConfigError;
 
 /// The largest settings file read: far above any real one.
@@ -13,14 +13,6 @@ const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// `(index into VARIABLES, value as a variable would hold it, key as written)`.
 pub(super) type Setting = (usize, String, String);
-
-/// The key of `variable` in a settings file: lower case, without `MCP_`.
-pub(super) fn key_of(variable: &str) -> String {
-    variable
-        .strip_prefix("MCP_")
-        .unwrap_or(variable)
-        .to_ascii_lowercase()
-}
 
 fn index_of(key: &str) -> Option<usize> {
     VARIABLES
@@ -109,10 +101,24 @@ pub(super) fn flatten(tree: &Value, source: &str) -> Result<Vec<Setting>, Config
             } else if let Value::Object(inner) = value {
                 stack.push((name, shown, inner));
             } else {
+                if name == key_of("MCP_CONFIG_FILE") {
+                    return Err(ConfigError::new(
+                        shown,
+                        format!("{source} cannot name another settings file"),
+                    ));
+                }
+                let keys: Vec<String> = VARIABLES
+                    .iter()
+                    .filter(|v| **v != "MCP_CONFIG_FILE")
+                    .map(|v| key_of(v))
+                    .collect();
+                let near = super::closest(&name, keys.iter().map(String::as_str))
+                    .map(|near| format!("; did you mean {near}?"))
+                    .unwrap_or_default();
                 return Err(ConfigError::new(
                     shown.clone(),
                     format!(
-                        "`{shown}` in {source} is not a setting (keys are the variable names in lower case without MCP_, e.g. jwt_secret)"
+                        "unknown setting {shown} in {source}{near} (keys are the variable names in lower case without MCP_)"
                     ),
                 ));
             }
