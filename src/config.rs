@@ -573,6 +573,10 @@ pub struct WardenConfig {
     pub request_timeout: Duration,
     /// `MCP_ADMIN_ROLE`: the role that may read `/status`.
     pub admin_role: String,
+    /// `MCP_ADMIN_ROLE` when it is set: the role that may work in every
+    /// namespace (the gateway's connections). `None` by default: no role
+    /// crosses namespaces unless configured.
+    pub cross_namespace_role: Option<String>,
     /// `MCP_WS_PING_INTERVAL` (seconds): how often a WebSocket session is
     /// pinged.
     pub ws_ping_interval: Duration,
@@ -653,6 +657,7 @@ impl Default for WardenConfig {
             cors_origins: Vec::new(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             admin_role: DEFAULT_ADMIN_ROLE.to_owned(),
+            cross_namespace_role: None,
             ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
             ws_ping_timeout: DEFAULT_WS_PING_TIMEOUT,
             session_store: SessionStorage::Memory,
@@ -1030,6 +1035,7 @@ impl WardenConfig {
             "cors_origins": self.cors_origins,
             "request_timeout": self.request_timeout.as_secs(),
             "admin_role": self.admin_role,
+            "cross_namespace_role": self.cross_namespace_role,
             "ws_ping_interval": self.ws_ping_interval.as_secs(),
             "ws_ping_timeout": self.ws_ping_timeout.as_secs(),
             "session_store": self.session_store.as_str(),
@@ -1295,7 +1301,7 @@ fn load_auth(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigError> 
         config.oauth_authorization_servers.push(server);
     }
     if let Some(text) = vars.get("MCP_TOOL_SCOPES") {
-        config.tool_scopes = tool_scopes(text)?;
+        config.tool_scopes = parse_tool_scopes(text)?;
     }
 
     // Which key source, and which algorithm.
@@ -1593,6 +1599,7 @@ fn load_operations(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
             ));
         }
         config.admin_role = role.to_owned();
+        config.cross_namespace_role = Some(role.to_owned());
     }
     if let Some(seconds) = whole(vars, "MCP_WS_PING_INTERVAL", 1, 3600)? {
         config.ws_ping_interval = Duration::from_secs(seconds);
@@ -1873,8 +1880,16 @@ where
     }
 }
 
-/// `MCP_TOOL_SCOPES`: `{"tool": ["scope", ...] | "scope scope", ...}`.
-fn tool_scopes(text: &str) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
+/// `MCP_TOOL_SCOPES`: `{"tool": ["scope", ...] | "scope scope", ...}`; the
+/// key `"*"` is the requirement of every tool not listed. The one reader of
+/// the setting: [`ToolPolicy::try_from_json`](crate::mcp::ToolPolicy::try_from_json)
+/// reads it through this too.
+///
+/// # Errors
+///
+/// A [`ConfigError`] naming `MCP_TOOL_SCOPES` when the text is not a JSON
+/// object of scopes.
+pub fn parse_tool_scopes(text: &str) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
     let bad = |m: String| ConfigError::new("MCP_TOOL_SCOPES", m);
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;

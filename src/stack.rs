@@ -238,14 +238,14 @@ impl WardenLayer {
         .allow_query_credentials(config.ws_allow_query_auth);
 
         let max_body = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
-        let tool_policy = (!config.tool_scopes.is_empty()).then(|| {
-            config
-                .tool_scopes
-                .iter()
-                .fold(ToolPolicy::new(), |policy, (tool, scopes)| {
-                    policy.require(tool.clone(), scopes.clone())
-                })
-        });
+        // The one reading of `MCP_TOOL_SCOPES` (`"*"` is the default).
+        let tool_policy = if config.tool_scopes.is_empty() {
+            None
+        } else {
+            Some(ToolPolicy::try_from_entries(
+                config.tool_scopes.iter().cloned(),
+            )?)
+        };
         let limits = Limits::of(config)?;
         // The tool a request calls is found by the policy layer, so it reads
         // bodies for per-tool quotas too.

@@ -377,7 +377,10 @@ pub fn build(
             max_message: max_body,
             sessions: shutdown.child_token(),
         }));
-    let api_routes = ops::timeout(gateway::routes(Arc::clone(&gateway)), config);
+    let api_routes = ops::timeout(
+        gateway::routes(Arc::clone(&gateway), gateway::Access::of(config)),
+        config,
+    );
     // Last: open WebSocket sessions check their address against the new
     // lists at once.
     let reload = warden

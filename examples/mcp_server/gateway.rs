@@ -11,7 +11,9 @@
 //!
 //! Every route works in the caller's namespace (the `Namespace` that
 //! `NamespaceLayer` leaves): another namespace's connection is 403 on every
-//! route, a body naming another namespace is 403. Errors are problem JSON.
+//! route, a body naming another namespace is 403. Only the role
+//! `MCP_ADMIN_ROLE` names, when it is set, works in every namespace; unset,
+//! no role crosses. Errors are problem JSON.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,8 +36,36 @@ use super::upstream::{UpstreamError, Upstreams};
 /// The connection API's path prefix.
 pub const CONNECTIONS: &str = "/api/v1/mcp/connections";
 
-/// The role that may work in any namespace.
-pub const ADMIN_ROLE: &str = "admin";
+/// Who may do what on the connection API, from the settings.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    /// The role that works in every namespace (`MCP_ADMIN_ROLE` when set);
+    /// `None`: no role crosses namespaces.
+    pub admin_role: Option<String>,
+}
+
+impl Access {
+    /// The access rules of `config`.
+    pub fn of(config: &tower_warden::config::WardenConfig) -> Self {
+        Self {
+            admin_role: config.cross_namespace_role.clone(),
+        }
+    }
+
+    /// Whether `principal` may work in namespaces other than its own.
+    fn crosses(&self, principal: &Principal) -> bool {
+        self.admin_role
+            .as_deref()
+            .is_some_and(|role| principal.has_role(role))
+    }
+}
+
+/// The state of the connection routes.
+#[derive(Debug)]
+struct Api {
+    gateway: Arc<Gateway>,
+    access: Access,
+}
 
 /// The store and the upstream clients, shared by the routes and the MCP
 /// endpoint.
@@ -119,11 +149,13 @@ fn connection_id(head: &RequestHead<'_>) -> Option<String> {
 
 /// The connection API, behind a `NamespaceLayer` that resolves each
 /// connection's owner. The caller adds authentication in front.
-pub fn routes(gateway: Arc<Gateway>) -> Router {
+pub fn routes(gateway: Arc<Gateway>, access: Access) -> Router {
     let resolver = Arc::clone(&gateway);
-    let namespaces = NamespaceLayer::new().admin_role(ADMIN_ROLE).resolve_async(
-        move |head: &RequestHead<'_>| Arc::clone(&resolver).owner(connection_id(head)),
-    );
+    let namespaces = match &access.admin_role {
+        Some(role) => NamespaceLayer::new().admin_role(role.clone()),
+        None => NamespaceLayer::new(),
+    }
+    .resolve_async(move |head: &RequestHead<'_>| Arc::clone(&resolver).owner(connection_id(head)));
     Router::new()
         .route(CONNECTIONS, post(create).get(list))
         .route(&format!("{CONNECTIONS}/{{id}}"), get(show).delete(remove))
@@ -132,7 +164,7 @@ pub fn routes(gateway: Arc<Gateway>) -> Router {
             &format!("{CONNECTIONS}/{{id}}/tools/{{tool}}/execute"),
             post(execute),
         )
-        .with_state(gateway)
+        .with_state(Arc::new(Api { gateway, access }))
         .route_layer(namespaces)
 }
 
@@ -214,22 +246,23 @@ fn forbidden() -> Response {
 /// admin) answers 403.
 struct Caller {
     namespace: Namespace,
-    principal: Principal,
+    /// Whether it holds the role that works in every namespace.
+    admin: bool,
 }
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+impl axum::extract::FromRequestParts<Arc<Api>> for Caller {
     type Rejection = Response;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        _: &S,
+        api: &Arc<Api>,
     ) -> Result<Self, Response> {
         let principal = parts.extensions.get::<Principal>().cloned();
         let namespace = parts.extensions.get::<Namespace>().cloned();
         match (principal, namespace) {
             (Some(principal), Some(namespace)) => Ok(Self {
                 namespace,
-                principal,
+                admin: api.access.crosses(&principal),
             }),
             _ => Err(forbidden()),
         }
@@ -242,8 +275,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
 async fn owned(gateway: &Gateway, caller: &Caller, id: &str) -> Result<Connection, Response> {
     match gateway.store.get(id).await {
         Ok(Some(connection))
-            if connection.namespace == caller.namespace.as_str()
-                || caller.principal.has_role(ADMIN_ROLE) =>
+            if connection.namespace == caller.namespace.as_str() || caller.admin =>
         {
             Ok(connection)
         }
@@ -270,10 +302,11 @@ struct CreateBody {
 }
 
 async fn create(
-    State(gateway): State<Arc<Gateway>>,
+    State(api): State<Arc<Api>>,
     caller: Caller,
     body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
+    let gateway = &api.gateway;
     let Json(body) = match body {
         Ok(body) => body,
         Err(rejection) => {
@@ -287,7 +320,7 @@ async fn create(
     let namespace = match body.namespace.as_deref() {
         None => caller.namespace.to_string(),
         Some(asked) if asked == caller.namespace.as_str() => asked.to_owned(),
-        Some(asked) if caller.principal.has_role(ADMIN_ROLE) => asked.to_owned(),
+        Some(asked) if caller.admin => asked.to_owned(),
         Some(_) => return forbidden(),
     };
     let timeout_ms = match body.timeout {
@@ -318,30 +351,25 @@ async fn create(
     }
 }
 
-async fn list(State(gateway): State<Arc<Gateway>>, caller: Caller) -> Response {
+async fn list(State(api): State<Arc<Api>>, caller: Caller) -> Response {
+    let gateway = &api.gateway;
     match gateway.store.list(caller.namespace.as_str()).await {
         Ok(connections) => Json(json!({ "connections": connections })).into_response(),
         Err(error) => store_failed(&error),
     }
 }
 
-async fn show(
-    State(gateway): State<Arc<Gateway>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Response {
-    match owned(&gateway, &caller, &id).await {
+async fn show(State(api): State<Arc<Api>>, caller: Caller, Path(id): Path<String>) -> Response {
+    let gateway = &api.gateway;
+    match owned(gateway, &caller, &id).await {
         Ok(connection) => Json(connection).into_response(),
         Err(response) => response,
     }
 }
 
-async fn remove(
-    State(gateway): State<Arc<Gateway>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Response {
-    if let Err(response) = owned(&gateway, &caller, &id).await {
+async fn remove(State(api): State<Arc<Api>>, caller: Caller, Path(id): Path<String>) -> Response {
+    let gateway = &api.gateway;
+    if let Err(response) = owned(gateway, &caller, &id).await {
         return response;
     }
     match gateway.store.delete(&id).await {
@@ -353,12 +381,9 @@ async fn remove(
     }
 }
 
-async fn tools(
-    State(gateway): State<Arc<Gateway>>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Response {
-    let connection = match owned(&gateway, &caller, &id).await {
+async fn tools(State(api): State<Arc<Api>>, caller: Caller, Path(id): Path<String>) -> Response {
+    let gateway = &api.gateway;
+    let connection = match owned(gateway, &caller, &id).await {
         Ok(connection) => connection,
         Err(response) => return response,
     };
@@ -377,12 +402,13 @@ struct ExecuteBody {
 }
 
 async fn execute(
-    State(gateway): State<Arc<Gateway>>,
+    State(api): State<Arc<Api>>,
     caller: Caller,
     Path((id, tool)): Path<(String, String)>,
     body: Result<Json<ExecuteBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let connection = match owned(&gateway, &caller, &id).await {
+    let gateway = &api.gateway;
+    let connection = match owned(gateway, &caller, &id).await {
         Ok(connection) => connection,
         Err(response) => return response,
     };

@@ -162,21 +162,56 @@ impl ToolPolicy {
     /// than scopes (scopes are RFC 6750 scope tokens: printable ASCII
     /// without space, `"` or `\`).
     pub fn try_from_json(text: &str) -> Result<Self, ConfigError> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| ConfigError::new(ENV_VAR, format!("not valid JSON: {e}")))?;
-        let Value::Object(entries) = value else {
-            return Err(ConfigError::new(
-                ENV_VAR,
-                "expected a JSON object from tool name to scopes, such as \
-                 {\"echo\": [\"tools:echo\"]}",
-            ));
-        };
+        Self::try_from_entries(crate::config::parse_tool_scopes(text)?)
+    }
+
+    /// Builds the policy from `MCP_TOOL_SCOPES` entries as
+    /// [`WardenConfig::tool_scopes`](crate::config::WardenConfig::tool_scopes)
+    /// holds them: tool name → scopes, where the key `"*"` sets the
+    /// [`default_scopes`](Self::default_scopes). [`try_from_json`](Self::try_from_json)
+    /// and [`WardenLayer::from_config`](crate::stack::WardenLayer) both read
+    /// the setting through it, so `"*"` means the same everywhere.
+    ///
+    /// ```
+    /// use tower_warden::mcp::ToolPolicy;
+    ///
+    /// # fn main() -> Result<(), tower_warden::ConfigError> {
+    /// let policy = ToolPolicy::try_from_entries([("*", ["tools:call"])])?;
+    /// assert_eq!(policy.required_scopes("any-tool").collect::<Vec<_>>(), ["tools:call"]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming `MCP_TOOL_SCOPES` when a tool name is empty
+    /// or a scope is not an RFC 6750 scope token (printable ASCII without
+    /// space, `"` or `\`).
+    pub fn try_from_entries<E, T, I, S>(entries: E) -> Result<Self, ConfigError>
+    where
+        E: IntoIterator<Item = (T, I)>,
+        T: Into<String>,
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
         let mut policy = Self::new();
         for (tool, scopes) in entries {
+            let tool: String = tool.into();
             if tool.is_empty() {
                 return Err(ConfigError::new(ENV_VAR, "a tool name is empty"));
             }
-            let scopes = parse_scopes(&tool, &scopes)?;
+            let scopes: Vec<String> = scopes.into_iter().map(Into::into).collect();
+            if let Some(bad) = scopes.iter().find(|scope| !is_scope_token(scope)) {
+                return Err(ConfigError::new(
+                    ENV_VAR,
+                    format!(
+                        "`{}` is not a scope (of tool `{}`): scopes are printable ASCII without \
+                         spaces, quotes or backslashes",
+                        display_name(bad),
+                        display_name(&tool)
+                    ),
+                ));
+            }
             policy = if tool == DEFAULT_KEY {
                 policy.default_scopes(scopes)
             } else {
@@ -226,39 +261,6 @@ impl ToolPolicy {
             .iter()
             .all(|scope| principal.is_some_and(|p| p.has_scope(scope)))
     }
-}
-
-/// The scopes of one `MCP_TOOL_SCOPES` entry.
-fn parse_scopes(tool: &str, value: &Value) -> Result<Vec<String>, ConfigError> {
-    let shape = || {
-        ConfigError::new(
-            ENV_VAR,
-            format!(
-                "the scopes of `{}` must be an array of strings or a space-separated string",
-                display_name(tool)
-            ),
-        )
-    };
-    let scopes: Vec<String> = match value {
-        Value::String(text) => text.split_whitespace().map(str::to_owned).collect(),
-        Value::Array(items) => items
-            .iter()
-            .map(|item| item.as_str().map(str::to_owned).ok_or_else(shape))
-            .collect::<Result<_, _>>()?,
-        _ => return Err(shape()),
-    };
-    if let Some(bad) = scopes.iter().find(|scope| !is_scope_token(scope)) {
-        return Err(ConfigError::new(
-            ENV_VAR,
-            format!(
-                "`{}` is not a scope (of tool `{}`): scopes are printable ASCII without \
-                 spaces, quotes or backslashes",
-                display_name(bad),
-                display_name(tool)
-            ),
-        ));
-    }
-    Ok(scopes)
 }
 
 /// A caller-chosen name made safe to repeat: at most
