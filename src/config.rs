@@ -1035,7 +1035,6 @@ impl WardenConfig {
             "cors_origins": self.cors_origins,
             "request_timeout": self.request_timeout.as_secs(),
             "admin_role": self.admin_role,
-            "cross_namespace_role": self.cross_namespace_role,
             "ws_ping_interval": self.ws_ping_interval.as_secs(),
             "ws_ping_timeout": self.ws_ping_timeout.as_secs(),
             "session_store": self.session_store.as_str(),
