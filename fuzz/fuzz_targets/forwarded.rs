@@ -8,9 +8,9 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
+use arbitrary::Arbitrary;
 use http::{HeaderValue, Request};
 use ipnet::IpNet;
-use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use tower_warden::ClientIpLayer;
 use tower_warden::guard::Check;

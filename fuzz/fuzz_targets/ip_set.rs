@@ -9,8 +9,8 @@
 
 use std::net::IpAddr;
 
+use arbitrary::Arbitrary;
 use ipnet::IpNet;
-use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use tower_warden::IpSet;
 use tower_warden::ip_filter::Decision;

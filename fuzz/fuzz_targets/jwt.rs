@@ -15,6 +15,7 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
+use arbitrary::Arbitrary;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
@@ -22,7 +23,6 @@ use hmac::{Hmac, Mac};
 use http::Request;
 use http_body_util::Full;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 use sha2::Sha256;

@@ -7,7 +7,7 @@
 //! error never quotes the text.
 #![no_main]
 
-use libfuzzer_sys::arbitrary::{self, Arbitrary};
+use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use tower_warden::config::{VARIABLES, WardenConfig};
 

@@ -9,10 +9,10 @@
 
 use std::sync::{Arc, Mutex};
 
+use arbitrary::Arbitrary;
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::Full;
-use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use tower_layer::Layer;
