@@ -105,7 +105,7 @@
 //! ```
 
 mod errors;
-mod json;
+pub(crate) mod json;
 mod origin;
 mod policy;
 pub mod session;

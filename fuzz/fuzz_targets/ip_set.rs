@@ -1,0 +1,173 @@
+//! `IpSet` building and lookup against a linear scan.
+//!
+//! Invariants: building never panics; every lookup (`decide`,
+//! `is_allowed`) equals the naive scan's longest-prefix verdict (a tie
+//! denies; no match allows only when the allow list is empty), IPv4-mapped
+//! IPv6 addresses and prefixes being their IPv4 selves; `from_lists` over
+//! the same prefixes as text builds the same set.
+#![no_main]
+
+use std::net::IpAddr;
+
+use arbitrary::Arbitrary;
+use ipnet::IpNet;
+use libfuzzer_sys::fuzz_target;
+use tower_warden::IpSet;
+use tower_warden::ip_filter::Decision;
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Addr {
+    V4([u8; 4]),
+    V6([u8; 16]),
+    /// IPv4-mapped IPv6.
+    Mapped([u8; 4]),
+    /// Near a few bases, so that prefixes nest and queries hit edges.
+    Near(u8, u8),
+}
+
+impl Addr {
+    fn ip(self) -> IpAddr {
+        match self {
+            Addr::V4(b) => IpAddr::from(b),
+            Addr::V6(b) => IpAddr::from(b),
+            Addr::Mapped(b) => IpAddr::V6(std::net::Ipv4Addr::from(b).to_ipv6_mapped()),
+            Addr::Near(base, low) => match base % 4 {
+                0 => IpAddr::from([10, 0, base >> 2, low]),
+                1 => IpAddr::from([255, 255, 255, low]),
+                2 => IpAddr::V6(std::net::Ipv6Addr::new(
+                    0x2001,
+                    0xdb8,
+                    0,
+                    0,
+                    0,
+                    0,
+                    u16::from(base),
+                    u16::from(low),
+                )),
+                _ => IpAddr::V6(std::net::Ipv6Addr::from(u128::MAX - u128::from(low))),
+            },
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    allow: Vec<(Addr, u8)>,
+    deny: Vec<(Addr, u8)>,
+    queries: Vec<Addr>,
+}
+
+fn net(addr: Addr, len: u8) -> IpNet {
+    let ip = addr.ip();
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    IpNet::new(ip, len % (max + 1)).expect("length in range")
+}
+
+/// IPv4-mapped IPv6 prefixes of /96 or longer as IPv4, host bits cleared.
+fn canonical(net: IpNet) -> IpNet {
+    if let IpNet::V6(v6) = net
+        && v6.prefix_len() >= 96
+        && let Some(v4) = v6.addr().to_ipv4_mapped()
+    {
+        return IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96)
+            .unwrap()
+            .trunc();
+    }
+    net.trunc()
+}
+
+fn naive(allow: &[IpNet], deny: &[IpNet], ip: IpAddr) -> Decision {
+    let ip = ip.to_canonical();
+    let mut best: Option<(u8, bool, IpNet)> = None;
+    for (list, allowed) in [(allow, true), (deny, false)] {
+        for net in list.iter().map(|n| canonical(*n)) {
+            if !net.contains(&ip) {
+                continue;
+            }
+            let len = net.prefix_len();
+            let better = match best {
+                None => true,
+                Some((l, a, _)) => len > l || (len == l && a && !allowed),
+            };
+            if better {
+                best = Some((len, allowed, net));
+            }
+        }
+    }
+    match best {
+        Some((_, true, net)) => Decision::Allow(Some(net)),
+        Some((_, false, net)) => Decision::Deny(Some(net)),
+        None if allow.is_empty() => Decision::Allow(None),
+        None => Decision::Deny(None),
+    }
+}
+
+fuzz_target!(|input: Input| {
+    if input.allow.len() + input.deny.len() > 256 {
+        return;
+    }
+    let allow: Vec<IpNet> = input.allow.iter().map(|&(a, l)| net(a, l)).collect();
+    let deny: Vec<IpNet> = input.deny.iter().map(|&(a, l)| net(a, l)).collect();
+    let set = IpSet::builder()
+        .allow_nets(allow.iter().copied())
+        .deny_nets(deny.iter().copied())
+        .build();
+    let text = IpSet::from_lists(
+        allow.iter().map(ToString::to_string),
+        deny.iter().map(ToString::to_string),
+    )
+    .expect("prefixes as text parse");
+    // Probe the queries, every rule's edges, and the ends of both spaces.
+    let mut probes: Vec<IpAddr> = input.queries.iter().map(|q| q.ip()).collect();
+    for n in allow.iter().chain(&deny) {
+        probes.push(n.network());
+        probes.push(n.broadcast());
+        if let Some(after) = next(n.broadcast()) {
+            probes.push(after);
+        }
+        if let Some(before) = prev(n.network()) {
+            probes.push(before);
+        }
+    }
+    probes.extend(
+        [
+            "0.0.0.0",
+            "255.255.255.255",
+            "::",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ]
+        .map(|s| s.parse::<IpAddr>().unwrap()),
+    );
+    for ip in probes {
+        let want = naive(&allow, &deny, ip);
+        assert_eq!(set.decide(ip), want, "{ip} in {allow:?} / {deny:?}");
+        assert_eq!(set.is_allowed(ip), want.is_allowed(), "{ip}");
+        assert_eq!(text.decide(ip), want, "from_lists: {ip}");
+    }
+});
+
+fn next(ip: IpAddr) -> Option<IpAddr> {
+    match ip {
+        IpAddr::V4(v4) => v4
+            .to_bits()
+            .checked_add(1)
+            .map(|b| IpAddr::from(b.to_be_bytes())),
+        IpAddr::V6(v6) => v6
+            .to_bits()
+            .checked_add(1)
+            .map(|b| IpAddr::from(b.to_be_bytes())),
+    }
+}
+
+fn prev(ip: IpAddr) -> Option<IpAddr> {
+    match ip {
+        IpAddr::V4(v4) => v4
+            .to_bits()
+            .checked_sub(1)
+            .map(|b| IpAddr::from(b.to_be_bytes())),
+        IpAddr::V6(v6) => v6
+            .to_bits()
+            .checked_sub(1)
+            .map(|b| IpAddr::from(b.to_be_bytes())),
+    }
+}
