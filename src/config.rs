@@ -1501,20 +1501,12 @@ fn load_gateway(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigErro
         config.gateway_fanout = n;
     }
     if let Some(text) = vars.get("MCP_GATEWAY_CREDENTIAL_KEY") {
-        let mut key = [0u8; 32];
-        let hex = text.as_bytes();
-        let digit = |b: u8| char::from(b).to_digit(16);
-        if hex.len() != 64 || !hex.iter().all(|&b| digit(b).is_some()) {
-            return Err(ConfigError::new(
+        let key = hex_array(text).ok_or_else(|| {
+            ConfigError::new(
                 "MCP_GATEWAY_CREDENTIAL_KEY",
                 "expected 64 hex digits (a 32-byte key)",
-            ));
-        }
-        for (byte, pair) in key.iter_mut().zip(hex.chunks(2)) {
-            let high = digit(pair[0]).unwrap_or(0);
-            let low = digit(pair[1]).unwrap_or(0);
-            *byte = u8::try_from(high * 16 + low).unwrap_or(0);
-        }
+            )
+        })?;
         config.gateway_credential_key = Some(key);
     }
     Ok(())
@@ -1705,6 +1697,21 @@ fn rate_limit_quota(vars: &Vars) -> Result<RateLimitQuota, ConfigError> {
 }
 
 /// Whether `url` is a TLS (`rediss://`) Redis URL.
+/// The `N` bytes that `text` spells in exactly `2 * N` hex digits (either
+/// case, nothing else), or `None`.
+pub(crate) fn hex_array<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let digits = text.as_bytes();
+    if digits.len() != 2 * N {
+        return None;
+    }
+    let digit = |b: u8| char::from(b).to_digit(16);
+    let mut out = [0u8; N];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks(2)) {
+        *byte = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
+    }
+    Some(out)
+}
+
 pub(crate) fn is_rediss(url: &str) -> bool {
     url.get(..9)
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"))

@@ -302,15 +302,7 @@ fn parse_digest(text: &str) -> Result<Digest, ConfigError> {
         )
     };
     let hex = text.trim().strip_prefix(DIGEST_PREFIX).ok_or_else(bad)?;
-    if hex.len() != 64 {
-        return Err(bad());
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
-        let s = std::str::from_utf8(pair).map_err(|_| bad())?;
-        out[i] = u8::from_str_radix(s, 16).map_err(|_| bad())?;
-    }
-    Ok(out)
+    crate::config::hex_array(hex).ok_or_else(bad)
 }
 
 fn hmac(salt: &[u8], key: &[u8]) -> Digest {

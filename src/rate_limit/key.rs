@@ -12,6 +12,10 @@ use crate::client_ip::ClientIp;
 use crate::principal::{AuthMethod, McpCall, Principal};
 use crate::reject::RequestHead;
 
+/// The IPv6 prefix one customer line usually gets: the default grouping
+/// of client addresses.
+const CUSTOMER_LINE: u8 = 64;
+
 type KeyFn = dyn Fn(&RequestHead<'_>) -> Option<RateKey> + Send + Sync;
 
 /// How a request's [`RateKey`] is found.
@@ -54,7 +58,9 @@ impl KeyBy {
     /// The client address, IPv6 grouped by /64.
     #[must_use]
     pub fn client_ip() -> Self {
-        Self::ClientIp { v6_prefix: 64 }
+        Self::ClientIp {
+            v6_prefix: CUSTOMER_LINE,
+        }
     }
 
     /// The client address, IPv6 grouped by `/v6_prefix` (clamped to 128).
@@ -92,7 +98,7 @@ impl KeyBy {
             }
             Self::Subject => principal().map(|p| match p.method() {
                 AuthMethod::Anonymous => match ClientIp::of(extensions) {
-                    Some(ip) => text("anon:", &group(ip, 64).to_string()),
+                    Some(ip) => text("anon:", &group(ip, CUSTOMER_LINE).to_string()),
                     None => text("anon:", "-"),
                 },
                 _ => text("sub:", p.subject()),
