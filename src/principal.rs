@@ -182,6 +182,19 @@ impl Principal {
         required.into_iter().all(|r| self.has_scope(r))
     }
 
+    /// Whether this principal is the caller `earlier` was, granted at least
+    /// as much: the same subject and namespace, every role of `earlier`,
+    /// and every scope of `earlier` covered (by the same scope or a
+    /// wildcard). A credential checked again later (a long-lived session
+    /// after a reload) must still cover what it was admitted with.
+    #[must_use]
+    pub fn covers(&self, earlier: &Principal) -> bool {
+        self.subject() == earlier.subject()
+            && self.namespace() == earlier.namespace()
+            && earlier.roles().all(|role| self.has_role(role))
+            && earlier.scopes().all(|scope| self.has_scope(scope))
+    }
+
     /// The scopes in `required` that are not covered, in order.
     pub fn missing_scopes<'a, I>(&self, required: I) -> Vec<&'a str>
     where
@@ -353,6 +366,33 @@ mod tests {
         assert!(scope_covers("tools*", "tools*"));
         assert!(!scope_covers("t*", "tools:call"));
         assert!(!scope_covers("**", "tools:call"));
+    }
+
+    #[test]
+    fn covers_means_the_same_caller_with_at_least_the_same_grants() {
+        let p = |sub: &str, ns: Option<&str>, roles: &[&str], scopes: &[&str]| {
+            Principal::builder(sub, AuthMethod::ApiKey)
+                .maybe_namespace(ns.map(str::to_owned))
+                .roles(roles.iter().copied())
+                .scopes(scopes.iter().copied())
+                .build()
+        };
+        let was = p("bot", Some("acme"), &["reader"], &["tools:*", "files:read"]);
+        assert!(was.covers(&was));
+        // Wider: more scopes, a covering wildcard, another role.
+        assert!(p("bot", Some("acme"), &["reader", "x"], &["*"]).covers(&was));
+        // Narrower, or someone else.
+        let narrower = p(
+            "bot",
+            Some("acme"),
+            &["reader"],
+            &["tools:echo", "files:read"],
+        );
+        assert!(!narrower.covers(&was));
+        assert!(!p("bot", Some("acme"), &[], &["*"]).covers(&was));
+        assert!(!p("bot", Some("other"), &["reader"], &["*"]).covers(&was));
+        assert!(!p("bot", None, &["reader"], &["*"]).covers(&was));
+        assert!(!p("bot2", Some("acme"), &["reader"], &["*"]).covers(&was));
     }
 
     #[test]

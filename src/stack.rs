@@ -287,6 +287,15 @@ impl WardenLayer {
         self
     }
 
+    /// The authentication layer, to check a credential again after the
+    /// request that presented it was admitted (see
+    /// [`AuthLayer::authenticate`]): a long-lived session re-checks its
+    /// credential against the keys a reload swapped in.
+    #[must_use]
+    pub fn auth(&self) -> &AuthLayer {
+        &self.auth
+    }
+
     /// The JWT verifier, when JWTs are accepted (to
     /// [`prefetch`](JwtAuth::prefetch) its keys, or read its cache).
     #[must_use]

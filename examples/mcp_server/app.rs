@@ -382,12 +382,12 @@ pub fn build(
         config,
     );
     // Last: open WebSocket sessions check their address against the new
-    // lists at once.
+    // lists, and their credential against the new keys, at once.
     let reload = warden
         .reload_handle(load)
         .step("websocket sessions", move || {
             reloaded.notify_waiters();
-            Ok("addresses checked again".to_owned())
+            Ok("addresses and credentials checked again".to_owned())
         });
 
     let metadata = Arc::new(protected_resource_metadata(config, auth));

@@ -15,6 +15,12 @@
 //!   address, the session is closed with code 1008 (policy violation) —
 //!   the address is checked after each reload, and at each message and
 //!   ping;
+//! - the credential of the upgrade request is checked again, by the
+//!   perimeter's own authentication, after each reload and at each ping:
+//!   when it is refused (an API key gone from `MCP_API_KEYS_FILE`, a
+//!   signing key gone from `MCP_JWKS_FILE`), or now names another subject
+//!   or namespace, or grants fewer scopes or roles than at the upgrade,
+//!   the session is closed with 1008;
 //! - the server pings every `MCP_WS_PING_INTERVAL`; a client silent for
 //!   `MCP_WS_PING_TIMEOUT` after a ping is dropped;
 //! - a frame over `MCP_HTTP_MAX_BODY_BYTES` closes it (1009), a binary frame
@@ -35,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tower_warden::McpCall;
 use tower_warden::client_ip::ClientIp;
 use tower_warden::principal::Principal;
+use tower_warden::reject::Reason;
 use tower_warden::stack::WardenLayer;
 
 use crate::app::tools::Tools;
@@ -71,10 +78,12 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
     request: Request,
 ) -> Response {
+    // Only what authentication reads, to check the credential again.
+    let credential = state.warden.auth().credential_head(&request);
     let (parts, _) = request.into_parts();
     ws.max_message_size(state.max_message)
         .max_frame_size(state.max_message)
-        .on_upgrade(move |socket| session(socket, state, parts))
+        .on_upgrade(move |socket| session(socket, state, parts, credential))
 }
 
 /// Why a session ended, as a close frame.
@@ -85,8 +94,15 @@ fn close(code: u16, reason: &'static str) -> Message {
     }))
 }
 
-async fn session(socket: WebSocket, state: Arc<WsState>, parts: http::request::Parts) {
+async fn session(
+    socket: WebSocket,
+    state: Arc<WsState>,
+    parts: http::request::Parts,
+    credential: Option<http::Request<()>>,
+) {
     let principal = parts.extensions.get::<Principal>().cloned();
+    // With authentication switched off there is no credential to revoke.
+    let recheck = credential.zip(principal.clone());
     let client_ip: Option<IpAddr> = ClientIp::of(&parts.extensions);
     // When the credential stops being valid, on the tokio clock.
     let expires = principal
@@ -124,14 +140,28 @@ async fn session(socket: WebSocket, state: Arc<WsState>, parts: http::request::P
     tokio::pin!(expiry);
     let ip_allowed =
         |ip: Option<IpAddr>| ip.is_none_or(|ip| state.warden.ip_lists().get().is_allowed(ip));
+    // Armed once and re-armed after each reload, so that a reload while
+    // this loop is busy elsewhere (answering a message) is not missed.
+    let reloaded = Arc::clone(&state.reloaded);
+    let mut reload = std::pin::pin!(reloaded.notified());
+    reload.as_mut().enable();
 
     let goodbye: Option<Message> = loop {
         let pong_deadline = awaiting_pong.map_or(never, |sent| sent + state.ping_timeout);
+        // In order: shutdown, a reload, expiry and the ping checks are acted
+        // on before the next frame is read, so that no message is served
+        // under a credential or address a reload has already refused.
         tokio::select! {
+            biased;
             () = state.sessions.cancelled() => break Some(close(GOING_AWAY, "server shutting down")),
-            () = state.reloaded.notified() => {
+            () = &mut reload => {
+                reload.set(reloaded.notified());
+                reload.as_mut().enable();
                 if !ip_allowed(client_ip) {
                     break Some(close(POLICY, "client address no longer allowed"));
+                }
+                if let Err(reason) = still_admitted(&state, recheck.as_ref(), client_ip).await {
+                    break Some(close(POLICY, reason));
                 }
             }
             () = &mut expiry => {
@@ -145,6 +175,11 @@ async fn session(socket: WebSocket, state: Arc<WsState>, parts: http::request::P
             _ = ping.tick() => {
                 if !ip_allowed(client_ip) {
                     break Some(close(POLICY, "client address no longer allowed"));
+                }
+                // Also catches keys replaced without a reload notification
+                // (by another handle, or by code of the application).
+                if let Err(reason) = still_admitted(&state, recheck.as_ref(), client_ip).await {
+                    break Some(close(POLICY, reason));
                 }
                 if awaiting_pong.is_none() {
                     awaiting_pong = Some(Instant::now());
@@ -202,6 +237,68 @@ async fn session(socket: WebSocket, state: Arc<WsState>, parts: http::request::P
     ended.cancel();
     drop(to_server);
     let _ = running.await;
+}
+
+/// Checks the session's credential (`recheck`: the upgrade request's
+/// credential head and the principal it was admitted as) again with the
+/// keys in force now, through the perimeter's own authentication.
+/// `Err` with the close reason when the session must end: the credential
+/// is refused, or it no longer [covers](Principal::covers) the principal
+/// the session was admitted as (another subject or namespace, fewer scopes
+/// or roles). No credential is ever logged.
+async fn still_admitted(
+    state: &WsState,
+    recheck: Option<&(http::Request<()>, Principal)>,
+    client_ip: Option<IpAddr>,
+) -> Result<(), &'static str> {
+    let Some((credential, admitted)) = recheck else {
+        return Ok(());
+    };
+    match state.warden.auth().authenticate(credential).await {
+        Ok(now) if now.covers(admitted) => Ok(()),
+        Ok(_) => {
+            tracing::info!(
+                target: tower_warden::audit::TARGET,
+                event = "denied",
+                reason = Reason::InsufficientScope.code(),
+                subject = admitted.subject(),
+                client_ip = client_ip.map(tracing::field::display),
+                "WebSocket session closed: its credential now grants less than at the upgrade"
+            );
+            Err("credential narrowed")
+        }
+        // The keys cannot be checked right now (a JWKS URL unreachable and
+        // the keys fetched before too stale to trust): a new request would
+        // get 503 and retry. That says nothing about this credential, so
+        // the session stays open and is checked again at the next ping or
+        // reload; closing every session during a key-server outage would
+        // turn it into an outage of every client, all reconnecting into
+        // the same 503. A token still ends at its `exp`, and a revocation
+        // takes effect at the first check once the keys are known again.
+        Err(refused) if refused.reason() == Reason::AuthUnavailable => {
+            // Debug: once per session and ping during an outage, which
+            // the JWKS fetch failures already report.
+            tracing::debug!(
+                subject = admitted.subject(),
+                "WebSocket session kept open: its credential cannot be checked again right now"
+            );
+            Ok(())
+        }
+        // Refused as a new request would be (and audited as one).
+        Err(refused) => {
+            tracing::info!(
+                subject = admitted.subject(),
+                reason = refused.reason().code(),
+                client_ip = client_ip.map(tracing::field::display),
+                "WebSocket session closed: its credential was refused"
+            );
+            Err(if refused.reason() == Reason::TokenExpired {
+                "token expired"
+            } else {
+                "credential revoked"
+            })
+        }
+    }
 }
 
 /// Counts one frame from the client against the rate limits an HTTP

@@ -9,7 +9,10 @@
 //! * Bounded: `capacity` entries in 16 shards; a full shard first drops
 //!   expired entries, then an arbitrary one.
 //! * Each entry remembers the key that verified it; a key rotation drops the
-//!   entries of keys that left the set.
+//!   entries of keys that left the set. A rotation also starts a new
+//!   generation, and a token verified under an older one (with keys read
+//!   before the rotation) is not cached: a verification racing a key
+//!   removal cannot put back an entry the removal dropped.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -54,6 +57,8 @@ pub(crate) struct TokenCache {
     k1: u64,
     per_shard: usize,
     shards: Box<[Shard]>,
+    /// Bumped by each key rotation, before its entries are dropped.
+    generation: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -83,6 +88,7 @@ impl TokenCache {
             k1: u64::from_le_bytes(seed[8..].try_into().unwrap_or_default()),
             per_shard,
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            generation: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -136,7 +142,14 @@ impl TokenCache {
         }
     }
 
-    /// Remembers a verified token until `exp`.
+    /// The current key generation: read it before reading the keys a
+    /// token is verified with, and hand it to [`insert`](Self::insert).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Remembers a verified token until `exp`, unless the keys rotated
+    /// since `generation` was read (the key that verified it may be gone).
     pub(crate) fn insert(
         &self,
         digest: u128,
@@ -144,6 +157,7 @@ impl TokenCache {
         exp: u64,
         key_id: u64,
         now: u64,
+        generation: u64,
     ) {
         if !self.enabled() || exp <= now {
             return;
@@ -152,6 +166,12 @@ impl TokenCache {
             .shard(digest)
             .write()
             .unwrap_or_else(|e| e.into_inner());
+        // Checked under the shard lock: a rotation bumps the generation
+        // before it takes this lock to drop entries, so either it sees this
+        // entry and judges it, or this check sees the new generation.
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
         if map.len() >= self.per_shard && !map.contains_key(&digest) {
             map.retain(|_, e| e.exp > now);
             if let Some(&victim) = map.keys().next().filter(|_| map.len() >= self.per_shard) {
@@ -168,8 +188,10 @@ impl TokenCache {
         );
     }
 
-    /// Drops every entry verified by a key not in `kept`.
+    /// Starts a new generation, then drops every entry verified by a key
+    /// not in `kept`.
     pub(crate) fn retain_keys(&self, kept: &[u64]) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         for shard in self.shards.iter() {
             shard
                 .write()
@@ -207,7 +229,7 @@ mod tests {
     fn entry_never_outlives_exp() {
         let cache = TokenCache::new(64);
         let d = cache.digest(b"a.b.c");
-        cache.insert(d, p("alice"), 1_000, 1, 900);
+        cache.insert(d, p("alice"), 1_000, 1, 900, 0);
         assert_eq!(cache.get(d, 999).unwrap().subject(), "alice");
         assert!(cache.get(d, 1_000).is_none());
         assert_eq!(cache.len(), 0, "an expired entry is dropped when seen");
@@ -217,7 +239,7 @@ mod tests {
     fn expired_tokens_are_not_inserted() {
         let cache = TokenCache::new(64);
         let d = cache.digest(b"a.b.c");
-        cache.insert(d, p("alice"), 1_000, 1, 1_000);
+        cache.insert(d, p("alice"), 1_000, 1, 1_000, 0);
         assert!(cache.get(d, 0).is_none());
     }
 
@@ -226,7 +248,7 @@ mod tests {
         let cache = TokenCache::new(64);
         for i in 0..10_000u32 {
             let d = cache.digest(&i.to_le_bytes());
-            cache.insert(d, p("x"), u64::MAX, 1, 0);
+            cache.insert(d, p("x"), u64::MAX, 1, 0, 0);
         }
         assert!(cache.len() <= 64, "{} entries", cache.len());
         assert!(cache.len() >= 48);
@@ -238,7 +260,7 @@ mod tests {
         // One slot per shard: fill it with a soon-expired entry, then insert
         // a long-lived one into the same shard.
         let stale = cache.digest(b"stale");
-        cache.insert(stale, p("stale"), 10, 1, 0);
+        cache.insert(stale, p("stale"), 10, 1, 0, 0);
         let mut other = 0u32;
         let fresh = loop {
             let d = cache.digest(&other.to_le_bytes());
@@ -247,7 +269,7 @@ mod tests {
             }
             other += 1;
         };
-        cache.insert(fresh, p("fresh"), 1_000, 1, 20);
+        cache.insert(fresh, p("fresh"), 1_000, 1, 20, 0);
         assert!(cache.get(fresh, 30).is_some());
         assert!(cache.get(stale, 5).is_none());
     }
@@ -257,11 +279,29 @@ mod tests {
         let cache = TokenCache::new(64);
         let a = cache.digest(b"signed-by-1");
         let b = cache.digest(b"signed-by-2");
-        cache.insert(a, p("a"), 100, 1, 0);
-        cache.insert(b, p("b"), 100, 2, 0);
+        cache.insert(a, p("a"), 100, 1, 0, 0);
+        cache.insert(b, p("b"), 100, 2, 0, 0);
         cache.retain_keys(&[2]);
         assert!(cache.get(a, 1).is_none());
         assert!(cache.get(b, 1).is_some());
+    }
+
+    #[test]
+    fn a_verification_racing_a_rotation_is_not_cached() {
+        let cache = TokenCache::new(64);
+        let d = cache.digest(b"signed-by-1");
+        // Keys read (generation taken), then key 1 removed, then the
+        // verification with the old keys finishes.
+        let before = cache.generation();
+        cache.retain_keys(&[2]);
+        cache.insert(d, p("a"), 100, 1, 0, before);
+        assert!(
+            cache.get(d, 1).is_none(),
+            "a removed key's token was cached"
+        );
+        // Verified under the current generation: cached.
+        cache.insert(d, p("a"), 100, 2, 0, cache.generation());
+        assert!(cache.get(d, 1).is_some());
     }
 
     #[test]
@@ -276,7 +316,7 @@ mod tests {
     fn zero_capacity_disables() {
         let cache = TokenCache::new(0);
         let d = cache.digest(b"t");
-        cache.insert(d, p("a"), 100, 1, 0);
+        cache.insert(d, p("a"), 100, 1, 0, 0);
         assert!(cache.get(d, 1).is_none());
     }
 }

@@ -269,6 +269,9 @@ impl JwtAuth {
         if let Some(principal) = inner.cache.get(digest, now) {
             return Verdict::Done(Ok(principal));
         }
+        // Before the keys are read: a rotation after this point keeps the
+        // result out of the cache.
+        let generation = inner.cache.generation();
         let header = match jsonwebtoken::decode_header(token) {
             Ok(header) => header,
             Err(_) => return Verdict::Done(Err(Failure::invalid("the token is malformed"))),
@@ -319,7 +322,8 @@ impl JwtAuth {
                         };
                         match keys {
                             Some(keys) => {
-                                this.verify_with(&token, &header, &keys, digest, this.now())
+                                let at = (digest, generation);
+                                this.verify_with(&token, &header, &keys, at, this.now())
                             }
                             None => Err(Failure {
                                 reason: Reason::AuthUnavailable,
@@ -332,7 +336,7 @@ impl JwtAuth {
                 }
             },
         };
-        Verdict::Done(self.verify_with(token, &header, &keys, digest, now))
+        Verdict::Done(self.verify_with(token, &header, &keys, (digest, generation), now))
     }
 
     /// Refreshes remote keys in the background, when a Tokio runtime is
@@ -367,7 +371,7 @@ impl JwtAuth {
         token: &str,
         header: &jsonwebtoken::Header,
         keys: &KeySet,
-        digest: u128,
+        (digest, generation): (u128, u64),
         now: u64,
     ) -> Result<Principal, Failure> {
         let inner = &*self.inner;
@@ -480,7 +484,7 @@ impl JwtAuth {
         let principal = builder.build();
         inner
             .cache
-            .insert(digest, principal.clone(), exp, key.id, now);
+            .insert(digest, principal.clone(), exp, key.id, now, generation);
         Ok(principal)
     }
 }

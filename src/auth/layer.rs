@@ -7,7 +7,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{Method, Request, Response};
+use http::{Extensions, Method, Request, Response, Uri};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -17,6 +17,7 @@ use super::challenge::Challenge;
 use super::jwt::{Failure, JwtAuth, Pending, Verdict};
 use crate::audit;
 use crate::body::ResponseBody;
+use crate::client_ip::ClientIp;
 use crate::principal::Principal;
 use crate::reject::{self, DefaultResponder, Reason, Rejection, Respond};
 
@@ -166,6 +167,97 @@ impl<R> AuthLayer<R> {
             responder,
         }
     }
+}
+
+impl<R> AuthLayer<R> {
+    /// Authenticates `request` with the credentials configured now, by the
+    /// same code as the service: the current API keys and JWT keys (after
+    /// a reload), the token cache, the same refusals, each one audited.
+    ///
+    /// For checking a credential again after the request that presented it
+    /// was admitted, as a long-lived connection (a WebSocket session) must
+    /// when keys are replaced: keep [`credential_head`](Self::credential_head)
+    /// of the request and authenticate it again whenever needed.
+    ///
+    /// Resolves to the [`Principal`], or to the [`Rejection`] the layer
+    /// would answer with (its [`reason`](Rejection::reason) is
+    /// [`Reason::AuthUnavailable`] when the keys cannot be fetched right
+    /// now, a temporary condition). The future does not borrow `request`.
+    pub fn authenticate<B>(
+        &self,
+        request: &Request<B>,
+    ) -> impl Future<Output = Result<Principal, Rejection>> + Send + 'static {
+        let done = match self.config.authenticate(request) {
+            Outcome::Done(result) => {
+                Ok(result.map_err(|refusal| self.config.rejection(refusal, request.extensions())))
+            }
+            // Keys are being fetched: the audit trail later needs only
+            // the client address.
+            Outcome::Pending(pending) => Err((
+                pending,
+                Arc::clone(&self.config),
+                client_ip_only(request.extensions()),
+            )),
+        };
+        async move {
+            match done {
+                Ok(result) => result,
+                Err((pending, config, extensions)) => pending
+                    .await
+                    .map_err(|failure| config.rejection(Refusal::from(failure), &extensions)),
+            }
+        }
+    }
+
+    /// What [`authenticate`](Self::authenticate) reads of `request`, and
+    /// nothing more: the method, the URI (without its query unless
+    /// [query credentials](Self::allow_query_credentials) are allowed), the
+    /// `Authorization` and API-key headers, the upgrade headers that decide
+    /// whether a query credential counts, and the client address (for the
+    /// audit trail). Keep it to authenticate the same credential again
+    /// later; it holds the credential, so never log it.
+    ///
+    /// `None` when authentication is switched off
+    /// ([`anonymous`](AuthLayer::anonymous)): there is no credential to
+    /// check again.
+    #[must_use]
+    pub fn credential_head<B>(&self, request: &Request<B>) -> Option<Request<()>> {
+        if self.config.anonymous {
+            return None;
+        }
+        let mut head = Request::new(());
+        *head.method_mut() = request.method().clone();
+        *head.version_mut() = request.version();
+        *head.uri_mut() = if self.config.allow_query {
+            request.uri().clone()
+        } else {
+            let mut parts = request.uri().clone().into_parts();
+            parts.path_and_query = request.uri().path().parse().ok();
+            Uri::from_parts(parts).unwrap_or_default()
+        };
+        for name in [
+            &AUTHORIZATION,
+            &self.config.api_key_header,
+            &http::header::UPGRADE,
+            &http::header::SEC_WEBSOCKET_VERSION,
+        ] {
+            // Every value: a repeated credential header stays refused.
+            for value in request.headers().get_all(name) {
+                head.headers_mut().append(name.clone(), value.clone());
+            }
+        }
+        *head.extensions_mut() = client_ip_only(request.extensions());
+        Some(head)
+    }
+}
+
+/// Extensions holding only the client address of `extensions`, if known.
+fn client_ip_only(extensions: &Extensions) -> Extensions {
+    let mut only = Extensions::new();
+    if let Some(ip) = ClientIp::of(extensions) {
+        only.insert(ClientIp(ip));
+    }
+    only
 }
 
 impl<S, R: Clone> Layer<S> for AuthLayer<R> {
@@ -393,10 +485,10 @@ impl Config {
         }
     }
 
-    fn rejection<B>(&self, refusal: Refusal, request: &Request<B>) -> Rejection {
+    fn rejection(&self, refusal: Refusal, extensions: &Extensions) -> Rejection {
         audit::denied(
             refusal.reason,
-            request.extensions(),
+            extensions,
             refusal.subject.as_deref(),
             refusal.key_id.as_deref(),
             refusal.detail,
@@ -438,7 +530,7 @@ where
                 ResponseFuture::inner(self.inner.call(request))
             }
             Outcome::Done(Err(refusal)) => {
-                let rejection = self.config.rejection(refusal, &request);
+                let rejection = self.config.rejection(refusal, request.extensions());
                 ResponseFuture::reject(reject::render(&self.responder, rejection, &request))
             }
             Outcome::Pending(pending) => {
@@ -563,7 +655,8 @@ where
                             }
                         }
                         Err(failure) => {
-                            let rejection = config.rejection(Refusal::from(failure), &req);
+                            let rejection =
+                                config.rejection(Refusal::from(failure), req.extensions());
                             State::Reject {
                                 response: Some(reject::render(&*responder, rejection, &req)),
                             }

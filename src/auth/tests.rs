@@ -857,3 +857,81 @@ async fn require_layer_checks_scopes_and_roles() {
     let nobody = require(RequireLayer::scopes(["x"]), Request::new(())).await;
     assert_eq!(nobody.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn authenticate_checks_a_kept_head_against_the_current_keys() {
+    let keys = ApiKeys::new("a-server-side-salt-value").unwrap();
+    let line = |scopes: &str| {
+        format!(
+            r#"{{"id":"bot","digest":"{}","scopes":[{scopes}]}}"#,
+            ApiKeys::digest_of("a-server-side-salt-value", "sk-live-0123456789")
+        )
+    };
+    keys.replace_with(&line(r#""tools:echo""#)).unwrap();
+    let layer = AuthLayer::api_keys(keys.clone());
+    let upgrade = Request::builder()
+        .uri("/mcp/ws?session=1")
+        .header("x-api-key", "sk-live-0123456789")
+        .header("cookie", "unrelated=1")
+        .body(())
+        .unwrap();
+    let head = layer
+        .credential_head(&upgrade)
+        .expect("a credential to keep");
+    assert_eq!(head.headers().len(), 1, "{:?}", head.headers().keys());
+    assert_eq!(head.uri(), "/mcp/ws", "no query without query credentials");
+    let principal = layer.authenticate(&head).await.unwrap();
+    assert_eq!(principal.subject(), "bot");
+    // The same head, after the keys changed: what a new request would get.
+    keys.replace_with(&line(r#""tools:*""#)).unwrap();
+    let wider = layer.authenticate(&head).await.unwrap();
+    assert!(wider.has_scope("tools:add"));
+    keys.replace_with("").unwrap();
+    let refused = layer.authenticate(&head).await.unwrap_err();
+    assert_eq!(refused.reason(), Reason::InvalidCredentials);
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn authenticate_refuses_a_token_of_a_removed_jwks_key_even_when_cached() {
+    let clock = Clock::new();
+    let auth = builder(&clock)
+        .jwks(jwks_of(&[
+            ("old", Algorithm::RS256, "rsa"),
+            ("new", Algorithm::RS256, "rsa2"),
+        ]))
+        .build()
+        .unwrap();
+    let layer = AuthLayer::jwt(auth.clone());
+    let head = layer
+        .credential_head(&bearer(&rs256("old", "rsa")))
+        .unwrap();
+    assert_eq!(
+        layer.authenticate(&head).await.unwrap().key_id(),
+        Some("old")
+    );
+    assert_eq!(auth.cached_tokens(), 1);
+    auth.replace_jwks(jwks_of(&[("new", Algorithm::RS256, "rsa2")]).as_bytes())
+        .unwrap();
+    let refused = layer.authenticate(&head).await.unwrap_err();
+    assert_eq!(refused.reason(), Reason::InvalidCredentials);
+}
+
+#[tokio::test]
+async fn credential_heads_keep_query_credentials_only_when_allowed() {
+    let clock = Clock::new();
+    let token = hs256(&claims());
+    let upgrade = Request::builder()
+        .uri(format!("/mcp/ws?access_token={token}"))
+        .header("upgrade", "websocket")
+        .header("connection", "upgrade")
+        .body(())
+        .unwrap();
+    let layer = AuthLayer::jwt(hmac_auth(&clock)).allow_query_credentials(true);
+    let head = layer.credential_head(&upgrade).unwrap();
+    assert_eq!(layer.authenticate(&head).await.unwrap().subject(), "alice");
+    assert!(
+        AuthLayer::anonymous().credential_head(&upgrade).is_none(),
+        "nothing to check again without authentication"
+    );
+}
