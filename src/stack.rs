@@ -291,7 +291,6 @@ impl WardenLayer {
     /// request that presented it was admitted (see
     /// [`AuthLayer::authenticate`]): a long-lived session re-checks its
     /// credential against the keys a reload swapped in.
-    #[must_use]
     pub fn auth(&self) -> &AuthLayer {
         &self.auth
     }
