@@ -4,7 +4,8 @@
 //! scopes closes it with 1008 before another message is served; so does
 //! the next ping when keys change without a reload reaching the session.
 //! A reload that changes nothing, or a server without authentication,
-//! leaves sessions alone. Real WebSocket clients on 127.0.0.1.
+//! leaves sessions alone, and a key server that cannot be reached keeps
+//! them open until it answers. Real WebSocket clients on 127.0.0.1.
 
 #[allow(dead_code, unreachable_pub)]
 #[path = "../examples/mcp_server/app.rs"]
@@ -385,5 +386,102 @@ async fn sessions_without_authentication_are_left_alone_by_reloads() {
     let mut socket = open(&server, ("user-agent", "revoke-test")).await;
     reload.reload().unwrap();
     answers(&mut socket, 2).await;
+    server.stop().await;
+}
+
+/// What a JWKS endpoint on 127.0.0.1 serves (a document, or 500 when
+/// `None`), and how often it was asked.
+#[derive(Clone, Default)]
+struct Provider {
+    document: Arc<std::sync::Mutex<Option<String>>>,
+    fetches: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Provider {
+    async fn serve(&self) -> String {
+        let provider = self.clone();
+        let app = axum::Router::new().route(
+            "/jwks.json",
+            axum::routing::get(move || {
+                let p = provider.clone();
+                async move {
+                    p.fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    match p.document.lock().unwrap().clone() {
+                        Some(doc) => (http::StatusCode::OK, doc),
+                        None => (http::StatusCode::INTERNAL_SERVER_ERROR, String::new()),
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/jwks.json")
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_key_server_keeps_sessions_open_until_it_answers() {
+    let provider = Provider::default();
+    *provider.document.lock().unwrap() = Some(jwks(&[("one", "rsa.pem"), ("two", "rsa2.pem")]));
+    let url = provider.serve().await;
+    // Keys trusted for 1 s without a successful fetch, no token cache: every
+    // ping's check reaches the key server once the keys are that old.
+    let jwt = tower_warden::auth::JwtAuth::builder()
+        .jwks_url(
+            tower_warden::auth::JwksUrl::new(url)
+                .max_staleness(Duration::from_secs(1))
+                .min_refetch_interval(Duration::ZERO)
+                .refresh_interval(Duration::from_secs(3600)),
+        )
+        .audience([AUD])
+        .cache_capacity(0)
+        .build()
+        .unwrap();
+    let config = WardenConfig::from_vars([
+        ("MCP_DATABASE_URL", "sqlite::memory:"),
+        ("MCP_RATE_LIMIT_ENABLED", "false"),
+        ("MCP_AUTH_MODE", "jwt"),
+        ("MCP_JWT_SECRET", "a-secret-this-test-replaces-0123456789"),
+        ("MCP_WS_PING_INTERVAL", "1"),
+        ("MCP_WS_PING_TIMEOUT", "60"),
+    ])
+    .unwrap();
+    let mut auth = app::auth(&config).unwrap();
+    auth.warden = auth
+        .warden
+        .with_auth(tower_warden::auth::AuthLayer::jwt(jwt));
+    let gateway = app::gateway(&config).await.unwrap();
+    let shutdown = CancellationToken::new();
+    let same = config.clone();
+    let load: app::Loader = Arc::new(move || Ok(same.clone()));
+    let (router, _) = app::build(&config, &shutdown, &auth, gateway, load).unwrap();
+    let server = Server::serve(router, shutdown).await;
+
+    let bearer = bearer("alice", "one", "rsa.pem");
+    let mut socket = open(&server, ("authorization", &bearer)).await;
+    // The key server goes down; wait (bounded) until a ping's check has
+    // asked it, and been refused, after the keys went stale.
+    *provider.document.lock().unwrap() = None;
+    let before = provider.fetches();
+    let mut asked = false;
+    for _ in 0..200 {
+        if provider.fetches() > before {
+            asked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(asked, "no check reached the key server");
+    // 503 for the check: no verdict on the credential, the session goes on.
+    answers(&mut socket, 2).await;
+    // Back, with the session's signing key rotated out: closed at the next
+    // check.
+    *provider.document.lock().unwrap() = Some(jwks(&[("two", "rsa2.pem")]));
+    assert_eq!(close_code(&mut socket).await, Some(CloseCode::Policy));
     server.stop().await;
 }
