@@ -86,6 +86,17 @@ pub async fn upgrade(
         .on_upgrade(move |socket| session(socket, state, parts, credential))
 }
 
+/// The next message of either side of a session.
+// Lives on the stack for one turn of the loop: boxing the larger variant
+// would only add an allocation per message.
+#[allow(clippy::large_enum_variant)]
+enum Traffic {
+    /// From the MCP handler to the client (`None`: the handler ended).
+    Out(Option<ServerJsonRpcMessage>),
+    /// From the client (`None`: the connection ended).
+    In(Option<Result<Message, axum::Error>>),
+}
+
 /// Why a session ended, as a close frame.
 fn close(code: u16, reason: &'static str) -> Message {
     Message::Close(Some(CloseFrame {
@@ -188,46 +199,56 @@ async fn session(
                     break None;
                 }
             }
-            out = from_server.next() => {
-                let Some(message) = out else { break Some(close(1000, "session ended")) };
-                let Ok(text) = serde_json::to_string(&message) else { continue };
-                if to_client.send(Message::Text(text.into())).await.is_err() {
-                    break None;
+            // Traffic last. Neither direction is preferred: a chatty
+            // handler cannot starve the client's frames (pongs included),
+            // nor a busy client the handler's answers.
+            traffic = async {
+                tokio::select! {
+                    out = from_server.next() => Traffic::Out(out),
+                    frame = from_client.next() => Traffic::In(frame),
                 }
-            }
-            frame = from_client.next() => {
-                // Any frame shows the client is alive.
-                awaiting_pong = None;
-                let text = match frame {
-                    Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Binary(_))) => break Some(close(UNSUPPORTED, "JSON-RPC messages are text frames")),
-                    Some(Ok(Message::Close(_))) | None => break None,
-                    Some(Ok(_)) => continue, // ping (answered by the library) or pong
-                    Some(Err(error)) => {
-                        let too_big = error
-                            .into_inner()
-                            .downcast_ref::<tokio_tungstenite::tungstenite::Error>()
-                            .is_some_and(|e| matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)));
-                        break too_big.then(|| close(TOO_BIG, "message too large"));
+            } => match traffic {
+                Traffic::Out(out) => {
+                    let Some(message) = out else { break Some(close(1000, "session ended")) };
+                    let Ok(text) = serde_json::to_string(&message) else { continue };
+                    if to_client.send(Message::Text(text.into())).await.is_err() {
+                        break None;
                     }
-                };
-                if !ip_allowed(client_ip) {
-                    break Some(close(POLICY, "client address no longer allowed"));
                 }
-                match admit(&state, text.as_str(), &parts).await {
-                    Ok(message) => {
-                        if to_server.send(message).await.is_err() {
-                            break Some(close(1000, "session ended"));
+                Traffic::In(frame) => {
+                    // Any frame shows the client is alive.
+                    awaiting_pong = None;
+                    let text = match frame {
+                        Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(Message::Binary(_))) => break Some(close(UNSUPPORTED, "JSON-RPC messages are text frames")),
+                        Some(Ok(Message::Close(_))) | None => break None,
+                        Some(Ok(_)) => continue, // ping (answered by the library) or pong
+                        Some(Err(error)) => {
+                            let too_big = error
+                                .into_inner()
+                                .downcast_ref::<tokio_tungstenite::tungstenite::Error>()
+                                .is_some_and(|e| matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)));
+                            break too_big.then(|| close(TOO_BIG, "message too large"));
                         }
+                    };
+                    if !ip_allowed(client_ip) {
+                        break Some(close(POLICY, "client address no longer allowed"));
                     }
-                    Err(Some(answer)) => {
-                        if to_client.send(Message::Text(answer.into())).await.is_err() {
-                            break None;
+                    match admit(&state, text.as_str(), &parts).await {
+                        Ok(message) => {
+                            if to_server.send(message).await.is_err() {
+                                break Some(close(1000, "session ended"));
+                            }
                         }
+                        Err(Some(answer)) => {
+                            if to_client.send(Message::Text(answer.into())).await.is_err() {
+                                break None;
+                            }
+                        }
+                        Err(None) => {}
                     }
-                    Err(None) => {}
                 }
-            }
+            },
         }
     };
     if let Some(frame) = goodbye {
