@@ -15,6 +15,11 @@
 //! [`RequireLayer`] then asks for scopes or roles (403
 //! `insufficient_scope`).
 //!
+//! A connection that outlives its request (a WebSocket session) keeps
+//! [`AuthLayer::credential_head`] of it and checks the credential again
+//! with [`AuthLayer::authenticate`] — the same code, against the keys in
+//! force then — so that a reload that removes a key also ends it.
+//!
 //! ```
 //! use http::{Request, Response, StatusCode};
 //! use jsonwebtoken::Algorithm;
@@ -50,7 +55,8 @@
 //!   audience, an expired or not-yet-valid token and a token over 8 KiB are
 //!   all refused before any claim is believed.
 //! * Only successes are cached, keyed by a keyed digest of the whole token,
-//!   never past the token's `exp`.
+//!   never past the token's `exp`, nor past the removal of the key that
+//!   verified it.
 //! * No log line or error message ever holds a token, a key, a secret or a
 //!   signature. Refusals go to the audit target `tower_warden::audit`.
 //! * Put [`ClientIpLayer`](crate::ClientIpLayer) in front so that audit
