@@ -432,7 +432,7 @@ fn spellings(ip: IpAddr) -> Vec<IpAddr> {
 /// address for a host route, padded with blanks.
 fn as_text(net: IpNet, style: u8) -> String {
     let full = net.prefix_len() == net.max_prefix_len();
-    let core = if full && style % 2 == 0 {
+    let core = if full && style.is_multiple_of(2) {
         net.addr().to_string()
     } else {
         net.to_string()
@@ -473,7 +473,7 @@ fn constructions(allow: &[IpNet], deny: &[IpNet], style: u8) -> Vec<(&'static st
             .enumerate()
             .map(|(i, n)| as_text(*n, style.wrapping_add(i as u8)))
             .collect();
-        if style % 4 == 0 {
+        if style.is_multiple_of(4) {
             out.insert(out.len() / 2, "  ".to_owned());
         }
         out
@@ -549,7 +549,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(Config::with_cases(24))]
+    #![proptest_config(Config::with_cases(16))]
 
     /// Larger sets: deeper nodes and fuller blocks in the lookup tables.
     #[test]
