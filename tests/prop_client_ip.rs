@@ -518,7 +518,7 @@ fn run(layer: ClientIpLayer, request: Request<()>) -> Outcome {
 }
 
 proptest! {
-    #![proptest_config(Config::with_cases(1024))]
+    #![proptest_config(Config::with_cases(2048))]
 
     /// The layer answers exactly as the model: the same client address, or
     /// the same refusal.

@@ -307,8 +307,11 @@ fn rule() -> impl Strategy<Value = RuleSpec> {
         let len = match family {
             Family::V4 => len4,
             Family::V6 => len6,
-            // Mostly /96 and longer (the mapped range), sometimes shorter.
-            Family::Mapped | Family::Compatible if len6 < 64 => len6,
+            // Mostly /96 and longer (within the mapped or compatible
+            // range), sometimes shorter: /80 to /95 hold the whole range
+            // and more, and stay IPv6.
+            Family::Mapped | Family::Compatible if len6 < 48 => len6,
+            Family::Mapped | Family::Compatible if len6 < 64 => 80 + (len6 - 48),
             Family::Mapped | Family::Compatible => 96 + len4,
         };
         RuleSpec {
