@@ -32,8 +32,9 @@
 //! A trusted peer whose header is missing, whose chain is shorter than needed
 //! (every entry is a trusted proxy and fewer than `depth` exist), or whose
 //! walked entries do not parse (`unknown`, obfuscated `_node` identifiers,
-//! empty entries, stray or unterminated quotes, junk) is refused with 400 `forwarded_invalid`: guessing would hand the
-//! proxy's own, often allow-listed, address to an unknown caller. A request
+//! empty entries, stray or unterminated quotes, junk) is refused with 400
+//! `forwarded_invalid`: guessing would hand the proxy's own, often
+//! allow-listed, address to an unknown caller. A request
 //! with no peer address at all is refused with 500 `client_ip_unavailable`
 //! (serve the app with connect info).
 //!
