@@ -24,7 +24,9 @@
 //! * no peer address at all is a refusal (500 `client_ip_unavailable`).
 //!
 //! The layer runs as a service: the address is the `ClientIp` extension
-//! the inner service saw, and a refusal must not call it.
+//! the inner service saw, and a refusal must not call it. It is built both
+//! in code and from the settings (`MCP_TRUST_X_FORWARDED`,
+//! `MCP_TRUSTED_PROXIES`, `MCP_TRUSTED_PROXY_DEPTH`) as the stack does.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -541,6 +543,46 @@ proptest! {
         prop_assume!(!trusted(&nets, canonical(peer.ip())));
         let got = run(case.layer(), case.request());
         prop_assert_eq!(got, Outcome::Client(canonical(peer.ip())));
+    }
+}
+
+proptest! {
+    #![proptest_config(Config::with_cases(512))]
+
+    /// The layer the settings build (`MCP_TRUST_X_FORWARDED`,
+    /// `MCP_TRUSTED_PROXIES` as text or a JSON array,
+    /// `MCP_TRUSTED_PROXY_DEPTH`) answers as the model for
+    /// `X-Forwarded-For`; with trust off, the peer is always the client.
+    #[test]
+    fn the_settings_build_the_same_layer(
+        mut case in case(),
+        first in trust(),
+        depth in 1usize..5,
+        trust_on in prop::bool::weighted(0.8),
+        as_json in any::<bool>(),
+    ) {
+        case.trusted.insert(0, first);
+        case.depth = depth;
+        case.forwarded = false;
+        let texts: Vec<String> = case.nets().iter().map(ToString::to_string).collect();
+        let proxies = if as_json {
+            serde_json::to_string(&texts).unwrap()
+        } else {
+            texts.join(", ")
+        };
+        let depth_text = depth.to_string();
+        let vars = [
+            ("MCP_TRUST_X_FORWARDED", if trust_on { "true" } else { "false" }),
+            ("MCP_TRUSTED_PROXIES", proxies.as_str()),
+            ("MCP_TRUSTED_PROXY_DEPTH", depth_text.as_str()),
+        ];
+        let config = tower_warden::config::WardenConfig::from_vars(vars).unwrap();
+        let layer = tower_warden::stack::client_ip(&config).unwrap();
+        let want = match case.peer() {
+            Some(peer) if !trust_on => Outcome::Client(canonical(peer.ip())),
+            _ => case.model(),
+        };
+        prop_assert_eq!(run(layer, case.request()), want);
     }
 }
 
