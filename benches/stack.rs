@@ -133,7 +133,7 @@ fn stack(c: &mut Criterion) {
         .layer(BodyLimitLayer::new(1024 * 1024))
         .layer(AuthLayer::jwt(jwt))
         .layer(HostOriginLayer::new())
-        .layer(RateLimitLayer::new(quota, KeyBy::Subject, store).policy_name("principal"))
+        .layer(RateLimitLayer::new(quota, KeyBy::subject(), store).policy_name("principal"))
         .service(inner());
     bench(c, &rt, "hand_composed", hand, &bearer);
 

@@ -20,14 +20,21 @@
 //!   comes first. Entries left of it are never read.
 //! * IPv4-mapped IPv6 addresses (`::ffff:192.0.2.1`) are normalised to IPv4,
 //!   for the peer, the chain and the trusted list alike.
+//! * In `Forwarded`, a quoted string is one value wherever its commas and
+//!   semicolons stand (`for=192.0.2.7;host="a,for=6.6.6.6"` is one element
+//!   naming `192.0.2.7`), and each line is read from its end, so what a
+//!   client wrote left of a proxy's element cannot change how that element
+//!   is read. An element is `token=value` pairs, each value a token or one
+//!   quoted string, with exactly one `for`.
 //!
 //! # Fails closed
 //!
 //! A trusted peer whose header is missing, whose chain is shorter than needed
 //! (every entry is a trusted proxy and fewer than `depth` exist), or whose
 //! walked entries do not parse (`unknown`, obfuscated `_node` identifiers,
-//! junk) is refused with 400 `forwarded_invalid`: guessing would hand the
-//! proxy's own, often allow-listed, address to an unknown caller. A request
+//! empty entries, stray or unterminated quotes, junk) is refused with 400
+//! `forwarded_invalid`: guessing would hand the proxy's own, often
+//! allow-listed, address to an unknown caller. A request
 //! with no peer address at all is refused with 500 `client_ip_unavailable`
 //! (serve the app with connect info).
 //!
@@ -172,28 +179,53 @@ impl Config {
         if !self.is_trusted(peer) {
             return Ok(peer);
         }
-        let (name, parse): (HeaderName, fn(&str) -> Option<IpAddr>) = match self.header {
-            ForwardedHeader::XForwardedFor => (X_FORWARDED_FOR, parse_xff_entry),
-            ForwardedHeader::Forwarded => (http::header::FORWARDED, parse_forwarded_element),
+        let name = match self.header {
+            ForwardedHeader::XForwardedFor => X_FORWARDED_FOR,
+            ForwardedHeader::Forwarded => http::header::FORWARDED,
         };
         let mut walked = 0;
         for line in headers.get_all(&name).iter().rev() {
             let line = line
                 .to_str()
                 .map_err(|_| invalid("forwarding header is not visible ASCII"))?;
-            for entry in line.rsplit(',') {
-                let ip = parse(entry.trim())
-                    .map(canonical)
-                    .ok_or_else(|| invalid("forwarding header entry is not an IP address"))?;
-                walked += 1;
-                if walked >= self.depth || !self.is_trusted(ip) {
-                    return Ok(ip);
-                }
+            let found = match self.header {
+                ForwardedHeader::XForwardedFor => self.walk(
+                    line.rsplit(',').map(|entry| parse_xff_entry(entry.trim())),
+                    &mut walked,
+                ),
+                ForwardedHeader::Forwarded => self.walk(
+                    ElementsFromRight::new(line)
+                        .map(|element| element.and_then(parse_forwarded_element)),
+                    &mut walked,
+                ),
+            }?;
+            if let Some(ip) = found {
+                return Ok(ip);
             }
         }
         Err(invalid(
             "forwarding chain from the trusted proxy is shorter than the configured depth",
         ))
+    }
+
+    /// Walks the entries of one line, rightmost first, counting them in
+    /// `walked`: the client once found, `None` when the line ran out first.
+    #[inline]
+    fn walk(
+        &self,
+        entries: impl Iterator<Item = Option<IpAddr>>,
+        walked: &mut usize,
+    ) -> Result<Option<IpAddr>, Rejection> {
+        for entry in entries {
+            let ip = entry
+                .map(canonical)
+                .ok_or_else(|| invalid("forwarding header entry is not an IP address"))?;
+            *walked += 1;
+            if *walked >= self.depth || !self.is_trusted(ip) {
+                return Ok(Some(ip));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -219,24 +251,139 @@ fn parse_xff_entry(entry: &str) -> Option<IpAddr> {
     entry.parse::<SocketAddr>().ok().map(|a| a.ip())
 }
 
-/// The `for=` node of one RFC 7239 element (`for=192.0.2.60;proto=https`).
+/// The elements of one RFC 7239 `Forwarded` line, rightmost first: a
+/// comma inside a quoted string (`host="a,b"`) does not end an element.
+///
+/// The line is read from its end, so the elements a trusted proxy appended
+/// are delimited correctly whatever the client wrote to their left, and
+/// nothing left of the element the walk stops at is read. An element whose
+/// quotes do not close before the start of the line is `None`.
+struct ElementsFromRight<'a> {
+    line: &'a str,
+    /// Where the next element ends; `None` once the line is used up.
+    end: Option<usize>,
+}
+
+impl<'a> ElementsFromRight<'a> {
+    fn new(line: &'a str) -> Self {
+        Self {
+            line,
+            end: Some(line.len()),
+        }
+    }
+}
+
+impl<'a> Iterator for ElementsFromRight<'a> {
+    type Item = Option<&'a str>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let end = self.end?;
+        let bytes = self.line.as_bytes();
+        let mut quoted = false;
+        let mut i = end;
+        while i > 0 {
+            i -= 1;
+            match bytes[i] {
+                // Read backwards, a quote inside a quoted string opens it
+                // unless an odd run of backslashes escapes it.
+                b'"' if quoted => {
+                    let run = bytes[..i].iter().rev().take_while(|&&b| b == b'\\').count();
+                    quoted = run % 2 == 1;
+                }
+                b'"' => quoted = true,
+                b',' if !quoted => {
+                    self.end = Some(i);
+                    return Some(Some(&self.line[i + 1..end]));
+                }
+                _ => {}
+            }
+        }
+        self.end = None;
+        Some((!quoted).then_some(&self.line[..end]))
+    }
+}
+
+/// The `for=` node of one RFC 7239 element (`for=192.0.2.60;proto=https`),
+/// read from the left: `token=value` pairs split at semicolons outside
+/// quoted strings, each value a token or one whole quoted string, exactly
+/// one `for`. Anything else (an empty pair, a comma outside quotes, a stray
+/// quote, an unterminated string) is `None`.
 fn parse_forwarded_element(element: &str) -> Option<IpAddr> {
     let mut found = None;
-    for pair in element.split(';') {
-        let (key, value) = pair.trim().split_once('=')?;
-        if key.trim().eq_ignore_ascii_case("for") {
+    let mut pairs = ForwardedPairs(Some(element));
+    while let Some(pair) = pairs.next_pair()? {
+        let (key, value) = pair.split_once('=')?;
+        let key = key.trim();
+        if key.is_empty() || !key.bytes().all(is_tchar) {
+            return None;
+        }
+        let value = value.trim();
+        let value = match value.strip_prefix('"') {
+            // One whole quoted string: no unescaped quote before the last.
+            Some(quoted) => quoted
+                .strip_suffix('"')
+                .filter(|inner| !has_unescaped_quote(inner))?,
+            None if value.contains('"') => return None,
+            None => value,
+        };
+        if key.eq_ignore_ascii_case("for") {
             if found.is_some() {
                 return None;
             }
-            let value = value.trim();
-            let value = value
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(value);
             found = Some(parse_xff_entry(value)?);
         }
     }
     found
+}
+
+/// RFC 9110 `tchar`: what a token (a parameter name) is made of.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Whether the inside of a quoted string has a quote no backslash escapes.
+fn has_unescaped_quote(inner: &str) -> bool {
+    let mut escaped = false;
+    for b in inner.bytes() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' => escaped = true,
+            b'"' => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The `;`-separated pairs of an element, quoted strings kept whole; what
+/// is left to read, `None` once done.
+struct ForwardedPairs<'a>(Option<&'a str>);
+
+impl<'a> ForwardedPairs<'a> {
+    /// The next pair (`Some(None)` when the element is used up), or `None`
+    /// when the element is not well formed: a comma outside quotes or an
+    /// unterminated quoted string.
+    fn next_pair(&mut self) -> Option<Option<&'a str>> {
+        let Some(rest) = self.0 else {
+            return Some(None);
+        };
+        let (mut quoted, mut escaped) = (false, false);
+        for (i, b) in rest.bytes().enumerate() {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' if quoted => escaped = true,
+                b'"' => quoted = !quoted,
+                b';' if !quoted => {
+                    self.0 = Some(&rest[i + 1..]);
+                    return Some(Some(&rest[..i]));
+                }
+                b',' if !quoted => return None,
+                _ => {}
+            }
+        }
+        self.0 = None;
+        (!quoted).then_some(Some(rest))
+    }
 }
 
 /// Resolves the client address and leaves it in [`ClientIp`].
@@ -613,6 +760,45 @@ mod tests {
             "for=_hidden",
             "proto=https",
             "for=1.2.3.4;for=5.6.7.8",
+        ] {
+            let got = resolve(
+                layer.clone(),
+                Some("10.0.0.2:1000"),
+                &[("forwarded", value)],
+            )
+            .await;
+            assert_eq!(
+                got,
+                Err((StatusCode::BAD_REQUEST, "forwarded_invalid".into())),
+                "{value}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn attack_quoted_commas_and_semicolons_in_forwarded_stay_in_their_value() {
+        // Before: the line was split at every comma and semicolon, so a
+        // quoted `host` the proxy copied from the client named the client.
+        let layer = behind_proxy(1).forwarded();
+        for value in [
+            r#"for=203.0.113.7;host="x,for=6.6.6.6;y=""#,
+            r#"for=203.0.113.7;host="a\",for=6.6.6.6;b=\"""#,
+            r#"host="x;for=6.6.6.6";for=203.0.113.7"#,
+            r#"x=", for=203.0.113.7"#,
+        ] {
+            let got = resolve(
+                layer.clone(),
+                Some("10.0.0.2:1000"),
+                &[("forwarded", value)],
+            )
+            .await;
+            assert_eq!(got, Ok(ip("203.0.113.7")), "{value}");
+        }
+        for value in [
+            r#"for=203.0.113.7;x=a"b"#,
+            r#"for=203.0.113.7;host="open"#,
+            r#"for=203.0.113.7;host="a"b""#,
+            r#"for=203.0.113.7;a b=c"#,
         ] {
             let got = resolve(
                 layer.clone(),

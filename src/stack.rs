@@ -681,8 +681,12 @@ impl Limits {
             Arc::clone(&store),
         )
         .policy_name("ip");
-        let per_principal =
-            RateLimitLayer::new(quota, KeyBy::Subject, Arc::clone(&store)).policy_name("principal");
+        let per_principal = RateLimitLayer::new(
+            quota,
+            KeyBy::subject_v6_prefix(config.rate_limit_ipv6_prefix),
+            Arc::clone(&store),
+        )
+        .policy_name("principal");
         let per_tool = if config.tool_rate_limits.is_empty() {
             None
         } else {
@@ -695,7 +699,11 @@ impl Limits {
                         .map_err(|e| e.for_setting("MCP_TOOL_RATE_LIMITS"))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            Some(RateLimitLayer::per_tool(tools, KeyBy::Subject, store))
+            Some(RateLimitLayer::per_tool(
+                tools,
+                KeyBy::subject_v6_prefix(config.rate_limit_ipv6_prefix),
+                store,
+            ))
         };
         Ok(Self {
             per_ip: Some(per_ip),

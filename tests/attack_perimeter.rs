@@ -504,6 +504,47 @@ async fn rfc7239_forwarded_from_an_untrusted_peer_is_ignored() {
     assert_eq!(counting.calls(), 0);
 }
 
+#[tokio::test]
+async fn rfc7239_quoted_values_cannot_smuggle_a_for_past_a_deny_list() {
+    // The proxy names the blocked client and copies the client's `Host`
+    // into a quoted `host` (RFC 3986 allows `,`, `;` and `=` in a host
+    // name). Commas, semicolons and escaped quotes inside a quoted string
+    // are part of the value: the element names the blocked client only.
+    let counting = Counting::default();
+    let service = forwarded_stack(&["203.0.113.0/24"], &[], &counting);
+    for forwarded in [
+        r#"for=203.0.113.9;host="x,for=198.51.100.7;y=""#,
+        r#"for=203.0.113.9;host="x\",for=198.51.100.7;y=\"""#,
+        r#"host="x;for=198.51.100.7";for=203.0.113.9"#,
+        r#"for=198.51.100.7;x=", for=203.0.113.9"#,
+    ] {
+        let response = service
+            .clone()
+            .oneshot(from_peer("10.0.0.1:5000", &[("forwarded", forwarded)]))
+            .await
+            .unwrap();
+        assert_eq!(
+            problem_code(response).await,
+            (StatusCode::FORBIDDEN, "ip_denied".to_owned()),
+            "{forwarded}"
+        );
+    }
+    // A stray quote in the proxy's element is no boundary: refused.
+    let response = service
+        .clone()
+        .oneshot(from_peer(
+            "10.0.0.1:5000",
+            &[("forwarded", r#"for=198.51.100.7, for=203.0.113.9;x=a"b"#)],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        problem_code(response).await,
+        (StatusCode::BAD_REQUEST, "forwarded_invalid".to_owned())
+    );
+    assert_eq!(counting.calls(), 0);
+}
+
 // ---------------------------------------------------------------------------
 // IPv4-mapped (`::ffff:a.b.c.d`) and IPv4-compatible (`::a.b.c.d`) peer
 // addresses against IPv4 lists: a dual-stack listener reports IPv4

@@ -194,6 +194,50 @@ async fn a_principal_is_limited_across_addresses() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn anonymous_callers_are_grouped_by_the_configured_ipv6_prefix() {
+    // Authentication off: each anonymous caller's per-principal allowance
+    // follows its address, grouped like the per-address limit's, by
+    // `MCP_RATE_LIMIT_IPV6_PREFIX` (before: always by /64).
+    let server = start(&[
+        ("MCP_AUTH_MODE", "none"),
+        ("MCP_RATE_LIMIT_RPM", "2"),
+        ("MCP_RATE_LIMIT_IPV6_PREFIX", "96"),
+        ("MCP_TRUST_X_FORWARDED", "true"),
+        ("MCP_TRUSTED_PROXIES", "127.0.0.1/32"),
+    ])
+    .await;
+    let url = server.url();
+    let from = |ip: &'static str| [("x-forwarded-for", ip)];
+    let remaining = |reply: &Reply| {
+        header(reply, "ratelimit")
+            .iter()
+            .map(|item| item.split(";t=").next().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    // Two addresses of one /96 share both allowances.
+    let first = post(&url, &from("2001:db8::1:0:1"), &initialize("2025-06-18")).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(remaining(&first), ["\"principal\";r=1", "\"ip\";r=1"]);
+    let second = post(&url, &from("2001:db8::1:0:2"), &initialize("2025-06-18")).await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(remaining(&second), ["\"principal\";r=0", "\"ip\";r=0"]);
+    assert_rate_limited(&post(&url, &from("2001:db8::1:0:3"), &initialize("2025-06-18")).await);
+    // The next /96 of the same /64 has allowances of its own.
+    for left in ["1", "0"] {
+        let reply = post(&url, &from("2001:db8::2:0:1"), &initialize("2025-06-18")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        assert_eq!(
+            remaining(&reply),
+            [
+                format!("\"principal\";r={left}"),
+                format!("\"ip\";r={left}")
+            ]
+        );
+    }
+    server.stop().await;
+}
+
 fn call(id: u32, tool: &str, arguments: &Value) -> String {
     json!({
         "jsonrpc": "2.0", "id": id, "method": "tools/call",

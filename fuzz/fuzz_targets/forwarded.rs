@@ -71,24 +71,95 @@ fn model_entry(text: &str) -> Option<IpAddr> {
     inner.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
 }
 
+/// One RFC 7239 element: `;`-separated `token=value` pairs, a quoted
+/// string kept whole (a backslash inside one escapes the next byte); each
+/// value a token without quotes or one whole quoted string; exactly one
+/// `for`. A comma outside quotes or a string left open spoils it.
 fn model_forwarded(element: &str) -> Option<IpAddr> {
+    let mut pairs = Vec::new();
+    let (mut start, mut inside, mut escape) = (0, false, false);
+    for (i, b) in element.bytes().enumerate() {
+        if escape {
+            escape = false;
+            continue;
+        }
+        match b {
+            b'\\' if inside => escape = true,
+            b'"' => inside = !inside,
+            b';' if !inside => {
+                pairs.push(&element[start..i]);
+                start = i + 1;
+            }
+            b',' if !inside => return None,
+            _ => {}
+        }
+    }
+    if inside {
+        return None;
+    }
+    pairs.push(&element[start..]);
     let mut found = None;
-    for pair in element.split(';') {
-        let (key, value) = pair.trim().split_once('=')?;
-        if !key.trim().eq_ignore_ascii_case("for") {
+    for pair in pairs {
+        let (key, value) = pair.split_once('=')?;
+        let key = key.trim();
+        let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if key.is_empty() || !key.bytes().all(tchar) {
+            return None;
+        }
+        let value = value.trim();
+        let value = if let Some(quoted) = value.strip_prefix('"') {
+            let inner = quoted.strip_suffix('"')?;
+            let mut escaped = false;
+            for b in inner.bytes() {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    return None;
+                }
+            }
+            inner
+        } else if value.contains('"') {
+            return None;
+        } else {
+            value
+        };
+        if !key.eq_ignore_ascii_case("for") {
             continue;
         }
         if found.is_some() {
             return None;
         }
-        let value = value.trim();
-        let value = match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-            Some(unquoted) => unquoted,
-            None => value,
-        };
         found = Some(model_entry(value)?);
     }
     found
+}
+
+/// The elements of one `Forwarded` line, rightmost first, read from the
+/// right: outside a quoted string a quote opens one (read backwards) and a
+/// comma ends the element; inside, a quote closes it unless an odd run of
+/// backslashes precedes it. `None` when a string is still open at the
+/// start of the line.
+fn model_elements(line: &str) -> Vec<Option<&str>> {
+    let bytes = line.as_bytes();
+    let (mut out, mut end, mut inside) = (Vec::new(), line.len(), false);
+    for i in (0..bytes.len()).rev() {
+        match bytes[i] {
+            b'"' if !inside => inside = true,
+            b'"' => {
+                let backslashes = bytes[..i].iter().rev().take_while(|&&b| b == b'\\').count();
+                inside = backslashes % 2 == 1;
+            }
+            b',' if !inside => {
+                out.push(Some(&line[i + 1..end]));
+                end = i;
+            }
+            _ => {}
+        }
+    }
+    out.push((!inside).then_some(&line[..end]));
+    out
 }
 
 /// Rightmost-untrusted, walking at most `depth` entries from the right.
@@ -102,14 +173,18 @@ fn model(input: &Input, lines: &[HeaderValue], trusted: &[IpNet]) -> Option<IpAd
     let mut walked = 0;
     for line in lines.iter().rev() {
         let text = line.to_str().ok()?;
-        for entry in text.rsplit(',') {
-            let entry = entry.trim();
-            let ip = if input.forwarded {
-                model_forwarded(entry)
-            } else {
-                model_entry(entry)
-            }?
-            .to_canonical();
+        let entries: Vec<Option<IpAddr>> = if input.forwarded {
+            model_elements(text)
+                .into_iter()
+                .map(|element| model_forwarded(element?.trim()))
+                .collect()
+        } else {
+            text.rsplit(',')
+                .map(|entry| model_entry(entry.trim()))
+                .collect()
+        };
+        for entry in entries {
+            let ip = entry?.to_canonical();
             walked += 1;
             if walked >= depth || !is_trusted(ip) {
                 return Some(ip);

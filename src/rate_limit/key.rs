@@ -39,9 +39,16 @@ pub enum KeyBy {
     },
     /// The [`Principal`]'s subject. Anonymous principals (authentication
     /// switched off) share no subject worth counting, so each client
-    /// address gets its own allowance (IPv6 grouped by /64); one
-    /// client's burst never answers everyone else 429.
-    Subject,
+    /// address gets its own allowance, IPv6 grouped by its first
+    /// `anonymous_v6_prefix` bits; one client's burst never answers
+    /// everyone else 429. Built by [`KeyBy::subject`] (/64) or
+    /// [`KeyBy::subject_v6_prefix`]: give it the prefix of the per-IP
+    /// limit, so that both count a client the same way.
+    Subject {
+        /// Prefix length anonymous callers' IPv6 addresses are cut to
+        /// (0–128).
+        anonymous_v6_prefix: u8,
+    },
     /// The API key id of a principal that authenticated with an API key.
     ApiKeyId,
     /// The principal's namespace.
@@ -71,6 +78,26 @@ impl KeyBy {
         }
     }
 
+    /// The principal's subject; anonymous callers by client address, IPv6
+    /// grouped by /64.
+    #[must_use]
+    pub fn subject() -> Self {
+        Self::Subject {
+            anonymous_v6_prefix: CUSTOMER_LINE,
+        }
+    }
+
+    /// The principal's subject; anonymous callers by client address, IPv6
+    /// grouped by `/anonymous_v6_prefix` (clamped to 128) — the
+    /// `v6_prefix` of the per-IP limit in front, so that an anonymous
+    /// client's two allowances cover the same addresses.
+    #[must_use]
+    pub fn subject_v6_prefix(anonymous_v6_prefix: u8) -> Self {
+        Self::Subject {
+            anonymous_v6_prefix: anonymous_v6_prefix.min(128),
+        }
+    }
+
     /// A request header's value.
     #[must_use]
     pub fn header(name: HeaderName) -> Self {
@@ -96,9 +123,11 @@ impl KeyBy {
             Self::ClientIp { v6_prefix } => {
                 ClientIp::of(extensions).map(|ip| RateKey::Ip(group(ip, *v6_prefix)))
             }
-            Self::Subject => principal().map(|p| match p.method() {
+            Self::Subject {
+                anonymous_v6_prefix,
+            } => principal().map(|p| match p.method() {
                 AuthMethod::Anonymous => match ClientIp::of(extensions) {
-                    Some(ip) => text("anon:", &group(ip, CUSTOMER_LINE).to_string()),
+                    Some(ip) => text("anon:", &group(ip, *anonymous_v6_prefix).to_string()),
                     None => text("anon:", "-"),
                 },
                 _ => text("sub:", p.subject()),
@@ -154,7 +183,12 @@ impl fmt::Debug for KeyBy {
                 .debug_struct("ClientIp")
                 .field("v6_prefix", v6_prefix)
                 .finish(),
-            Self::Subject => f.write_str("Subject"),
+            Self::Subject {
+                anonymous_v6_prefix,
+            } => f
+                .debug_struct("Subject")
+                .field("anonymous_v6_prefix", anonymous_v6_prefix)
+                .finish(),
             Self::ApiKeyId => f.write_str("ApiKeyId"),
             Self::Namespace => f.write_str("Namespace"),
             Self::Tool => f.write_str("Tool"),
@@ -185,7 +219,7 @@ mod tests {
 
     #[test]
     fn anonymous_principals_are_keyed_by_client_address() {
-        let key = |addr| KeyBy::Subject.extract(&anonymous_from(addr));
+        let key = |addr| KeyBy::subject().extract(&anonymous_from(addr));
         assert_eq!(key("192.0.2.1:1"), key("192.0.2.1:2"));
         assert_ne!(key("192.0.2.1:1"), key("192.0.2.2:1"));
         assert_eq!(key("[2001:db8::1]:1"), key("[2001:db8::2]:1"));
@@ -195,12 +229,50 @@ mod tests {
         named
             .extensions_mut()
             .insert(Principal::builder("anonymous", AuthMethod::Jwt).build());
-        assert_ne!(KeyBy::Subject.extract(&named), key("192.0.2.1:1"));
+        assert_ne!(KeyBy::subject().extract(&named), key("192.0.2.1:1"));
+    }
+
+    #[test]
+    fn anonymous_ipv6_callers_are_grouped_by_the_prefix_given() {
+        // Before: always /64, whatever the per-IP limit's prefix.
+        let key = |prefix, addr| KeyBy::subject_v6_prefix(prefix).extract(&anonymous_from(addr));
+        // /96: one bucket for 2001:db8::1:0:0/96, another for the next
+        // /96 of the same /64.
+        assert_eq!(
+            key(96, "[2001:db8::1:0:1]:1"),
+            key(96, "[2001:db8::1:0:2]:1")
+        );
+        assert_ne!(
+            key(96, "[2001:db8::1:0:1]:1"),
+            key(96, "[2001:db8::2:0:1]:1")
+        );
+        // /48: two /64s of one /48 share a bucket.
+        assert_eq!(
+            key(48, "[2001:db8:1:1::1]:1"),
+            key(48, "[2001:db8:1:2::1]:1")
+        );
+        assert_ne!(key(48, "[2001:db8:1::1]:1"), key(48, "[2001:db8:2::1]:1"));
+        // The same key the per-IP limit groups by, as text; IPv4 whole.
+        assert_eq!(
+            key(48, "[2001:db8:1:2::1]:1"),
+            Some(RateKey::Text("anon:2001:db8:1::".into()))
+        );
+        assert_eq!(key(48, "192.0.2.1:1"), key(128, "192.0.2.1:2"));
+        // Clamped like `client_ip_v6_prefix`; `subject()` is /64.
+        assert_eq!(key(200, "[2001:db8::1]:1"), key(128, "[2001:db8::1]:1"));
+        assert_eq!(
+            KeyBy::subject().extract(&anonymous_from("[2001:db8::1:0:1]:1")),
+            key(64, "[2001:db8::2:0:1]:1")
+        );
+        assert_eq!(
+            format!("{:?}", KeyBy::subject_v6_prefix(56)),
+            "Subject { anonymous_v6_prefix: 56 }"
+        );
     }
 
     #[tokio::test]
     async fn one_anonymous_client_exhausting_its_quota_leaves_others_alone() {
-        let limit = RateLimitLayer::memory(Quota::per_minute(2).unwrap(), KeyBy::Subject);
+        let limit = RateLimitLayer::memory(Quota::per_minute(2).unwrap(), KeyBy::subject());
         let service = ServiceBuilder::new()
             .layer(limit)
             .service_fn(|_: Request<()>| async {

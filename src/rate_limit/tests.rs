@@ -141,7 +141,7 @@ async fn per_principal_and_per_tool_keys() {
             .insert(McpCall::new("tools/call", tool.map(str::to_owned)));
         request
     };
-    let (mut by_sub, _) = service(RateLimitLayer::memory(per_minute(1), KeyBy::Subject));
+    let (mut by_sub, _) = service(RateLimitLayer::memory(per_minute(1), KeyBy::subject()));
     assert_eq!(
         send(&mut by_sub, with("alice", None)).await.status(),
         StatusCode::OK
@@ -178,7 +178,7 @@ async fn per_principal_and_per_tool_keys() {
 
 #[tokio::test(start_paused = true)]
 async fn a_missing_key_passes() {
-    let (mut svc, calls) = service(RateLimitLayer::memory(per_minute(1), KeyBy::Subject));
+    let (mut svc, calls) = service(RateLimitLayer::memory(per_minute(1), KeyBy::subject()));
     for _ in 0..5 {
         let response = send(&mut svc, Request::new(())).await;
         assert_eq!(response.status(), StatusCode::OK);
@@ -264,7 +264,7 @@ async fn per_tool_quotas_count_each_caller_and_tool_apart() {
     };
     let layer = RateLimitLayer::per_tool(
         [("search", per_minute(2)), ("fetch", per_minute(1))],
-        KeyBy::Subject,
+        KeyBy::subject(),
         Arc::new(MemoryStore::new()),
     );
     let (mut svc, calls) = service(layer);
