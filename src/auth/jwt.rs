@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use super::cache::TokenCache;
-use super::keys::{ALGORITHMS, HMAC_ALGORITHMS, KeySet, MIN_HMAC_SECRET_BYTES};
+use super::keys::{ALGORITHMS, KeySet, MIN_HMAC_SECRET_BYTES};
 use crate::ConfigError;
 use crate::principal::{AuthMethod, Principal};
 use crate::reject::Reason;
@@ -289,7 +289,7 @@ impl JwtAuth {
         // verified against one (algorithm confusion), nor does it cause a
         // fetch.
         #[cfg(feature = "jwks-url")]
-        if matches!(inner.keys, Keys::Remote(_)) && HMAC_ALGORITHMS.contains(&header.alg) {
+        if matches!(inner.keys, Keys::Remote(_)) && super::keys::HMAC_ALGORITHMS.contains(&header.alg) {
             return Verdict::Done(Err(Failure::invalid(
                 "the token's algorithm is not allowed with keys from a URL",
             )
