@@ -289,7 +289,9 @@ impl JwtAuth {
         // verified against one (algorithm confusion), nor does it cause a
         // fetch.
         #[cfg(feature = "jwks-url")]
-        if matches!(inner.keys, Keys::Remote(_)) && super::keys::HMAC_ALGORITHMS.contains(&header.alg) {
+        if matches!(inner.keys, Keys::Remote(_))
+            && super::keys::HMAC_ALGORITHMS.contains(&header.alg)
+        {
             return Verdict::Done(Err(Failure::invalid(
                 "the token's algorithm is not allowed with keys from a URL",
             )
