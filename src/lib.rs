@@ -129,6 +129,7 @@ pub mod reload;
 #[cfg(feature = "stack")]
 #[cfg_attr(docsrs, doc(cfg(feature = "stack")))]
 pub mod stack;
+pub mod tool_rules;
 #[cfg(test)]
 mod test_logs;
 
