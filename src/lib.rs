@@ -129,9 +129,9 @@ pub mod reload;
 #[cfg(feature = "stack")]
 #[cfg_attr(docsrs, doc(cfg(feature = "stack")))]
 pub mod stack;
-pub mod tool_rules;
 #[cfg(test)]
 mod test_logs;
+pub mod tool_rules;
 
 #[cfg(feature = "body-limit")]
 pub use body_limit::BodyLimitLayer;

@@ -407,7 +407,10 @@ impl WardenLayer {
         head: &Request<B>,
     ) -> impl Future<Output = Result<(), CallRefused>> + Send + 'static {
         let refused = self.policy_refusal(head);
-        let quota = self.per_tool.as_ref().map(|limit| limit.check_refusal(head));
+        let quota = self
+            .per_tool
+            .as_ref()
+            .map(|limit| limit.check_refusal(head));
         async move {
             if let Some(rejection) = refused {
                 return Err(CallRefused::Scope(rejection));
@@ -460,9 +463,10 @@ impl WardenLayer {
     /// `tools/list` answers, for any other listing of tools.
     #[must_use]
     pub fn may_call<B>(&self, head: &Request<B>, tool: &str) -> bool {
-        self.parts.tool_policy.as_ref().is_none_or(|policy| {
-            policy.allows_for(head.extensions().get::<Principal>(), tool)
-        })
+        self.parts
+            .tool_policy
+            .as_ref()
+            .is_none_or(|policy| policy.allows_for(head.extensions().get::<Principal>(), tool))
     }
 
     /// The 403 for the `tools/call` of `head`, if its caller may not make it.

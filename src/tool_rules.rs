@@ -40,8 +40,9 @@ pub const ANY_TOOL: &str = "*";
 pub const ANY_SERVER: &str = "*.";
 
 /// Values keyed by tool rules; see the [module docs](self) for the keys and
-/// their precedence.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// their precedence. Two are equal when they hold the same rules, in
+/// whatever order.
+#[derive(Clone, Debug)]
 pub struct ToolRules<T> {
     /// Every rule, in the order first inserted: `(key, value)`.
     entries: Vec<(Box<str>, T)>,
@@ -64,7 +65,34 @@ impl<T> Default for ToolRules<T> {
     }
 }
 
+impl<T: PartialEq> PartialEq for ToolRules<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries.len() == other.entries.len()
+            && self
+                .entries
+                .iter()
+                .all(|(key, value)| other.rule(key) == Some(value))
+    }
+}
+
+impl<T: Eq> Eq for ToolRules<T> {}
+
 impl<T> ToolRules<T> {
+    /// The value of the rule written `key` (not the rule that matches a
+    /// tool of that name: see [`find`](Self::find)).
+    #[must_use]
+    pub fn rule(&self, key: &str) -> Option<&T> {
+        let index = if key == ANY_TOOL {
+            self.default
+        } else {
+            match key.strip_prefix(ANY_SERVER) {
+                Some(tool) if !tool.is_empty() => self.any_server.get(tool).copied(),
+                _ => self.exact.get(key).copied(),
+            }
+        }?;
+        Some(&self.entries[index].1)
+    }
+
     /// No rules: nothing matches.
     #[must_use]
     pub fn new() -> Self {
@@ -175,6 +203,23 @@ mod tests {
         rules.insert("*.", 1);
         assert_eq!(rules.find("x."), None);
         assert_eq!(rules.find("*."), Some(("*.", &1)));
+    }
+
+    #[test]
+    fn equal_rules_in_any_order_are_equal() {
+        let mut a = ToolRules::new();
+        a.insert("*", 1);
+        a.insert("*.x", 2);
+        a.insert("x", 3);
+        let mut b = ToolRules::new();
+        b.insert("x", 3);
+        b.insert("*.x", 2);
+        b.insert("*", 1);
+        assert_eq!(a, b);
+        assert_eq!(a.rule("*.x"), Some(&2));
+        assert_eq!(a.rule("y.x"), None);
+        b.insert("*", 4);
+        assert_ne!(a, b);
     }
 
     #[test]

@@ -290,14 +290,15 @@ impl ConnectionStore {
     ) -> Result<Connection, StoreError> {
         validate(namespace, &new)?;
         // One upstream, one name: a second name would only serve to escape
-        // rules written for the first. (Checked before the insert: two
+        // rules written for the first. (The same name again is a name
+        // conflict, answered by the insert. Checked before the insert: two
         // registrations racing could both pass; the rules keyed
         // `*.<tool>` and counted per rule hold either way.)
         if let Some(existing) = self
             .list(namespace)
             .await?
             .into_iter()
-            .find(|c| same_upstream(&c.url, &new.url))
+            .find(|c| c.server_name != new.server_name && same_upstream(&c.url, &new.url))
         {
             return Err(StoreError::Duplicate(format!(
                 "this namespace already reaches this upstream as {}",
