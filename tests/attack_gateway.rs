@@ -693,11 +693,11 @@ async fn tool_lists_are_cached_per_connection_within_the_ttl_and_dropped_on_dele
     assert!(!names.iter().any(|n| n.starts_with("up.")), "{names:?}");
     gateway.stop().await;
 
-    // A short TTL: a listing after it expired asks the upstream again.
+    // A listing after the TTL expired asks the upstream again.
     let counts_short = Arc::new(Counts::default());
     let upstream_short =
         counting_upstream(Arc::clone(&counts_short), std::time::Duration::ZERO).await;
-    let gateway = start(&[("MCP_GATEWAY_TOOLS_CACHE_TTL", "40")]).await;
+    let gateway = start(&[("MCP_GATEWAY_TOOLS_CACHE_TTL", "10000")]).await;
     let created = register(&gateway, &alice, "up", &upstream_short).await;
     let id = created.json()["id"].as_str().unwrap().to_owned();
     let path = api(&gateway, &format!("/{id}/tools"));
@@ -705,10 +705,19 @@ async fn tool_lists_are_cached_per_connection_within_the_ttl_and_dropped_on_dele
         call(Method::GET, &path, &alice, None).await.status,
         StatusCode::OK
     );
+    assert_eq!(
+        call(Method::GET, &path, &alice, None).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        counts_short.lists.load(Ordering::SeqCst),
+        1,
+        "within the TTL"
+    );
     // Past the TTL on the tokio clock the cache reads, without waiting:
     // paused only while nothing is in flight.
     tokio::time::pause();
-    tokio::time::advance(std::time::Duration::from_millis(60)).await;
+    tokio::time::advance(std::time::Duration::from_secs(11)).await;
     tokio::time::resume();
     assert_eq!(
         call(Method::GET, &path, &alice, None).await.status,
@@ -949,6 +958,60 @@ async fn mcp_call(gateway: &Server, auth: &str, session: &str, tool: &str) -> Re
     post(&gateway.url(), &headers, &body.to_string()).await
 }
 
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// An initialized MCP session over WebSocket for `auth`.
+async fn ws_session(gateway: &Server, auth: &str) -> Socket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut request = format!("ws://{}/mcp/ws", gateway.addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", auth.parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let initialize = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "attack-gateway", "version": "1"}}});
+    assert_eq!(ws_request(&mut socket, initialize).await["id"], 0);
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    ws_send(&mut socket, &initialized).await;
+    socket
+}
+
+async fn ws_send(socket: &mut Socket, message: &Value) {
+    use futures::SinkExt as _;
+    let text = tokio_tungstenite::tungstenite::Message::Text(message.to_string().into());
+    socket.send(text).await.unwrap();
+}
+
+/// Sends `message` and returns the answer with its id (10 s at most).
+async fn ws_request(socket: &mut Socket, message: Value) -> Value {
+    use futures::StreamExt as _;
+    ws_send(socket, &message).await;
+    loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+            .await
+            .expect("an answer in time")
+            .expect("the socket is open")
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+            let answer: Value = serde_json::from_str(&text).unwrap();
+            if answer["id"] == message["id"] {
+                return answer;
+            }
+        }
+    }
+}
+
+/// A WebSocket `tools/call` of `tool`.
+async fn ws_call(socket: &mut Socket, id: u64, tool: &str) -> Value {
+    let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": tool, "arguments": {"text": "x", "a": 1, "b": 2}}});
+    ws_request(socket, call).await
+}
+
 fn assert_problem(reply: &Reply, status: StatusCode, code: &str) {
     assert_eq!(reply.status, status, "{}", reply.text());
     assert_eq!(
@@ -1057,10 +1120,11 @@ async fn attack_rest_executes_share_the_tool_quota_with_mcp_calls() {
     let (gateway, upstream, counts, id) = gateway_with(&vars, "up").await;
     let caller = bearer_scoped("caller", "gateway:connections");
     let session = mcp_headers(&gateway, &caller).await;
-    for _ in 0..2 {
-        let reply = mcp_call(&gateway, &caller, &session, "up.echo").await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    }
+    let reply = mcp_call(&gateway, &caller, &session, "up.echo").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let mut socket = ws_session(&gateway, &caller).await;
+    let reply = ws_call(&mut socket, 1, "up.echo").await;
+    assert_eq!(reply["result"]["content"][0]["text"], "x", "{reply}");
     let third = execute(&gateway, &caller, &id, "echo", json!({"text": "x"})).await;
     assert_eq!(third.status, StatusCode::OK, "{}", third.text());
     // The budget of 3 a minute is spent, whichever way the tool is asked.
@@ -1082,6 +1146,8 @@ async fn attack_rest_executes_share_the_tool_quota_with_mcp_calls() {
     );
     let over_mcp = mcp_call(&gateway, &caller, &session, "up.echo").await;
     assert_problem(&over_mcp, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let over_ws = ws_call(&mut socket, 2, "up.echo").await;
+    assert_eq!(over_ws["error"]["code"], -32029, "{over_ws}");
     assert_eq!(
         counts.calls.load(Ordering::SeqCst),
         3,
@@ -1225,6 +1291,14 @@ async fn attack_a_rule_on_any_servers_tool_holds_for_a_renamed_connection() {
     let session = mcp_headers(&gateway, &caller).await;
     let over_mcp = mcp_call(&gateway, &caller, &session, "renamed.add").await;
     assert_problem(&over_mcp, StatusCode::FORBIDDEN, "insufficient_scope");
+    let mut socket = ws_session(&gateway, &caller).await;
+    let over_ws = ws_call(&mut socket, 1, "renamed.add").await;
+    assert!(
+        over_ws["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("insufficient_scope")),
+        "{over_ws}"
+    );
     assert!(
         !rest_tool_names(&gateway, &caller, &first)
             .await
@@ -1258,6 +1332,8 @@ async fn attack_a_rule_on_any_servers_tool_holds_for_a_renamed_connection() {
     assert_problem(&over, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     let over_mcp = mcp_call(&gateway, &caller, &session, "fresh.echo").await;
     assert_problem(&over_mcp, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let over_ws = ws_call(&mut socket, 2, "fresh.echo").await;
+    assert_eq!(over_ws["error"]["code"], -32029, "{over_ws}");
     assert_eq!(counts.calls.load(Ordering::SeqCst), 2);
     gateway.stop().await;
     upstream.stop().await;
