@@ -492,7 +492,10 @@ pub struct WardenConfig {
     pub api_keys_file: Option<PathBuf>,
     /// `MCP_API_KEY_SALT`: the salt of the stored digests (secret).
     pub api_key_salt: Option<String>,
-    /// `MCP_TOOL_SCOPES`: tool name → scopes a caller needs to call it.
+    /// `MCP_TOOL_SCOPES`: tool rule → scopes a caller needs to call it.
+    /// A rule is a tool name, `*.<tool>` (that tool on any gateway
+    /// connection, whatever its `server_name`) or `*` (every other tool);
+    /// see [`ToolRules`](crate::tool_rules::ToolRules).
     pub tool_scopes: Vec<(String, Vec<String>)>,
     /// `MCP_RESOURCE_URL`: this server's MCP endpoint as clients name it
     /// (the token audience, RFC 8707); derived from host and port if unset.
@@ -522,7 +525,9 @@ pub struct WardenConfig {
     pub rate_limit_fail_mode: RateLimitFailMode,
     /// `MCP_RATE_LIMIT_MAX_KEYS`: the most keys the in-memory store tracks.
     pub rate_limit_max_keys: usize,
-    /// `MCP_TOOL_RATE_LIMITS`: tool name → requests a minute per key.
+    /// `MCP_TOOL_RATE_LIMITS`: tool rule → requests a minute per key,
+    /// rules as in [`tool_scopes`](Self::tool_scopes); every tool a rule
+    /// matches draws on the rule's one allowance.
     pub tool_rate_limits: Vec<(String, u32)>,
     /// `MCP_RATE_LIMIT_IPV6_PREFIX`: IPv6 clients are limited per prefix of
     /// this length (1–128), since one host often holds a whole /64.

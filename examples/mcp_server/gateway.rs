@@ -409,13 +409,16 @@ fn mcp_name(connection: &Connection, tool: &str) -> String {
     format!("{}.{tool}", connection.server_name)
 }
 
-/// The request as the perimeter's call check sees a `tools/call` of
-/// `name`: the caller's extensions (principal, client address) and the call.
-fn call_head(extensions: &axum::http::Extensions, name: String) -> http::Request<()> {
+/// The request as the perimeter's call check sees it: the caller's
+/// extensions (principal, client address) and, for a `tools/call` of
+/// `name`, the call.
+fn call_head(extensions: &axum::http::Extensions, name: Option<String>) -> http::Request<()> {
     let mut head = http::Request::new(());
     *head.extensions_mut() = extensions.clone();
-    head.extensions_mut()
-        .insert(McpCall::new("tools/call", Some(name)));
+    if let Some(name) = name {
+        head.extensions_mut()
+            .insert(McpCall::new("tools/call", Some(name)));
+    }
     head
 }
 
@@ -434,7 +437,7 @@ async fn tools(
     };
     match gateway.upstreams.list_tools(&connection).await {
         Ok(mut tools) => {
-            let head = call_head(&extensions, String::new());
+            let head = call_head(&extensions, None);
             let warden = &api.access.warden;
             tools.retain(|tool| warden.may_call(&head, &mcp_name(&connection, &tool.name)));
             Json(json!({ "connection_id": connection.id, "tools": tools })).into_response()
@@ -475,7 +478,7 @@ async fn execute(
             );
         }
     };
-    let head = call_head(&extensions, mcp_name(&connection, &tool));
+    let head = call_head(&extensions, Some(mcp_name(&connection, &tool)));
     if let Err(refused) = api.access.warden.check_call(&head).await {
         return problem_response(refused.rejection()).map(axum::body::Body::from);
     }

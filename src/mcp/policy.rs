@@ -140,7 +140,9 @@ impl ToolPolicy {
     /// Reads the policy from the value of `MCP_TOOL_SCOPES`: a JSON object
     /// from tool name to the scopes it requires, each an array of strings or
     /// one space-separated string. The key `"*"` sets the
-    /// [`default_scopes`](Self::default_scopes).
+    /// [`default_scopes`](Self::default_scopes), and a key `*.<tool>` is
+    /// `<tool>` on any gateway connection (`<server_name>.<tool>`); see
+    /// [`ToolRules`].
     ///
     /// ```
     /// use tower_warden::mcp::ToolPolicy;
