@@ -498,3 +498,43 @@ async fn a_refused_call_is_not_counted_against_the_tools_quota() {
     assert!(layer.may_call(&head, "echo"));
     assert!(!layer.may_call(&message("ann", ip, None), "echo"));
 }
+
+#[tokio::test]
+async fn the_default_tool_quota_is_one_allowance_for_every_tool_it_covers() {
+    let layer = WardenLayer::from_config(&config(&[(
+        "MCP_TOOL_RATE_LIMITS",
+        r#"{"*": 2, "echo": 1}"#,
+    )]))
+    .unwrap();
+    let ip = "192.0.2.1:1";
+    // `echo` has its own; every other tool shares the `*` allowance.
+    assert!(
+        layer
+            .check_call(&message("ann", ip, Some("echo")))
+            .await
+            .is_ok()
+    );
+    assert!(
+        layer
+            .check_call(&message("ann", ip, Some("echo")))
+            .await
+            .is_err()
+    );
+    assert!(
+        layer
+            .check_call(&message("ann", ip, Some("a.add")))
+            .await
+            .is_ok()
+    );
+    assert!(
+        layer
+            .check_call(&message("ann", ip, Some("b.add")))
+            .await
+            .is_ok()
+    );
+    let refused = layer
+        .check_call(&message("ann", ip, Some("whoami")))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.rejection().status(), StatusCode::TOO_MANY_REQUESTS);
+}
