@@ -76,6 +76,7 @@
 //! | `MCP_GATEWAY_TOOLS_CACHE_TTL` | `60000` | milliseconds an upstream's tool list is reused before it is fetched again (0: never cached); deleting the connection drops it |
 //! | `MCP_GATEWAY_FANOUT` | `8` | most upstreams one MCP `tools/list` asks at the same time (1–256) |
 //! | `MCP_GATEWAY_CREDENTIAL_KEY` | — (development: a random key per start) | 64 hex digits (32 bytes): the AES-256-GCM key that encrypts stored upstream credentials; without it, outside development, a connection with a credential is refused; never printed |
+//! | `MCP_GATEWAY_SCOPE` | `gateway:connections` | the scope every route of the gateway's connection API (`/api/v1/mcp/connections…`) requires; 403 `insufficient_scope` without it; set but empty stops start-up |
 //! | `CIRCUIT_BREAKER_RESET_TIMEOUT` | `60000` | milliseconds an open breaker waits before letting a probe through (at least 1) |
 //! | `MCP_CONFIG_FILE` | — | a TOML file with the same settings (see [below](#the-settings-file)); environment variables override it |
 //! | `MCP_LOG_LEVEL` | `info` (or `RUST_LOG`) | log filter: a level (`error` … `trace`) or `tracing` directives (`info,tower_warden=debug`) |
@@ -491,7 +492,10 @@ pub struct WardenConfig {
     pub api_keys_file: Option<PathBuf>,
     /// `MCP_API_KEY_SALT`: the salt of the stored digests (secret).
     pub api_key_salt: Option<String>,
-    /// `MCP_TOOL_SCOPES`: tool name → scopes a caller needs to call it.
+    /// `MCP_TOOL_SCOPES`: tool rule → scopes a caller needs to call it.
+    /// A rule is a tool name, `*.<tool>` (that tool on any gateway
+    /// connection, whatever its `server_name`) or `*` (every other tool);
+    /// see [`ToolRules`](crate::tool_rules::ToolRules).
     pub tool_scopes: Vec<(String, Vec<String>)>,
     /// `MCP_RESOURCE_URL`: this server's MCP endpoint as clients name it
     /// (the token audience, RFC 8707); derived from host and port if unset.
@@ -521,7 +525,9 @@ pub struct WardenConfig {
     pub rate_limit_fail_mode: RateLimitFailMode,
     /// `MCP_RATE_LIMIT_MAX_KEYS`: the most keys the in-memory store tracks.
     pub rate_limit_max_keys: usize,
-    /// `MCP_TOOL_RATE_LIMITS`: tool name → requests a minute per key.
+    /// `MCP_TOOL_RATE_LIMITS`: tool rule → requests a minute per key,
+    /// rules as in [`tool_scopes`](Self::tool_scopes); every tool a rule
+    /// matches draws on the rule's one allowance.
     pub tool_rate_limits: Vec<(String, u32)>,
     /// `MCP_RATE_LIMIT_IPV6_PREFIX`: IPv6 clients are limited per prefix of
     /// this length (1–128), since one host often holds a whole /64.
@@ -552,6 +558,8 @@ pub struct WardenConfig {
     /// `MCP_GATEWAY_CREDENTIAL_KEY`: the key that encrypts stored upstream
     /// credentials (never printed).
     pub gateway_credential_key: Option<[u8; 32]>,
+    /// `MCP_GATEWAY_SCOPE`: the scope every connection-API route requires.
+    pub gateway_scope: String,
     /// `MCP_CONFIG_FILE`: the settings file these settings were read from.
     pub config_file: Option<PathBuf>,
     /// `MCP_LOG_LEVEL`: the log filter (a level or `tracing` directives);
@@ -648,6 +656,7 @@ impl Default for WardenConfig {
             gateway_tools_cache_ttl: Duration::from_secs(60),
             gateway_fanout: 8,
             gateway_credential_key: None,
+            gateway_scope: DEFAULT_GATEWAY_SCOPE.to_owned(),
             config_file: None,
             log_level: None,
             log_format: LogFormat::Text,
@@ -711,6 +720,10 @@ pub const DEFAULT_WS_PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `MCP_ADMIN_ROLE`.
 pub const DEFAULT_ADMIN_ROLE: &str = "admin";
 
+/// The scope the gateway's connection API requires unless
+/// `MCP_GATEWAY_SCOPE` names another.
+pub const DEFAULT_GATEWAY_SCOPE: &str = "gateway:connections";
+
 /// Default `MCP_METRICS_ALLOWED_IPS`: loopback only.
 fn default_metrics_allowed_ips() -> Vec<IpNet> {
     vec![
@@ -724,7 +737,7 @@ fn default_metrics_allowed_ips() -> Vec<IpNet> {
 
 /// Every environment variable [`WardenConfig`] reads. All start with `MCP_`
 /// but `RATE_LIMIT_WINDOW_MS` and `RATE_LIMIT_MAX_REQUESTS`.
-pub const VARIABLES: [&str; 64] = [
+pub const VARIABLES: [&str; 65] = [
     "MCP_HOST",
     "MCP_PORT",
     "MCP_ENVIRONMENT",
@@ -777,6 +790,7 @@ pub const VARIABLES: [&str; 64] = [
     "MCP_GATEWAY_TOOLS_CACHE_TTL",
     "MCP_GATEWAY_FANOUT",
     "MCP_GATEWAY_CREDENTIAL_KEY",
+    "MCP_GATEWAY_SCOPE",
     "MCP_CONFIG_FILE",
     "MCP_LOG_LEVEL",
     "MCP_LOG_FORMAT",
@@ -1026,6 +1040,7 @@ impl WardenConfig {
             "gateway_tools_cache_ttl": u64::try_from(self.gateway_tools_cache_ttl.as_millis()).unwrap_or(u64::MAX),
             "gateway_fanout": self.gateway_fanout,
             "gateway_credential_key": self.gateway_credential_key.map(|_| "<redacted>"),
+            "gateway_scope": self.gateway_scope,
             "config_file": self.config_file,
             "log_level": self.log_level,
             "log_format": self.log_format.as_str(),
@@ -1508,6 +1523,19 @@ fn load_gateway(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigErro
             )
         })?;
         config.gateway_credential_key = Some(key);
+    }
+    if let Some(scope) = vars.raw("MCP_GATEWAY_SCOPE") {
+        let scope = scope.trim();
+        // RFC 6750 scope-token: it is named in `WWW-Authenticate`.
+        let token = |b: u8| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e);
+        if scope.is_empty() || !scope.bytes().all(token) {
+            return Err(ConfigError::new(
+                "MCP_GATEWAY_SCOPE",
+                "expected one scope (printable ASCII without spaces, quotes or backslashes); \
+                 unset, it is gateway:connections",
+            ));
+        }
+        config.gateway_scope = scope.to_owned();
     }
     Ok(())
 }
@@ -2536,6 +2564,17 @@ mod tests {
                 "MCP_TOOL_SCOPES",
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn the_gateway_scope_defaults_and_is_never_empty() {
+        assert_eq!(load(&[]).unwrap().gateway_scope, "gateway:connections");
+        let set = load(&[("MCP_GATEWAY_SCOPE", "gw:manage")]).unwrap();
+        assert_eq!(set.gateway_scope, "gw:manage");
+        for bad in ["", " ", "two scopes", "quo\"te"] {
+            let error = load(&[("MCP_GATEWAY_SCOPE", bad)]).unwrap_err();
+            assert_eq!(error.setting(), "MCP_GATEWAY_SCOPE", "{bad:?}");
         }
     }
 

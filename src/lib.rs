@@ -131,6 +131,7 @@ pub mod reload;
 pub mod stack;
 #[cfg(test)]
 mod test_logs;
+pub mod tool_rules;
 
 #[cfg(feature = "body-limit")]
 pub use body_limit::BodyLimitLayer;

@@ -134,6 +134,53 @@ struct Parts {
     rate_limit: RateLimitInfo,
 }
 
+/// Why [`WardenLayer::check_call`] (or
+/// [`check_message`](WardenLayer::check_message)) refused to run a tool;
+/// [`rejection`](Self::rejection) is the answer an HTTP request would get.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum CallRefused {
+    /// The caller's scopes do not cover the tool (`MCP_TOOL_SCOPES`): 403
+    /// `insufficient_scope` with `WWW-Authenticate: Bearer
+    /// error="insufficient_scope", scope="<missing scopes>"`.
+    Scope(crate::Rejection),
+    /// Over a rate limit: 429 `rate_limited` with `Retry-After` and the
+    /// rate-limit headers.
+    Limited {
+        /// The refusing decision (`retry_after`: when to come back).
+        decision: Decision,
+        /// The answer.
+        rejection: crate::Rejection,
+    },
+}
+
+impl CallRefused {
+    fn limited((decision, rejection): (Decision, crate::Rejection)) -> Self {
+        Self::Limited {
+            decision,
+            rejection,
+        }
+    }
+
+    /// The answer an HTTP request gets for this refusal (render it with
+    /// [`problem_response`](crate::reject::problem_response)).
+    #[must_use]
+    pub fn rejection(&self) -> &crate::Rejection {
+        match self {
+            Self::Scope(rejection) | Self::Limited { rejection, .. } => rejection,
+        }
+    }
+
+    /// When to come back, for a rate limit.
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Scope(_) => None,
+            Self::Limited { decision, .. } => decision.retry_after,
+        }
+    }
+}
+
 /// The rate limiter of a [`WardenLayer`].
 #[derive(Clone)]
 pub struct RateLimitInfo {
@@ -346,38 +393,105 @@ impl WardenLayer {
         &self.parts.metadata_url
     }
 
-    /// Counts one message of a long-lived connection (a WebSocket session)
-    /// against the rate limits an HTTP request meets — per client address,
-    /// per tool (`MCP_TOOL_RATE_LIMITS`), per principal — in that order,
-    /// stopping at the first refusal, so messages and requests draw on one
-    /// allowance. `head` carries what the perimeter left on the upgrade
-    /// request ([`Principal`], [`ClientIp`](crate::client_ip::ClientIp))
-    /// and, for a `tools/call`, an [`McpCall`](crate::McpCall).
+    /// The one decision on running a tool, for every way a tool is run
+    /// besides an MCP request through this layer (which meets the same
+    /// rules in [`McpPolicyLayer`] and the per-tool [`RateLimitLayer`]):
+    /// `head` is a request that already passed the perimeter (it carries
+    /// the [`Principal`] and [`ClientIp`](crate::client_ip::ClientIp)
+    /// the perimeter left) plus an [`McpCall`](crate::McpCall) naming the
+    /// tool — for example a REST route that runs a tool.
     ///
-    /// Resolves to `Err` with the refusing [`Decision`] (its `retry_after`
-    /// says when to come back); `Ok` when admitted or not limited. The
-    /// future does not borrow `head`.
-    pub fn check_message<B>(
+    /// In order, stopping at the first refusal: the tool policy
+    /// (`MCP_TOOL_SCOPES`, the same [`ToolPolicy`] and scope matching as
+    /// [`McpPolicyLayer`]) → [`CallRefused::Scope`], 403
+    /// `insufficient_scope`; then the tool's quota (`MCP_TOOL_RATE_LIMITS`,
+    /// the same allowance as MCP calls of the tool) →
+    /// [`CallRefused::Limited`], 429 `rate_limited`. The per-address and
+    /// per-principal limits are not counted again: the request was counted
+    /// when it passed the perimeter. A `head` without a `tools/call` is
+    /// admitted. The future does not borrow `head`.
+    pub fn check_call<B>(
         &self,
         head: &Request<B>,
-    ) -> impl Future<Output = Result<(), Decision>> + Send + 'static {
-        // Each check is lazy: a limit is counted only once the ones before
-        // it admitted the message.
-        let checks: Vec<_> = [&self.per_ip, &self.per_tool, &self.per_principal]
-            .into_iter()
-            .flatten()
-            .map(|limit| limit.check(head))
-            .collect();
+    ) -> impl Future<Output = Result<(), CallRefused>> + Send + 'static {
+        let refused = self.policy_refusal(head);
+        let quota = self
+            .per_tool
+            .as_ref()
+            .map(|limit| limit.check_refusal(head));
         async move {
-            for check in checks {
-                if let Some(decision) = check.await
-                    && !decision.allowed
-                {
-                    return Err(decision);
-                }
+            if let Some(rejection) = refused {
+                return Err(CallRefused::Scope(rejection));
+            }
+            if let Some(quota) = quota {
+                quota.await.map_err(CallRefused::limited)?;
             }
             Ok(())
         }
+    }
+
+    /// Checks one message of a long-lived connection (a WebSocket session)
+    /// as an HTTP request is checked: the rate limit per client address,
+    /// then [`check_call`](Self::check_call) (tool policy, then the tool's
+    /// quota), then the rate limit per principal — in the perimeter's
+    /// order, stopping at the first refusal, so messages and requests draw
+    /// on one allowance and meet one policy. `head` carries what the
+    /// perimeter left on the upgrade request ([`Principal`],
+    /// [`ClientIp`](crate::client_ip::ClientIp)) and the message's
+    /// [`McpCall`](crate::McpCall).
+    ///
+    /// Resolves to `Err` with why the message was refused; `Ok` when
+    /// admitted. The future does not borrow `head`.
+    pub fn check_message<B>(
+        &self,
+        head: &Request<B>,
+    ) -> impl Future<Output = Result<(), CallRefused>> + Send + 'static {
+        // Each check is lazy: a limit is counted only once the ones before
+        // it admitted the message.
+        let per_ip = self.per_ip.as_ref().map(|limit| limit.check_refusal(head));
+        let call = self.check_call(head);
+        let per_principal = self
+            .per_principal
+            .as_ref()
+            .map(|limit| limit.check_refusal(head));
+        async move {
+            if let Some(check) = per_ip {
+                check.await.map_err(CallRefused::limited)?;
+            }
+            call.await?;
+            if let Some(check) = per_principal {
+                check.await.map_err(CallRefused::limited)?;
+            }
+            Ok(())
+        }
+    }
+
+    /// Whether the caller `head` carries (its [`Principal`]; none: no
+    /// scopes) may call `tool` under `MCP_TOOL_SCOPES`: the filter of
+    /// `tools/list` answers, for any other listing of tools.
+    #[must_use]
+    pub fn may_call<B>(&self, head: &Request<B>, tool: &str) -> bool {
+        self.parts
+            .tool_policy
+            .as_ref()
+            .is_none_or(|policy| policy.allows_for(head.extensions().get::<Principal>(), tool))
+    }
+
+    /// The 403 for the `tools/call` of `head`, if its caller may not make it.
+    fn policy_refusal<B>(&self, head: &Request<B>) -> Option<crate::Rejection> {
+        let policy = self.parts.tool_policy.as_ref()?;
+        let call = head.extensions().get::<crate::McpCall>()?;
+        let tool = call.tool().filter(|_| call.method() == "tools/call")?;
+        let principal = head.extensions().get::<Principal>();
+        let rejection = policy.refusal(principal, tool)?;
+        crate::audit::denied(
+            crate::Reason::InsufficientScope,
+            head.extensions(),
+            principal.map(Principal::subject),
+            principal.and_then(Principal::key_id),
+            rejection.detail(),
+        );
+        Some(rejection)
     }
 
     /// The hot reloads of this perimeter, reading the settings again

@@ -1,7 +1,9 @@
 //! Attacks on the reference server's gateway, on 127.0.0.1 only: upstream
 //! URLs that spell a loopback address in the forms the HTTP client accepts
 //! (server-side request forgery), connections stored before the rule
-//! applied, and upstreams whose error text must not reach the tenant.
+//! applied, upstreams whose error text must not reach the tenant, and the
+//! REST connection API as a way around the tool policy and quotas of MCP
+//! (no scope, renamed connections, the same upstream twice).
 
 #[allow(dead_code, unreachable_pub)]
 #[path = "../examples/mcp_server/app.rs"]
@@ -179,6 +181,9 @@ async fn attack_connections_stored_before_the_rule_cannot_reach_loopback_on_any_
     .await;
     let mut ids = Vec::new();
     for (n, upstream) in loopback_forms(listener.port).into_iter().enumerate() {
+        // A query of its own: these spellings are one upstream to the HTTP
+        // client, which a namespace may register only once.
+        let upstream = format!("{upstream}?s={n}");
         let reply = call(
             Method::POST,
             &api(&open, ""),
@@ -516,6 +521,8 @@ struct Counts {
     /// `tools/list` requests being answered now, and the most at once.
     in_flight: AtomicUsize,
     peak: AtomicUsize,
+    /// `tools/call` requests.
+    calls: AtomicUsize,
 }
 
 /// A reference server (its own secret) that counts the `tools/list`
@@ -539,6 +546,9 @@ async fn counting_upstream(counts: Arc<Counts>, delay: std::time::Duration) -> S
                     .await
                     .unwrap_or_default();
                 let listing = bytes.windows(10).any(|w| w == b"tools/list");
+                if bytes.windows(10).any(|w| w == b"tools/call") {
+                    counts.calls.fetch_add(1, Ordering::SeqCst);
+                }
                 if listing {
                     counts.lists.fetch_add(1, Ordering::SeqCst);
                     let now = counts.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -559,6 +569,11 @@ async fn counting_upstream(counts: Arc<Counts>, delay: std::time::Duration) -> S
 
 /// Registers `upstream` as `name` for `auth`'s namespace.
 async fn register(gateway: &Server, auth: &str, name: &str, upstream: &Server) -> Reply {
+    register_url(gateway, auth, name, &upstream.url()).await
+}
+
+/// Registers the upstream at `url` as `name` for `auth`'s namespace.
+async fn register_url(gateway: &Server, auth: &str, name: &str, url: &str) -> Reply {
     let credential = mcp_support::sign_hs256(
         UPSTREAM_SECRET,
         json!({"sub": "gateway", "namespace": "default", "aud": AUDIENCE, "scope": "*"}),
@@ -569,7 +584,7 @@ async fn register(gateway: &Server, auth: &str, name: &str, upstream: &Server) -
         auth,
         Some(json!({
             "server_name": name,
-            "url": upstream.url(),
+            "url": url,
             "timeout": 5,
             "credential": credential,
         })),
@@ -608,12 +623,14 @@ async fn attack_a_namespace_cannot_register_more_connections_than_the_cap() {
     let gateway = start(&[("MCP_GATEWAY_MAX_CONNECTIONS", "3")]).await;
     let alice = bearer("alice", "acme");
     let mut ids = Vec::new();
+    // One upstream URL per connection (a namespace reaches an upstream once).
+    let url = |n: usize| format!("{}?n={n}", upstream.url());
     for n in 0..3 {
-        let reply = register(&gateway, &alice, &format!("s{n}"), &upstream).await;
+        let reply = register_url(&gateway, &alice, &format!("s{n}"), &url(n)).await;
         assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
         ids.push(reply.json()["id"].as_str().unwrap().to_owned());
     }
-    let over = register(&gateway, &alice, "s3", &upstream).await;
+    let over = register_url(&gateway, &alice, "s3", &url(3)).await;
     assert_eq!(over.status, StatusCode::CONFLICT, "{:?}", over.body);
     assert_eq!(over.json()["code"], "connection_limit");
     let listed = call(Method::GET, &api(&gateway, ""), &alice, None).await;
@@ -631,7 +648,7 @@ async fn attack_a_namespace_cannot_register_more_connections_than_the_cap() {
     )
     .await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    let again = register(&gateway, &alice, "s3", &upstream).await;
+    let again = register_url(&gateway, &alice, "s3", &url(3)).await;
     assert_eq!(again.status, StatusCode::CREATED, "{:?}", again.body);
     gateway.stop().await;
     upstream.stop().await;
@@ -676,11 +693,11 @@ async fn tool_lists_are_cached_per_connection_within_the_ttl_and_dropped_on_dele
     assert!(!names.iter().any(|n| n.starts_with("up.")), "{names:?}");
     gateway.stop().await;
 
-    // A short TTL: a listing after it expired asks the upstream again.
+    // A listing after the TTL expired asks the upstream again.
     let counts_short = Arc::new(Counts::default());
     let upstream_short =
         counting_upstream(Arc::clone(&counts_short), std::time::Duration::ZERO).await;
-    let gateway = start(&[("MCP_GATEWAY_TOOLS_CACHE_TTL", "40")]).await;
+    let gateway = start(&[("MCP_GATEWAY_TOOLS_CACHE_TTL", "10000")]).await;
     let created = register(&gateway, &alice, "up", &upstream_short).await;
     let id = created.json()["id"].as_str().unwrap().to_owned();
     let path = api(&gateway, &format!("/{id}/tools"));
@@ -688,7 +705,20 @@ async fn tool_lists_are_cached_per_connection_within_the_ttl_and_dropped_on_dele
         call(Method::GET, &path, &alice, None).await.status,
         StatusCode::OK
     );
-    tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    assert_eq!(
+        call(Method::GET, &path, &alice, None).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        counts_short.lists.load(Ordering::SeqCst),
+        1,
+        "within the TTL"
+    );
+    // Past the TTL on the tokio clock the cache reads, without waiting:
+    // paused only while nothing is in flight.
+    tokio::time::pause();
+    tokio::time::advance(std::time::Duration::from_secs(11)).await;
+    tokio::time::resume();
     assert_eq!(
         call(Method::GET, &path, &alice, None).await.status,
         StatusCode::OK
@@ -711,7 +741,8 @@ async fn attack_one_tools_list_never_asks_more_upstreams_at_once_than_the_fanout
     .await;
     let alice = bearer("alice", "acme");
     for n in 0..6 {
-        let reply = register(&gateway, &alice, &format!("s{n}"), &upstream).await;
+        let url = format!("{}?n={n}", upstream.url());
+        let reply = register_url(&gateway, &alice, &format!("s{n}"), &url).await;
         assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
     }
     let session = mcp_headers(&gateway, &alice).await;
@@ -747,7 +778,13 @@ async fn attack_stored_credentials_are_encrypted_and_bound_to_their_row() {
     let first = register(&gateway, &alice, "first", &upstream).await;
     assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
     let first = first.json()["id"].as_str().unwrap().to_owned();
-    let second = register(&gateway, &alice, "second", &upstream).await;
+    let second = register_url(
+        &gateway,
+        &alice,
+        "second",
+        &format!("{}?second", upstream.url()),
+    )
+    .await;
     let second = second.json()["id"].as_str().unwrap().to_owned();
 
     // The upstream accepts only its own token: it got the right bearer.
@@ -865,4 +902,462 @@ fn a_credential_key_that_is_not_64_hex_digits_stops_start_up() {
         .unwrap_err();
         assert_eq!(error.setting(), "MCP_GATEWAY_CREDENTIAL_KEY", "{bad}");
     }
+}
+
+// Finding 5: every way to run a tool — MCP over HTTP, WebSocket, the REST
+// connection API — meets one tool policy and one set of quotas; the
+// connection API needs a scope; renaming a connection escapes no rule.
+
+/// A token of namespace `acme` with `scope` (space-separated).
+fn bearer_scoped(subject: &str, scope: &str) -> String {
+    let token = mcp_support::sign_hs256(
+        SECRET,
+        json!({"sub": subject, "namespace": "acme", "aud": AUDIENCE, "scope": scope}),
+    );
+    format!("Bearer {token}")
+}
+
+/// `POST …/{id}/tools/{tool}/execute` with `arguments`.
+async fn execute(gateway: &Server, auth: &str, id: &str, tool: &str, arguments: Value) -> Reply {
+    call(
+        Method::POST,
+        &api(gateway, &format!("/{id}/tools/{tool}/execute")),
+        auth,
+        Some(json!({ "arguments": arguments })),
+    )
+    .await
+}
+
+/// The tool names of `GET …/{id}/tools`.
+async fn rest_tool_names(gateway: &Server, auth: &str, id: &str) -> Vec<String> {
+    let reply = call(
+        Method::GET,
+        &api(gateway, &format!("/{id}/tools")),
+        auth,
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    reply.json()["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tool| tool["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// An MCP `tools/call` of `tool` in `session`.
+async fn mcp_call(gateway: &Server, auth: &str, session: &str, tool: &str) -> Reply {
+    let headers = [
+        ("authorization", auth),
+        ("mcp-session-id", session),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": tool, "arguments": {"text": "x", "a": 1, "b": 2}}});
+    post(&gateway.url(), &headers, &body.to_string()).await
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// An initialized MCP session over WebSocket for `auth`.
+async fn ws_session(gateway: &Server, auth: &str) -> Socket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut request = format!("ws://{}/mcp/ws", gateway.addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", auth.parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let initialize = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "attack-gateway", "version": "1"}}});
+    assert_eq!(ws_request(&mut socket, initialize).await["id"], 0);
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    ws_send(&mut socket, &initialized).await;
+    socket
+}
+
+async fn ws_send(socket: &mut Socket, message: &Value) {
+    use futures::SinkExt as _;
+    let text = tokio_tungstenite::tungstenite::Message::Text(message.to_string().into());
+    socket.send(text).await.unwrap();
+}
+
+/// Sends `message` and returns the answer with its id (10 s at most).
+async fn ws_request(socket: &mut Socket, message: Value) -> Value {
+    use futures::StreamExt as _;
+    ws_send(socket, &message).await;
+    loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+            .await
+            .expect("an answer in time")
+            .expect("the socket is open")
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+            let answer: Value = serde_json::from_str(&text).unwrap();
+            if answer["id"] == message["id"] {
+                return answer;
+            }
+        }
+    }
+}
+
+/// A WebSocket `tools/call` of `tool`.
+async fn ws_call(socket: &mut Socket, id: u64, tool: &str) -> Value {
+    let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": tool, "arguments": {"text": "x", "a": 1, "b": 2}}});
+    ws_request(socket, call).await
+}
+
+fn assert_problem(reply: &Reply, status: StatusCode, code: &str) {
+    assert_eq!(reply.status, status, "{}", reply.text());
+    assert_eq!(
+        reply.headers[http::header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    assert_eq!(reply.json()["code"], code, "{}", reply.text());
+}
+
+/// A gateway with `vars`, a counting upstream registered as `name` by an
+/// owner holding every scope; the connection id.
+async fn gateway_with(vars: &[(&str, &str)], name: &str) -> (Server, Server, Arc<Counts>, String) {
+    let counts = Arc::new(Counts::default());
+    let upstream = counting_upstream(Arc::clone(&counts), std::time::Duration::ZERO).await;
+    let gateway = start(vars).await;
+    let owner = bearer("owner", "acme");
+    let created = register(&gateway, &owner, name, &upstream).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    (gateway, upstream, counts, id)
+}
+
+#[tokio::test]
+async fn attack_rest_execute_of_a_tool_beyond_the_callers_scopes_is_refused_before_the_upstream() {
+    let (gateway, upstream, counts, id) =
+        gateway_with(&[("MCP_TOOL_SCOPES", r#"{"up.add": ["math"]}"#)], "up").await;
+    let caller = bearer_scoped("caller", "gateway:connections");
+    let refused = execute(&gateway, &caller, &id, "add", json!({"a": 1, "b": 2})).await;
+    assert_problem(&refused, StatusCode::FORBIDDEN, "insufficient_scope");
+    assert_eq!(
+        refused.headers[http::header::WWW_AUTHENTICATE],
+        r#"Bearer error="insufficient_scope", scope="math""#
+    );
+    assert_eq!(
+        counts.calls.load(Ordering::SeqCst),
+        0,
+        "the upstream saw a call"
+    );
+    // Over MCP the same caller meets the same answer.
+    let session = mcp_headers(&gateway, &caller).await;
+    let over_mcp = mcp_call(&gateway, &caller, &session, "up.add").await;
+    assert_problem(&over_mcp, StatusCode::FORBIDDEN, "insufficient_scope");
+    assert_eq!(counts.calls.load(Ordering::SeqCst), 0);
+    // An open tool, and the tool with its scope, run.
+    let echo = execute(&gateway, &caller, &id, "echo", json!({"text": "hi"})).await;
+    assert_eq!(echo.status, StatusCode::OK, "{}", echo.text());
+    let math = bearer_scoped("math", "gateway:connections math");
+    let added = execute(&gateway, &math, &id, "add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(added.status, StatusCode::OK, "{}", added.text());
+    assert_eq!(added.json()["result"]["content"][0]["text"], "3");
+    assert_eq!(counts.calls.load(Ordering::SeqCst), 2);
+    gateway.stop().await;
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn attack_rest_execute_of_an_unlisted_tool_meets_the_default_scope() {
+    let (gateway, upstream, counts, id) =
+        gateway_with(&[("MCP_TOOL_SCOPES", r#"{"*": ["tools:call"]}"#)], "up").await;
+    let caller = bearer_scoped("caller", "gateway:connections");
+    let refused = execute(&gateway, &caller, &id, "echo", json!({"text": "x"})).await;
+    assert_problem(&refused, StatusCode::FORBIDDEN, "insufficient_scope");
+    assert_eq!(
+        refused.headers[http::header::WWW_AUTHENTICATE],
+        r#"Bearer error="insufficient_scope", scope="tools:call""#
+    );
+    assert!(rest_tool_names(&gateway, &caller, &id).await.is_empty());
+    assert_eq!(
+        counts.calls.load(Ordering::SeqCst),
+        0,
+        "the upstream saw a call"
+    );
+    let allowed = bearer_scoped("allowed", "gateway:connections tools:call");
+    let echo = execute(&gateway, &allowed, &id, "echo", json!({"text": "x"})).await;
+    assert_eq!(echo.status, StatusCode::OK, "{}", echo.text());
+    assert_eq!(counts.calls.load(Ordering::SeqCst), 1);
+    gateway.stop().await;
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn attack_rest_tool_listing_shows_only_what_the_caller_may_call() {
+    let (gateway, upstream, _, id) =
+        gateway_with(&[("MCP_TOOL_SCOPES", r#"{"up.add": ["math"]}"#)], "up").await;
+    let caller = bearer_scoped("caller", "gateway:connections");
+    let names = rest_tool_names(&gateway, &caller, &id).await;
+    assert!(names.contains(&"echo".to_owned()), "{names:?}");
+    assert!(!names.contains(&"add".to_owned()), "{names:?}");
+    let math = bearer_scoped("math", "gateway:connections math");
+    let names = rest_tool_names(&gateway, &math, &id).await;
+    assert!(names.contains(&"add".to_owned()), "{names:?}");
+    gateway.stop().await;
+    upstream.stop().await;
+}
+
+/// Per-tool quotas on, the other limits out of the way.
+const TOOL_QUOTAS: &[(&str, &str)] = &[
+    ("MCP_RATE_LIMIT_ENABLED", "true"),
+    ("MCP_RATE_LIMIT_RPM", "100000"),
+];
+
+#[tokio::test]
+async fn attack_rest_executes_share_the_tool_quota_with_mcp_calls() {
+    let mut vars = TOOL_QUOTAS.to_vec();
+    vars.push(("MCP_TOOL_RATE_LIMITS", r#"{"up.echo": 3}"#));
+    let (gateway, upstream, counts, id) = gateway_with(&vars, "up").await;
+    let caller = bearer_scoped("caller", "gateway:connections");
+    let session = mcp_headers(&gateway, &caller).await;
+    let reply = mcp_call(&gateway, &caller, &session, "up.echo").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let mut socket = ws_session(&gateway, &caller).await;
+    let reply = ws_call(&mut socket, 1, "up.echo").await;
+    assert_eq!(reply["result"]["content"][0]["text"], "x", "{reply}");
+    let third = execute(&gateway, &caller, &id, "echo", json!({"text": "x"})).await;
+    assert_eq!(third.status, StatusCode::OK, "{}", third.text());
+    // The budget of 3 a minute is spent, whichever way the tool is asked.
+    let over = execute(&gateway, &caller, &id, "echo", json!({"text": "x"})).await;
+    assert_problem(&over, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let retry: u64 = over.headers[http::header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    assert!(
+        over.headers
+            .get_all("ratelimit-policy")
+            .iter()
+            .any(|v| v.to_str().unwrap().starts_with("\"up.echo\";q=3")),
+        "{:?}",
+        over.headers
+    );
+    let over_mcp = mcp_call(&gateway, &caller, &session, "up.echo").await;
+    assert_problem(&over_mcp, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let over_ws = ws_call(&mut socket, 2, "up.echo").await;
+    assert_eq!(over_ws["error"]["code"], -32029, "{over_ws}");
+    assert_eq!(
+        counts.calls.load(Ordering::SeqCst),
+        3,
+        "the upstream saw a call over the quota"
+    );
+    // Another tool, and another caller, have their own allowance.
+    let add = execute(&gateway, &caller, &id, "add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(add.status, StatusCode::OK, "{}", add.text());
+    let other = bearer_scoped("other", "gateway:connections");
+    let echo = execute(&gateway, &other, &id, "echo", json!({"text": "x"})).await;
+    assert_eq!(echo.status, StatusCode::OK, "{}", echo.text());
+    gateway.stop().await;
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn rest_executes_count_once_against_the_per_principal_limit() {
+    // 5 requests a minute per principal (and per address): the
+    // registration and four executes spend it; each execute is counted
+    // once, not again by the call check.
+    let (gateway, upstream, counts, id) = gateway_with(
+        &[
+            ("MCP_RATE_LIMIT_ENABLED", "true"),
+            ("MCP_RATE_LIMIT_RPM", "5"),
+            ("MCP_TOOL_RATE_LIMITS", r#"{"up.add": 100}"#),
+        ],
+        "up",
+    )
+    .await;
+    let owner = bearer("owner", "acme");
+    for n in 0..4 {
+        let reply = execute(&gateway, &owner, &id, "echo", json!({"text": "x"})).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "execute {n}: {}",
+            reply.text()
+        );
+    }
+    let over = execute(&gateway, &owner, &id, "echo", json!({"text": "x"})).await;
+    assert_problem(&over, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(over.headers.contains_key(http::header::RETRY_AFTER));
+    assert_eq!(counts.calls.load(Ordering::SeqCst), 4);
+    gateway.stop().await;
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn attack_connection_routes_need_the_gateway_scope() {
+    let (gateway, upstream, counts, id) = gateway_with(&[], "up").await;
+    // Every tool scope there is, but not the connection API's.
+    let caller = bearer_scoped("caller", "tools:call tools:* math");
+    let attempts = [
+        (Method::GET, String::new(), None),
+        (
+            Method::POST,
+            String::new(),
+            Some(json!({"server_name": "planted", "url": "http://127.0.0.1:9/mcp"})),
+        ),
+        (Method::GET, format!("/{id}"), None),
+        (Method::GET, format!("/{id}/tools"), None),
+        (
+            Method::POST,
+            format!("/{id}/tools/echo/execute"),
+            Some(json!({"arguments": {"text": "x"}})),
+        ),
+        (Method::DELETE, format!("/{id}"), None),
+    ];
+    for (method, path, body) in attempts {
+        let reply = call(method.clone(), &api(&gateway, &path), &caller, body).await;
+        assert_problem(&reply, StatusCode::FORBIDDEN, "insufficient_scope");
+        assert_eq!(
+            reply.headers[http::header::WWW_AUTHENTICATE],
+            r#"Bearer error="insufficient_scope", scope="gateway:connections""#,
+            "{method} {path}"
+        );
+    }
+    let owner = bearer("owner", "acme");
+    let listed = call(Method::GET, &api(&gateway, ""), &owner, None).await;
+    let connections = listed.json()["connections"].as_array().unwrap().clone();
+    assert_eq!(connections.len(), 1, "{connections:?}");
+    assert_eq!(connections[0]["id"], id.as_str());
+    assert_eq!(counts.calls.load(Ordering::SeqCst), 0);
+    // The scope alone opens the API.
+    let scoped = bearer_scoped("scoped", "gateway:connections");
+    let listed = call(Method::GET, &api(&gateway, ""), &scoped, None).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text());
+    gateway.stop().await;
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn the_gateway_scope_is_a_setting_and_api_keys_hold_it() {
+    const KEY: &str = "gateway-api-key-of-sufficient-length";
+    let gateway = start(&[
+        ("MCP_GATEWAY_SCOPE", "gw:manage"),
+        ("MCP_AUTH_MODE", "both"),
+        ("MCP_API_KEYS", KEY),
+    ])
+    .await;
+    let default_scope = bearer_scoped("a", "gateway:connections");
+    let refused = call(Method::GET, &api(&gateway, ""), &default_scope, None).await;
+    assert_problem(&refused, StatusCode::FORBIDDEN, "insufficient_scope");
+    let named = bearer_scoped("b", "gw:manage");
+    let listed = call(Method::GET, &api(&gateway, ""), &named, None).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text());
+    // A key of MCP_API_KEYS holds every scope: it passes the scope check
+    // (and then needs a namespace, which such keys do not carry).
+    let with_key = send(
+        Method::GET,
+        &api(&gateway, ""),
+        &[("x-api-key", KEY)],
+        String::new(),
+    )
+    .await;
+    assert_ne!(
+        with_key.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        with_key.text()
+    );
+    assert_ne!(
+        with_key.json()["code"],
+        "insufficient_scope",
+        "{}",
+        with_key.text()
+    );
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn attack_a_rule_on_any_servers_tool_holds_for_a_renamed_connection() {
+    let mut vars = TOOL_QUOTAS.to_vec();
+    vars.push(("MCP_TOOL_SCOPES", r#"{"*.add": ["math"]}"#));
+    vars.push(("MCP_TOOL_RATE_LIMITS", r#"{"*.echo": 2}"#));
+    let (gateway, upstream, counts, first) = gateway_with(&vars, "renamed").await;
+    let caller = bearer_scoped("caller", "gateway:connections");
+    // Scopes: whatever the connection is called.
+    let refused = execute(&gateway, &caller, &first, "add", json!({"a": 1, "b": 2})).await;
+    assert_problem(&refused, StatusCode::FORBIDDEN, "insufficient_scope");
+    let session = mcp_headers(&gateway, &caller).await;
+    let over_mcp = mcp_call(&gateway, &caller, &session, "renamed.add").await;
+    assert_problem(&over_mcp, StatusCode::FORBIDDEN, "insufficient_scope");
+    let mut socket = ws_session(&gateway, &caller).await;
+    let over_ws = ws_call(&mut socket, 1, "renamed.add").await;
+    assert!(
+        over_ws["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("insufficient_scope")),
+        "{over_ws}"
+    );
+    assert!(
+        !rest_tool_names(&gateway, &caller, &first)
+            .await
+            .contains(&"add".to_owned())
+    );
+    assert!(
+        !mcp_tool_names(&gateway, &caller, &session)
+            .await
+            .contains(&"renamed.add".to_owned())
+    );
+    assert_eq!(counts.calls.load(Ordering::SeqCst), 0);
+
+    // Quotas: spent under one name, still spent under the next.
+    for _ in 0..2 {
+        let reply = mcp_call(&gateway, &caller, &session, "renamed.echo").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+    let owner = bearer("owner", "acme");
+    let deleted = call(
+        Method::DELETE,
+        &api(&gateway, &format!("/{first}")),
+        &owner,
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let again = register(&gateway, &owner, "fresh", &upstream).await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.text());
+    let second = again.json()["id"].as_str().unwrap().to_owned();
+    let over = execute(&gateway, &caller, &second, "echo", json!({"text": "x"})).await;
+    assert_problem(&over, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let over_mcp = mcp_call(&gateway, &caller, &session, "fresh.echo").await;
+    assert_problem(&over_mcp, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let over_ws = ws_call(&mut socket, 2, "fresh.echo").await;
+    assert_eq!(over_ws["error"]["code"], -32029, "{over_ws}");
+    assert_eq!(counts.calls.load(Ordering::SeqCst), 2);
+    gateway.stop().await;
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn attack_the_same_upstream_under_another_name_is_refused() {
+    let (gateway, upstream, _, _) = gateway_with(&[], "up").await;
+    let owner = bearer("owner", "acme");
+    let port = upstream.addr.port();
+    for url in [
+        upstream.url(),
+        format!("http://127.1:{port}/mcp"),
+        format!("HTTP://127.0.0.1:{port}/mcp#again"),
+    ] {
+        let reply = register_url(&gateway, &owner, "other", &url).await;
+        assert_problem(&reply, StatusCode::CONFLICT, "duplicate_upstream");
+    }
+    let listed = call(Method::GET, &api(&gateway, ""), &owner, None).await;
+    assert_eq!(listed.json()["connections"].as_array().unwrap().len(), 1);
+    // Another namespace may reach it.
+    let bob = bearer("bob", "globex");
+    let theirs = register(&gateway, &bob, "other", &upstream).await;
+    assert_eq!(theirs.status, StatusCode::CREATED, "{}", theirs.text());
+    gateway.stop().await;
+    upstream.stop().await;
 }

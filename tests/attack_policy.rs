@@ -353,7 +353,7 @@ async fn only_the_configured_admin_role_crosses_namespaces() {
         &api(&server, ""),
         &platform,
         Some(
-            json!({"server_name": "ops-made", "url": "http://127.0.0.1:9/mcp",
+            json!({"server_name": "ops-made", "url": "http://127.0.0.1:10/mcp",
             "namespace": "victim"}),
         ),
     )

@@ -67,7 +67,8 @@ impl Drop for TempDb {
 fn new(name: &str) -> NewConnection {
     NewConnection {
         server_name: name.to_owned(),
-        url: "https://upstream.example/mcp".to_owned(),
+        // One upstream per name: a namespace reaches an upstream once.
+        url: format!("https://{name}.upstream.example/mcp"),
         timeout_ms: 30_000,
         credential: None,
     }
@@ -107,6 +108,18 @@ async fn round_trip(url: &str) {
         Err(StoreError::Conflict(_)) => {}
         other => panic!("expected a conflict, got {other:?}"),
     }
+
+    // The same upstream under another name, spelled differently but read
+    // alike by the HTTP client: refused; another namespace may have it.
+    let renamed = NewConnection {
+        url: "HTTPS://Search.Upstream.Example:443/mcp#again".to_owned(),
+        ..new("renamed")
+    };
+    match store.create(&a, renamed).await {
+        Err(StoreError::Duplicate(why)) => assert!(why.contains("search"), "{why}"),
+        other => panic!("expected a duplicate upstream, got {other:?}"),
+    }
+    assert_eq!(store.list(&a).await.unwrap().len(), 2);
 
     assert!(store.delete(&created.id).await.unwrap());
     assert!(!store.delete(&created.id).await.unwrap());

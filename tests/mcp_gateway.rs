@@ -435,7 +435,8 @@ async fn attack_upstreams_on_private_addresses_are_refused_in_production() {
         "Bearer {}",
         sign(
             GATEWAY_SECRET,
-            json!({"sub": "alice", "namespace": "acme", "aud": "tower-warden-test"}),
+            json!({"sub": "alice", "namespace": "acme", "aud": "tower-warden-test",
+                "scope": "gateway:connections"}),
         )
     );
     for url in [

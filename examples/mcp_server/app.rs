@@ -378,7 +378,7 @@ pub fn build(
             sessions: shutdown.child_token(),
         }));
     let api_routes = ops::timeout(
-        gateway::routes(Arc::clone(&gateway), gateway::Access::of(config)),
+        gateway::routes(Arc::clone(&gateway), gateway::Access::of(config, warden)),
         config,
     );
     // Last: open WebSocket sessions check their address against the new

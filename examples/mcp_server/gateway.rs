@@ -9,11 +9,17 @@
 //! DELETE /api/v1/mcp/connections/{id}                     → 204
 //! ```
 //!
-//! Every route works in the caller's namespace (the `Namespace` that
-//! `NamespaceLayer` leaves): another namespace's connection is 403 on every
-//! route, a body naming another namespace is 403. Only the role
-//! `MCP_ADMIN_ROLE` names, when it is set, works in every namespace; unset,
-//! no role crosses. Errors are problem JSON.
+//! Every route requires the scope `MCP_GATEWAY_SCOPE` (403
+//! `insufficient_scope` otherwise) and works in the caller's namespace (the
+//! `Namespace` that `NamespaceLayer` leaves): another namespace's
+//! connection is 403 on every route, a body naming another namespace is
+//! 403. Only the role `MCP_ADMIN_ROLE` names, when it is set, works in every
+//! namespace; unset, no role crosses. Errors are problem JSON.
+//!
+//! Running a tool here is a `tools/call` of `<server_name>.<tool>`, and
+//! listing tools a `tools/list`: the same tool policy (`MCP_TOOL_SCOPES`)
+//! and per-tool quotas (`MCP_TOOL_RATE_LIMITS`) apply as over MCP, through
+//! `WardenLayer::check_call`, before the upstream is asked anything.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,9 +32,12 @@ use axum::{Json, Router};
 use rmcp::model::{JsonObject, Tool};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tower_warden::McpCall;
+use tower_warden::auth::RequireLayer;
 use tower_warden::namespace::{Namespace, NamespaceLayer, Resolved};
 use tower_warden::principal::Principal;
-use tower_warden::reject::{Reason, Rejection, RequestHead};
+use tower_warden::reject::{Reason, Rejection, RequestHead, problem_response};
+use tower_warden::stack::WardenLayer;
 
 use super::store::{Connection, ConnectionStore, NewConnection, StoreError};
 use super::upstream::{UpstreamError, Upstreams};
@@ -37,18 +46,25 @@ use super::upstream::{UpstreamError, Upstreams};
 pub const CONNECTIONS: &str = "/api/v1/mcp/connections";
 
 /// Who may do what on the connection API, from the settings.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Access {
     /// The role that works in every namespace (`MCP_ADMIN_ROLE` when set);
     /// `None`: no role crosses namespaces.
     pub admin_role: Option<String>,
+    /// The scope every route requires (`MCP_GATEWAY_SCOPE`).
+    pub scope: String,
+    /// The perimeter whose tool policy and quotas a tool run here meets.
+    pub warden: WardenLayer,
 }
 
 impl Access {
-    /// The access rules of `config`.
-    pub fn of(config: &tower_warden::config::WardenConfig) -> Self {
+    /// The access rules of `config`, with the tool rules of `warden` (the
+    /// perimeter in front of the routes).
+    pub fn of(config: &tower_warden::config::WardenConfig, warden: &WardenLayer) -> Self {
         Self {
             admin_role: config.cross_namespace_role.clone(),
+            scope: config.gateway_scope.clone(),
+            warden: warden.clone(),
         }
     }
 
@@ -147,9 +163,11 @@ fn connection_id(head: &RequestHead<'_>) -> Option<String> {
     Some(id.to_owned())
 }
 
-/// The connection API, behind a `NamespaceLayer` that resolves each
-/// connection's owner. The caller adds authentication in front.
+/// The connection API, behind the scope `access.scope` and a
+/// `NamespaceLayer` that resolves each connection's owner. The caller adds
+/// the perimeter (authentication) in front.
 pub fn routes(gateway: Arc<Gateway>, access: Access) -> Router {
+    let scope = RequireLayer::scopes([access.scope.clone()]);
     let resolver = Arc::clone(&gateway);
     let namespaces = match &access.admin_role {
         Some(role) => NamespaceLayer::new().admin_role(role.clone()),
@@ -166,6 +184,8 @@ pub fn routes(gateway: Arc<Gateway>, access: Access) -> Router {
         )
         .with_state(Arc::new(Api { gateway, access }))
         .route_layer(namespaces)
+        // Outermost: without the scope, nothing about connections is told.
+        .route_layer(scope)
 }
 
 /// A problem JSON answer.
@@ -191,6 +211,9 @@ fn store_failed(error: &StoreError) -> Response {
             problem(StatusCode::BAD_REQUEST, "invalid_request", why.clone())
         }
         StoreError::Conflict(why) => problem(StatusCode::CONFLICT, "conflict", why.clone()),
+        StoreError::Duplicate(why) => {
+            problem(StatusCode::CONFLICT, "duplicate_upstream", why.clone())
+        }
         StoreError::Limit(_) => {
             problem(StatusCode::CONFLICT, "connection_limit", error.to_string())
         }
@@ -381,14 +404,42 @@ async fn remove(State(api): State<Arc<Api>>, caller: Caller, Path(id): Path<Stri
     }
 }
 
-async fn tools(State(api): State<Arc<Api>>, caller: Caller, Path(id): Path<String>) -> Response {
+/// A tool of a connection as MCP names it: `<server_name>.<tool>`.
+fn mcp_name(connection: &Connection, tool: &str) -> String {
+    format!("{}.{tool}", connection.server_name)
+}
+
+/// The request as the perimeter's call check sees it: the caller's
+/// extensions (principal, client address) and, for a `tools/call` of
+/// `name`, the call.
+fn call_head(extensions: &axum::http::Extensions, name: Option<String>) -> http::Request<()> {
+    let mut head = http::Request::new(());
+    *head.extensions_mut() = extensions.clone();
+    if let Some(name) = name {
+        head.extensions_mut()
+            .insert(McpCall::new("tools/call", Some(name)));
+    }
+    head
+}
+
+/// A `tools/list` of one connection: only the tools the caller may call
+/// (the filter of MCP `tools/list` answers).
+async fn tools(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    extensions: axum::http::Extensions,
+) -> Response {
     let gateway = &api.gateway;
     let connection = match owned(gateway, &caller, &id).await {
         Ok(connection) => connection,
         Err(response) => return response,
     };
     match gateway.upstreams.list_tools(&connection).await {
-        Ok(tools) => {
+        Ok(mut tools) => {
+            let head = call_head(&extensions, None);
+            let warden = &api.access.warden;
+            tools.retain(|tool| warden.may_call(&head, &mcp_name(&connection, &tool.name)));
             Json(json!({ "connection_id": connection.id, "tools": tools })).into_response()
         }
         Err(error) => upstream_failed(&error),
@@ -401,10 +452,14 @@ struct ExecuteBody {
     arguments: Option<JsonObject>,
 }
 
+/// A `tools/call` of `<server_name>.<tool>`: the tool policy and quotas
+/// of MCP calls (`WardenLayer::check_call`) decide before the upstream is
+/// asked anything.
 async fn execute(
     State(api): State<Arc<Api>>,
     caller: Caller,
     Path((id, tool)): Path<(String, String)>,
+    extensions: axum::http::Extensions,
     body: Result<Json<ExecuteBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let gateway = &api.gateway;
@@ -423,6 +478,10 @@ async fn execute(
             );
         }
     };
+    let head = call_head(&extensions, Some(mcp_name(&connection, &tool)));
+    if let Err(refused) = api.access.warden.check_call(&head).await {
+        return problem_response(refused.rejection()).map(axum::body::Body::from);
+    }
     match gateway
         .upstreams
         .call_tool(&connection, &tool, arguments)

@@ -90,6 +90,9 @@ pub enum StoreError {
     Invalid(String),
     /// The namespace already has a connection of that name (409).
     Conflict(String),
+    /// The namespace already has a connection to that upstream URL, under
+    /// another name (409 `duplicate_upstream`).
+    Duplicate(String),
     /// The namespace already holds as many connections as it may (409
     /// `connection_limit`).
     Limit(u32),
@@ -100,7 +103,7 @@ pub enum StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Invalid(why) | Self::Conflict(why) => f.write_str(why),
+            Self::Invalid(why) | Self::Conflict(why) | Self::Duplicate(why) => f.write_str(why),
             Self::Limit(max) => write!(
                 f,
                 "this namespace already has {max} connections, the most it may have \
@@ -276,14 +279,32 @@ impl ConnectionStore {
     /// # Errors
     ///
     /// [`StoreError::Invalid`] for a bad field, [`StoreError::Conflict`]
-    /// for a name the namespace already uses, [`StoreError::Limit`] when
-    /// the namespace has as many connections as it may.
+    /// for a name the namespace already uses, [`StoreError::Duplicate`]
+    /// for an upstream URL it already uses (see [`same_upstream`]),
+    /// [`StoreError::Limit`] when the namespace has as many connections as
+    /// it may.
     pub async fn create(
         &self,
         namespace: &str,
         new: NewConnection,
     ) -> Result<Connection, StoreError> {
         validate(namespace, &new)?;
+        // One upstream, one name: a second name would only serve to escape
+        // rules written for the first. (The same name again is a name
+        // conflict, answered by the insert. Checked before the insert: two
+        // registrations racing could both pass; the rules keyed
+        // `*.<tool>` and counted per rule hold either way.)
+        if let Some(existing) = self
+            .list(namespace)
+            .await?
+            .into_iter()
+            .find(|c| c.server_name != new.server_name && same_upstream(&c.url, &new.url))
+        {
+            return Err(StoreError::Duplicate(format!(
+                "this namespace already reaches this upstream as {}",
+                existing.server_name
+            )));
+        }
         let created_us = now_us();
         let id = random_id()?;
         let sealed = match (&new.credential, &self.key) {
@@ -512,6 +533,19 @@ fn random_id() -> Result<String, StoreError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| StoreError::Database(format!("no randomness: {e}")))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Whether two upstream URLs name the same upstream as the HTTP client
+/// reads them (its own URL parser: `http://127.1:80/mcp` and
+/// `http://127.0.0.1/mcp` are one); the fragment, never sent, is ignored.
+pub fn same_upstream(a: &str, b: &str) -> bool {
+    let read = |url: &str| {
+        reqwest::Url::parse(url).ok().map(|mut url| {
+            url.set_fragment(None);
+            url
+        })
+    };
+    matches!((read(a), read(b)), (Some(a), Some(b)) if a == b)
 }
 
 fn is_id(id: &str) -> bool {

@@ -6,11 +6,12 @@
 //! with `MCP_WS_ALLOW_QUERY_AUTH=true` —, `Origin` and `Host`). After it,
 //! the session keeps being checked:
 //!
-//! - every frame counts against the rate limits of `/mcp` (per address,
-//!   per tool, per principal; the same allowances): over one, a request
-//!   gets a JSON-RPC error (-32029) instead of a call, anything else is
-//!   dropped;
-//! - tool scopes are enforced by the handler for each call;
+//! - every frame goes through the check of `/mcp` (`WardenLayer::check_message`:
+//!   the rate limits per address, per tool and per principal, with the
+//!   same allowances, and the tool scopes): over a limit, a request gets a
+//!   JSON-RPC error (-32029) instead of a call; a call beyond the caller's
+//!   scopes gets -32600 `insufficient_scope`; anything else refused is
+//!   dropped (the handler checks the scopes again);
 //! - when the token expires, or a reload stops allowing the client's
 //!   address, the session is closed with code 1008 (policy violation) —
 //!   the address is checked after each reload, and at each message and
@@ -353,17 +354,23 @@ async fn admit(
             .map(str::to_owned);
         head.extensions_mut().insert(McpCall::new(method, tool));
     }
-    if let Err(decision) = state.warden.check_message(&head).await {
-        let retry = decision.retry_after.unwrap_or(Duration::from_secs(1));
-        return Err(is_request.then(|| {
-            error_json(
+    // The one check of every way a tool is run (`WardenLayer::check_message`:
+    // rate limits, tool policy, tool quotas), as for an HTTP request.
+    if let Err(refused) = state.warden.check_message(&head).await {
+        return Err(is_request.then(|| match refused.retry_after() {
+            None => error_json(
+                &id,
+                -32600,
+                &format!("insufficient_scope: {}", refused.rejection().detail()),
+            ),
+            Some(retry) => error_json(
                 &id,
                 -32029,
                 &format!(
                     "rate_limited: too many requests; retry in {} s",
                     retry.as_secs().max(1)
                 ),
-            )
+            ),
         }));
     }
     let Some(value) = value else {

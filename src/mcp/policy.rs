@@ -1,7 +1,7 @@
 //! Per-tool authorization: which scopes a caller needs to call (and to see)
 //! each MCP tool.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::mem;
 use std::pin::Pin;
@@ -27,6 +27,7 @@ use crate::audit;
 use crate::body::ResponseBody;
 use crate::principal::{McpCall, Principal};
 use crate::reject::{self, DefaultResponder, Reason, Rejection, Respond};
+use crate::tool_rules::{ANY_TOOL, ToolRules};
 
 /// The environment variable [`ToolPolicy::try_from_json`] reads its
 /// configuration from; configuration errors name it.
@@ -39,17 +40,11 @@ const DEFAULT_MAX_BYTES: usize = 4 * 1024 * 1024;
 /// rejection detail or an audit event.
 const MAX_TOOL_NAME_CHARS: usize = 64;
 
-/// The key of an [`MCP_TOOL_SCOPES`](ToolPolicy::try_from_json) object that
-/// sets the requirement for tools not listed.
-const DEFAULT_KEY: &str = "*";
-
 type Scopes = Box<[Box<str>]>;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Rules {
-    tools: BTreeMap<Box<str>, Scopes>,
-    default: Option<Scopes>,
-}
+/// Tool rule → scopes, matched by the one tool-rule matcher
+/// ([`ToolRules`]) that `MCP_TOOL_RATE_LIMITS` uses too.
+type Rules = ToolRules<Scopes>;
 
 /// Which scopes a caller needs to call each MCP tool.
 ///
@@ -58,6 +53,12 @@ struct Rules {
 /// that unlisted tools are open to every caller that got past
 /// authentication. Listing a tool with no scopes opens it even when a
 /// default is set.
+///
+/// A tool is listed under its exact name, or as `*.<tool>`: `<tool>` behind
+/// any server name (`<server_name>.<tool>`, as the gateway names an
+/// upstream's tools), so that renaming a connection cannot escape the rule.
+/// The exact name wins over `*.<tool>`, which wins over the default `*`;
+/// see [`ToolRules`], the matcher `MCP_TOOL_RATE_LIMITS` uses too.
 ///
 /// Scopes are checked with [`Principal::has_scope`], so granted wildcards
 /// count: `*` grants everything, `tools:*` grants `tools:echo`.
@@ -114,15 +115,14 @@ impl ToolPolicy {
 
     /// Requires every scope in `scopes` to call `tool` (replacing what was
     /// required of it before). No scopes at all opens the tool, whatever the
-    /// default.
+    /// default. `tool` is a [`ToolRules`] key: a name, `*.<name>` (that
+    /// name on any server), or `*` (the [default](Self::default_scopes)).
     pub fn require<I, T>(mut self, tool: impl Into<String>, scopes: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: Into<String>,
     {
-        Arc::make_mut(&mut self.0)
-            .tools
-            .insert(tool.into().into_boxed_str(), boxed_scopes(scopes));
+        Arc::make_mut(&mut self.0).insert(tool, boxed_scopes(scopes));
         self
     }
 
@@ -133,14 +133,16 @@ impl ToolPolicy {
         I: IntoIterator<Item = T>,
         T: Into<String>,
     {
-        Arc::make_mut(&mut self.0).default = Some(boxed_scopes(scopes));
+        Arc::make_mut(&mut self.0).insert(ANY_TOOL, boxed_scopes(scopes));
         self
     }
 
     /// Reads the policy from the value of `MCP_TOOL_SCOPES`: a JSON object
     /// from tool name to the scopes it requires, each an array of strings or
     /// one space-separated string. The key `"*"` sets the
-    /// [`default_scopes`](Self::default_scopes).
+    /// [`default_scopes`](Self::default_scopes), and a key `*.<tool>` is
+    /// `<tool>` on any gateway connection (`<server_name>.<tool>`); see
+    /// [`ToolRules`].
     ///
     /// ```
     /// use tower_warden::mcp::ToolPolicy;
@@ -212,11 +214,8 @@ impl ToolPolicy {
                     ),
                 ));
             }
-            policy = if tool == DEFAULT_KEY {
-                policy.default_scopes(scopes)
-            } else {
-                policy.require(tool, scopes)
-            };
+            // `"*"` is the default, `*.<tool>` any server's `<tool>`.
+            policy = policy.require(tool, scopes);
         }
         Ok(policy)
     }
@@ -240,10 +239,7 @@ impl ToolPolicy {
     }
 
     fn requirement(&self, tool: &str) -> &[Box<str>] {
-        match self.0.tools.get(tool) {
-            Some(scopes) => scopes,
-            None => self.0.default.as_deref().unwrap_or(&[]),
-        }
+        self.0.find(tool).map_or(&[], |(_, scopes)| scopes)
     }
 
     /// [`missing`](Self::missing) for a caller that may be absent; an absent
@@ -256,7 +252,15 @@ impl ToolPolicy {
             .collect()
     }
 
-    fn allows_for(&self, principal: Option<&Principal>, tool: &str) -> bool {
+    /// The 403 `insufficient_scope` answer (with its `WWW-Authenticate`
+    /// challenge) when `principal` may not call `tool`, as
+    /// [`McpPolicyLayer`] answers a `tools/call`; `None` when it may.
+    pub(crate) fn refusal(&self, principal: Option<&Principal>, tool: &str) -> Option<Rejection> {
+        let missing = self.missing_for(principal, tool);
+        (!missing.is_empty()).then(|| insufficient_scope(&[(tool, missing)]))
+    }
+
+    pub(crate) fn allows_for(&self, principal: Option<&Principal>, tool: &str) -> bool {
         self.requirement(tool)
             .iter()
             .all(|scope| principal.is_some_and(|p| p.has_scope(scope)))

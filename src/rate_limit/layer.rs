@@ -1,6 +1,5 @@
 //! [`RateLimitLayer`] and its shared configuration.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +14,7 @@ use super::service::RateLimit;
 use super::store::{Decision, Quota, RateKey, Store};
 use crate::principal::McpCall;
 use crate::reject::{DefaultResponder, Reason, Rejection, Respond};
+use crate::tool_rules::ToolRules;
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers).
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -53,10 +53,11 @@ impl Limit {
 pub(crate) struct Config {
     pub(crate) key: KeyBy,
     pub(crate) store: Arc<dyn Store>,
-    /// One limit, or one per tool.
+    /// One limit, or one per tool rule (in the rules' order).
     limits: Vec<Limit>,
-    /// Per-tool mode: tool name → index into `limits`.
-    tools: Option<HashMap<Box<str>, usize>>,
+    /// Per-tool mode: the tool rules (`MCP_TOOL_RATE_LIMITS` keys); a
+    /// rule's place in their order is its index into `limits`.
+    tools: Option<ToolRules<Quota>>,
     headers: bool,
     legacy: bool,
 }
@@ -69,9 +70,11 @@ impl Config {
             return self.key.extract(request).map(|key| (key, 0));
         };
         let tool = request.extensions().get::<McpCall>()?.tool()?;
-        let &index = tools.get(tool)?;
+        // Counted per rule: every name a rule matches (`*.search` on any
+        // connection's `search`) draws on one allowance.
+        let (rule, index) = tools.index_of(tool)?;
         let per = self.key.extract(request)?;
-        Some((tool_key(tool, &per), index))
+        Some((tool_key(rule, &per), index))
     }
 
     /// `(policy name, quota)` of each limit, for `Debug`.
@@ -141,7 +144,8 @@ impl Config {
     }
 }
 
-/// The key of one tool's allowance for one `per` key: `tool:<tool>|<per>`.
+/// The key of one tool rule's allowance for one `per` key:
+/// `tool:<rule>|<per>`.
 fn tool_key(tool: &str, per: &RateKey) -> RateKey {
     use std::fmt::Write as _;
     let mut s = String::with_capacity(6 + tool.len() + 40);
@@ -236,36 +240,38 @@ impl RateLimitLayer {
     /// each tool; [`KeyBy::Global`]: one allowance per tool for everyone).
     /// Other requests, and calls of unlisted tools, pass uncounted.
     ///
+    /// Tools are named by [`ToolRules`] keys: a name, `*.<name>` (that
+    /// name behind any server name, as the gateway names an upstream's
+    /// tools `<server_name>.<tool>`), or `*` (every tool no other key
+    /// matches); the exact name wins over `*.<name>`, which wins over `*`.
+    /// The allowance is the **rule's**: every tool a rule matches draws on
+    /// it, so a tool reached under another name is still counted there.
+    ///
     /// The tool comes from the [`McpCall`] extension, which
     /// [`McpPolicyLayer`](crate::mcp::McpPolicyLayer) leaves: put it in
     /// front (with an empty [`ToolPolicy`](crate::mcp::ToolPolicy) if you
-    /// need no scopes). Each tool's headers carry the tool's name as the
-    /// policy name.
+    /// need no scopes). Each rule's headers carry its key as the policy
+    /// name.
     pub fn per_tool<I, T>(tools: I, per: KeyBy, store: Arc<dyn Store>) -> Self
     where
         I: IntoIterator<Item = (T, Quota)>,
         T: Into<String>,
     {
-        let mut limits = Vec::new();
-        let mut index = HashMap::new();
+        // A tool listed twice keeps its last quota.
+        let mut rules = ToolRules::new();
         for (tool, quota) in tools {
-            let tool: String = tool.into();
-            let limit = Limit::new(quota, &tool);
-            match index.get(tool.as_str()) {
-                // A tool listed twice keeps its last quota.
-                Some(&i) => limits[i] = limit,
-                None => {
-                    index.insert(tool.into_boxed_str(), limits.len());
-                    limits.push(limit);
-                }
-            }
+            rules.insert(tool, quota);
         }
-        Self::with_limits(limits, Some(index), per, store)
+        let limits = rules
+            .iter()
+            .map(|(rule, quota)| Limit::new(*quota, rule))
+            .collect();
+        Self::with_limits(limits, Some(rules), per, store)
     }
 
     fn with_limits(
         limits: Vec<Limit>,
-        tools: Option<HashMap<Box<str>, usize>>,
+        tools: Option<ToolRules<Quota>>,
         key: KeyBy,
         store: Arc<dyn Store>,
     ) -> Self {
@@ -373,6 +379,36 @@ impl<R> RateLimitLayer<R> {
                 .await;
             config.record(limit, decision.allowed);
             Some(decision)
+        }
+    }
+}
+
+impl<R> RateLimitLayer<R> {
+    /// [`check`](Self::check), and for a refusal the 429 `rate_limited`
+    /// answer the layer would send (`Retry-After` and the rate-limit
+    /// headers included).
+    pub(crate) fn check_refusal<B>(
+        &self,
+        request: &Request<B>,
+    ) -> impl Future<Output = Result<(), (Decision, Rejection)>> + Send + 'static {
+        let selected = self.config.select(request);
+        let config = Arc::clone(&self.config);
+        async move {
+            let Some((key, limit)) = selected else {
+                return Ok(());
+            };
+            let decision = config
+                .store
+                .check(&key, config.quota(limit))
+                .decision()
+                .await;
+            config.record(limit, decision.allowed);
+            if decision.allowed {
+                Ok(())
+            } else {
+                let rejection = config.rejection(limit, &decision);
+                Err((decision, rejection))
+            }
         }
     }
 }

@@ -384,7 +384,8 @@ async fn messages_draw_on_the_allowances_of_requests() {
         .check_message(&message("ann", "192.0.2.1:1", Some("search")))
         .await
         .unwrap_err();
-    assert!(!refused.allowed && refused.retry_after.is_some());
+    assert!(refused.retry_after().is_some());
+    assert_eq!(refused.rejection().status(), StatusCode::TOO_MANY_REQUESTS);
     // The address's burst of 4: two messages used it, a request uses the
     // third, one message the fourth; then the address is refused, whoever
     // sends.
@@ -401,4 +402,139 @@ async fn messages_draw_on_the_allowances_of_requests() {
     assert!(admits(&layer, "ann", "192.0.2.2:1", None).await);
     assert!(!admits(&layer, "ann", "192.0.2.2:1", None).await);
     assert!(admits(&layer, "ben", "192.0.2.2:1", None).await);
+}
+
+#[tokio::test]
+async fn a_call_meets_the_tool_policy_then_the_quota_of_the_rule_it_matches() {
+    let layer = WardenLayer::from_config(&config(&[
+        ("MCP_TOOL_SCOPES", r#"{"*.add": ["math"], "b.add": []}"#),
+        ("MCP_TOOL_RATE_LIMITS", r#"{"*.echo": 1}"#),
+    ]))
+    .unwrap();
+    let ip = "192.0.2.1:1";
+    // `*.add` holds on any server; the exact `b.add` wins over it.
+    match layer.check_call(&message("ann", ip, Some("a.add"))).await {
+        Err(CallRefused::Scope(rejection)) => {
+            assert_eq!(rejection.status(), StatusCode::FORBIDDEN);
+            assert_eq!(rejection.reason().code(), "insufficient_scope");
+            assert!(
+                rejection
+                    .headers()
+                    .iter()
+                    .any(|(name, value)| name == http::header::WWW_AUTHENTICATE
+                        && value == r#"Bearer error="insufficient_scope", scope="math""#),
+                "{rejection:?}"
+            );
+        }
+        other => panic!("expected a scope refusal, got {other:?}"),
+    }
+    assert!(
+        layer
+            .check_call(&message("ann", ip, Some("b.add")))
+            .await
+            .is_ok()
+    );
+    assert!(
+        layer
+            .check_call(&message("ann", ip, Some("add")))
+            .await
+            .is_ok()
+    );
+    // One allowance for the rule: `a.echo` spends what `b.echo` would use.
+    assert!(
+        layer
+            .check_call(&message("ann", ip, Some("a.echo")))
+            .await
+            .is_ok()
+    );
+    let refused = layer
+        .check_call(&message("ann", ip, Some("b.echo")))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.rejection().status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.retry_after().is_some());
+    let headers = refused.rejection().headers();
+    assert!(
+        headers
+            .iter()
+            .any(|(name, _)| name == http::header::RETRY_AFTER)
+    );
+    assert!(
+        headers
+            .iter()
+            .any(|(name, value)| name == "ratelimit-policy"
+                && value.to_str().unwrap().starts_with("\"*.echo\";q=1")),
+        "{headers:?}"
+    );
+    // Another caller has its own; a message that is no call passes.
+    assert!(
+        layer
+            .check_call(&message("ben", ip, Some("b.echo")))
+            .await
+            .is_ok()
+    );
+    assert!(layer.check_call(&message("ann", ip, None)).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_refused_call_is_not_counted_against_the_tools_quota() {
+    let layer = WardenLayer::from_config(&config(&[
+        ("MCP_TOOL_SCOPES", r#"{"echo": ["say"]}"#),
+        ("MCP_TOOL_RATE_LIMITS", r#"{"echo": 1}"#),
+    ]))
+    .unwrap();
+    let ip = "192.0.2.1:1";
+    for _ in 0..3 {
+        let refused = layer.check_call(&message("ann", ip, Some("echo"))).await;
+        assert!(matches!(refused, Err(CallRefused::Scope(_))), "{refused:?}");
+    }
+    let mut head = message("ann", ip, Some("echo"));
+    head.extensions_mut().insert(
+        Principal::builder("ann", AuthMethod::Jwt)
+            .scopes(["say"])
+            .build(),
+    );
+    assert!(layer.check_call(&head).await.is_ok());
+    assert!(layer.may_call(&head, "echo"));
+    assert!(!layer.may_call(&message("ann", ip, None), "echo"));
+}
+
+#[tokio::test]
+async fn the_default_tool_quota_is_one_allowance_for_every_tool_it_covers() {
+    let layer = WardenLayer::from_config(&config(&[(
+        "MCP_TOOL_RATE_LIMITS",
+        r#"{"*": 2, "echo": 1}"#,
+    )]))
+    .unwrap();
+    let ip = "192.0.2.1:1";
+    // `echo` has its own; every other tool shares the `*` allowance.
+    assert!(
+        layer
+            .check_call(&message("ann", ip, Some("echo")))
+            .await
+            .is_ok()
+    );
+    assert!(
+        layer
+            .check_call(&message("ann", ip, Some("echo")))
+            .await
+            .is_err()
+    );
+    assert!(
+        layer
+            .check_call(&message("ann", ip, Some("a.add")))
+            .await
+            .is_ok()
+    );
+    assert!(
+        layer
+            .check_call(&message("ann", ip, Some("b.add")))
+            .await
+            .is_ok()
+    );
+    let refused = layer
+        .check_call(&message("ann", ip, Some("whoami")))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.rejection().status(), StatusCode::TOO_MANY_REQUESTS);
 }
