@@ -8,17 +8,29 @@
 //! `api-key` prints a new random key (give it to the client; it is shown
 //! once) and the line to append to `MCP_API_KEYS_FILE`, which holds only its
 //! salted digest. `token` prints an HS256 token signed with `MCP_JWT_SECRET`.
+//! Both read the settings as the server does (`MCP_*` variables and
+//! `MCP_CONFIG_FILE`), so a salt or secret the server would refuse is refused
+//! here too.
 
 use std::process::ExitCode;
 
 use base64::Engine as _;
 use tower_warden::auth::ApiKeys;
+use tower_warden::config::WardenConfig;
 
 fn usage() -> ExitCode {
     eprintln!(
         "usage: keys api-key --id ID [--namespace NS] [--scopes 'a b'] [--roles 'a b']   (reads MCP_API_KEY_SALT)\n       keys token --sub SUB [--namespace NS] [--scopes 'a b'] [--roles 'a b'] [--ttl SECONDS] [--aud URL] [--iss URL]   (reads MCP_JWT_SECRET)"
     );
     ExitCode::from(2)
+}
+
+/// The server's settings, read and checked the way the server reads them.
+fn settings() -> Result<WardenConfig, ExitCode> {
+    WardenConfig::from_env().map_err(|error| {
+        eprintln!("keys: {error}");
+        ExitCode::from(2)
+    })
 }
 
 fn main() -> ExitCode {
@@ -45,7 +57,11 @@ fn main() -> ExitCode {
             let Some(id) = options.get("id") else {
                 return usage();
             };
-            let Ok(salt) = std::env::var("MCP_API_KEY_SALT") else {
+            let config = match settings() {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            let Some(salt) = config.api_key_salt else {
                 eprintln!("keys: set MCP_API_KEY_SALT (at least 16 bytes) to the server's salt");
                 return ExitCode::from(2);
             };
@@ -77,7 +93,11 @@ fn main() -> ExitCode {
             let Some(sub) = options.get("sub") else {
                 return usage();
             };
-            let Ok(secret) = std::env::var("MCP_JWT_SECRET") else {
+            let config = match settings() {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            let Some(secret) = config.jwt_secret else {
                 eprintln!("keys: set MCP_JWT_SECRET to the server's secret");
                 return ExitCode::from(2);
             };

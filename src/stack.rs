@@ -303,7 +303,7 @@ impl WardenLayer {
         };
         let ip_lists = IpSetHandle::new(ip_set(config));
         Ok(Self {
-            client_ip: client_ip(config)?,
+            client_ip: client_ip(config),
             ip_filter: IpFilterLayer::with_handle(ip_lists.clone()),
             client_cert: client_cert(config)?,
             per_ip: limits.per_ip,
@@ -703,19 +703,16 @@ fn ip_set(config: &WardenConfig) -> IpSet {
 }
 
 /// The client address: the peer, or behind the trusted proxies when
-/// `MCP_TRUST_X_FORWARDED` says so.
-///
-/// # Errors
-///
-/// `MCP_TRUSTED_PROXIES` cannot be used.
-pub fn client_ip(config: &WardenConfig) -> Result<ClientIpLayer, ConfigError> {
+/// `MCP_TRUST_X_FORWARDED` says so. `MCP_TRUSTED_PROXIES` was parsed once, by
+/// [`WardenConfig`]; its prefixes pass as they are.
+#[must_use]
+pub fn client_ip(config: &WardenConfig) -> ClientIpLayer {
     if !config.trust_x_forwarded {
-        return Ok(ClientIpLayer::new());
+        return ClientIpLayer::new();
     }
-    Ok(ClientIpLayer::new()
-        .try_trusted_proxies(config.trusted_proxies.iter().map(ToString::to_string))
-        .map_err(|e| e.for_setting("MCP_TRUSTED_PROXIES"))?
-        .depth(config.trusted_proxy_depth))
+    ClientIpLayer::new()
+        .trusted_proxies(config.trusted_proxies.iter().copied())
+        .depth(config.trusted_proxy_depth)
 }
 
 fn client_cert(config: &WardenConfig) -> Result<Option<ClientCertLayer>, ConfigError> {
@@ -732,8 +729,7 @@ fn client_cert(config: &WardenConfig) -> Result<Option<ClientCertLayer>, ConfigE
             };
             e.for_setting(setting)
         })?
-        .try_trusted_proxies(config.trusted_proxies.iter().map(ToString::to_string))
-        .map_err(|e| e.for_setting("MCP_TRUSTED_PROXIES"))?;
+        .trusted_proxies(config.trusted_proxies.iter().copied());
     Ok(Some(layer))
 }
 

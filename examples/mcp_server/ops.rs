@@ -434,7 +434,7 @@ pub fn metrics_routes(config: &WardenConfig) -> Result<Router, ConfigError> {
         .with_state(handle)
         .route_layer(IpFilterLayer::new(allowed));
     if config.trust_x_forwarded {
-        routes = routes.route_layer(tower_warden::stack::client_ip(config)?);
+        routes = routes.route_layer(tower_warden::stack::client_ip(config));
     }
     Ok(routes)
 }
