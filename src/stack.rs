@@ -705,7 +705,6 @@ fn ip_set(config: &WardenConfig) -> IpSet {
 /// The client address: the peer, or behind the trusted proxies when
 /// `MCP_TRUST_X_FORWARDED` says so. `MCP_TRUSTED_PROXIES` was parsed once, by
 /// [`WardenConfig`]; its prefixes pass as they are.
-#[must_use]
 pub fn client_ip(config: &WardenConfig) -> ClientIpLayer {
     if !config.trust_x_forwarded {
         return ClientIpLayer::new();

@@ -394,3 +394,81 @@ async fn a_message_over_the_body_cap_closes_the_session_with_1009() {
 fn call_text(id: u64, text: &str) -> String {
     json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"echo","arguments":{"text":text}}}).to_string()
 }
+
+/// A client may send many messages before it reads any answer (pipelining):
+/// every one is answered, in bounded time, whatever the channel sizes
+/// between the socket and the MCP handler.
+#[tokio::test]
+async fn pipelined_messages_are_all_answered() {
+    let (server, _) = start(&[("MCP_RATE_LIMIT_RPM", "100000")]).await;
+    let mut socket = open(&server, json!({"sub": "alice", "scope": "*"})).await;
+    const N: u64 = 1000;
+    for id in 0..N {
+        send(
+            &mut socket,
+            json!({"jsonrpc":"2.0","id":100 + id,"method":"tools/call",
+                   "params":{"name":"echo","arguments":{"text": format!("m{id}")}}}),
+        )
+        .await;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..N {
+        let reply = receive(&mut socket).await;
+        assert!(reply["result"]["content"][0]["text"].is_string(), "{reply}");
+        seen.insert(reply["id"].as_u64().unwrap());
+    }
+    assert_eq!(seen.len(), N as usize);
+    socket.close(None).await.unwrap();
+    server.stop().await;
+}
+
+/// A client that keeps sending but stops reading is dropped once the
+/// server's answers wait `MCP_WS_PING_TIMEOUT` for it, instead of holding
+/// its session (and the handler behind it) open for ever.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped() {
+    let (server, _) = start(&[
+        ("MCP_RATE_LIMIT_RPM", "100000"),
+        ("MCP_WS_PING_INTERVAL", "1"),
+        ("MCP_WS_PING_TIMEOUT", "1"),
+    ])
+    .await;
+    let socket = open(&server, json!({"sub": "alice", "scope": "*"})).await;
+    let (mut writer, mut reader) = socket.split();
+    // About 25 MB of answers: more than the socket buffers on both sides
+    // hold, so the server's sends wait for this client.
+    const CALLS: u64 = 400;
+    let text = "x".repeat(64 * 1024);
+    let sending = tokio::spawn(async move {
+        for id in 0..CALLS {
+            let frame = Message::Text(call_text(1000 + id, &text).into());
+            if writer.send(frame).await.is_err() {
+                return;
+            }
+        }
+        // Kept open: only the server may end the session.
+        std::future::pending::<()>().await;
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Now read: what the buffers held, then the end of the connection.
+    // Pings go on arriving while a session lives: the deadline is for the
+    // whole read, not per frame.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut answers = 0;
+    loop {
+        match tokio::time::timeout_at(deadline, reader.next()).await {
+            Ok(Some(Ok(Message::Text(_)))) => answers += 1,
+            Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) => break,
+            Ok(Some(Ok(_))) => {}
+            Err(_) => panic!(
+                "the server kept the session of a client that stopped reading ({answers} answers read)"
+            ),
+        }
+    }
+    assert!(
+        answers < CALLS,
+        "every answer arrived: the server never waited"
+    );
+    sending.abort();
+    server.stop().await;
+}

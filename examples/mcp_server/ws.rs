@@ -23,7 +23,8 @@
 //!   or namespace, or grants fewer scopes or roles than at the upgrade,
 //!   the session is closed with 1008;
 //! - the server pings every `MCP_WS_PING_INTERVAL`; a client silent for
-//!   `MCP_WS_PING_TIMEOUT` after a ping is dropped;
+//!   `MCP_WS_PING_TIMEOUT` after a ping is dropped, and so is a client that
+//!   takes no frame from the server (stops reading) for that long;
 //! - a frame over `MCP_HTTP_MAX_BODY_BYTES` closes it (1009), a binary frame
 //!   too (1003); shutdown closes it with 1001.
 
@@ -96,6 +97,21 @@ enum Traffic {
     Out(Option<ServerJsonRpcMessage>),
     /// From the client (`None`: the connection ended).
     In(Option<Result<Message, axum::Error>>),
+}
+
+/// Sends one frame to the client, or gives up after `within`. A client
+/// that stops reading would otherwise hold its session, and the handler
+/// behind it, for ever: the loop waits in the send, where no ping deadline
+/// can fire. `false`: the session is over.
+async fn deliver(
+    to_client: &mut futures::stream::SplitSink<WebSocket, Message>,
+    frame: Message,
+    within: Duration,
+) -> bool {
+    matches!(
+        tokio::time::timeout(within, to_client.send(frame)).await,
+        Ok(Ok(()))
+    )
 }
 
 /// Why a session ended, as a close frame.
@@ -196,7 +212,7 @@ async fn session(
                 if awaiting_pong.is_none() {
                     awaiting_pong = Some(Instant::now());
                 }
-                if to_client.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
+                if !deliver(&mut to_client, Message::Ping(bytes::Bytes::new()), state.ping_timeout).await {
                     break None;
                 }
             }
@@ -212,7 +228,7 @@ async fn session(
                 Traffic::Out(out) => {
                     let Some(message) = out else { break Some(close(1000, "session ended")) };
                     let Ok(text) = serde_json::to_string(&message) else { continue };
-                    if to_client.send(Message::Text(text.into())).await.is_err() {
+                    if !deliver(&mut to_client, Message::Text(text.into()), state.ping_timeout).await {
                         break None;
                     }
                 }
@@ -242,7 +258,7 @@ async fn session(
                             }
                         }
                         Err(Some(answer)) => {
-                            if to_client.send(Message::Text(answer.into())).await.is_err() {
+                            if !deliver(&mut to_client, Message::Text(answer.into()), state.ping_timeout).await {
                                 break None;
                             }
                         }
@@ -253,9 +269,9 @@ async fn session(
         }
     };
     if let Some(frame) = goodbye {
-        let _ = to_client.send(frame).await;
+        deliver(&mut to_client, frame, state.ping_timeout).await;
     }
-    let _ = to_client.close().await;
+    let _ = tokio::time::timeout(state.ping_timeout, to_client.close()).await;
     ended.cancel();
     drop(to_server);
     let _ = running.await;
