@@ -89,7 +89,7 @@
 //! | `MCP_ADMIN_ROLE` | `admin` | the role that may read `/status` |
 //! | `MCP_SESSION_STORE` | `memory` | where MCP sessions live: `memory` (this instance) or `redis` (`MCP_REDIS_URL`; any instance serves any session) |
 //! | `MCP_WS_PING_INTERVAL` | `30` | seconds between the server's pings on a WebSocket session (1–3600) |
-//! | `MCP_WS_PING_TIMEOUT` | `10` | seconds a WebSocket peer has to answer a ping before the session is closed (1–3600) |
+//! | `MCP_WS_PING_TIMEOUT` | `10` | seconds a WebSocket peer has to answer a ping, or to take a frame the server sends, before the session is closed (1–3600) |
 //!
 //! Lists are written `a,b` or as a JSON array of strings `["a","b"]`. A
 //! list that is set but names nothing (`MCP_METRICS_ALLOWED_IPS=`, `,` or
@@ -588,7 +588,8 @@ pub struct WardenConfig {
     /// `MCP_WS_PING_INTERVAL` (seconds): how often a WebSocket session is
     /// pinged.
     pub ws_ping_interval: Duration,
-    /// `MCP_WS_PING_TIMEOUT` (seconds): how long a ping may go unanswered.
+    /// `MCP_WS_PING_TIMEOUT` (seconds): how long a ping may go unanswered, or a
+    /// frame to the client wait for it to read.
     pub ws_ping_timeout: Duration,
     /// `MCP_SESSION_STORE`: where MCP sessions are kept.
     pub session_store: SessionStorage,
