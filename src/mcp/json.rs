@@ -168,7 +168,13 @@ impl Parser<'_> {
         (self.pos > start).then_some(())
     }
 
+    /// A number, refused (like `serde_json`, which the service behind the
+    /// layers parses with) when its value is beyond the range of `f64`:
+    /// `1e400` is valid JSON grammar, but no message carrying it can be
+    /// read, so it is a parse error here too rather than a message the
+    /// layers inspect and pass on.
     fn number(&mut self) -> Option<()> {
+        let start = self.pos;
         let _ = self.eat(b'-');
         if self.eat(b'0').is_none() {
             if !self.peek()?.is_ascii_digit() {
@@ -185,8 +191,22 @@ impl Parser<'_> {
                 self.pos += 1;
             }
             self.digits()?;
+            return self.in_range(start);
+        }
+        // Without an exponent only a very long number can overflow.
+        if self.pos - start > 300 {
+            return self.in_range(start);
         }
         Some(())
+    }
+
+    /// Whether the number from `start` to here is finite as an `f64`,
+    /// decided by `serde_json` itself so that the two always agree.
+    fn in_range(&self, start: usize) -> Option<()> {
+        let text = self.bytes.get(start..self.pos)?;
+        serde_json::from_slice::<serde_json::Number>(text)
+            .is_ok()
+            .then_some(())
     }
 }
 
@@ -285,6 +305,35 @@ mod tests {
             assert!(!ok(text), "{text:?}");
         }
         assert!(check(b"\"\xff\"").is_none());
+    }
+
+    #[test]
+    fn numbers_beyond_f64_are_a_parse_error() {
+        // Found by the `jsonrpc_peek` fuzz target: `11111E711` passed the
+        // check although `serde_json` (and so the service) refuses it.
+        for text in [
+            "11111E711",
+            "1e400",
+            "-1E+309",
+            r#"{"jsonrpc":"2.0","id":1e999,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"n":[2e308]}}"#,
+            &"9".repeat(400),
+            &format!("-{}.5", "1".repeat(400)),
+        ] {
+            assert!(!ok(text), "{text:?}");
+            assert!(serde_json::from_str::<serde_json::Value>(text).is_err());
+        }
+        for text in [
+            "1e-400",
+            "1.7976931348623157e308",
+            "-0E+0",
+            &"9".repeat(300),
+            &format!("0.{}", "1".repeat(400)),
+            r#"{"id":1E2,"x":123456789012345678901234567890}"#,
+        ] {
+            assert!(ok(text), "{text:?}");
+            assert!(serde_json::from_str::<serde_json::Value>(text).is_ok());
+        }
     }
 
     #[test]
