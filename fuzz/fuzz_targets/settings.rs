@@ -88,14 +88,40 @@ fuzz_target!(|input: Input| {
                     "the error names no variable: {e}"
                 );
                 if e.message().contains("is not valid TOML") {
-                    for line in text.lines().filter(|l| l.trim().len() > 12) {
-                        assert!(
-                            !e.message().contains(line.trim()),
-                            "the error quotes the text: {e}"
-                        );
+                    for line in text.lines().map(str::trim).filter(|l| l.len() > 12) {
+                        if !e.message().contains(line) {
+                            continue;
+                        }
+                        // The line may just repeat the message's own wording
+                        // (the fuzzer learns it from comparisons): quoted
+                        // only if the message follows the line when it
+                        // changes.
+                        let other = scramble(line);
+                        if other == line {
+                            continue;
+                        }
+                        if let Err(e2) = WardenConfig::from_toml(&text.replace(line, &other)) {
+                            assert!(
+                                !e2.message().contains(&other),
+                                "the error quotes the text: {e2}"
+                            );
+                        }
                     }
                 }
             }
         }
     }
 });
+
+/// `line` with every ASCII letter and digit replaced by the next one.
+fn scramble(line: &str) -> String {
+    line.chars()
+        .map(|c| match c {
+            'z' => 'a',
+            'Z' => 'A',
+            '9' => '0',
+            c if c.is_ascii_alphanumeric() => char::from(c as u8 + 1),
+            c => c,
+        })
+        .collect()
+}
