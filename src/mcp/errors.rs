@@ -710,6 +710,9 @@ mod tests {
         for body in [
             r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"n":1e400}}"#,
             r#"{"jsonrpc":"2.0","id":11111E711,"method":"ping"}"#,
+            // The same for a lone surrogate escape.
+            r#"{"jsonrpc":"2.0","id":"\ud9dd&","method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"\udc00":1}}"#,
         ] {
             let request = post(body).body(Full::new(Bytes::from(body))).unwrap();
             let (status, _, value) = call(JsonRpcErrorsLayer::new(), request).await;

@@ -144,11 +144,19 @@ impl Parser<'_> {
                         b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.pos += 1,
                         b'u' => {
                             self.pos += 1;
-                            for _ in 0..4 {
-                                if !self.peek()?.is_ascii_hexdigit() {
-                                    return None;
+                            match self.hex4()? {
+                                // A lone trailing surrogate.
+                                0xDC00..=0xDFFF => return None,
+                                // A leading surrogate: its trailing half
+                                // must follow (`serde_json` refuses a lone
+                                // one, and the service parses with it).
+                                0xD800..=0xDBFF => {
+                                    self.literal(b"\\u")?;
+                                    if !(0xDC00..=0xDFFF).contains(&self.hex4()?) {
+                                        return None;
+                                    }
                                 }
-                                self.pos += 1;
+                                _ => {}
                             }
                         }
                         _ => return None,
@@ -158,6 +166,17 @@ impl Parser<'_> {
                 _ => self.pos += 1,
             }
         }
+    }
+
+    /// Four hex digits, as a UTF-16 code unit.
+    fn hex4(&mut self) -> Option<u16> {
+        let digits = self.bytes.get(self.pos..self.pos.checked_add(4)?)?;
+        let mut unit = 0u16;
+        for &digit in digits {
+            unit = unit << 4 | u16::try_from(char::from(digit).to_digit(16)?).ok()?;
+        }
+        self.pos += 4;
+        Some(unit)
     }
 
     fn digits(&mut self) -> Option<()> {
@@ -330,6 +349,34 @@ mod tests {
             &"9".repeat(300),
             &format!("0.{}", "1".repeat(400)),
             r#"{"id":1E2,"x":123456789012345678901234567890}"#,
+        ] {
+            assert!(ok(text), "{text:?}");
+            assert!(serde_json::from_str::<serde_json::Value>(text).is_ok());
+        }
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_are_a_parse_error() {
+        // Found by the `jsonrpc_peek` fuzz target: an `id` holding
+        // `\ud9dd` followed by no trailing surrogate passed the check,
+        // although `serde_json` (and so the service) refuses it.
+        for text in [
+            r#""\ud9dd&""#,
+            r#""\uD800""#,
+            r#""\uDC00""#,
+            r#""\uD800\u0041""#,
+            r#""\uD800\n""#,
+            r#""\uDBFF\uE000""#,
+            r#"{"id":"\ud9dd","method":"ping"}"#,
+            r#"{"\udfff":1}"#,
+        ] {
+            assert!(!ok(text), "{text:?}");
+            assert!(serde_json::from_str::<serde_json::Value>(text).is_err());
+        }
+        for text in [
+            r#""\uD83D\uDE00""#,
+            r#""\ud800\udc00\u00e9\uFFFF""#,
+            r#"{"id":"\uDBFF\uDFFF"}"#,
         ] {
             assert!(ok(text), "{text:?}");
             assert!(serde_json::from_str::<serde_json::Value>(text).is_ok());
