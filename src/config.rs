@@ -3154,6 +3154,26 @@ search = 30
         }
 
         #[test]
+        fn an_empty_or_odd_key_is_named_quoted() {
+            // Found by the `settings` fuzz target: `"" = 1` was refused as
+            // "unknown setting  in the TOML text", naming nothing.
+            for (text, shown) in [
+                ("\"\" = 1", "\"\""),
+                ("\"a b\" = 1", "\"a b\""),
+                ("[rate_limit]\n\"\" = 1", "rate_limit.\"\""),
+            ] {
+                let error = WardenConfig::from_toml(text).unwrap_err();
+                assert_eq!(error.setting(), shown, "{text}");
+                assert!(
+                    error
+                        .message()
+                        .starts_with(&format!("unknown setting {shown} in the TOML text")),
+                    "{error}"
+                );
+            }
+        }
+
+        #[test]
         fn bad_value_names_variable_and_file_key() {
             let (path, _guard) = write("[rate_limit]\nrpm = 0\n");
             let error = load(&[("MCP_CONFIG_FILE", path.to_str().unwrap())]).unwrap_err();

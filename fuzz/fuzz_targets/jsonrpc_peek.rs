@@ -2,8 +2,8 @@
 //! the tool-policy extraction of `McpPolicyLayer`.
 //!
 //! Invariants: the peek accepts exactly the texts `serde_json` accepts
-//! (below its nesting limit, without `\u` escapes that `serde_json`
-//! validates more strictly); a reported `id` is a JSON scalar that occurs
+//! (below its nesting limit; numbers beyond `f64` and lone surrogate
+//! escapes refused by both); a reported `id` is a JSON scalar that occurs
 //! in the body and is the body's top-level `id`; the policy layer never
 //! lets a call of a tool the caller lacks scopes for reach the service,
 //! refuses it with 403, and never reports a tool (`McpCall`) that no
@@ -55,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
     // The peek.
     let peek = tower_warden::__fuzz::json_peek(data);
     let parsed = serde_json::from_slice::<Value>(data).ok();
-    let comparable = nesting(data) < 100 && !data.windows(2).any(|w| w == b"\\u");
+    let comparable = nesting(data) < 100;
     if comparable {
         assert_eq!(
             peek.is_some(),

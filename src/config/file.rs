@@ -78,9 +78,12 @@ pub(super) fn flatten(tree: &Value, source: &str) -> Result<Vec<Setting>, Config
     while let Some((prefix, written, table)) = stack.pop() {
         for (key, value) in table {
             let (name, shown) = if prefix.is_empty() {
-                (key.clone(), key.clone())
+                (key.clone(), shown_key(key))
             } else {
-                (format!("{prefix}_{key}"), format!("{written}.{key}"))
+                (
+                    format!("{prefix}_{key}"),
+                    format!("{written}.{}", shown_key(key)),
+                )
             };
             if let Some(index) = index_of(&name) {
                 if out.iter().any(|(i, _, _)| *i == index) {
@@ -125,6 +128,20 @@ pub(super) fn flatten(tree: &Value, source: &str) -> Result<Vec<Setting>, Config
         }
     }
     Ok(out)
+}
+
+/// A key as TOML would write it: bare when it can be, quoted otherwise, so
+/// that an empty or odd key still shows in an error (`""`, `"a b"`).
+fn shown_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        key.to_owned()
+    } else {
+        Value::from(key).to_string()
+    }
 }
 
 /// The value as an environment variable would hold it: lists as JSON arrays

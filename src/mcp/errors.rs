@@ -704,6 +704,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn numbers_beyond_f64_are_a_parse_error_before_the_inner_service() {
+        // Valid JSON grammar that `serde_json` (and so the service) cannot
+        // read: answered here, never passed on (the inner service echoes).
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"n":1e400}}"#,
+            r#"{"jsonrpc":"2.0","id":11111E711,"method":"ping"}"#,
+            // The same for a lone surrogate escape.
+            r#"{"jsonrpc":"2.0","id":"\ud9dd&","method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"\udc00":1}}"#,
+        ] {
+            let request = post(body).body(Full::new(Bytes::from(body))).unwrap();
+            let (status, _, value) = call(JsonRpcErrorsLayer::new(), request).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+            assert_eq!(value["error"]["code"], -32700, "{body}");
+            assert_eq!(value["id"], serde_json::Value::Null, "{body}");
+            assert!(
+                value.get("method").is_none(),
+                "reached the service: {value}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn well_formed_bodies_reach_the_inner_service() {
         let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
         let request = post(body).body(Full::new(Bytes::from(body))).unwrap();

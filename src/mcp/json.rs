@@ -144,11 +144,19 @@ impl Parser<'_> {
                         b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.pos += 1,
                         b'u' => {
                             self.pos += 1;
-                            for _ in 0..4 {
-                                if !self.peek()?.is_ascii_hexdigit() {
-                                    return None;
+                            match self.hex4()? {
+                                // A lone trailing surrogate.
+                                0xDC00..=0xDFFF => return None,
+                                // A leading surrogate: its trailing half
+                                // must follow (`serde_json` refuses a lone
+                                // one, and the service parses with it).
+                                0xD800..=0xDBFF => {
+                                    self.literal(b"\\u")?;
+                                    if !(0xDC00..=0xDFFF).contains(&self.hex4()?) {
+                                        return None;
+                                    }
                                 }
-                                self.pos += 1;
+                                _ => {}
                             }
                         }
                         _ => return None,
@@ -160,6 +168,17 @@ impl Parser<'_> {
         }
     }
 
+    /// Four hex digits, as a UTF-16 code unit.
+    fn hex4(&mut self) -> Option<u16> {
+        let digits = self.bytes.get(self.pos..self.pos.checked_add(4)?)?;
+        let mut unit = 0u16;
+        for &digit in digits {
+            unit = unit << 4 | u16::try_from(char::from(digit).to_digit(16)?).ok()?;
+        }
+        self.pos += 4;
+        Some(unit)
+    }
+
     fn digits(&mut self) -> Option<()> {
         let start = self.pos;
         while self.peek().is_some_and(|b| b.is_ascii_digit()) {
@@ -168,7 +187,13 @@ impl Parser<'_> {
         (self.pos > start).then_some(())
     }
 
+    /// A number, refused (like `serde_json`, which the service behind the
+    /// layers parses with) when its value is beyond the range of `f64`:
+    /// `1e400` is valid JSON grammar, but no message carrying it can be
+    /// read, so it is a parse error here too rather than a message the
+    /// layers inspect and pass on.
     fn number(&mut self) -> Option<()> {
+        let start = self.pos;
         let _ = self.eat(b'-');
         if self.eat(b'0').is_none() {
             if !self.peek()?.is_ascii_digit() {
@@ -185,8 +210,22 @@ impl Parser<'_> {
                 self.pos += 1;
             }
             self.digits()?;
+            return self.in_range(start);
+        }
+        // Without an exponent only a very long number can overflow.
+        if self.pos - start > 300 {
+            return self.in_range(start);
         }
         Some(())
+    }
+
+    /// Whether the number from `start` to here is finite as an `f64`,
+    /// decided by `serde_json` itself so that the two always agree.
+    fn in_range(&self, start: usize) -> Option<()> {
+        let text = self.bytes.get(start..self.pos)?;
+        serde_json::from_slice::<serde_json::Number>(text)
+            .is_ok()
+            .then_some(())
     }
 }
 
@@ -285,6 +324,63 @@ mod tests {
             assert!(!ok(text), "{text:?}");
         }
         assert!(check(b"\"\xff\"").is_none());
+    }
+
+    #[test]
+    fn numbers_beyond_f64_are_a_parse_error() {
+        // Found by the `jsonrpc_peek` fuzz target: `11111E711` passed the
+        // check although `serde_json` (and so the service) refuses it.
+        for text in [
+            "11111E711",
+            "1e400",
+            "-1E+309",
+            r#"{"jsonrpc":"2.0","id":1e999,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"n":[2e308]}}"#,
+            &"9".repeat(400),
+            &format!("-{}.5", "1".repeat(400)),
+        ] {
+            assert!(!ok(text), "{text:?}");
+            assert!(serde_json::from_str::<serde_json::Value>(text).is_err());
+        }
+        for text in [
+            "1e-400",
+            "1.7976931348623157e308",
+            "-0E+0",
+            &"9".repeat(300),
+            &format!("0.{}", "1".repeat(400)),
+            r#"{"id":1E2,"x":123456789012345678901234567890}"#,
+        ] {
+            assert!(ok(text), "{text:?}");
+            assert!(serde_json::from_str::<serde_json::Value>(text).is_ok());
+        }
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_are_a_parse_error() {
+        // Found by the `jsonrpc_peek` fuzz target: an `id` holding
+        // `\ud9dd` followed by no trailing surrogate passed the check,
+        // although `serde_json` (and so the service) refuses it.
+        for text in [
+            r#""\ud9dd&""#,
+            r#""\uD800""#,
+            r#""\uDC00""#,
+            r#""\uD800\u0041""#,
+            r#""\uD800\n""#,
+            r#""\uDBFF\uE000""#,
+            r#"{"id":"\ud9dd","method":"ping"}"#,
+            r#"{"\udfff":1}"#,
+        ] {
+            assert!(!ok(text), "{text:?}");
+            assert!(serde_json::from_str::<serde_json::Value>(text).is_err());
+        }
+        for text in [
+            r#""\uD83D\uDE00""#,
+            r#""\ud800\udc00\u00e9\uFFFF""#,
+            r#"{"id":"\uDBFF\uDFFF"}"#,
+        ] {
+            assert!(ok(text), "{text:?}");
+            assert!(serde_json::from_str::<serde_json::Value>(text).is_ok());
+        }
     }
 
     #[test]
