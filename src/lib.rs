@@ -72,6 +72,10 @@
 //! | `namespace` | yes | `namespace::NamespaceLayer`, `Namespace` |
 //! | `rate-limit` | yes | `rate_limit::RateLimitLayer`, `MemoryStore` (governor) |
 //! | `redis` | no | `rate_limit::RedisStore`: quotas shared through Redis |
+//! | `redis-tls` | no | `rediss://` to Redis (rustls), verified against the system's roots or `MCP_REDIS_CA_FILE` |
+//! | `stack` | yes | `stack::WardenLayer`: every layer a `WardenConfig` turns on, in one (with `ip-filter`, `client-cert`, `body-limit`, `mcp`, `auth`, `rate-limit`) |
+//! | `config-file` | yes | `MCP_CONFIG_FILE` (settings as TOML) and `serde::Deserialize` for `WardenConfig` |
+//! | `metrics` | yes | `metrics::MetricsLayer`, and counters, gauges and a histogram through the `metrics` facade |
 //! | `axum` | no | the peer address from axum's `ConnectInfo<SocketAddr>` |
 //! | `tonic` | no | the peer address from tonic's `TcpConnectInfo` |
 //! | `full` | no | all of the above |
