@@ -489,7 +489,7 @@ impl<R: Respond> Check for ClientIpLayer<R> {
 }
 
 impl<S, R: Respond> Layer<S> for ClientIpLayer<R> {
-    type Service = ClientIpResolver<S, R>;
+    type Service = SetClientIp<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Guard::new(inner, self.clone())
@@ -497,7 +497,7 @@ impl<S, R: Respond> Layer<S> for ClientIpLayer<R> {
 }
 
 /// The service made by [`ClientIpLayer`].
-pub type ClientIpResolver<S, R = DefaultResponder> = Guard<S, ClientIpLayer<R>>;
+pub type SetClientIp<S, R = DefaultResponder> = Guard<S, ClientIpLayer<R>>;
 
 #[cfg(test)]
 mod tests {

@@ -94,7 +94,7 @@ use crate::auth::{Algorithm, ApiKeys, Auth, AuthLayer, JwtAuth};
 use crate::body::ResponseBody;
 use crate::body_limit::{BodyLimit, BodyLimitLayer};
 use crate::client_cert::{ClientCert, ClientCertLayer};
-use crate::client_ip::{ClientIpLayer, ClientIpResolver};
+use crate::client_ip::{ClientIpLayer, SetClientIp};
 use crate::config::{AuthMode, RateLimitStorage, WardenConfig};
 use crate::ip_filter::{IpFilter, IpFilterLayer, IpSet, IpSetHandle};
 use crate::mcp::{HostOrigin, HostOriginLayer, McpPolicy, McpPolicyLayer, ToolPolicy};
@@ -859,7 +859,7 @@ fn redis_store(
 }
 
 /// The nested services, outermost first.
-type Stack<S> = ClientIpResolver<IpFilter<Optional<ClientCert<PerIp<S>>, PerIp<S>>>>;
+type Stack<S> = SetClientIp<IpFilter<Optional<ClientCert<PerIp<S>>, PerIp<S>>>>;
 type PerIp<S> = Optional<RateLimit<Checked<S>, DefaultResponder>, Checked<S>>;
 type Checked<S> = BodyLimit<
     Auth<HostOrigin<McpPolicy<PerTool<S>, DefaultResponder>>, DefaultResponder>,

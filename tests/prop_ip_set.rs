@@ -29,7 +29,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
-use tower_warden::ip_filter::{Decision, IpSet};
+use tower_warden::ip_filter::{IpSet, Verdict};
 
 // ---------------------------------------------------------------------------
 // The oracle.
@@ -144,7 +144,7 @@ impl Oracle {
     }
 
     /// The verdict of one family's rules, by scanning all of them.
-    fn scan(&self, query: Query) -> Decision {
+    fn scan(&self, query: Query) -> Verdict {
         // (length, denies, prefix): longer wins, then deny over allow.
         let mut best: Option<(u8, bool, Prefix)> = None;
         let rules = self
@@ -162,14 +162,14 @@ impl Oracle {
             }
         }
         match best {
-            Some((_, false, prefix)) => Decision::Allow(Some(prefix.net())),
-            Some((_, true, prefix)) => Decision::Deny(Some(prefix.net())),
-            None if self.allow.is_empty() => Decision::Allow(None),
-            None => Decision::Deny(None),
+            Some((_, false, prefix)) => Verdict::Allow(Some(prefix.net())),
+            Some((_, true, prefix)) => Verdict::Deny(Some(prefix.net())),
+            None if self.allow.is_empty() => Verdict::Allow(None),
+            None => Verdict::Deny(None),
         }
     }
 
-    fn decide(&self, ip: IpAddr) -> Decision {
+    fn decide(&self, ip: IpAddr) -> Verdict {
         let query = Query::of(ip);
         let verdict = self.scan(query);
         match query {
@@ -617,40 +617,37 @@ fn the_oracle_agrees_with_the_documented_examples() {
     let oracle = Oracle::new(&[net("10.0.0.0/24")], &[net("0.0.0.0/0")]);
     assert_eq!(
         oracle.decide(ip("10.0.0.5")),
-        Decision::Allow(Some(net("10.0.0.0/24")))
+        Verdict::Allow(Some(net("10.0.0.0/24")))
     );
     assert_eq!(
         oracle.decide(ip("8.8.8.8")),
-        Decision::Deny(Some(net("0.0.0.0/0")))
+        Verdict::Deny(Some(net("0.0.0.0/0")))
     );
     assert_eq!(
         oracle.decide(ip("::ffff:10.0.0.5")),
-        Decision::Allow(Some(net("10.0.0.0/24")))
+        Verdict::Allow(Some(net("10.0.0.0/24")))
     );
-    assert_eq!(oracle.decide(ip("2001:db8::1")), Decision::Deny(None));
+    assert_eq!(oracle.decide(ip("2001:db8::1")), Verdict::Deny(None));
     // A tie denies, whatever the spelling.
     let oracle = Oracle::new(&[net("192.0.2.77/24")], &[net("::ffff:192.0.2.0/120")]);
     assert_eq!(
         oracle.decide(ip("192.0.2.1")),
-        Decision::Deny(Some(net("192.0.2.0/24")))
+        Verdict::Deny(Some(net("192.0.2.0/24")))
     );
     // IPv4-compatible: both families must admit; the IPv4 lists decide.
     let oracle = Oracle::new(&[], &[net("203.0.113.0/24")]);
     assert_eq!(
         oracle.decide(ip("::203.0.113.9")),
-        Decision::Deny(Some(net("203.0.113.0/24")))
+        Verdict::Deny(Some(net("203.0.113.0/24")))
     );
-    assert_eq!(oracle.decide(ip("::1")), Decision::Allow(None));
+    assert_eq!(oracle.decide(ip("::1")), Verdict::Allow(None));
     let oracle = Oracle::new(&[net("::/96")], &[]);
-    assert_eq!(oracle.decide(ip("::203.0.113.9")), Decision::Deny(None));
-    assert_eq!(
-        oracle.decide(ip("::1")),
-        Decision::Allow(Some(net("::/96")))
-    );
+    assert_eq!(oracle.decide(ip("::203.0.113.9")), Verdict::Deny(None));
+    assert_eq!(oracle.decide(ip("::1")), Verdict::Allow(Some(net("::/96"))));
     // `::/0` is IPv6 only.
     let oracle = Oracle::new(&[net("::/0")], &[]);
-    assert_eq!(oracle.decide(ip("192.0.2.1")), Decision::Deny(None));
+    assert_eq!(oracle.decide(ip("192.0.2.1")), Verdict::Deny(None));
     // The empty set allows everything.
     let oracle = Oracle::new(&[], &[]);
-    assert_eq!(oracle.decide(ip("192.0.2.1")), Decision::Allow(None));
+    assert_eq!(oracle.decide(ip("192.0.2.1")), Verdict::Allow(None));
 }

@@ -15,7 +15,7 @@ use arbitrary::Arbitrary;
 use ipnet::IpNet;
 use libfuzzer_sys::fuzz_target;
 use tower_warden::IpSet;
-use tower_warden::ip_filter::Decision;
+use tower_warden::ip_filter::Verdict;
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
 enum Addr {
@@ -85,7 +85,7 @@ fn canonical(net: IpNet) -> IpNet {
 
 /// The longest-prefix verdict by a linear scan over the canonical prefixes
 /// (`allow` and `deny` already through [`canonical`]).
-fn naive(allow: &[IpNet], deny: &[IpNet], ip: IpAddr) -> Decision {
+fn naive(allow: &[IpNet], deny: &[IpNet], ip: IpAddr) -> Verdict {
     let ip = ip.to_canonical();
     let mut best: Option<(u8, bool, IpNet)> = None;
     for (list, allowed) in [(allow, true), (deny, false)] {
@@ -104,10 +104,10 @@ fn naive(allow: &[IpNet], deny: &[IpNet], ip: IpAddr) -> Decision {
         }
     }
     match best {
-        Some((_, true, net)) => Decision::Allow(Some(net)),
-        Some((_, false, net)) => Decision::Deny(Some(net)),
-        None if allow.is_empty() => Decision::Allow(None),
-        None => Decision::Deny(None),
+        Some((_, true, net)) => Verdict::Allow(Some(net)),
+        Some((_, false, net)) => Verdict::Deny(Some(net)),
+        None if allow.is_empty() => Verdict::Allow(None),
+        None => Verdict::Deny(None),
     }
 }
 
@@ -131,7 +131,7 @@ fn compatible(ip: IpAddr) -> Option<IpAddr> {
 /// The verdict: the linear scan, and an IPv4-compatible address the IPv6
 /// lists admit must then pass the IPv4 lists for the address it carries
 /// (which then decide, and name the prefix).
-fn model(allow: &[IpNet], deny: &[IpNet], ip: IpAddr) -> Decision {
+fn model(allow: &[IpNet], deny: &[IpNet], ip: IpAddr) -> Verdict {
     let ip = ip.to_canonical();
     let verdict = naive(allow, deny, ip);
     match compatible(ip) {

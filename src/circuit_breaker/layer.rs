@@ -111,10 +111,10 @@ impl<R> CircuitBreakerLayer<R> {
 }
 
 impl<S, R: Clone> Layer<S> for CircuitBreakerLayer<R> {
-    type Service = WithBreaker<S, R>;
+    type Service = BreakCircuit<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        WithBreaker {
+        BreakCircuit {
             inner,
             breaker: self.breaker.clone(),
             classify: self.classify.clone(),
@@ -126,30 +126,30 @@ impl<S, R: Clone> Layer<S> for CircuitBreakerLayer<R> {
 /// The service of [`CircuitBreakerLayer`] (named for what it wraps: the
 /// breaker itself is [`CircuitBreaker`]).
 #[derive(Clone)]
-pub struct WithBreaker<S, R = DefaultResponder> {
+pub struct BreakCircuit<S, R = DefaultResponder> {
     inner: S,
     breaker: CircuitBreaker,
     classify: Option<Arc<Classifier>>,
     responder: R,
 }
 
-impl<S: fmt::Debug, R> fmt::Debug for WithBreaker<S, R> {
+impl<S: fmt::Debug, R> fmt::Debug for BreakCircuit<S, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WithBreaker")
+        f.debug_struct("BreakCircuit")
             .field("inner", &self.inner)
             .field("breaker", &self.breaker)
             .finish_non_exhaustive()
     }
 }
 
-impl<S, R> WithBreaker<S, R> {
+impl<S, R> BreakCircuit<S, R> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 }
 
-impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for WithBreaker<S, R>
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for BreakCircuit<S, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     R: Respond,
@@ -188,7 +188,7 @@ where
 }
 
 pin_project! {
-    /// The response future of [`WithBreaker`]: the inner future, reporting
+    /// The response future of [`BreakCircuit`]: the inner future, reporting
     /// its outcome to the breaker, or an immediate refusal.
     pub struct ResponseFuture<F> {
         #[pin]

@@ -53,7 +53,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-pub use layer::{CircuitBreakerLayer, Outcome, ResponseFuture, WithBreaker};
+pub use layer::{BreakCircuit, CircuitBreakerLayer, Outcome, ResponseFuture};
 
 use crate::ConfigError;
 

@@ -128,4 +128,4 @@ mod table;
 
 pub use self::layer::{IpFilterLayer, IpSetHandle};
 pub use self::service::IpFilter;
-pub use self::set::{Decision, IpSet, IpSetBuilder};
+pub use self::set::{IpSet, IpSetBuilder, Verdict};

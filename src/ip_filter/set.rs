@@ -33,7 +33,7 @@ use crate::net::{canonical, normalize_net, parse_nets};
 ///
 /// ```
 /// use std::net::IpAddr;
-/// use tower_warden::ip_filter::{Decision, IpSet};
+/// use tower_warden::ip_filter::{Verdict, IpSet};
 ///
 /// let set = IpSet::from_lists(["10.0.0.0/24", "2001:db8::/32"], ["0.0.0.0/0"])?;
 /// assert!(set.is_allowed("10.0.0.5".parse()?));
@@ -41,10 +41,10 @@ use crate::net::{canonical, normalize_net, parse_nets};
 /// assert!(set.is_allowed("::ffff:10.0.0.7".parse()?));
 /// assert_eq!(
 ///     set.decide("8.8.8.8".parse()?),
-///     Decision::Deny(Some("0.0.0.0/0".parse()?)),
+///     Verdict::Deny(Some("0.0.0.0/0".parse()?)),
 /// );
 /// // Not in any list, and the allow list is not empty:
-/// assert_eq!(set.decide("2001:db9::1".parse::<IpAddr>()?), Decision::Deny(None));
+/// assert_eq!(set.decide("2001:db9::1".parse::<IpAddr>()?), Verdict::Deny(None));
 /// # Ok::<_, Box<dyn std::error::Error>>(())
 /// ```
 ///
@@ -131,7 +131,7 @@ impl IpSet {
 
     /// The verdict for `ip`, with the prefix that decided it.
     #[must_use]
-    pub fn decide(&self, ip: IpAddr) -> Decision {
+    pub fn decide(&self, ip: IpAddr) -> Verdict {
         let mut ip = canonical(ip);
         let mut leaf = self.leaf(ip);
         if let IpAddr::V6(v6) = ip
@@ -147,9 +147,9 @@ impl IpSet {
             IpAddr::V6(v6) => Ipv6Net::new(v6, len).ok().map(|n| IpNet::V6(n.trunc())),
         });
         if leaf.is_allow() {
-            Decision::Allow(matched)
+            Verdict::Allow(matched)
         } else {
-            Decision::Deny(matched)
+            Verdict::Deny(matched)
         }
     }
 
@@ -210,7 +210,7 @@ impl IpSet {
 /// The verdict of an [`IpSet`] for one address, with the prefix that
 /// decided it: `None` when no prefix matched and the set's default applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Decision {
+pub enum Verdict {
     /// Admitted: by this allow prefix, or (`None`) because the allow list is
     /// empty and nothing matched.
     Allow(Option<IpNet>),
@@ -219,7 +219,7 @@ pub enum Decision {
     Deny(Option<IpNet>),
 }
 
-impl Decision {
+impl Verdict {
     /// Whether the address is admitted.
     #[must_use]
     pub fn is_allowed(self) -> bool {
@@ -362,7 +362,7 @@ mod tests {
         assert!(!deny.is_allowed(ip("::203.0.113.9")));
         assert!(matches!(
             deny.decide(ip("::203.0.113.9")),
-            Decision::Deny(Some(n)) if n == net("203.0.113.0/24")
+            Verdict::Deny(Some(n)) if n == net("203.0.113.0/24")
         ));
         assert!(deny.is_allowed(ip("::198.51.100.7")));
         assert!(deny.is_allowed(ip("::1")));
@@ -377,7 +377,7 @@ mod tests {
         assert!(both.is_allowed(ip("::198.51.100.7")));
         assert!(matches!(
             both.decide(ip("::198.51.100.7")),
-            Decision::Allow(_)
+            Verdict::Allow(_)
         ));
     }
 
@@ -386,7 +386,7 @@ mod tests {
         let set = IpSet::default();
         assert!(set.is_empty());
         for addr in ["0.0.0.0", "8.8.8.8", "255.255.255.255", "::", "2001:db8::1"] {
-            assert_eq!(set.decide(ip(addr)), Decision::Allow(None), "{addr}");
+            assert_eq!(set.decide(ip(addr)), Verdict::Allow(None), "{addr}");
         }
         let empty = IpSet::from_lists(["", "  "], [" "; 1]).unwrap();
         assert!(empty.is_empty());
@@ -398,18 +398,18 @@ mod tests {
         let set = IpSet::from_lists(["10.0.0.0/24"], ["0.0.0.0/0"]).unwrap();
         assert_eq!(
             set.decide(ip("10.0.0.5")),
-            Decision::Allow(Some(net("10.0.0.0/24")))
+            Verdict::Allow(Some(net("10.0.0.0/24")))
         );
         assert_eq!(
             set.decide(ip("8.8.8.8")),
-            Decision::Deny(Some(net("0.0.0.0/0")))
+            Verdict::Deny(Some(net("0.0.0.0/0")))
         );
         assert_eq!(
             set.decide(ip("10.0.1.0")),
-            Decision::Deny(Some(net("0.0.0.0/0")))
+            Verdict::Deny(Some(net("0.0.0.0/0")))
         );
         // IPv6 matches nothing and the allow list is non-empty.
-        assert_eq!(set.decide(ip("2001:db8::1")), Decision::Deny(None));
+        assert_eq!(set.decide(ip("2001:db8::1")), Verdict::Deny(None));
     }
 
     #[test]
@@ -432,7 +432,7 @@ mod tests {
         let set = IpSet::from_lists(["192.0.2.0/24", "198.51.100.7"], ["192.0.2.0/24"]).unwrap();
         assert_eq!(
             set.decide(ip("192.0.2.1")),
-            Decision::Deny(Some(net("192.0.2.0/24")))
+            Verdict::Deny(Some(net("192.0.2.0/24")))
         );
         assert!(set.is_allowed(ip("198.51.100.7")));
         // The same prefix written differently is still a tie.
@@ -450,26 +450,26 @@ mod tests {
         assert!(set.is_allowed(ip("2001:db8:1::1")));
         assert_eq!(
             set.decide(ip("2001:db8:bad::1")),
-            Decision::Deny(Some(net("2001:db8:bad::/48")))
+            Verdict::Deny(Some(net("2001:db8:bad::/48")))
         );
         assert_eq!(
             set.decide(ip("2001:db9::1")),
-            Decision::Deny(Some(net("::/0")))
+            Verdict::Deny(Some(net("::/0")))
         );
         // The mapped allow prefix is 10.0.0.0/8, for both spellings of a
         // client address.
         assert_eq!(
             set.decide(ip("10.1.2.3")),
-            Decision::Allow(Some(net("10.0.0.0/8")))
+            Verdict::Allow(Some(net("10.0.0.0/8")))
         );
         assert_eq!(
             set.decide(ip("::ffff:10.1.2.3")),
-            Decision::Allow(Some(net("10.0.0.0/8")))
+            Verdict::Allow(Some(net("10.0.0.0/8")))
         );
         // `::/0` is IPv6 only; IPv4 outside the allow list falls to the
         // default, which is deny.
-        assert_eq!(set.decide(ip("192.0.2.1")), Decision::Deny(None));
-        assert_eq!(set.decide(ip("::ffff:192.0.2.1")), Decision::Deny(None));
+        assert_eq!(set.decide(ip("192.0.2.1")), Verdict::Deny(None));
+        assert_eq!(set.decide(ip("::ffff:192.0.2.1")), Verdict::Deny(None));
     }
 
     #[test]
@@ -490,10 +490,10 @@ mod tests {
         assert!(set.is_allowed(ip("::1")));
         assert!(!set.is_allowed(ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")));
         assert!(set.is_allowed(ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe")));
-        assert_eq!(set.decide(ip("::1")), Decision::Allow(Some(net("::/0"))));
+        assert_eq!(set.decide(ip("::1")), Verdict::Allow(Some(net("::/0"))));
         assert_eq!(
             set.decide(ip("255.255.255.255")),
-            Decision::Allow(Some(net("255.255.255.255/32")))
+            Verdict::Allow(Some(net("255.255.255.255/32")))
         );
     }
 
@@ -533,7 +533,7 @@ mod tests {
     }
 
     /// The semantics, by linear scan.
-    fn naive(allow: &[IpNet], deny: &[IpNet], ip: IpAddr) -> Decision {
+    fn naive(allow: &[IpNet], deny: &[IpNet], ip: IpAddr) -> Verdict {
         let ip = ip.to_canonical();
         let mut best: Option<(u8, bool, IpNet)> = None;
         for (list, allowed) in [(allow, true), (deny, false)] {
@@ -555,10 +555,10 @@ mod tests {
             }
         }
         match best {
-            Some((_, true, net)) => Decision::Allow(Some(net)),
-            Some((_, false, net)) => Decision::Deny(Some(net)),
-            None if allow.is_empty() => Decision::Allow(None),
-            None => Decision::Deny(None),
+            Some((_, true, net)) => Verdict::Allow(Some(net)),
+            Some((_, false, net)) => Verdict::Deny(Some(net)),
+            None if allow.is_empty() => Verdict::Allow(None),
+            None => Verdict::Deny(None),
         }
     }
 
