@@ -64,18 +64,18 @@
 //! | `client-cert` | yes | `ClientCertLayer` |
 //! | `body-limit` | yes | `BodyLimitLayer` (pulls in `http-body-util`) |
 //! | `mcp` | yes | `mcp::HostOriginLayer`, `mcp::JsonRpcErrorsLayer`, `mcp::McpPolicyLayer`, `mcp::SessionBindingLayer` |
-//! | `auth` | yes | `auth::AuthLayer`, `JwtAuth`, `ApiKeys`, `RequireLayer` (with a backend below) |
-//! | `aws-lc-rs` | yes | JWT signatures through aws-lc-rs |
+//! | `auth` | no | `auth::AuthLayer`, `JwtAuth`, `ApiKeys`, `RequireLayer` (with a backend below) |
+//! | `aws-lc-rs` | no | JWT signatures through aws-lc-rs |
 //! | `rust-crypto` | no | JWT signatures through RustCrypto instead |
-//! | `jwks-url` | yes | `auth::JwksUrl` (reqwest + rustls) |
-//! | `circuit-breaker` | yes | `circuit_breaker::CircuitBreaker`, `CircuitBreakerLayer`, `CircuitBreakers` |
-//! | `namespace` | yes | `namespace::NamespaceLayer`, `Namespace` |
-//! | `rate-limit` | yes | `rate_limit::RateLimitLayer`, `MemoryStore` (governor) |
+//! | `jwks-url` | no | `auth::JwksUrl` (reqwest + rustls) |
+//! | `circuit-breaker` | no | `circuit_breaker::CircuitBreaker`, `CircuitBreakerLayer`, `CircuitBreakers` |
+//! | `namespace` | no | `namespace::NamespaceLayer`, `Namespace` |
+//! | `rate-limit` | no | `rate_limit::RateLimitLayer`, `MemoryStore` (governor) |
 //! | `redis` | no | `rate_limit::RedisStore`: quotas shared through Redis |
 //! | `redis-tls` | no | `rediss://` to Redis (rustls), verified against the system's roots or `MCP_REDIS_CA_FILE` |
-//! | `stack` | yes | `stack::WardenLayer`: every layer a `WardenConfig` turns on, in one (with `ip-filter`, `client-cert`, `body-limit`, `mcp`, `auth`, `rate-limit`) |
-//! | `config-file` | yes | `MCP_CONFIG_FILE` (settings as TOML) and `serde::Deserialize` for `WardenConfig` |
-//! | `metrics` | yes | `metrics::MetricsLayer`, and counters, gauges and a histogram through the `metrics` facade |
+//! | `stack` | no | `stack::WardenLayer`: every layer a `WardenConfig` turns on, in one (with `ip-filter`, `client-cert`, `body-limit`, `mcp`, `auth`, `rate-limit`) |
+//! | `config-file` | no | `MCP_CONFIG_FILE` (settings as TOML) and `serde::Deserialize` for `WardenConfig` |
+//! | `metrics` | no | `metrics::MetricsLayer`, and counters, gauges and a histogram through the `metrics` facade |
 //! | `axum` | no | the peer address from axum's `ConnectInfo<SocketAddr>` |
 //! | `tonic` | no | the peer address from tonic's `TcpConnectInfo` |
 //! | `full` | no | all of the above |

@@ -65,8 +65,9 @@
 //! # Signature backends
 //!
 //! `jsonwebtoken` checks signatures through aws-lc-rs (feature `aws-lc-rs`,
-//! on by default) or the pure-Rust RustCrypto crates (feature
-//! `rust-crypto`). With both on, aws-lc-rs is used.
+//! the faster; it builds C code) or the pure-Rust RustCrypto crates
+//! (feature `rust-crypto`). Turn one on with `auth`; with both on, aws-lc-rs
+//! is used.
 
 mod api_key;
 mod cache;
