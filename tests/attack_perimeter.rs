@@ -103,6 +103,22 @@ fn assert_refused(reply: &Reply, status: StatusCode, code: &str) {
     assert!(!reply.text().contains(MARKER), "{body}");
 }
 
+/// [`initialize`] once with each of `values` as the `name` header, each
+/// refused with `status` and `code`.
+async fn assert_each_refused(
+    server: &Server,
+    name: &str,
+    values: &[&str],
+    status: StatusCode,
+    code: &str,
+) {
+    for value in values {
+        let reply = initialize(server, &[(name, value)]).await;
+        assert_eq!(reply.status, status, "{name}: {value}");
+        assert_refused(&reply, status, code);
+    }
+}
+
 /// Asserts that the request got through: a JSON-RPC result (the control
 /// case of each group, so that a refusal means the rule and not the setup).
 #[track_caller]
@@ -211,14 +227,18 @@ async fn spoofed_xff_from_an_untrusted_peer_is_ignored() {
 #[tokio::test]
 async fn spoofed_forwarded_from_an_untrusted_peer_is_ignored() {
     let server = start(BLOCKED_UNTRUSTED).await;
-    for forwarded in [
-        "for=198.51.100.7",
-        "for=\"[2001:db8::1]:80\"",
-        "for=192.0.2.1;proto=https",
-    ] {
-        let reply = initialize(&server, &[("forwarded", forwarded)]).await;
-        assert_refused(&reply, StatusCode::FORBIDDEN, "ip_denied");
-    }
+    assert_each_refused(
+        &server,
+        "forwarded",
+        &[
+            "for=198.51.100.7",
+            "for=\"[2001:db8::1]:80\"",
+            "for=192.0.2.1;proto=https",
+        ],
+        StatusCode::FORBIDDEN,
+        "ip_denied",
+    )
+    .await;
     server.stop().await;
 }
 
@@ -259,20 +279,24 @@ async fn spoofed_xff_in_a_separate_header_line_is_ignored() {
 #[tokio::test]
 async fn garbage_xff_entries_fail_closed() {
     let server = start(BEHIND_PROXY_DENY).await;
-    for xff in [
-        "unknown",
-        "203.0.113.9 garbage",
-        "203.0.113.9;",
-        "",
-        ",",
-        "1.2.3.4.5",
-        "[203.0.113.9]",
-        "[::1",
-        "::1]:80",
-    ] {
-        let reply = initialize(&server, &[("x-forwarded-for", xff)]).await;
-        assert_refused(&reply, StatusCode::BAD_REQUEST, "forwarded_invalid");
-    }
+    assert_each_refused(
+        &server,
+        "x-forwarded-for",
+        &[
+            "unknown",
+            "203.0.113.9 garbage",
+            "203.0.113.9;",
+            "",
+            ",",
+            "1.2.3.4.5",
+            "[203.0.113.9]",
+            "[::1",
+            "::1]:80",
+        ],
+        StatusCode::BAD_REQUEST,
+        "forwarded_invalid",
+    )
+    .await;
     server.stop().await;
 }
 
@@ -280,45 +304,57 @@ async fn garbage_xff_entries_fail_closed() {
 async fn obfuscated_ipv4_forms_in_xff_are_refused() {
     let server = start(BEHIND_PROXY_DENY).await;
     // Forms a URL parser would read as 203.0.113.9: never as an address.
-    for xff in [
-        "203.113.9",
-        "3405803785",
-        "0xcb007109",
-        "0313.0.0161.011",
-        "203.0.113.9.",
-        "127.1",
-    ] {
-        let reply = initialize(&server, &[("x-forwarded-for", xff)]).await;
-        assert_refused(&reply, StatusCode::BAD_REQUEST, "forwarded_invalid");
-    }
+    assert_each_refused(
+        &server,
+        "x-forwarded-for",
+        &[
+            "203.113.9",
+            "3405803785",
+            "0xcb007109",
+            "0313.0.0161.011",
+            "203.0.113.9.",
+            "127.1",
+        ],
+        StatusCode::BAD_REQUEST,
+        "forwarded_invalid",
+    )
+    .await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn bracketed_ipv6_with_port_in_xff_is_matched() {
     let server = start(BEHIND_PROXY_DENY).await;
-    for xff in [
-        "[::ffff:203.0.113.9]:443",
-        "[::ffff:cb00:7109]",
-        "203.0.113.9:65535",
-    ] {
-        let reply = initialize(&server, &[("x-forwarded-for", xff)]).await;
-        assert_refused(&reply, StatusCode::FORBIDDEN, "ip_denied");
-    }
+    assert_each_refused(
+        &server,
+        "x-forwarded-for",
+        &[
+            "[::ffff:203.0.113.9]:443",
+            "[::ffff:cb00:7109]",
+            "203.0.113.9:65535",
+        ],
+        StatusCode::FORBIDDEN,
+        "ip_denied",
+    )
+    .await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn ipv4_mapped_ipv6_in_xff_hits_an_ipv4_deny_list() {
     let server = start(BEHIND_PROXY_DENY).await;
-    for xff in [
-        "::ffff:203.0.113.9",
-        "::FFFF:203.0.113.200",
-        "0:0:0:0:0:ffff:cb00:7101",
-    ] {
-        let reply = initialize(&server, &[("x-forwarded-for", xff)]).await;
-        assert_refused(&reply, StatusCode::FORBIDDEN, "ip_denied");
-    }
+    assert_each_refused(
+        &server,
+        "x-forwarded-for",
+        &[
+            "::ffff:203.0.113.9",
+            "::FFFF:203.0.113.200",
+            "0:0:0:0:0:ffff:cb00:7101",
+        ],
+        StatusCode::FORBIDDEN,
+        "ip_denied",
+    )
+    .await;
     server.stop().await;
 }
 
@@ -673,17 +709,21 @@ async fn client_cert_header_value_variants_from_the_proxy_are_refused() {
     .await;
     // Control: the proxy's exact assertion.
     assert_admitted(&initialize(&server, &[("x-ssl-client-verify", "SUCCESS")]).await);
-    for value in [
-        "success",
-        "SUCCESS,SUCCESS",
-        "SUCCESSFUL",
-        "NONE",
-        "FAILED:unable to verify",
-        "SUCC\tESS",
-    ] {
-        let reply = initialize(&server, &[("x-ssl-client-verify", value)]).await;
-        assert_refused(&reply, StatusCode::FORBIDDEN, "client_cert_required");
-    }
+    assert_each_refused(
+        &server,
+        "x-ssl-client-verify",
+        &[
+            "success",
+            "SUCCESS,SUCCESS",
+            "SUCCESSFUL",
+            "NONE",
+            "FAILED:unable to verify",
+            "SUCC\tESS",
+        ],
+        StatusCode::FORBIDDEN,
+        "client_cert_required",
+    )
+    .await;
     server.stop().await;
 }
 
