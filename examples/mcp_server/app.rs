@@ -358,7 +358,7 @@ pub fn build(
         .route_layer(JsonRpcErrorsLayer::new().max_body_bytes(max_body));
     // Several instances: who owns a session travels with it.
     let mcp_routes = match shared_sessions {
-        Some((_, owners)) => mcp_routes.route_layer(tower_warden::mcp::SharedSessionsLayer::new(
+        Some((_, owners)) => mcp_routes.route_layer(tower_warden::mcp::ShareSessionsLayer::new(
             binding.sessions(),
             owners,
         )),

@@ -3,7 +3,7 @@
 //! One Redis keeps, per session, rmcp's session state (the client's
 //! `initialize` parameters, which rmcp replays to restore the session on
 //! another instance) and the session's owner (which tower-warden's
-//! `SharedSessionsLayer` reads, so that only the principal who opened a
+//! `ShareSessionsLayer` reads, so that only the principal who opened a
 //! session may use it on any instance). Both expire a day after their last
 //! read.
 

@@ -15,6 +15,10 @@
 //!   `insufficient_scope`, and `tools/list` answers only show the tools the
 //!   caller may call. It leaves an [`McpCall`](crate::McpCall) in the
 //!   request extensions.
+//! * [`SessionBindingLayer`] — each `Mcp-Session-Id` is usable only by the
+//!   principal that opened it (404 `session_not_found` for anyone else);
+//!   [`ShareSessionsLayer`] shares those bindings between instances through
+//!   a [`SharedSessions`] store.
 //!
 //! All are plain Tower layers, generic over request and response bodies,
 //! and do not depend on any MCP SDK. Place them innermost, just outside the
@@ -103,24 +107,39 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Paths
+//!
+//! Every layer, service, body and rule type is used from here
+//! (`tower_warden::mcp::McpPolicyLayer`), and only from here. Each layer with
+//! its own response future has a module that holds that future and the
+//! layer's design notes, as tower-http's `limit::ResponseFuture`:
+//! [`errors::ResponseFuture`], [`policy::ResponseFuture`] and
+//! [`session::ResponseFuture`] (with the session defaults).
+//! [`HostOrigin`] answers through the crate's [`guard`](crate::guard)
+//! future, and [`ShareSessions`] with a [`BoxFuture`].
 
-mod errors;
+mod buffer;
+pub mod errors;
 pub(crate) mod json;
 mod origin;
-mod policy;
+pub mod policy;
 pub mod session;
 mod shared;
 
+pub use buffer::RequestBody;
 pub use errors::{
-    ErrorCode, JsonRpcBody, JsonRpcErrors, JsonRpcErrorsLayer, RequestBody, ResponseFuture,
+    body::JsonRpcBody, code::ErrorCode, layer::JsonRpcErrorsLayer, service::JsonRpcErrors,
 };
 pub use origin::{HostOrigin, HostOriginLayer, LOOPBACK_HOSTS};
 pub use policy::{
-    McpPolicy, McpPolicyBody, McpPolicyLayer, ResponseFuture as McpPolicyFuture, ToolPolicy,
+    body::McpPolicyBody, layer::McpPolicyLayer, rules::ToolPolicy, service::McpPolicy,
 };
-pub use session::{MCP_SESSION_ID, SessionBinding, SessionBindingLayer, SessionTable};
-pub use shared::{
-    BoxFuture, SharedSessions, SharedSessionsLayer, SharedSessionsService, StoreError,
+pub use session::{
+    layer::SessionBindingLayer,
+    service::{MCP_SESSION_ID, SessionBinding},
+    table::SessionTable,
 };
+pub use shared::{BoxFuture, ShareSessions, ShareSessionsLayer, SharedSessions, StoreError};
 
 pub(crate) use origin::{validate_allowed_host, validate_allowed_origin};

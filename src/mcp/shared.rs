@@ -1,4 +1,5 @@
-//! Session bindings shared by several instances: [`SharedSessionsLayer`].
+//! Session bindings shared by several instances: [`ShareSessionsLayer`],
+//! and the [`SharedSessions`] store it writes to.
 
 use std::fmt;
 use std::future::Future;
@@ -10,7 +11,9 @@ use http::{Method, Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::session::{Caller, Owner, Presented, SessionTable, presented};
+use super::SessionTable;
+use super::session::service::{Presented, presented};
+use super::session::table::{Caller, Owner};
 use crate::principal::Principal;
 use crate::reject::Rejection;
 
@@ -34,50 +37,33 @@ pub trait SharedSessions: Send + Sync + 'static {
     fn remove(&self, id: String) -> BoxFuture<Result<(), StoreError>>;
 }
 
-/// Session bindings shared by several instances behind a load balancer.
+/// Shares the session bindings of a
+/// [`SessionBindingLayer`](super::SessionBindingLayer) with other instances
+/// behind a load balancer, through a [`SharedSessions`] store: a session
+/// opened on one instance may be used, by its owner only, on any other.
+/// The [`session` module docs](super::session#several-instances) give the
+/// rules.
 ///
-/// [`SessionBindingLayer`](super::SessionBindingLayer) keeps its bindings
-/// in memory and fails closed, so a session opened on instance A is 404 on
-/// instance B. This layer goes in front of it and fills the
-/// gap through a [`SharedSessions`] store (Redis, a database):
-///
-/// - when a request presents a session id this instance does not know, the
-///   layer asks the store who owns it and binds it locally to that owner —
-///   the true owner, so the binding layer behind still answers anyone else
-///   exactly as it answers an unknown session;
-/// - when a session is opened here, its owner is written to the store
-///   before the client gets the session id, so the next request may go to
-///   any instance;
-/// - when the owner deletes the session (2xx to `DELETE`) or the server
-///   tells the owner it no longer exists (404), the store forgets it; a
-///   refusal to anyone else changes nothing there.
-///
-/// The MCP server must restore the session on any instance too (rmcp's
-/// `SessionStore`); this layer only carries who may use it. A store that
-/// fails is logged, and the request goes on with what this instance knows:
-/// an unknown session stays unknown (fail closed).
-///
-/// It shares the [`sessions`](super::SessionBindingLayer::sessions) table of
-/// the binding layer behind it; place it right in front of that layer.
-///
-/// Its futures are boxed: it is meant for deployments of several instances,
-/// where a store round trip dominates anyway.
+/// Build it with the binding layer's
+/// [`sessions`](super::SessionBindingLayer::sessions) table and place it
+/// right in front of that layer:
+/// `ServiceBuilder::new().layer(ShareSessionsLayer::new(bindings.sessions(), store)).layer(bindings)`.
 #[derive(Clone)]
 #[must_use]
-pub struct SharedSessionsLayer {
+pub struct ShareSessionsLayer {
     table: SessionTable,
     store: Arc<dyn SharedSessions>,
 }
 
-impl fmt::Debug for SharedSessionsLayer {
+impl fmt::Debug for ShareSessionsLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedSessionsLayer")
+        f.debug_struct("ShareSessionsLayer")
             .field("sessions", &self.table)
             .finish_non_exhaustive()
     }
 }
 
-impl SharedSessionsLayer {
+impl ShareSessionsLayer {
     /// Shares `table` (from [`SessionBindingLayer::sessions`](super::SessionBindingLayer::sessions))
     /// through `store`.
     pub fn new(table: SessionTable, store: Arc<dyn SharedSessions>) -> Self {
@@ -85,11 +71,11 @@ impl SharedSessionsLayer {
     }
 }
 
-impl<S> Layer<S> for SharedSessionsLayer {
-    type Service = SharedSessionsService<S>;
+impl<S> Layer<S> for ShareSessionsLayer {
+    type Service = ShareSessions<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SharedSessionsService {
+        ShareSessions {
             inner,
             table: self.table.clone(),
             store: Arc::clone(&self.store),
@@ -97,23 +83,31 @@ impl<S> Layer<S> for SharedSessionsLayer {
     }
 }
 
-/// The service of [`SharedSessionsLayer`].
+/// The service made by [`ShareSessionsLayer`]. Clones share the table and
+/// the store.
 #[derive(Clone)]
-pub struct SharedSessionsService<S> {
+pub struct ShareSessions<S> {
     inner: S,
     table: SessionTable,
     store: Arc<dyn SharedSessions>,
 }
 
-impl<S: fmt::Debug> fmt::Debug for SharedSessionsService<S> {
+impl ShareSessions<()> {
+    /// The layer that makes this service; see [`ShareSessionsLayer::new`].
+    pub fn layer(table: SessionTable, store: Arc<dyn SharedSessions>) -> ShareSessionsLayer {
+        ShareSessionsLayer::new(table, store)
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for ShareSessions<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedSessionsService")
+        f.debug_struct("ShareSessions")
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SharedSessionsService<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ShareSessions<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -263,7 +257,7 @@ mod tests {
         Future: Send,
     > + Clone {
         let binding = SessionBindingLayer::new();
-        let shared = SharedSessionsLayer::new(binding.sessions(), Arc::new(Arc::clone(store)));
+        let shared = ShareSessionsLayer::new(binding.sessions(), Arc::new(Arc::clone(store)));
         tower::ServiceBuilder::new()
             .layer(shared)
             .layer(binding)
@@ -380,5 +374,30 @@ mod tests {
         ] {
             assert_eq!(Owner::from_text(garbage), None, "{garbage}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_service_constructor_makes_the_same_layer() {
+        let store = Arc::new(Memory::default());
+        let binding = SessionBindingLayer::new();
+        let service = tower::ServiceBuilder::new()
+            .layer(ShareSessions::layer(
+                binding.sessions(),
+                Arc::new(Arc::clone(&store)),
+            ))
+            .layer(binding)
+            .service_fn(|_: Request<()>| async move {
+                let mut response = Response::new(());
+                response
+                    .headers_mut()
+                    .insert("mcp-session-id", "s-9".parse().unwrap());
+                Ok::<_, Infallible>(response)
+            });
+        assert_eq!(
+            status(&service, request("alice", Method::POST, None)).await,
+            StatusCode::OK
+        );
+        // The owner went to the store, as with `ShareSessionsLayer::new`.
+        assert!(store.owners.lock().unwrap().contains_key("s-9"));
     }
 }

@@ -4,7 +4,25 @@ use http::header::CONTENT_TYPE;
 use http_body_util::{BodyExt, Full};
 use tower::{ServiceBuilder, ServiceExt};
 
-use super::*;
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use super::layer::SessionBindingLayer;
+use super::service::{MCP_SESSION_ID, SessionBinding};
+use super::table::{Caller, Lookup, SHARDS, SWEEP_PER_OPERATION, Table};
+use super::{DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS};
+use crate::audit;
+use crate::body::ResponseBody;
+use crate::principal::{AuthMethod, Principal};
+use crate::reject::{self, Reason, Rejection};
 
 /// A clock the test moves by hand.
 #[derive(Clone)]
@@ -629,4 +647,24 @@ fn a_refusal_polled_again_is_an_empty_404() {
         format!("{future:?}"),
         r#"ResponseFuture { state: "reject" }"#
     );
+}
+
+#[tokio::test]
+async fn the_service_constructor_makes_the_same_layer() {
+    let layer = SessionBinding::layer();
+    let server = FakeServer::default();
+    let service = server.layered(&layer);
+    let session = initialize(&service, Some(&jwt("alice"))).await;
+    assert_eq!(
+        post_status(&service, Some(&jwt("alice")), &session).await,
+        200
+    );
+    let response = send(
+        &service,
+        request(Method::POST, Some(&jwt("bob")), &[&session]),
+    )
+    .await;
+    assert_session_not_found(response).await;
+    assert_eq!(layer.sessions().max_sessions(), DEFAULT_MAX_SESSIONS);
+    assert_eq!(layer.sessions().idle_timeout(), DEFAULT_IDLE_TIMEOUT);
 }

@@ -1,0 +1,137 @@
+//! [`ResponseFuture`] of [`McpPolicy`](crate::mcp::McpPolicy).
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Request, Response};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::body::{McpPolicyBody, filter_response};
+use super::layer::McpPolicyLayer;
+use super::service::{Admission, admit, too_large};
+use super::tools_list::Filter;
+use crate::mcp::buffer::{Buffered, RequestBody, Unread};
+use crate::mcp::errors::code::{internal_error, unreadable_body};
+use crate::reject::Respond;
+
+/// What a buffering future needs once the body is read.
+pub(super) struct Pending<S, R> {
+    pub(super) parts: Parts,
+    pub(super) service: S,
+    pub(super) layer: McpPolicyLayer<R>,
+}
+
+pin_project! {
+    /// Response future of [`McpPolicy`](crate::mcp::McpPolicy): reads a JSON body, checks it, then
+    /// awaits the inner service. A hand-written state machine, never boxed.
+    pub struct ResponseFuture<S, B, R, F> {
+        #[pin]
+        state: State<S, B, R, F>,
+        filter: Option<Filter>,
+    }
+}
+
+impl<S, B, R, F> ResponseFuture<S, B, R, F> {
+    pub(super) fn new(state: State<S, B, R, F>) -> Self {
+        Self {
+            state,
+            filter: None,
+        }
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    pub(super) enum State<S, B, R, F> {
+        Buffering {
+            #[pin]
+            body: Buffered<B>,
+            pending: Option<Pending<S, R>>,
+        },
+        Calling { #[pin] future: F },
+        Answered { response: Option<Response<Bytes>> },
+    }
+}
+
+impl<S, B, R, F> std::fmt::Debug for ResponseFuture<S, B, R, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            State::Buffering { .. } => "buffering",
+            State::Calling { .. } => "calling",
+            State::Answered { .. } => "answered",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .field("filters_tools_list", &self.filter.is_some())
+            .finish()
+    }
+}
+
+impl<S, B, R, F, ResBody, E> std::future::Future for ResponseFuture<S, B, R, F>
+where
+    S: Service<Request<RequestBody<B>>, Future = F>,
+    F: std::future::Future<Output = Result<Response<ResBody>, E>>,
+    B: Body,
+    R: Respond,
+{
+    type Output = Result<Response<McpPolicyBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let next = match this.state.as_mut().project() {
+                StateProj::Buffering { body, pending } => match ready!(body.poll_read(cx)) {
+                    Err(Unread::TooLarge) => {
+                        let response = match pending.take() {
+                            Some(p) => {
+                                too_large(&p.layer.responder, &Request::from_parts(p.parts, ()))
+                            }
+                            None => internal_error(),
+                        };
+                        State::Answered {
+                            response: Some(response),
+                        }
+                    }
+                    Err(Unread::Unreadable) => State::Answered {
+                        response: Some(unreadable_body()),
+                    },
+                    Ok(bytes) => match pending.take() {
+                        Some(Pending {
+                            parts,
+                            mut service,
+                            layer,
+                        }) => match admit(&layer, parts, bytes) {
+                            Admission::Call { request, filter } => {
+                                *this.filter = filter;
+                                State::Calling {
+                                    future: service.call(request),
+                                }
+                            }
+                            Admission::Refuse(response) => State::Answered {
+                                response: Some(response),
+                            },
+                        },
+                        None => State::Answered {
+                            response: Some(internal_error()),
+                        },
+                    },
+                },
+                StateProj::Calling { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(filter_response(response, this.filter.take())));
+                }
+                StateProj::Answered { response } => {
+                    let response = response
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(response.map(McpPolicyBody::fixed)));
+                }
+            };
+            this.state.set(next);
+        }
+    }
+}
