@@ -66,6 +66,7 @@ impl McpPolicyLayer {
     /// A layer that reads nothing and checks nothing: every request streams
     /// through. For stacks that hold the layer whether or not a policy is
     /// configured.
+    #[cfg(feature = "stack")]
     pub(crate) fn pass_through() -> Self {
         Self {
             inspect: false,

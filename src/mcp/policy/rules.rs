@@ -238,6 +238,7 @@ impl ToolPolicy {
     /// The 403 `insufficient_scope` answer (with its `WWW-Authenticate`
     /// challenge) when `principal` may not call `tool`, as
     /// [`McpPolicyLayer`](crate::mcp::McpPolicyLayer) answers a `tools/call`; `None` when it may.
+    #[cfg(feature = "stack")]
     pub(crate) fn refusal(&self, principal: Option<&Principal>, tool: &str) -> Option<Rejection> {
         let missing = self.missing_for(principal, tool);
         (!missing.is_empty()).then(|| insufficient_scope(&[(tool, missing)]))
