@@ -1089,3 +1089,43 @@ search = 30
         assert_eq!(before, keys.len());
     }
 }
+
+/// Every setting declared secret is hidden in both views (`redacted_json`
+/// and `Debug`), and the declared secrets are exactly the known ones, so
+/// a secret declared as a plain setting fails here too.
+#[test]
+fn every_declared_secret_is_hidden_in_both_views() {
+    use super::redaction::Redaction;
+    use super::settings::SETTINGS;
+    // A value each secret accepts; a new secret needs one here.
+    let samples = [
+        ("MCP_CLIENT_CERT_HEADER_VALUE", "declared-secret-header"),
+        ("MCP_JWT_SECRET", "declared-secret-jwt-0123456789abcdef"),
+        ("MCP_API_KEYS", "declared-secret-api-key-0123"),
+        ("MCP_API_KEY_SALT", "declared-secret-salt-0123"),
+        (
+            "MCP_GATEWAY_CREDENTIAL_KEY",
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ),
+    ];
+    let secrets: Vec<&str> = SETTINGS
+        .iter()
+        .filter(|s| s.redaction == Redaction::Secret)
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(secrets, samples.map(|(name, _)| name));
+    for (name, value) in samples {
+        let config = load(&[(name, value)]).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let json = config.redacted_json();
+        for view in [json.to_string(), format!("{config:?}")] {
+            assert!(!view.contains(value), "{name} leaked: {view}");
+        }
+        let shown = &json[key_of(name)];
+        assert!(
+            shown
+                .as_str()
+                .is_some_and(|s| s.starts_with('<') && s.ends_with("redacted>")),
+            "{name}: {shown}"
+        );
+    }
+}
