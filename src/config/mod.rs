@@ -166,14 +166,14 @@ pub use operations::{
     DEFAULT_ADMIN_ROLE, DEFAULT_REQUEST_TIMEOUT, DEFAULT_WS_PING_INTERVAL, DEFAULT_WS_PING_TIMEOUT,
     LogFormat, MAX_REQUEST_TIMEOUT_SECONDS, SessionStorage,
 };
+#[cfg(feature = "redis")]
+pub use rate_limit::relabel_redis_error;
 pub use rate_limit::{
     DEFAULT_RATE_LIMIT_IPV6_PREFIX, DEFAULT_RATE_LIMIT_MAX_KEYS, DEFAULT_RATE_LIMIT_REDIS_PREFIX,
     DEFAULT_RATE_LIMIT_RPM, RateLimitFailMode, RateLimitQuota, RateLimitStorage,
 };
 pub use settings::VARIABLES;
 
-#[cfg(feature = "redis")]
-pub(crate) use rate_limit::{ca_file_without_tls, is_rediss};
 #[cfg(feature = "auth")]
 pub(crate) use value::hex_array;
 

@@ -9,11 +9,11 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::WardenConfig;
-use super::redaction::redact_url;
 use super::source::Vars;
 use super::value::{is_host_name, list, path, whole};
 use crate::ConfigError;
 use crate::net::parse_nets;
+use crate::url_text::redact as redact_url;
 
 /// How the reference server writes its logs (`MCP_LOG_FORMAT`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

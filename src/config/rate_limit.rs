@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::WardenConfig;
 use super::source::Vars;
 use super::value::{boolean, path, whole};
-use crate::ConfigError;
+use crate::{ConfigError, url_text};
 
 /// Default `MCP_RATE_LIMIT_RPM` (and so `MCP_RATE_LIMIT_BURST`): two
 /// requests a second on average per key, enough for an agent's bursts of
@@ -193,7 +193,12 @@ pub(super) fn load(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
         ));
     }
     config.redis_ca_file = path(vars, "MCP_REDIS_CA_FILE")?;
-    if config.redis_ca_file.is_some() && !config.redis_url.as_deref().is_some_and(is_rediss) {
+    if config.redis_ca_file.is_some()
+        && !config
+            .redis_url
+            .as_deref()
+            .is_some_and(url_text::is_redis_tls)
+    {
         return Err(ca_file_without_tls());
     }
     if let Some(text) = vars.get("MCP_RATE_LIMIT_FAIL_MODE") {
@@ -288,13 +293,8 @@ fn rate_limit_quota(vars: &Vars) -> Result<RateLimitQuota, ConfigError> {
     }
 }
 
-pub(crate) fn is_rediss(url: &str) -> bool {
-    url.get(..9)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"))
-}
-
 /// `MCP_REDIS_CA_FILE` given for a Redis URL without TLS.
-pub(crate) fn ca_file_without_tls() -> ConfigError {
+fn ca_file_without_tls() -> ConfigError {
     ConfigError::new(
         "MCP_REDIS_CA_FILE",
         "is for TLS: MCP_REDIS_URL must be a rediss:// URL",
@@ -304,17 +304,7 @@ pub(crate) fn ca_file_without_tls() -> ConfigError {
 /// `MCP_REDIS_URL`: `redis://` or `rediss://` with a host. The value may
 /// hold a password, so errors never echo it.
 fn redis_url(text: &str) -> Result<String, ConfigError> {
-    let lower = text.to_ascii_lowercase();
-    let rest = ["redis://", "rediss://"]
-        .iter()
-        .find(|scheme| lower.starts_with(*scheme))
-        .map(|scheme| &text[scheme.len()..]);
-    let host = rest
-        .map(|rest| rest.rsplit_once('@').map_or(rest, |(_, host)| host))
-        .map(|host| host.split(['/', '?', '#']).next().unwrap_or(""));
-    let ok = host.is_some_and(|h| !h.is_empty() && !h.starts_with(':'))
-        && !text.chars().any(|c| c.is_whitespace() || c.is_control());
-    if !ok {
+    if !url_text::is_redis_url(text) {
         return Err(ConfigError::new(
             "MCP_REDIS_URL",
             "is not a redis:// or rediss:// URL with a host (the value is not shown: it may hold a password)",
@@ -347,4 +337,22 @@ fn tool_rate_limits(text: &str) -> Result<Vec<(String, u32)>, ConfigError> {
                 })
         })
         .collect()
+}
+
+/// `error` from the Redis store's checks of its URL and CA certificates
+/// ([`RedisStore::new`](crate::rate_limit::RedisStore::new),
+/// [`RedisStore::with_root_certificates`](crate::rate_limit::RedisStore::with_root_certificates),
+/// [`redis_client`](crate::rate_limit::redis_client)), named by the
+/// variable that fed it: `MCP_REDIS_URL` or `MCP_REDIS_CA_FILE`. Any other
+/// error is returned as it is.
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[must_use]
+pub fn relabel_redis_error(error: ConfigError) -> ConfigError {
+    use crate::rate_limit::{CA_SETTING, URL_SETTING};
+    match error.setting() {
+        URL_SETTING => error.for_setting("MCP_REDIS_URL"),
+        CA_SETTING => error.for_setting("MCP_REDIS_CA_FILE"),
+        _ => error,
+    }
 }

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::WardenConfig;
 use super::settings;
+use crate::url_text::redact as redact_url;
 
 /// How a setting is shown by [`WardenConfig::redacted_json`] and `Debug`:
 /// part of the setting's declaration in [`SETTINGS`](settings::SETTINGS).
@@ -17,7 +18,7 @@ pub(super) enum Redaction {
     /// A secret: never shown (a list shows how many entries it has).
     Secret,
     /// A URL (or a list of URLs): shown without the password of its user
-    /// info, its query values or its fragment ([`redact_url`]).
+    /// info, its query values or its fragment (`url_text::redact`).
     Url,
 }
 
@@ -58,46 +59,4 @@ impl fmt::Debug for WardenConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "WardenConfig {}", self.redacted_json())
     }
-}
-
-/// `url` with the password of its user info (all of the user info when it
-/// has no `:` or looks odd, since some clients read a lone user info as
-/// the password), every query value and the fragment replaced by
-/// `<redacted>`. The user info ends at the last `@`, so a malformed URL is
-/// redacted too much rather than too little.
-pub(crate) fn redact_url(url: &str) -> String {
-    const R: &str = "<redacted>";
-    let (prefix, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (format!("{scheme}://"), rest),
-        None => (String::new(), url),
-    };
-    let (userinfo, rest) = match rest.rsplit_once('@') {
-        Some((userinfo, rest)) => {
-            let shown = match userinfo.split_once(':') {
-                Some((user, _)) if !user.contains(['/', '?', '#']) => format!("{user}:{R}@"),
-                _ => format!("{R}@"),
-            };
-            (shown, rest)
-        }
-        None => (String::new(), rest),
-    };
-    let (rest, fragment) = match rest.split_once('#') {
-        Some((rest, _)) => (rest, format!("#{R}")),
-        None => (rest, String::new()),
-    };
-    let (path, query) = match rest.split_once('?') {
-        Some((path, query)) => {
-            let pairs: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) => format!("{key}={R}"),
-                    None if pair.is_empty() => String::new(),
-                    None => R.to_owned(),
-                })
-                .collect();
-            (path, format!("?{}", pairs.join("&")))
-        }
-        None => (rest, String::new()),
-    };
-    format!("{prefix}{userinfo}{path}{query}{fragment}")
 }

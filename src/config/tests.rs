@@ -1,10 +1,10 @@
 use std::net::IpAddr;
 
-use super::redaction::redact_url;
 use super::settings::key_of;
 use super::source::{closest, edit_distance};
 use super::value::parse_list;
 use super::*;
+use crate::url_text::redact as redact_url;
 
 fn load(vars: &[(&str, &str)]) -> Result<WardenConfig, ConfigError> {
     WardenConfig::from_vars(vars.iter().copied())
@@ -1128,4 +1128,40 @@ fn every_declared_secret_is_hidden_in_both_views() {
             "{name}: {shown}"
         );
     }
+}
+
+/// The Redis store names its own parameters (`url`, `ca_pem`); config
+/// relabels them with the variables that fed them.
+#[cfg(feature = "redis")]
+#[test]
+fn redis_store_errors_are_named_by_the_variables() {
+    use crate::rate_limit::{RedisStore, redis_client};
+    let err = redis_client("redis://127.0.0.1/", Some(b"x")).unwrap_err();
+    assert_eq!(err.setting(), "ca_pem");
+    assert_eq!(relabel_redis_error(err).setting(), "MCP_REDIS_CA_FILE");
+    let err = RedisStore::new("redis//nope").unwrap_err();
+    assert_eq!(relabel_redis_error(err).setting(), "MCP_REDIS_URL");
+    let other = ConfigError::new("MCP_PORT", "not a port");
+    assert_eq!(relabel_redis_error(other.clone()), other);
+}
+
+/// What an operator sees: a CA file without a certificate is reported by
+/// its variable when the stack builds the Redis store.
+#[cfg(all(feature = "stack", feature = "redis-tls"))]
+#[test]
+fn the_stack_names_a_bad_redis_ca_file_by_its_variable() {
+    let path =
+        std::env::temp_dir().join(format!("tower-warden-not-a-ca-{}.pem", std::process::id()));
+    std::fs::write(&path, "not a certificate").unwrap();
+    let config = load(&[
+        ("MCP_JWT_SECRET", SECRET),
+        ("MCP_RATE_LIMIT_STORAGE", "redis"),
+        ("MCP_REDIS_URL", "rediss://127.0.0.1:1/"),
+        ("MCP_REDIS_CA_FILE", path.to_str().unwrap()),
+    ]);
+    let err = config.map(|c| crate::stack::WardenLayer::from_config(&c).map(|_| ()));
+    std::fs::remove_file(&path).ok();
+    let err = err.unwrap().unwrap_err();
+    assert_eq!(err.setting(), "MCP_REDIS_CA_FILE", "{err}");
+    assert!(err.message().contains("no PEM certificate"), "{err}");
 }

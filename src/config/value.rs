@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 
-use super::redaction::redact_url;
 use super::source::Vars;
 use crate::ConfigError;
 use crate::net::parse_nets;
+use crate::url_text::redact as redact_url;
 
 pub(super) fn path(vars: &Vars, name: &'static str) -> Result<Option<PathBuf>, ConfigError> {
     let Some(text) = vars.get(name) else {
