@@ -12,7 +12,8 @@ use crate::ConfigError;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum AuthMode {
-    /// No authentication. Allowed only in [`Environment::Development`].
+    /// No authentication. Allowed only in
+    /// [`Environment::Development`](super::Environment::Development).
     None,
     /// JSON Web Tokens (`Authorization: Bearer`). The default.
     #[default]

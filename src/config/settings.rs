@@ -204,7 +204,7 @@ pub(super) const SETTINGS: [Setting; 65] = [
 ];
 
 /// Every environment variable [`WardenConfig`] reads, in the order of
-/// [`SETTINGS`]. All start with `MCP_` but `RATE_LIMIT_WINDOW_MS`,
+/// their declarations. All start with `MCP_` but `RATE_LIMIT_WINDOW_MS`,
 /// `RATE_LIMIT_MAX_REQUESTS` and the two `CIRCUIT_BREAKER_*`.
 pub const VARIABLES: [&str; SETTINGS.len()] = {
     let mut names = [""; SETTINGS.len()];
