@@ -107,7 +107,7 @@ pub(super) fn load(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
     Ok(())
 }
 
-pub(super) fn body_limit(vars: &Vars) -> Result<u64, ConfigError> {
+fn body_limit(vars: &Vars) -> Result<u64, ConfigError> {
     let parse = |name: &'static str, text: &str| {
         text.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
             ConfigError::new(name, format!("`{text}` is not a positive number of bytes"))

@@ -11,6 +11,7 @@ use crate::ConfigError;
 use crate::net::parse_nets;
 use crate::url_text::redact as redact_url;
 
+/// The path of a file that exists, if set.
 pub(super) fn path(vars: &Vars, name: &'static str) -> Result<Option<PathBuf>, ConfigError> {
     let Some(text) = vars.get(name) else {
         return Ok(None);
@@ -25,6 +26,8 @@ pub(super) fn path(vars: &Vars, name: &'static str) -> Result<Option<PathBuf>, C
     Ok(Some(path))
 }
 
+/// An `https://` URL, or `http://` in development or to a loopback host;
+/// errors show it redacted.
 pub(super) fn url(name: &'static str, text: &str, production: bool) -> Result<String, ConfigError> {
     let ok = text.starts_with("https://")
         || (!production && text.starts_with("http://"))
@@ -43,7 +46,8 @@ pub(super) fn url(name: &'static str, text: &str, production: bool) -> Result<St
     Ok(text.to_owned())
 }
 
-pub(super) fn is_loopback_url(text: &str) -> bool {
+/// Whether an `http://` URL names a loopback host.
+fn is_loopback_url(text: &str) -> bool {
     let rest = text.trim_start_matches("http://");
     ["127.0.0.1", "localhost", "[::1]"]
         .iter()
@@ -86,6 +90,7 @@ pub(super) fn is_host_name(text: &str) -> bool {
         })
 }
 
+/// `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off` (any case), if set.
 pub(super) fn boolean(vars: &Vars, name: &'static str) -> Result<Option<bool>, ConfigError> {
     let Some(text) = vars.get(name) else {
         return Ok(None);
@@ -100,6 +105,7 @@ pub(super) fn boolean(vars: &Vars, name: &'static str) -> Result<Option<bool>, C
     }
 }
 
+/// A [`list`] of addresses and CIDR prefixes; unset is empty.
 pub(super) fn nets(vars: &Vars, name: &'static str) -> Result<Vec<IpNet>, ConfigError> {
     parse_nets(name, list(vars, name)?.unwrap_or_default())
 }
