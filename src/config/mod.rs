@@ -139,6 +139,11 @@ use ipnet::IpNet;
 
 use crate::ConfigError;
 
+// Layout: `settings` declares every setting once (name, redaction, view);
+// `source` reads the environment (or pairs) over the settings file (`file`)
+// over the defaults; `value` holds the parsers every area shares; `network`,
+// `auth`, `rate_limit`, `gateway` and `operations` validate their settings;
+// `redaction` shows them with secrets hidden.
 mod auth;
 #[cfg(feature = "config-file")]
 mod file;
