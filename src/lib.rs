@@ -136,6 +136,7 @@ pub mod stack;
 #[cfg(test)]
 mod test_logs;
 pub mod tool_rules;
+mod url_text;
 
 #[cfg(feature = "body-limit")]
 pub use body_limit::BodyLimitLayer;

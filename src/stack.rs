@@ -835,9 +835,10 @@ fn redis_store(
         ConfigError::new("MCP_REDIS_URL", "MCP_RATE_LIMIT_STORAGE=redis needs it")
     })?;
     let store = match config.redis_ca_pem()? {
-        Some(pem) => crate::rate_limit::RedisStore::with_root_certificates(url, &pem)?,
-        None => crate::rate_limit::RedisStore::new(url)?,
-    };
+        Some(pem) => crate::rate_limit::RedisStore::with_root_certificates(url, &pem),
+        None => crate::rate_limit::RedisStore::new(url),
+    }
+    .map_err(crate::config::relabel_redis_error)?;
     let store = store
         .prefix(config.rate_limit_redis_prefix.clone())
         .fail_mode(config.rate_limit_fail_mode.into())

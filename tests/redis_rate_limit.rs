@@ -195,6 +195,8 @@ async fn outage_degrades_to_the_fallback_and_recovers() {
 #[test]
 fn a_bad_url_is_a_config_error() {
     let err = RedisStore::new("redis//nope").unwrap_err();
+    assert_eq!(err.setting(), "url");
+    let err = tower_warden::config::relabel_redis_error(err);
     assert_eq!(err.setting(), "MCP_REDIS_URL");
 }
 
@@ -242,18 +244,18 @@ async fn tls_shares_a_quota_and_refuses_an_unverified_server() {
 #[test]
 fn a_ca_file_without_tls_or_certificates_is_a_config_error() {
     let err = tower_warden::rate_limit::redis_client("redis://127.0.0.1/", Some(b"x")).unwrap_err();
-    assert_eq!(err.setting(), "MCP_REDIS_CA_FILE");
+    assert_eq!(err.setting(), "ca_pem");
     let err = RedisStore::with_root_certificates("rediss://127.0.0.1/", b"not a certificate")
         .unwrap_err();
     if cfg!(feature = "redis-tls") {
-        assert_eq!(err.setting(), "MCP_REDIS_CA_FILE");
+        assert_eq!(err.setting(), "ca_pem");
     } else {
-        assert_eq!(err.setting(), "MCP_REDIS_URL", "TLS needs redis-tls");
+        assert_eq!(err.setting(), "url", "TLS needs redis-tls");
         assert_eq!(
             RedisStore::new("rediss://127.0.0.1/")
                 .unwrap_err()
                 .setting(),
-            "MCP_REDIS_URL"
+            "url"
         );
     }
 }

@@ -44,7 +44,8 @@ impl RedisSessions {
     /// The URL is not a Redis URL (named `MCP_REDIS_URL`, password never
     /// shown), or the CA is unusable (`MCP_REDIS_CA_FILE`).
     pub fn new(url: &str, ca_pem: Option<&[u8]>) -> Result<Self, ConfigError> {
-        let client = tower_warden::rate_limit::redis_client(url, ca_pem)?;
+        let client = tower_warden::rate_limit::redis_client(url, ca_pem)
+            .map_err(tower_warden::config::relabel_redis_error)?;
         Ok(Self(Arc::new(Inner {
             client,
             connection: OnceCell::new(),

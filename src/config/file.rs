@@ -5,7 +5,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{VARIABLES, WardenConfig, key_of};
+use super::settings::key_of;
+use super::source::closest;
+use super::{VARIABLES, WardenConfig};
 use crate::ConfigError;
 
 /// The largest settings file read: far above any real one.
@@ -115,7 +117,7 @@ pub(super) fn flatten(tree: &Value, source: &str) -> Result<Vec<Setting>, Config
                     .filter(|v| **v != "MCP_CONFIG_FILE")
                     .map(|v| key_of(v))
                     .collect();
-                let near = super::closest(&name, keys.iter().map(String::as_str))
+                let near = closest(&name, keys.iter().map(String::as_str))
                     .map(|near| format!("; did you mean {near}?"))
                     .unwrap_or_default();
                 return Err(ConfigError::new(

@@ -55,6 +55,8 @@ mod store;
 mod tests;
 
 #[cfg(feature = "redis")]
+pub(crate) use self::redis::{CA_SETTING, URL_SETTING};
+#[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{FailMode, RedisHealth, RedisStore, client as redis_client};
 pub use future::ResponseFuture;

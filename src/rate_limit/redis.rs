@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::memory::MemoryStore;
 use super::store::{Check, Decision, Quota, RateKey, Store};
-use crate::ConfigError;
+use crate::{ConfigError, url_text};
 
 /// The GCRA step, run atomically by Redis.
 ///
@@ -169,7 +169,7 @@ impl RedisStore {
     /// # Errors
     ///
     /// When `url` is not a Redis URL this crate can use; the error names
-    /// `MCP_REDIS_URL` and never repeats the URL (it may hold a password).
+    /// `url` and never repeats the URL (it may hold a password).
     pub fn new(url: &str) -> Result<Self, ConfigError> {
         Ok(Self::from_client(client(url, None)?, url))
     }
@@ -182,8 +182,8 @@ impl RedisStore {
     /// # Errors
     ///
     /// When `url` is not a `rediss://` URL, `ca_pem` holds no certificate,
-    /// or the `redis-tls` feature is off; the error names `MCP_REDIS_URL`
-    /// or `MCP_REDIS_CA_FILE`.
+    /// or the `redis-tls` feature is off; the error names `url`
+    /// or `ca_pem`.
     pub fn with_root_certificates(url: &str, ca_pem: &[u8]) -> Result<Self, ConfigError> {
         Ok(Self::from_client(client(url, Some(ca_pem))?, url))
     }
@@ -192,7 +192,7 @@ impl RedisStore {
         Self {
             inner: Arc::new(Inner {
                 client,
-                redacted_url: redact(url),
+                redacted_url: url_text::redact(url),
                 connection: OnceLock::new(),
                 script: redis::Script::new(GCRA),
                 prefix: DEFAULT_PREFIX.to_owned(),
@@ -444,6 +444,17 @@ fn is_plain(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'/'))
 }
 
+/// The setting an error about the Redis URL names (the `url` of
+/// [`client`], [`RedisStore::new`] and
+/// [`RedisStore::with_root_certificates`]); settings loaders relabel it
+/// with their own name (`MCP_REDIS_URL`).
+pub(crate) const URL_SETTING: &str = "url";
+
+/// The setting an error about the CA certificates names (the `ca_pem` of
+/// [`client`] and [`RedisStore::with_root_certificates`]); settings
+/// loaders relabel it with their own name (`MCP_REDIS_CA_FILE`).
+pub(crate) const CA_SETTING: &str = "ca_pem";
+
 /// The Redis client of `url` as [`RedisStore`] makes it, for an
 /// application's own use of the same Redis (the reference server keeps its
 /// MCP sessions there): `redis://`, `redis+unix://`, or `rediss://`
@@ -452,16 +463,20 @@ fn is_plain(text: &str) -> bool {
 ///
 /// # Errors
 ///
-/// As [`RedisStore::new`] and [`RedisStore::with_root_certificates`];
-/// errors never repeat the URL (it may hold a password).
+/// As [`RedisStore::new`] and [`RedisStore::with_root_certificates`]
+/// (named `url` or `ca_pem`); errors never repeat the URL
+/// (it may hold a password).
 pub fn client(url: &str, ca_pem: Option<&[u8]>) -> Result<redis::Client, ConfigError> {
-    let tls = crate::config::is_rediss(url);
+    let tls = url_text::is_redis_tls(url);
     if !tls && ca_pem.is_some() {
-        return Err(crate::config::ca_file_without_tls());
+        return Err(ConfigError::new(
+            CA_SETTING,
+            "is for TLS: the URL must be a rediss:// URL",
+        ));
     }
     if tls && !cfg!(feature = "redis-tls") {
         return Err(ConfigError::new(
-            "MCP_REDIS_URL",
+            URL_SETTING,
             "rediss:// needs the `redis-tls` feature of tower-warden",
         ));
     }
@@ -476,7 +491,7 @@ pub fn client(url: &str, ca_pem: Option<&[u8]>) -> Result<redis::Client, ConfigE
         Some(pem) => {
             if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
                 return Err(ConfigError::new(
-                    "MCP_REDIS_CA_FILE",
+                    CA_SETTING,
                     "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
                 ));
             }
@@ -493,24 +508,11 @@ pub fn client(url: &str, ca_pem: Option<&[u8]>) -> Result<redis::Client, ConfigE
     // The redis error is not repeated: the URL may hold a password.
     opened.map_err(|_| {
         ConfigError::new(
-            "MCP_REDIS_URL",
+            URL_SETTING,
             "not a usable Redis URL: expected redis://[user:password@]host[:port][/db], \
              rediss://… or redis+unix:///path",
         )
     })
-}
-
-/// The URL without its user and password.
-fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return "<unparsed>".to_owned();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}***@{}", &url[..scheme_end + 3], &rest[at + 1..]),
-        None => url.to_owned(),
-    }
 }
 
 #[cfg(test)]
@@ -566,7 +568,7 @@ mod tests {
     #[test]
     fn a_bad_url_names_the_variable_and_hides_the_url() {
         let err = RedisStore::new("http://user:hunter2@example.com/").unwrap_err();
-        assert_eq!(err.setting(), "MCP_REDIS_URL");
+        assert_eq!(err.setting(), URL_SETTING);
         assert!(!err.to_string().contains("hunter2"), "{err}");
         assert!(RedisStore::new("not a url").is_err());
         assert!(RedisStore::new("").is_err());
@@ -577,9 +579,13 @@ mod tests {
         let store = RedisStore::new("redis://user:hunter2@127.0.0.1:6379/0").unwrap();
         let shown = format!("{store:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("redis://***@127.0.0.1:6379/0"), "{shown}");
-        assert_eq!(redact("redis://:pw@h/"), "redis://***@h/");
-        assert_eq!(redact("redis://h:1/"), "redis://h:1/");
+        assert!(
+            shown.contains("redis://user:<redacted>@127.0.0.1:6379/0"),
+            "{shown}"
+        );
+        let query = RedisStore::new("redis://127.0.0.1:6379/0?password=hunter2").unwrap();
+        let shown = format!("{query:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 
     #[tokio::test]

@@ -1,0 +1,277 @@
+//! Authentication settings: the auth mode, JWT keys and claims, API keys,
+//! tool scopes and the OAuth metadata.
+
+use std::fmt;
+
+use super::WardenConfig;
+use super::source::Vars;
+use super::value::{boolean, list, path, url};
+use crate::ConfigError;
+
+/// How callers authenticate (`MCP_AUTH_MODE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthMode {
+    /// No authentication. Allowed only in
+    /// [`Environment::Development`](super::Environment::Development).
+    None,
+    /// JSON Web Tokens (`Authorization: Bearer`). The default.
+    #[default]
+    Jwt,
+    /// API keys (`X-API-Key`, or a bearer value).
+    ApiKey,
+    /// Either a JWT or an API key.
+    Both,
+}
+
+impl AuthMode {
+    /// Whether JWTs are accepted.
+    #[must_use]
+    pub const fn jwt(self) -> bool {
+        matches!(self, Self::Jwt | Self::Both)
+    }
+
+    /// Whether API keys are accepted.
+    #[must_use]
+    pub const fn api_key(self) -> bool {
+        matches!(self, Self::ApiKey | Self::Both)
+    }
+}
+
+impl AuthMode {
+    /// The canonical name, e.g. `none`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Jwt => "jwt",
+            Self::ApiKey => "api_key",
+            Self::Both => "both",
+        }
+    }
+}
+
+impl fmt::Display for AuthMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Default `MCP_JWT_LEEWAY_SECONDS`.
+pub const DEFAULT_JWT_LEEWAY_SECONDS: u64 = 30;
+/// Shortest `MCP_JWT_SECRET` accepted outside development, in bytes.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+/// Shortest `MCP_API_KEYS` entry accepted outside development.
+pub const MIN_API_KEY_CHARS: usize = 16;
+const JWT_ALGORITHMS: [&str; 12] = [
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+    "ES384", "EdDSA",
+];
+
+/// `MCP_AUTH_MODE`, which needs `MCP_ENVIRONMENT` read first.
+pub(super) fn load_mode(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigError> {
+    if let Some(mode) = vars.get("MCP_AUTH_MODE") {
+        config.auth_mode = match mode.to_ascii_lowercase().as_str() {
+            "none" => AuthMode::None,
+            "jwt" => AuthMode::Jwt,
+            "api_key" | "api-key" | "apikey" => AuthMode::ApiKey,
+            "both" => AuthMode::Both,
+            _ => {
+                return Err(ConfigError::new(
+                    "MCP_AUTH_MODE",
+                    format!("`{mode}` is not one of none, jwt, api_key, both"),
+                ));
+            }
+        };
+    }
+    if config.auth_mode == AuthMode::None && config.environment.follows_production_rules() {
+        return Err(ConfigError::new(
+            "MCP_AUTH_MODE",
+            format!(
+                "`none` is allowed only when MCP_ENVIRONMENT=development, not {}",
+                config.environment
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Keys, claims and API keys.
+pub(super) fn load(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigError> {
+    let production = config.environment.follows_production_rules();
+    config.jwt_secret = vars.get("MCP_JWT_SECRET").map(str::to_owned);
+    config.jwt_public_key_file = path(vars, "MCP_JWT_PUBLIC_KEY_FILE")?;
+    config.jwks_file = path(vars, "MCP_JWKS_FILE")?;
+    config.jwks_url = vars
+        .get("MCP_JWKS_URL")
+        .map(|u| url("MCP_JWKS_URL", u, production))
+        .transpose()?;
+    config.api_keys_file = path(vars, "MCP_API_KEYS_FILE")?;
+    config.api_key_salt = vars.get("MCP_API_KEY_SALT").map(str::to_owned);
+    config.api_keys = list(vars, "MCP_API_KEYS")?.unwrap_or_default();
+    config.jwt_issuers = list(vars, "MCP_JWT_ISSUER")?.unwrap_or_default();
+    config.jwt_audiences = list(vars, "MCP_JWT_AUDIENCE")?.unwrap_or_default();
+    // Keys from an identity provider's URL verify only that provider's tokens.
+    if production && config.jwks_url.is_some() && config.jwt_issuers.is_empty() {
+        return Err(ConfigError::new(
+            "MCP_JWT_ISSUER",
+            "MCP_JWKS_URL needs MCP_JWT_ISSUER (the accepted `iss`) outside development",
+        ));
+    }
+    config.ws_allow_query_auth = boolean(vars, "MCP_WS_ALLOW_QUERY_AUTH")?.unwrap_or(false);
+    if let Some(text) = vars.get("MCP_JWT_LEEWAY_SECONDS") {
+        config.jwt_leeway_seconds = text.parse().ok().filter(|s| *s <= 300).ok_or_else(|| {
+            ConfigError::new(
+                "MCP_JWT_LEEWAY_SECONDS",
+                format!("`{text}` is not a whole number of seconds from 0 to 300"),
+            )
+        })?;
+    }
+    if let Some(text) = vars.get("MCP_RESOURCE_URL") {
+        config.resource_url = Some(url("MCP_RESOURCE_URL", text, production)?);
+    }
+    for server in list(vars, "MCP_OAUTH_AUTHORIZATION_SERVERS")?.unwrap_or_default() {
+        let server = url("MCP_OAUTH_AUTHORIZATION_SERVERS", &server, production)?;
+        config.oauth_authorization_servers.push(server);
+    }
+    if let Some(text) = vars.get("MCP_TOOL_SCOPES") {
+        config.tool_scopes = parse_tool_scopes(text)?;
+    }
+
+    // Which key source, and which algorithm.
+    let sources = [
+        ("MCP_JWT_SECRET", config.jwt_secret.is_some()),
+        (
+            "MCP_JWT_PUBLIC_KEY_FILE",
+            config.jwt_public_key_file.is_some(),
+        ),
+        ("MCP_JWKS_FILE", config.jwks_file.is_some()),
+        ("MCP_JWKS_URL", config.jwks_url.is_some()),
+    ];
+    let named: Vec<&str> = sources.iter().filter(|s| s.1).map(|s| s.0).collect();
+    if named.len() > 1 {
+        return Err(ConfigError::new(
+            named[1],
+            format!("set only one JWT key source, not {}", named.join(" and ")),
+        ));
+    }
+    if let Some(alg) = vars.get("MCP_JWT_ALGORITHM") {
+        let canonical = JWT_ALGORITHMS
+            .iter()
+            .find(|a| a.eq_ignore_ascii_case(alg))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "MCP_JWT_ALGORITHM",
+                    format!("`{alg}` is not one of {}", JWT_ALGORITHMS.join(", ")),
+                )
+            })?;
+        config.jwt_algorithm = Some((*canonical).to_owned());
+    }
+    let hmac = config
+        .jwt_algorithm
+        .as_deref()
+        .is_none_or(|a| a.starts_with("HS"));
+    if config.jwt_secret.is_some() && !hmac {
+        return Err(ConfigError::new(
+            "MCP_JWT_ALGORITHM",
+            "MCP_JWT_SECRET signs HS256, HS384 or HS512 tokens only",
+        ));
+    }
+    if config.jwt_public_key_file.is_some() && hmac && config.jwt_algorithm.is_some() {
+        return Err(ConfigError::new(
+            "MCP_JWT_ALGORITHM",
+            "a public key cannot verify HS* tokens (that is the algorithm-confusion attack)",
+        ));
+    }
+    if config.auth_mode.jwt() {
+        if let Some(secret) = &config.jwt_secret {
+            if production && secret.len() < MIN_JWT_SECRET_BYTES {
+                return Err(ConfigError::new(
+                    "MCP_JWT_SECRET",
+                    format!(
+                        "is {} bytes; at least {MIN_JWT_SECRET_BYTES} are required outside development",
+                        secret.len()
+                    ),
+                ));
+            }
+        } else if named.is_empty() && production {
+            return Err(ConfigError::new(
+                "MCP_JWT_SECRET",
+                "MCP_AUTH_MODE needs JWT keys: set MCP_JWT_SECRET, MCP_JWT_PUBLIC_KEY_FILE, MCP_JWKS_FILE or MCP_JWKS_URL",
+            ));
+        }
+    }
+    if let Some(salt) = config.api_key_salt.as_ref().filter(|s| s.len() < 16) {
+        return Err(ConfigError::new(
+            "MCP_API_KEY_SALT",
+            format!("is {} bytes; at least 16 are required", salt.len()),
+        ));
+    }
+    if config.api_keys_file.is_some() && config.api_key_salt.is_none() {
+        return Err(ConfigError::new(
+            "MCP_API_KEY_SALT",
+            "MCP_API_KEYS_FILE holds salted digests: set the salt they were made with",
+        ));
+    }
+    if config.auth_mode.api_key() {
+        if config.api_keys.is_empty() && config.api_keys_file.is_none() {
+            return Err(ConfigError::new(
+                "MCP_API_KEYS",
+                format!(
+                    "MCP_AUTH_MODE={} needs MCP_API_KEYS or MCP_API_KEYS_FILE",
+                    config.auth_mode
+                ),
+            ));
+        }
+        if production
+            && config
+                .api_keys
+                .iter()
+                .any(|k| k.chars().count() < MIN_API_KEY_CHARS)
+        {
+            return Err(ConfigError::new(
+                "MCP_API_KEYS",
+                format!(
+                    "every key needs at least {MIN_API_KEY_CHARS} characters outside development"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `MCP_TOOL_SCOPES`: `{"tool": ["scope", ...] | "scope scope", ...}`; the
+/// key `"*"` is the requirement of every tool not listed. The one reader of
+/// the setting: [`ToolPolicy::try_from_json`](crate::mcp::ToolPolicy::try_from_json)
+/// reads it through this too.
+///
+/// # Errors
+///
+/// A [`ConfigError`] naming `MCP_TOOL_SCOPES` when the text is not a JSON
+/// object of scopes.
+pub fn parse_tool_scopes(text: &str) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
+    let bad = |m: String| ConfigError::new("MCP_TOOL_SCOPES", m);
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| bad("must be a JSON object: tool name → scopes".into()))?;
+    let mut out = Vec::with_capacity(object.len());
+    for (tool, scopes) in object {
+        let scopes: Vec<String> = match scopes {
+            serde_json::Value::String(s) => s.split_whitespace().map(str::to_owned).collect(),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<_>>()
+                .ok_or_else(|| bad(format!("the scopes of `{tool}` must be strings")))?,
+            _ => {
+                return Err(bad(format!(
+                    "the scopes of `{tool}` must be an array of strings"
+                )));
+            }
+        };
+        out.push((tool.clone(), scopes));
+    }
+    Ok(out)
+}

@@ -1,0 +1,510 @@
+//! Settings from `MCP_*` (and two `RATE_LIMIT_*`) environment variables,
+//! checked once at start-up.
+//!
+//! [`WardenConfig::from_env`] reads the process environment;
+//! [`WardenConfig::from_vars`] reads any list of pairs (for tests, or a
+//! file you parsed yourself). Every value is validated here, so a server
+//! that starts has usable settings, and a bad value is one
+//! [`ConfigError`] naming the variable:
+//!
+//! ```
+//! use tower_warden::config::WardenConfig;
+//!
+//! let error = WardenConfig::from_vars([("MCP_PORT", "eighty")]).unwrap_err();
+//! assert_eq!(error.setting(), "MCP_PORT");
+//!
+//! let config = WardenConfig::from_vars([
+//!     ("MCP_ALLOWED_IPS", r#"["10.0.0.0/8", "192.0.2.7"]"#),
+//!     ("MCP_HTTP_MAX_BODY_BYTES", "65536"),
+//! ])
+//! .unwrap();
+//! assert_eq!(config.allowed_ips.len(), 2);
+//! assert_eq!(config.max_body_bytes, 65536);
+//! ```
+//!
+//! # Variables
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `MCP_HOST` | `127.0.0.1` | address or name to listen on |
+//! | `MCP_PORT` | `8000` | port to listen on (0–65535) |
+//! | `MCP_ENVIRONMENT` | `development` | `development`, `staging` or `production` (`dev`, `stage`, `prod` too) |
+//! | `MCP_AUTH_MODE` | `jwt` | `jwt`, `api_key`, `both`, or `none` (no authentication; `development` only) |
+//! | `MCP_ALLOWED_IPS` | empty (all) | addresses / CIDRs allowed to connect |
+//! | `MCP_BLOCKED_IPS` | empty | addresses / CIDRs refused |
+//! | `MCP_TRUST_X_FORWARDED` | `false` | read `X-Forwarded-For` from trusted proxies; needs `MCP_TRUSTED_PROXIES` |
+//! | `MCP_TRUSTED_PROXIES` | empty | addresses / CIDRs of the proxies in front of the server |
+//! | `MCP_TRUSTED_PROXY_DEPTH` | `1` | proxies that append to `X-Forwarded-For` (1–64) |
+//! | `MCP_CLIENT_CERT_REQUIRED` | `false` | require the TLS proxy's client-certificate header; needs `MCP_TRUSTED_PROXIES` |
+//! | `MCP_CLIENT_CERT_HEADER` | `X-SSL-Client-Verify` | the header the proxy sets |
+//! | `MCP_CLIENT_CERT_HEADER_VALUE` | `SUCCESS` | its value for a verified certificate |
+//! | `MCP_HTTP_MAX_BODY_BYTES` (alias `MCP_MAX_REQUEST_SIZE`) | `1048576` | largest request body, in bytes |
+//! | `MCP_ALLOWED_ORIGINS` | empty | browser origins allowed besides the server's own host |
+//! | `MCP_ALLOWED_HOSTS` | `localhost,127.0.0.1,[::1]` | `Host` values served (any port unless one is given) |
+//! | `MCP_JWT_SECRET` | ephemeral in `development` | HMAC secret for HS256/384/512; at least 32 bytes outside `development` |
+//! | `MCP_JWT_ALGORITHM` | `HS256` (secret), `RS256` (public key) | `HS256` … `HS512`, `RS256` … `RS512`, `PS256` … `PS512`, `ES256`, `ES384`, `EdDSA` |
+//! | `MCP_JWT_PUBLIC_KEY_FILE` | — | PEM public key (RSA, EC or Ed25519) |
+//! | `MCP_JWKS_FILE` | — | JWKS document; keys chosen by `kid`, algorithm pinned per key |
+//! | `MCP_JWKS_URL` | — | JWKS URL, refreshed every 5 min and on an unknown `kid` |
+//! | `MCP_JWT_ISSUER` | — (not checked) | accepted `iss` values; required with `MCP_JWKS_URL` outside development |
+//! | `MCP_JWT_AUDIENCE` | the resource URL | accepted `aud` values (RFC 8707) |
+//! | `MCP_JWT_LEEWAY_SECONDS` | `30` | clock-skew allowance on `exp` / `nbf` (0–300) |
+//! | `MCP_API_KEYS` | — | API keys, each granted every scope; at least 16 characters outside `development` |
+//! | `MCP_API_KEYS_FILE` | — | one JSON object per line: `id`, `digest`, `namespace`, `roles`, `scopes` |
+//! | `MCP_API_KEY_SALT` | random per start | salt of the key digests (at least 16 bytes; required with `MCP_API_KEYS_FILE`) |
+//! | `MCP_TOOL_SCOPES` | — | JSON object: tool → scopes needed to call it (and to see it in `tools/list`) |
+//! | `MCP_RESOURCE_URL` | `http://<host>:<port>/mcp` | the MCP endpoint as clients name it: token audience and RFC 9728 `resource` |
+//! | `MCP_OAUTH_AUTHORIZATION_SERVERS` | — | authorization servers published in the RFC 9728 metadata |
+//! | `MCP_WS_ALLOW_QUERY_AUTH` | `false` | accept `access_token` / `api_key` in the query of WebSocket upgrades |
+//! | `MCP_RATE_LIMIT_ENABLED` | `true` | rate limit requests |
+//! | `MCP_RATE_LIMIT_RPM` | `120` | requests a minute per key (at least 1) |
+//! | `MCP_RATE_LIMIT_BURST` | `MCP_RATE_LIMIT_RPM` | requests at once per key (at least 1) |
+//! | `RATE_LIMIT_WINDOW_MS` | — | with `RATE_LIMIT_MAX_REQUESTS`, the quota as a count per window (1 ms – 1 day) instead of `MCP_RATE_LIMIT_RPM` / `_BURST` |
+//! | `RATE_LIMIT_MAX_REQUESTS` | — | requests per `RATE_LIMIT_WINDOW_MS` (at least 1); set both or neither |
+//! | `MCP_RATE_LIMIT_STORAGE` | `memory` | `memory` (per process) or `redis` (shared) |
+//! | `MCP_REDIS_URL` | — | `redis://` or `rediss://` URL (TLS: feature `redis-tls`); required with `MCP_RATE_LIMIT_STORAGE=redis`; its password is never printed |
+//! | `MCP_REDIS_CA_FILE` | — | PEM certificates a `rediss://` server is verified against (default: the system's roots) |
+//! | `MCP_RATE_LIMIT_FAIL_MODE` | `local` | while Redis is unreachable: `local` (count in memory), `closed` (refuse) or `open` (allow) |
+//! | `MCP_RATE_LIMIT_MAX_KEYS` | `100000` | most keys the in-memory store tracks (at least 1) |
+//! | `MCP_TOOL_RATE_LIMITS` | — | JSON object, tool → requests a minute: `{"search":30}` |
+//! | `MCP_RATE_LIMIT_IPV6_PREFIX` | `64` | IPv6 clients are limited per prefix of this length (1–128) |
+//! | `MCP_RATE_LIMIT_REDIS_PREFIX` | `tower-warden:rl:` | prefix of every Redis key the limiter writes; give each deployment sharing a Redis its own |
+//! | `MCP_DATABASE_URL` | `sqlite://./data/mcp.db` | the gateway's connection store: `sqlite://path` (embedded; `sqlite::memory:` for throwaway) or `postgres://…` (shared by several instances); its password is never printed |
+//! | `CIRCUIT_BREAKER_FAILURE_THRESHOLD` | `5` | consecutive failures that open an upstream's circuit breaker (at least 1) |
+//! | `MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS` | `true` in development, else `false` | let tenants register upstreams on loopback, private and link-local addresses (off: such URLs are refused and host names are resolved to public addresses only) |
+//! | `MCP_GATEWAY_MAX_CONNECTIONS` | `32` | most gateway connections one namespace may register (1–10000); one more is refused with 409 `connection_limit` |
+//! | `MCP_GATEWAY_TOOLS_CACHE_TTL` | `60000` | milliseconds an upstream's tool list is reused before it is fetched again (0: never cached); deleting the connection drops it |
+//! | `MCP_GATEWAY_FANOUT` | `8` | most upstreams one MCP `tools/list` asks at the same time (1–256) |
+//! | `MCP_GATEWAY_CREDENTIAL_KEY` | — (development: a random key per start) | 64 hex digits (32 bytes): the AES-256-GCM key that encrypts stored upstream credentials; without it, outside development, a connection with a credential is refused; never printed |
+//! | `MCP_GATEWAY_SCOPE` | `gateway:connections` | the scope every route of the gateway's connection API (`/api/v1/mcp/connections…`) requires; 403 `insufficient_scope` without it; set but empty stops start-up |
+//! | `CIRCUIT_BREAKER_RESET_TIMEOUT` | `60000` | milliseconds an open breaker waits before letting a probe through (at least 1) |
+//! | `MCP_CONFIG_FILE` | — | a TOML file with the same settings (see [below](#the-settings-file)); environment variables override it |
+//! | `MCP_LOG_LEVEL` | `info` (or `RUST_LOG`) | log filter: a level (`error` … `trace`) or `tracing` directives (`info,tower_warden=debug`) |
+//! | `MCP_LOG_FORMAT` | `text` in development, else `json` | `text` (for people) or `json` (one object per line, for collectors) |
+//! | `MCP_AUDIT_LOG_FILE` | — | also append every audit event to this file as JSON lines |
+//! | `MCP_METRICS_ALLOWED_IPS` | `127.0.0.0/8,::1` | clients that may read `/metrics` |
+//! | `MCP_METRICS_PORT` | — (same listener) | serve `/metrics` on its own listener at this port (same host) |
+//! | `MCP_CORS_ORIGINS` | empty (no CORS) | browser origins granted CORS; `*` (any origin) is refused in production |
+//! | `MCP_REQUEST_TIMEOUT` | `30` | seconds a request may take before it is answered 504 (1–86400) |
+//! | `MCP_ADMIN_ROLE` | `admin` | the role that may read `/status` |
+//! | `MCP_SESSION_STORE` | `memory` | where MCP sessions live: `memory` (this instance) or `redis` (`MCP_REDIS_URL`; any instance serves any session) |
+//! | `MCP_WS_PING_INTERVAL` | `30` | seconds between the server's pings on a WebSocket session (1–3600) |
+//! | `MCP_WS_PING_TIMEOUT` | `10` | seconds a WebSocket peer has to answer a ping, or to take a frame the server sends, before the session is closed (1–3600) |
+//!
+//! Lists are written `a,b` or as a JSON array of strings `["a","b"]`. A
+//! list that is set but names nothing (`MCP_METRICS_ALLOWED_IPS=`, `,` or
+//! `[]`, in the environment or the file) stops start-up: for every list,
+//! unset means the documented default and an empty list is never read as
+//! "everyone" (or anything else).
+//! Booleans are `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off` (any
+//! case); anything else is an error. A variable set to the empty string
+//! counts as unset. An `MCP_*` variable this module does not know stops
+//! start-up with an error naming the closest known one (`unknown setting
+//! MCP_ENV; did you mean MCP_ENVIRONMENT?`), so a typo never leaves a
+//! default in place; variables without the prefix are ignored.
+//!
+//! # The settings file
+//!
+//! `MCP_CONFIG_FILE` names a TOML file holding the same settings (feature
+//! `config-file`). A key is the variable's name in lower case without
+//! `MCP_` (`jwt_secret`, `rate_limit_rpm`, `circuit_breaker_reset_timeout`);
+//! tables may group keys by their first words, and lists, numbers and
+//! booleans are written natively. An environment variable overrides the
+//! file, and the file overrides the defaults. A key the loader does not know
+//! is an error, so a typo cannot silently leave a default in place.
+//!
+//! ```toml
+//! environment = "production"
+//! allowed_ips = ["10.0.0.0/8"]
+//! jwt_secret = "a-secret-of-at-least-thirty-two-bytes"
+//!
+//! [rate_limit]
+//! rpm = 600
+//! storage = "redis"
+//!
+//! [tool_scopes]
+//! delete_record = ["records:write"]
+//! ```
+//!
+//! A bad value names its variable and where it came from:
+//! `invalid MCP_RATE_LIMIT_RPM: ... (from rate_limit.rpm in /etc/mcp.toml)`.
+//! [`WardenConfig`] also implements `serde::Deserialize` over the same keys,
+//! for settings embedded in a larger document.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::ConfigError;
+
+// Layout: `settings` declares every setting once (name, redaction, view);
+// `source` reads the environment (or pairs) over the settings file (`file`)
+// over the defaults; `value` holds the parsers every area shares; `network`,
+// `auth`, `rate_limit`, `gateway` and `operations` validate their settings;
+// `redaction` shows them with secrets hidden.
+mod auth;
+#[cfg(feature = "config-file")]
+mod file;
+mod gateway;
+mod network;
+mod operations;
+mod rate_limit;
+mod redaction;
+mod settings;
+mod source;
+#[cfg(test)]
+mod tests;
+mod value;
+
+pub use auth::{
+    AuthMode, DEFAULT_JWT_LEEWAY_SECONDS, MIN_API_KEY_CHARS, MIN_JWT_SECRET_BYTES,
+    parse_tool_scopes,
+};
+pub use gateway::{
+    DEFAULT_CIRCUIT_BREAKER_FAILURE_THRESHOLD, DEFAULT_CIRCUIT_BREAKER_RESET_TIMEOUT,
+    DEFAULT_DATABASE_URL, DEFAULT_GATEWAY_SCOPE,
+};
+pub use network::DEFAULT_MAX_BODY_BYTES;
+pub use operations::{
+    DEFAULT_ADMIN_ROLE, DEFAULT_REQUEST_TIMEOUT, DEFAULT_WS_PING_INTERVAL, DEFAULT_WS_PING_TIMEOUT,
+    LogFormat, MAX_REQUEST_TIMEOUT_SECONDS, SessionStorage,
+};
+#[cfg(feature = "redis")]
+pub use rate_limit::relabel_redis_error;
+pub use rate_limit::{
+    DEFAULT_RATE_LIMIT_IPV6_PREFIX, DEFAULT_RATE_LIMIT_MAX_KEYS, DEFAULT_RATE_LIMIT_REDIS_PREFIX,
+    DEFAULT_RATE_LIMIT_RPM, RateLimitFailMode, RateLimitQuota, RateLimitStorage,
+};
+pub use settings::VARIABLES;
+
+#[cfg(feature = "auth")]
+pub(crate) use value::hex_array;
+
+use network::{DEFAULT_ALLOWED_HOSTS, DEFAULT_CERT_HEADER, DEFAULT_CERT_HEADER_VALUE};
+use operations::default_metrics_allowed_ips;
+use source::Vars;
+
+/// The deployment environment (`MCP_ENVIRONMENT`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Environment {
+    /// A developer's machine: insecure conveniences are allowed.
+    #[default]
+    Development,
+    /// A pre-production deployment: held to production rules.
+    Staging,
+    /// Production.
+    Production,
+}
+
+impl Environment {
+    /// Whether production rules apply: in every environment but
+    /// development (staging included). The one place this is decided.
+    #[must_use]
+    pub const fn follows_production_rules(self) -> bool {
+        !matches!(self, Self::Development)
+    }
+
+    /// The canonical name: `development`, `staging` or `production`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Staging => "staging",
+            Self::Production => "production",
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every setting of the security perimeter and the reference server,
+/// validated. See the [module docs](self) for the variables.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WardenConfig {
+    /// `MCP_HOST`: the address or name to listen on.
+    pub host: String,
+    /// `MCP_PORT`: the port to listen on.
+    pub port: u16,
+    /// `MCP_ENVIRONMENT`.
+    pub environment: Environment,
+    /// `MCP_AUTH_MODE`.
+    pub auth_mode: AuthMode,
+    /// `MCP_ALLOWED_IPS`: when not empty, only these clients are served.
+    pub allowed_ips: Vec<IpNet>,
+    /// `MCP_BLOCKED_IPS`: clients that are refused.
+    pub blocked_ips: Vec<IpNet>,
+    /// `MCP_TRUST_X_FORWARDED`: resolve the client behind
+    /// [`trusted_proxies`](Self::trusted_proxies) from `X-Forwarded-For`.
+    pub trust_x_forwarded: bool,
+    /// `MCP_TRUSTED_PROXIES`.
+    pub trusted_proxies: Vec<IpNet>,
+    /// `MCP_TRUSTED_PROXY_DEPTH`: the proxies that append to
+    /// `X-Forwarded-For`.
+    pub trusted_proxy_depth: usize,
+    /// `MCP_CLIENT_CERT_REQUIRED`.
+    pub client_cert_required: bool,
+    /// `MCP_CLIENT_CERT_HEADER`: the header a trusted TLS proxy sets.
+    pub client_cert_header: String,
+    /// `MCP_CLIENT_CERT_HEADER_VALUE`: its value for a verified certificate.
+    pub client_cert_header_value: String,
+    /// `MCP_HTTP_MAX_BODY_BYTES` (or `MCP_MAX_REQUEST_SIZE`).
+    pub max_body_bytes: u64,
+    /// `MCP_ALLOWED_ORIGINS`: browser origins allowed besides the server's
+    /// own host.
+    pub allowed_origins: Vec<String>,
+    /// `MCP_ALLOWED_HOSTS`: the `Host` values this server answers for.
+    pub allowed_hosts: Vec<String>,
+    /// `MCP_JWT_SECRET`: the HMAC secret of HS* tokens (secret).
+    pub jwt_secret: Option<String>,
+    /// `MCP_JWT_ALGORITHM`: `HS256` (default with a secret), `RS256`
+    /// (default with a public key file), ... `EdDSA`.
+    pub jwt_algorithm: Option<String>,
+    /// `MCP_JWT_PUBLIC_KEY_FILE`: a PEM public key.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// `MCP_JWKS_FILE`: a JWKS document.
+    pub jwks_file: Option<PathBuf>,
+    /// `MCP_JWKS_URL`: where to fetch the JWKS.
+    pub jwks_url: Option<String>,
+    /// `MCP_JWT_ISSUER`: accepted `iss` values (empty: not checked).
+    pub jwt_issuers: Vec<String>,
+    /// `MCP_JWT_AUDIENCE`: accepted `aud` values; empty means the resource
+    /// URL (`MCP_RESOURCE_URL`).
+    pub jwt_audiences: Vec<String>,
+    /// `MCP_JWT_LEEWAY_SECONDS`: clock-skew allowance on `exp`/`nbf`.
+    pub jwt_leeway_seconds: u64,
+    /// `MCP_API_KEYS`: accepted API keys, each with every scope (secret).
+    pub api_keys: Vec<String>,
+    /// `MCP_API_KEYS_FILE`: stored key digests with their principals.
+    pub api_keys_file: Option<PathBuf>,
+    /// `MCP_API_KEY_SALT`: the salt of the stored digests (secret).
+    pub api_key_salt: Option<String>,
+    /// `MCP_TOOL_SCOPES`: tool rule → scopes a caller needs to call it.
+    /// A rule is a tool name, `*.<tool>` (that tool on any gateway
+    /// connection, whatever its `server_name`) or `*` (every other tool);
+    /// see [`ToolRules`](crate::tool_rules::ToolRules).
+    pub tool_scopes: Vec<(String, Vec<String>)>,
+    /// `MCP_RESOURCE_URL`: this server's MCP endpoint as clients name it
+    /// (the token audience, RFC 8707); derived from host and port if unset.
+    pub resource_url: Option<String>,
+    /// `MCP_OAUTH_AUTHORIZATION_SERVERS`: issuers clients may get tokens
+    /// from, published in the RFC 9728 metadata.
+    pub oauth_authorization_servers: Vec<String>,
+    /// `MCP_WS_ALLOW_QUERY_AUTH`: accept credentials in the query string of
+    /// WebSocket upgrades.
+    pub ws_allow_query_auth: bool,
+    /// `MCP_RATE_LIMIT_ENABLED`: whether requests are rate limited.
+    pub rate_limit_enabled: bool,
+    /// The quota per key: `MCP_RATE_LIMIT_RPM` and `MCP_RATE_LIMIT_BURST`,
+    /// or `RATE_LIMIT_WINDOW_MS` and `RATE_LIMIT_MAX_REQUESTS`.
+    pub rate_limit_quota: RateLimitQuota,
+    /// `MCP_RATE_LIMIT_STORAGE`: where the counters are kept.
+    pub rate_limit_storage: RateLimitStorage,
+    /// `MCP_REDIS_URL`: the Redis server of
+    /// [`RateLimitStorage::Redis`] (`redis://` or `rediss://`; may hold a
+    /// password, which `Debug` never prints).
+    pub redis_url: Option<String>,
+    /// `MCP_REDIS_CA_FILE`: PEM certificates a `rediss://` server's
+    /// certificate is verified against, instead of the system's roots.
+    pub redis_ca_file: Option<PathBuf>,
+    /// `MCP_RATE_LIMIT_FAIL_MODE`: what a shared store does while its
+    /// backend is unreachable.
+    pub rate_limit_fail_mode: RateLimitFailMode,
+    /// `MCP_RATE_LIMIT_MAX_KEYS`: the most keys the in-memory store tracks.
+    pub rate_limit_max_keys: usize,
+    /// `MCP_TOOL_RATE_LIMITS`: tool rule → requests a minute per key,
+    /// rules as in [`tool_scopes`](Self::tool_scopes); every tool a rule
+    /// matches draws on the rule's one allowance.
+    pub tool_rate_limits: Vec<(String, u32)>,
+    /// `MCP_RATE_LIMIT_IPV6_PREFIX`: IPv6 clients are limited per prefix of
+    /// this length (1–128), since one host often holds a whole /64.
+    pub rate_limit_ipv6_prefix: u8,
+    /// `MCP_RATE_LIMIT_REDIS_PREFIX`: the prefix of every Redis key the
+    /// limiter writes.
+    pub rate_limit_redis_prefix: String,
+    /// `MCP_DATABASE_URL`: where the gateway keeps its connections (may
+    /// hold a password; redacted in `Debug`).
+    pub database_url: String,
+    /// `CIRCUIT_BREAKER_FAILURE_THRESHOLD`: consecutive failures that open
+    /// an upstream's breaker.
+    pub circuit_breaker_failure_threshold: u32,
+    /// `CIRCUIT_BREAKER_RESET_TIMEOUT` (milliseconds): how long an open
+    /// breaker waits before a probe.
+    pub circuit_breaker_reset_timeout: Duration,
+    /// `MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS`: whether gateway upstreams may
+    /// be on loopback, private or link-local addresses (SSRF guard off).
+    pub gateway_allow_private_upstreams: bool,
+    /// `MCP_GATEWAY_MAX_CONNECTIONS`: most connections per namespace.
+    pub gateway_max_connections: u32,
+    /// `MCP_GATEWAY_TOOLS_CACHE_TTL` (milliseconds): how long an upstream's
+    /// tool list is reused (zero: not cached).
+    pub gateway_tools_cache_ttl: Duration,
+    /// `MCP_GATEWAY_FANOUT`: most upstreams listed at once by one
+    /// `tools/list`.
+    pub gateway_fanout: usize,
+    /// `MCP_GATEWAY_CREDENTIAL_KEY`: the key that encrypts stored upstream
+    /// credentials (never printed).
+    pub gateway_credential_key: Option<[u8; 32]>,
+    /// `MCP_GATEWAY_SCOPE`: the scope every connection-API route requires.
+    pub gateway_scope: String,
+    /// `MCP_CONFIG_FILE`: the settings file these settings were read from.
+    pub config_file: Option<PathBuf>,
+    /// `MCP_LOG_LEVEL`: the log filter (a level or `tracing` directives);
+    /// `None` leaves it to `RUST_LOG`, then `info`.
+    pub log_level: Option<String>,
+    /// `MCP_LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// `MCP_AUDIT_LOG_FILE`: where audit events are also appended as JSON
+    /// lines.
+    pub audit_log_file: Option<PathBuf>,
+    /// `MCP_METRICS_ALLOWED_IPS`: the clients that may read `/metrics`
+    /// (never empty when loaded; an empty list built by hand admits no one).
+    pub metrics_allowed_ips: Vec<IpNet>,
+    /// `MCP_METRICS_PORT`: a separate listener for `/metrics`.
+    pub metrics_port: Option<u16>,
+    /// `MCP_CORS_ORIGINS`: browser origins granted CORS (`*`: any).
+    pub cors_origins: Vec<String>,
+    /// `MCP_REQUEST_TIMEOUT` (seconds): how long a request may take.
+    pub request_timeout: Duration,
+    /// `MCP_ADMIN_ROLE`: the role that may read `/status`.
+    pub admin_role: String,
+    /// `MCP_ADMIN_ROLE` when it is set: the role that may work in every
+    /// namespace (the gateway's connections). `None` by default: no role
+    /// crosses namespaces unless configured.
+    pub cross_namespace_role: Option<String>,
+    /// `MCP_WS_PING_INTERVAL` (seconds): how often a WebSocket session is
+    /// pinged.
+    pub ws_ping_interval: Duration,
+    /// `MCP_WS_PING_TIMEOUT` (seconds): how long a ping may go unanswered, or a
+    /// frame to the client wait for it to read.
+    pub ws_ping_timeout: Duration,
+    /// `MCP_SESSION_STORE`: where MCP sessions are kept.
+    pub session_store: SessionStorage,
+}
+
+impl Default for WardenConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".to_owned(),
+            port: 8000,
+            environment: Environment::Development,
+            auth_mode: AuthMode::Jwt,
+            allowed_ips: Vec::new(),
+            blocked_ips: Vec::new(),
+            trust_x_forwarded: false,
+            trusted_proxies: Vec::new(),
+            trusted_proxy_depth: 1,
+            client_cert_required: false,
+            client_cert_header: DEFAULT_CERT_HEADER.to_owned(),
+            client_cert_header_value: DEFAULT_CERT_HEADER_VALUE.to_owned(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            allowed_origins: Vec::new(),
+            allowed_hosts: DEFAULT_ALLOWED_HOSTS
+                .iter()
+                .map(|h| (*h).to_owned())
+                .collect(),
+            jwt_secret: None,
+            jwt_algorithm: None,
+            jwt_public_key_file: None,
+            jwks_file: None,
+            jwks_url: None,
+            jwt_issuers: Vec::new(),
+            jwt_audiences: Vec::new(),
+            jwt_leeway_seconds: DEFAULT_JWT_LEEWAY_SECONDS,
+            api_keys: Vec::new(),
+            api_keys_file: None,
+            api_key_salt: None,
+            tool_scopes: Vec::new(),
+            resource_url: None,
+            oauth_authorization_servers: Vec::new(),
+            ws_allow_query_auth: false,
+            rate_limit_enabled: true,
+            rate_limit_quota: RateLimitQuota::default(),
+            rate_limit_storage: RateLimitStorage::Memory,
+            redis_url: None,
+            redis_ca_file: None,
+            rate_limit_fail_mode: RateLimitFailMode::Local,
+            rate_limit_max_keys: DEFAULT_RATE_LIMIT_MAX_KEYS,
+            tool_rate_limits: Vec::new(),
+            rate_limit_ipv6_prefix: DEFAULT_RATE_LIMIT_IPV6_PREFIX,
+            rate_limit_redis_prefix: DEFAULT_RATE_LIMIT_REDIS_PREFIX.to_owned(),
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            circuit_breaker_failure_threshold: DEFAULT_CIRCUIT_BREAKER_FAILURE_THRESHOLD,
+            circuit_breaker_reset_timeout: DEFAULT_CIRCUIT_BREAKER_RESET_TIMEOUT,
+            gateway_allow_private_upstreams: true,
+            gateway_max_connections: 32,
+            gateway_tools_cache_ttl: Duration::from_secs(60),
+            gateway_fanout: 8,
+            gateway_credential_key: None,
+            gateway_scope: DEFAULT_GATEWAY_SCOPE.to_owned(),
+            config_file: None,
+            log_level: None,
+            log_format: LogFormat::Text,
+            audit_log_file: None,
+            metrics_allowed_ips: default_metrics_allowed_ips(),
+            metrics_port: None,
+            cors_origins: Vec::new(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            admin_role: DEFAULT_ADMIN_ROLE.to_owned(),
+            cross_namespace_role: None,
+            ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
+            ws_ping_timeout: DEFAULT_WS_PING_TIMEOUT,
+            session_store: SessionStorage::Memory,
+        }
+    }
+}
+
+impl WardenConfig {
+    /// The certificates of `MCP_REDIS_CA_FILE`, read now, if it is set.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read (named `MCP_REDIS_CA_FILE`).
+    pub fn redis_ca_pem(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        self.redis_ca_file
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path).map_err(|e| {
+                    ConfigError::new(
+                        "MCP_REDIS_CA_FILE",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// Every setting of `vars`, validated area by area; the first error
+    /// wins, in this order.
+    fn load(vars: &Vars) -> Result<Self, ConfigError> {
+        let mut config = Self::default();
+        network::load_listener(vars, &mut config)?;
+        if let Some(env) = vars.get("MCP_ENVIRONMENT") {
+            config.environment = match env.to_ascii_lowercase().as_str() {
+                "development" | "dev" => Environment::Development,
+                "staging" | "stage" => Environment::Staging,
+                "production" | "prod" => Environment::Production,
+                _ => {
+                    return Err(ConfigError::new(
+                        "MCP_ENVIRONMENT",
+                        format!("`{env}` is not one of development, staging, production"),
+                    ));
+                }
+            };
+        }
+        auth::load_mode(vars, &mut config)?;
+        network::load(vars, &mut config)?;
+        auth::load(vars, &mut config)?;
+        rate_limit::load(vars, &mut config)?;
+        gateway::load(vars, &mut config)?;
+        operations::load(vars, &mut config)?;
+        Ok(config)
+    }
+}
