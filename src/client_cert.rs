@@ -69,7 +69,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use ipnet::IpNet;
 use tower_layer::Layer;
 
-use crate::ConfigError;
+use crate::error::ConfigError;
 use crate::client_ip::peer_ip;
 use crate::guard::{Check, Guard};
 use crate::net::{in_any, normalize_net, parse_nets};

@@ -74,7 +74,7 @@ use http::{Extensions, HeaderMap, HeaderName, Request};
 use ipnet::IpNet;
 use tower_layer::Layer;
 
-use crate::ConfigError;
+use crate::error::ConfigError;
 use crate::guard::{Check, Guard};
 use crate::net::{canonical, in_any, normalize_net, parse_nets};
 use crate::reject::{DefaultResponder, Reason, Rejection, Respond};

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 /// Parses `10.0.0.0/8`, `2001:db8::/32` or a bare address (a host prefix).
 ///

@@ -30,7 +30,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 type Step = Arc<dyn Fn() -> Result<String, ConfigError> + Send + Sync>;
 

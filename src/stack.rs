@@ -89,7 +89,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::ConfigError;
+use crate::error::ConfigError;
 use crate::auth::{Algorithm, ApiKeys, Auth, AuthLayer, JwtAuth};
 use crate::body::ResponseBody;
 use crate::body_limit::{BodyLimit, BodyLimitLayer};
@@ -143,19 +143,19 @@ pub enum CallRefused {
     /// The caller's scopes do not cover the tool (`MCP_TOOL_SCOPES`): 403
     /// `insufficient_scope` with `WWW-Authenticate: Bearer
     /// error="insufficient_scope", scope="<missing scopes>"`.
-    Scope(crate::Rejection),
+    Scope(crate::reject::Rejection),
     /// Over a rate limit: 429 `rate_limited` with `Retry-After` and the
     /// rate-limit headers.
     Limited {
         /// The refusing decision (`retry_after`: when to come back).
         decision: Decision,
         /// The answer.
-        rejection: crate::Rejection,
+        rejection: crate::reject::Rejection,
     },
 }
 
 impl CallRefused {
-    fn limited((decision, rejection): (Decision, crate::Rejection)) -> Self {
+    fn limited((decision, rejection): (Decision, crate::reject::Rejection)) -> Self {
         Self::Limited {
             decision,
             rejection,
@@ -165,7 +165,7 @@ impl CallRefused {
     /// The answer an HTTP request gets for this refusal (render it with
     /// [`problem_response`](crate::reject::problem_response)).
     #[must_use]
-    pub fn rejection(&self) -> &crate::Rejection {
+    pub fn rejection(&self) -> &crate::reject::Rejection {
         match self {
             Self::Scope(rejection) | Self::Limited { rejection, .. } => rejection,
         }
@@ -398,7 +398,7 @@ impl WardenLayer {
     /// rules in [`McpPolicyLayer`] and the per-tool [`RateLimitLayer`]):
     /// `head` is a request that already passed the perimeter (it carries
     /// the [`Principal`] and [`ClientIp`](crate::client_ip::ClientIp)
-    /// the perimeter left) plus an [`McpCall`](crate::McpCall) naming the
+    /// the perimeter left) plus an [`McpCall`](crate::principal::McpCall) naming the
     /// tool — for example a REST route that runs a tool.
     ///
     /// In order, stopping at the first refusal: the tool policy
@@ -438,7 +438,7 @@ impl WardenLayer {
     /// on one allowance and meet one policy. `head` carries what the
     /// perimeter left on the upgrade request ([`Principal`],
     /// [`ClientIp`](crate::client_ip::ClientIp)) and the message's
-    /// [`McpCall`](crate::McpCall).
+    /// [`McpCall`](crate::principal::McpCall).
     ///
     /// Resolves to `Err` with why the message was refused; `Ok` when
     /// admitted. The future does not borrow `head`.
@@ -478,14 +478,14 @@ impl WardenLayer {
     }
 
     /// The 403 for the `tools/call` of `head`, if its caller may not make it.
-    fn policy_refusal<B>(&self, head: &Request<B>) -> Option<crate::Rejection> {
+    fn policy_refusal<B>(&self, head: &Request<B>) -> Option<crate::reject::Rejection> {
         let policy = self.parts.tool_policy.as_ref()?;
-        let call = head.extensions().get::<crate::McpCall>()?;
+        let call = head.extensions().get::<crate::principal::McpCall>()?;
         let tool = call.tool().filter(|_| call.method() == "tools/call")?;
         let principal = head.extensions().get::<Principal>();
         let rejection = policy.refusal(principal, tool)?;
         crate::audit::denied(
-            crate::Reason::InsufficientScope,
+            crate::reject::Reason::InsufficientScope,
             head.extensions(),
             principal.map(Principal::subject),
             principal.and_then(Principal::key_id),

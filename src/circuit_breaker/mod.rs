@@ -55,7 +55,7 @@ use tokio::time::Instant;
 
 pub use layer::{BreakCircuit, CircuitBreakerLayer, Outcome, ResponseFuture};
 
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 const CLOSED: u8 = 0;
 const OPEN: u8 = 1;

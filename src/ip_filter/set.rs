@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::table::{Leaf, Rule, Table};
-use crate::ConfigError;
+use crate::error::ConfigError;
 use crate::net::{canonical, normalize_net, parse_nets};
 
 /// Allow and deny lists of IPv4 and IPv6 prefixes, answered in constant

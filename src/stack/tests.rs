@@ -356,7 +356,7 @@ fn message(subject: &str, peer: &str, tool: Option<&str>) -> Request<()> {
         .insert(Principal::builder(subject, AuthMethod::Jwt).build());
     head.extensions_mut()
         .insert(peer.parse::<SocketAddr>().unwrap());
-    head.extensions_mut().insert(crate::McpCall::new(
+    head.extensions_mut().insert(crate::principal::McpCall::new(
         if tool.is_some() { "tools/call" } else { "ping" },
         tool.map(str::to_owned),
     ));
