@@ -142,6 +142,14 @@ impl<S: fmt::Debug, R> fmt::Debug for BreakCircuit<S, R> {
     }
 }
 
+impl BreakCircuit<(), DefaultResponder> {
+    /// The layer that makes this service; see [`CircuitBreakerLayer::new`].
+    #[must_use]
+    pub fn layer(breaker: CircuitBreaker) -> CircuitBreakerLayer {
+        CircuitBreakerLayer::new(breaker)
+    }
+}
+
 impl<S, R> BreakCircuit<S, R> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {

@@ -190,7 +190,7 @@ async fn inner_errors_count_and_a_classifier_overrides() {
 
     // 404 and 429 are not failures by default; this classifier says 404 is.
     let b = breaker(1, 60_000);
-    let (mut svc, _) = scripted(CircuitBreakerLayer::new(b.clone()), vec![429, 404]);
+    let (mut svc, _) = scripted(BreakCircuit::layer(b.clone()), vec![429, 404]);
     status(&mut svc, Request::new(())).await;
     status(&mut svc, Request::new(())).await;
     assert_eq!(b.state(), BreakerState::Closed);
