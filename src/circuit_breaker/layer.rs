@@ -144,7 +144,6 @@ impl<S: fmt::Debug, R> fmt::Debug for BreakCircuit<S, R> {
 
 impl BreakCircuit<(), DefaultResponder> {
     /// The layer that makes this service; see [`CircuitBreakerLayer::new`].
-    #[must_use]
     pub fn layer(breaker: CircuitBreaker) -> CircuitBreakerLayer {
         CircuitBreakerLayer::new(breaker)
     }
