@@ -26,14 +26,14 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The development token `config` calls for: `None` unless JWTs are
-/// accepted, no key source is configured, and the environment is
-/// development.
+/// The development token `config` calls for, with the role `admin_role`
+/// (`MCP_ADMIN_ROLE`): `None` unless JWTs are accepted, no key source is
+/// configured, and the environment is development.
 ///
 /// # Errors
 ///
 /// No random source, or the token cannot be signed (`MCP_JWT_SECRET`).
-pub fn needed(config: &WardenConfig) -> Result<Option<DevToken>, ConfigError> {
+pub fn needed(config: &WardenConfig, admin_role: &str) -> Result<Option<DevToken>, ConfigError> {
     let has_key_source = config.jwt_secret.is_some()
         || config.jwt_public_key_file.is_some()
         || config.jwks_file.is_some()
@@ -54,7 +54,7 @@ pub fn needed(config: &WardenConfig) -> Result<Option<DevToken>, ConfigError> {
     let claims = serde_json::json!({
         "sub": "developer",
         "scope": "*",
-        "roles": [config.admin_role],
+        "roles": [admin_role],
         "namespace": "default",
         "aud": audience,
         "iat": iat,

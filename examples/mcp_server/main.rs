@@ -93,35 +93,8 @@ async fn run(config: WardenConfig) -> Result<(), String> {
     );
     #[cfg(not(unix))]
     drop(reload);
-    let listen = &settings.listen;
-    let address = (listen.host.as_str(), listen.port);
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|e| format!("cannot listen on {}:{}: {e}", listen.host, listen.port))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the listening address: {e}"))?;
-    tracing::info!(
-        address = %local,
-        environment = %config.environment,
-        "MCP server listening on http://{local}/mcp"
-    );
-    if !local.ip().is_loopback() && listen.loopback_hosts_only {
-        tracing::warn!(
-            "listening beyond loopback, but MCP_ALLOWED_HOSTS only allows loopback names: \
-             requests naming any other host get 403 host_forbidden"
-        );
-    }
-    if let Some(port) = settings.metrics.port {
-        let listener = tokio::net::TcpListener::bind((listen.host.as_str(), port))
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot listen on {}:{port} (MCP_METRICS_PORT): {e}",
-                    listen.host
-                )
-            })?;
-        tracing::info!(address = %format!("{}:{port}", listen.host), "metrics at /metrics");
+    let listener = serving::bind(&settings).await?;
+    if let Some(listener) = serving::bind_metrics(&settings).await? {
         let metrics =
             ops::serve_metrics(&settings, listener, shutdown.clone()).map_err(|e| e.to_string())?;
         tokio::spawn(metrics);

@@ -2,17 +2,21 @@
 //! service, read top to bottom in [`build`].
 //!
 //! ```text
-//! request id, trace, security headers, CORS, metrics        (ops::around)
-//! └─ MCP_REQUEST_TIMEOUT over the whole request             (ops::timeout)
-//!    └─ WardenLayer: client address → IP filter → client certificate →
-//!       rate limit per address → body cap → authentication → Host/Origin →
-//!       tool policy → rate limits per tool and per principal
-//!       ├─ /mcp      JsonRpcErrorsLayer → SessionBindingLayer
-//!       │            [→ SharedSessionsLayer] → timeout → rmcp
-//!       ├─ /mcp/ws   the same perimeter per message            (ws)
-//!       ├─ /api/v1/mcp/connections...  scope → namespace → timeout (gateway)
-//!       └─ /status   admin role                                 (ops)
-//! /health, /.well-known/oauth-protected-resource[/mcp], /metrics: unguarded
+//! ops::around: sensitive headers, request id, trace, security headers,
+//!              CORS, metrics
+//! └─ serving::peer_address
+//!    ├─ /health, /.well-known/oauth-protected-resource[/mcp]   (unguarded)
+//!    ├─ /metrics, unless MCP_METRICS_PORT        (its own IP allow list)
+//!    └─ ops::timeout: MCP_REQUEST_TIMEOUT over the whole request
+//!       └─ WardenLayer: client address → IP filter → client certificate →
+//!          rate limit per address → body cap → authentication →
+//!          Host/Origin → tool policy → rate limits per tool, per principal
+//!          ├─ /mcp     [SharedSessionsLayer →] JsonRpcErrorsLayer →
+//!          │           SessionBindingLayer → ops::timeout → rmcp
+//!          ├─ /mcp/ws  every message checked again by the perimeter (ws)
+//!          ├─ /api/v1/mcp/connections...  ops::timeout → scope →
+//!          │           NamespaceLayer → the connection API (gateway)
+//!          └─ /status  the admin role (ops)
 //! ```
 
 use std::sync::Arc;
@@ -32,7 +36,7 @@ use tower_warden::stack::WardenLayer;
 
 use super::gateway::Gateway;
 use super::health::{HealthState, health, status_json};
-use super::settings::Settings;
+use super::settings::{self, Settings};
 use super::tools::{ToolSource, Tools};
 use super::{dev_token, ops, serving, ws};
 
@@ -63,7 +67,7 @@ pub struct Auth {
 pub fn auth(config: &WardenConfig) -> Result<Auth, ConfigError> {
     let mut effective = config.clone();
     let mut warnings = Vec::new();
-    let dev = dev_token::needed(config)?;
+    let dev = dev_token::needed(config, &settings::Http::of(config).admin_role)?;
     if let Some(dev) = &dev {
         effective.jwt_secret = Some(dev.secret.clone());
         // The development secret pins its own audience.
@@ -114,7 +118,7 @@ pub async fn router(
 /// The store cannot be opened or migrated (`MCP_DATABASE_URL`), or a
 /// breaker setting is unusable.
 pub async fn gateway(config: &WardenConfig) -> Result<Arc<Gateway>, ConfigError> {
-    super::gateway::open(&Settings::read(config).gateway).await
+    super::gateway::open(&settings::Gateway::of(config)).await
 }
 
 /// [`router`] with authentication and the gateway already built (to print

@@ -10,6 +10,54 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_warden::reload::ReloadHandle;
 
+use super::settings::Settings;
+
+/// Listens on `MCP_HOST`:`MCP_PORT`, and says where (warning when the
+/// listener reaches beyond loopback while `MCP_ALLOWED_HOSTS` only names
+/// loopback).
+///
+/// # Errors
+///
+/// The address cannot be bound, as a line for the operator.
+pub async fn bind(settings: &Settings) -> Result<TcpListener, String> {
+    let listen = &settings.listen;
+    let listener = TcpListener::bind((listen.host.as_str(), listen.port))
+        .await
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", listen.host, listen.port))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    tracing::info!(
+        address = %local,
+        environment = %settings.warden.environment,
+        "MCP server listening on http://{local}/mcp"
+    );
+    if !local.ip().is_loopback() && listen.loopback_hosts_only {
+        tracing::warn!(
+            "listening beyond loopback, but MCP_ALLOWED_HOSTS only allows loopback names: \
+             requests naming any other host get 403 host_forbidden"
+        );
+    }
+    Ok(listener)
+}
+
+/// The listener of `MCP_METRICS_PORT` (on `MCP_HOST`), when it is set.
+///
+/// # Errors
+///
+/// The port cannot be bound, as a line for the operator.
+pub async fn bind_metrics(settings: &Settings) -> Result<Option<TcpListener>, String> {
+    let Some(port) = settings.metrics.port else {
+        return Ok(None);
+    };
+    let host = &settings.listen.host;
+    let listener = TcpListener::bind((host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot listen on {host}:{port} (MCP_METRICS_PORT): {e}"))?;
+    tracing::info!(address = %format!("{host}:{port}"), "metrics at /metrics");
+    Ok(Some(listener))
+}
+
 /// Copies axum's connect info into a plain `SocketAddr` extension, which the
 /// tower-warden layers read whatever their cargo features.
 pub async fn peer_address(mut request: Request) -> Request {
