@@ -90,3 +90,54 @@ impl Problem {
         Response::from_parts(parts, Body::from(body))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http::header::{CONTENT_TYPE, RETRY_AFTER};
+
+    use super::*;
+
+    async fn parts(response: Response) -> (http::response::Parts, serde_json::Value, usize) {
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        let value = serde_json::from_slice(&bytes).unwrap();
+        (parts, value, bytes.len())
+    }
+
+    #[tokio::test]
+    async fn a_server_code_is_named_in_type_and_code() {
+        let response = Problem::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "slow")
+            .with_header(RETRY_AFTER, HeaderValue::from_static("3"))
+            .into_response();
+        let (parts, body, len) = parts(response).await;
+        assert_eq!(parts.status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(parts.headers[CONTENT_TYPE], "application/problem+json");
+        assert_eq!(parts.headers[CONTENT_LENGTH], len.to_string().as_str());
+        assert_eq!(parts.headers[RETRY_AFTER], "3");
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "type": "urn:tower-warden:problem:upstream_timeout",
+                "title": "Gateway Timeout",
+                "status": 504,
+                "detail": "slow",
+                "code": "upstream_timeout",
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reason_code_is_the_perimeters_answer_byte_for_byte() {
+        let response = problem(StatusCode::FORBIDDEN, "namespace_forbidden", "no");
+        let expected = problem_response(
+            &Rejection::new(Reason::NamespaceForbidden)
+                .with_status(StatusCode::FORBIDDEN)
+                .with_detail("no"),
+        );
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        assert_eq!(parts.status, expected.status());
+        assert_eq!(parts.headers, *expected.headers());
+        assert_eq!(bytes, expected.body());
+    }
+}
