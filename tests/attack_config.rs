@@ -4,7 +4,7 @@
 //! settings leaking through `/status`, `Debug` or error messages.
 
 #[allow(dead_code, unreachable_pub)]
-#[path = "../examples/mcp_server/app.rs"]
+#[path = "../examples/mcp_server/server.rs"]
 mod app;
 
 #[allow(dead_code)]

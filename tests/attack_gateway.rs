@@ -6,7 +6,7 @@
 //! (no scope, renamed connections, the same upstream twice).
 
 #[allow(dead_code, unreachable_pub)]
-#[path = "../examples/mcp_server/app.rs"]
+#[path = "../examples/mcp_server/server.rs"]
 mod app;
 
 #[allow(dead_code)]
@@ -257,7 +257,7 @@ async fn attack_connections_stored_before_the_rule_cannot_reach_loopback_on_any_
 
 #[test]
 fn special_purpose_addresses_are_not_public() {
-    use app::upstream::is_public;
+    use app::gateway::upstream::is_public;
     for ip in [
         "0.0.0.0",
         "0.1.2.3",
@@ -332,7 +332,7 @@ fn special_purpose_addresses_are_not_public() {
 
 #[test]
 fn the_url_check_reads_urls_as_the_http_client_does() {
-    let reach = app::upstream::Reach {
+    let reach = app::gateway::upstream::Reach {
         allow_private: false,
     };
     for url in loopback_forms(8080) {
@@ -350,7 +350,7 @@ fn the_url_check_reads_urls_as_the_http_client_does() {
     }
     assert!(reach.check_url("https://mcp.example.com/mcp").is_ok());
     assert!(reach.check_url("http://8.8.8.8/mcp").is_ok());
-    let open = app::upstream::Reach {
+    let open = app::gateway::upstream::Reach {
         allow_private: true,
     };
     assert!(open.check_url("http://127.1/mcp").is_ok());
@@ -377,7 +377,7 @@ async fn attack_the_connector_drops_a_loopback_socket_before_sending_a_byte() {
             });
         }
     });
-    let client = app::upstream::Reach {
+    let client = app::gateway::upstream::Reach {
         allow_private: false,
     }
     .http_client()

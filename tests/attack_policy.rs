@@ -4,7 +4,7 @@
 //! and one quota, and no role crosses namespaces unless configured.
 
 #[allow(dead_code, unreachable_pub)]
-#[path = "../examples/mcp_server/app.rs"]
+#[path = "../examples/mcp_server/server.rs"]
 mod app;
 
 #[allow(dead_code)]

@@ -8,7 +8,7 @@
 //! them open until it answers. Real WebSocket clients on 127.0.0.1.
 
 #[allow(dead_code, unreachable_pub)]
-#[path = "../examples/mcp_server/app.rs"]
+#[path = "../examples/mcp_server/server.rs"]
 mod app;
 
 #[allow(dead_code)]

@@ -3,9 +3,10 @@
 //! PostgreSQL tests say why and pass without it, unless
 //! `TOWER_WARDEN_REQUIRE_SERVICES=1`).
 
-#[allow(dead_code)]
-#[path = "../examples/mcp_server/store.rs"]
-mod store;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../examples/mcp_server/server.rs"]
+mod app;
+use app::gateway::store;
 
 use std::collections::HashSet;
 use std::sync::Arc;

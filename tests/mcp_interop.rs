@@ -2,7 +2,7 @@
 //! official Rust MCP SDK client and against raw HTTP requests.
 
 #[allow(dead_code, unreachable_pub)]
-#[path = "../examples/mcp_server/app.rs"]
+#[path = "../examples/mcp_server/server.rs"]
 mod app;
 
 #[allow(dead_code)]

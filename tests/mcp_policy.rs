@@ -2,8 +2,9 @@
 //! 127.0.0.1, against the official Rust MCP SDK client and raw HTTP.
 
 #[allow(dead_code, unreachable_pub)]
-#[path = "../examples/mcp_server/tools.rs"]
-mod tools;
+#[path = "../examples/mcp_server/server.rs"]
+mod app;
+use app::tools;
 
 #[allow(dead_code)]
 #[path = "support/mcp.rs"]

@@ -7,7 +7,7 @@
 //! `TOWER_WARDEN_REQUIRE_SERVICES=1`.
 
 #[allow(dead_code, unreachable_pub)]
-#[path = "../examples/mcp_server/app.rs"]
+#[path = "../examples/mcp_server/server.rs"]
 mod app;
 
 #[allow(dead_code)]

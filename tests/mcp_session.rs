@@ -6,7 +6,7 @@
 //! `Principal` for the subject in `x-test-user` in the request extensions.
 
 #[allow(dead_code, unreachable_pub)]
-#[path = "../examples/mcp_server/app.rs"]
+#[path = "../examples/mcp_server/server.rs"]
 mod app;
 
 #[allow(dead_code)]

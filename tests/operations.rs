@@ -4,7 +4,7 @@
 //! headers, the request timeout's 504, and settings from a TOML file.
 
 #[allow(dead_code, unreachable_pub)]
-#[path = "../examples/mcp_server/app.rs"]
+#[path = "../examples/mcp_server/server.rs"]
 mod app;
 
 #[allow(dead_code)]

@@ -5,7 +5,7 @@
 #![cfg(unix)]
 
 #[allow(dead_code, unreachable_pub)]
-#[path = "../examples/mcp_server/app.rs"]
+#[path = "../examples/mcp_server/server.rs"]
 mod app;
 
 #[allow(dead_code)]

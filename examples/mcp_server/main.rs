@@ -12,12 +12,15 @@
 //! configured, the server prints a development token for an ephemeral secret.
 //! A bad setting exits with status 2 and one line naming the variable.
 
-mod app;
+mod server;
 
 use std::process::ExitCode;
 
 use tokio_util::sync::CancellationToken;
 use tower_warden::config::WardenConfig;
+
+use server::settings::Settings;
+use server::{dev_token, ops, serving};
 
 fn main() -> ExitCode {
     let config = match WardenConfig::from_env() {
@@ -27,7 +30,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match app::ops::log_subscriber(&config, std::io::stderr) {
+    match ops::log_subscriber(&config, std::io::stderr) {
         Ok(subscriber) => {
             if tracing::subscriber::set_global_default(subscriber).is_err() {
                 eprintln!("mcp_server: a log subscriber is already installed");
@@ -63,75 +66,52 @@ async fn run(config: WardenConfig) -> Result<(), String> {
     // (after the grace period).
     let shutdown = CancellationToken::new();
     let sessions = CancellationToken::new();
-    if let Some(file) = &config.config_file {
+    let settings = Settings::read(&config);
+    if let Some(file) = &settings.listen.config_file {
         tracing::info!(file = %file.display(), "settings read from the file, overridden by the environment");
     }
-    let auth = app::auth(&config).map_err(|e| e.to_string())?;
+    let auth = server::auth(&config).map_err(|e| e.to_string())?;
     for warning in &auth.warnings {
         tracing::warn!("{warning}");
     }
     if let Some(token) = &auth.dev_token {
-        // Printed on purpose, outside the logs: the development credential.
-        eprintln!(
-            "\nDevelopment token for {} (valid 24 h, every scope; ephemeral, NOT for production):\n\n  Authorization: Bearer {token}\n",
-            auth.resource_url
-        );
+        dev_token::print(token, &auth.resource_url);
     }
     if let Some(jwt) = &auth.jwt
         && let Err(error) = jwt.prefetch().await
     {
         tracing::warn!(%error, "cannot fetch the JWT signing keys yet; will retry on demand");
     }
-    let gateway = app::gateway(&config).await.map_err(|e| e.to_string())?;
+    let gateway = server::gateway(&config).await.map_err(|e| e.to_string())?;
     // SIGHUP reads the environment and MCP_CONFIG_FILE again.
-    let load: app::Loader = std::sync::Arc::new(WardenConfig::from_env);
+    let load: server::Loader = std::sync::Arc::new(WardenConfig::from_env);
     let (router, reload) =
-        app::build(&config, &sessions, &auth, gateway, load).map_err(|e| e.to_string())?;
+        server::build(&config, &sessions, &auth, gateway, load).map_err(|e| e.to_string())?;
     #[cfg(unix)]
     tokio::spawn(
-        app::reload_on_sighup(reload).map_err(|e| format!("cannot listen for SIGHUP: {e}"))?,
+        serving::reload_on_sighup(reload).map_err(|e| format!("cannot listen for SIGHUP: {e}"))?,
     );
     #[cfg(not(unix))]
     drop(reload);
-    let address = (config.host.as_str(), config.port);
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the listening address: {e}"))?;
-    tracing::info!(
-        address = %local,
-        environment = %config.environment,
-        "MCP server listening on http://{local}/mcp"
-    );
-    if !local.ip().is_loopback() && config.allowed_hosts == WardenConfig::default().allowed_hosts {
-        tracing::warn!(
-            "listening beyond loopback, but MCP_ALLOWED_HOSTS only allows loopback names: \
-             requests naming any other host get 403 host_forbidden"
-        );
-    }
-    if let Some(port) = config.metrics_port {
-        let listener = tokio::net::TcpListener::bind((config.host.as_str(), port))
-            .await
-            .map_err(|e| {
-                format!(
-                    "cannot listen on {}:{port} (MCP_METRICS_PORT): {e}",
-                    config.host
-                )
-            })?;
-        tracing::info!(address = %format!("{}:{port}", config.host), "metrics at /metrics");
-        let metrics = app::ops::serve_metrics(&config, listener, shutdown.clone())
-            .map_err(|e| e.to_string())?;
+    let listener = serving::bind(&settings).await?;
+    if let Some(listener) = serving::bind_metrics(&settings).await? {
+        let metrics =
+            ops::serve_metrics(&settings, listener, shutdown.clone()).map_err(|e| e.to_string())?;
         tokio::spawn(metrics);
     }
-    let signals = app::cancel_on_signal(shutdown.clone())
+    let signals = serving::cancel_on_signal(shutdown.clone())
         .map_err(|e| format!("cannot listen for signals: {e}"))?;
     tokio::spawn(signals);
     // In-flight requests get as long as one request may take.
-    app::serve_draining(listener, router, shutdown, sessions, config.request_timeout)
-        .await
-        .map_err(|e| format!("server failed: {e}"))?;
+    serving::serve_draining(
+        listener,
+        router,
+        shutdown,
+        sessions,
+        settings.http.request_timeout,
+    )
+    .await
+    .map_err(|e| format!("server failed: {e}"))?;
     tracing::info!("MCP server stopped");
     Ok(())
 }

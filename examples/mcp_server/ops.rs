@@ -1,11 +1,11 @@
 //! What an operator of the reference server needs around the MCP endpoint:
 //! logs (text or JSON, with a request id on every line, and an audit file),
 //! request ids, Prometheus metrics, the admin `/status` page, CORS, security
-//! headers, the request timeout and graceful shutdown.
+//! headers and the request timeout.
 //!
 //! Everything here is tower-http (request id, trace, CORS, headers,
 //! timeout), `tracing-subscriber`, and the `metrics` facade with its
-//! Prometheus exporter, configured from [`WardenConfig`].
+//! Prometheus exporter, configured from the server's [`Settings`].
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +39,10 @@ use tracing_subscriber::filter::{EnvFilter, filter_fn};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 
+use super::problem::problem;
+use super::serving::{peer_address, serve};
+use super::settings::{Logs, Settings};
+
 /// The request-id header, set on every request and response.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -58,12 +62,13 @@ pub fn log_subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = match &config.log_level {
+    let logs = Logs::of(config);
+    let filter = match &logs.level {
         Some(level) => EnvFilter::try_new(level)
             .map_err(|e| ConfigError::new("MCP_LOG_LEVEL", format!("is not a log filter: {e}")))?,
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    let console = match config.log_format {
+    let console = match logs.format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
@@ -78,7 +83,7 @@ where
             .with_filter(filter)
             .boxed(),
     };
-    let audit = match &config.audit_log_file {
+    let audit = match &logs.audit_file {
         Some(path) => {
             let file = std::fs::OpenOptions::new()
                 .create(true)
@@ -172,11 +177,11 @@ async fn sanitize_request_id(mut request: Request) -> Request {
 /// A CORS origin that is not a header value.
 pub fn around(
     router: Router,
-    config: &WardenConfig,
+    settings: &Settings,
     metrics: MetricsLayer,
 ) -> Result<Router, ConfigError> {
     let router = router.layer(metrics);
-    let router = match cors(config)? {
+    let router = match cors(settings)? {
         Some(cors) => router.layer(cors),
         None => router,
     };
@@ -189,7 +194,7 @@ pub fn around(
             "default-src 'none'; frame-ancestors 'none'",
         ),
     ];
-    if behind_tls(config) {
+    if behind_tls(settings) {
         headers.push((
             header::STRICT_TRANSPORT_SECURITY,
             "max-age=63072000; includeSubDomains",
@@ -251,8 +256,9 @@ pub fn around(
 
 /// Whether clients reach this server over TLS (the resource URL is
 /// `https://`): then responses carry HSTS.
-fn behind_tls(config: &WardenConfig) -> bool {
-    config
+fn behind_tls(settings: &Settings) -> bool {
+    settings
+        .warden
         .resource_url
         .as_deref()
         .is_some_and(|url| url.starts_with("https://"))
@@ -261,15 +267,15 @@ fn behind_tls(config: &WardenConfig) -> bool {
 /// The CORS layer of `MCP_CORS_ORIGINS` (none when it is empty). Preflights
 /// are answered here, before authentication, since browsers send them
 /// without credentials; a refused origin gets no `Access-Control-Allow-*`.
-fn cors(config: &WardenConfig) -> Result<Option<CorsLayer>, ConfigError> {
-    if config.cors_origins.is_empty() {
+fn cors(settings: &Settings) -> Result<Option<CorsLayer>, ConfigError> {
+    let origins = &settings.http.cors_origins;
+    if origins.is_empty() {
         return Ok(None);
     }
-    let origins = if config.cors_origins.iter().any(|o| o == "*") {
+    let origins = if origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {
-        let list = config
-            .cors_origins
+        let list = origins
             .iter()
             .map(|origin| {
                 HeaderValue::from_str(origin).map_err(|_| {
@@ -312,11 +318,11 @@ fn cors(config: &WardenConfig) -> Result<Option<CorsLayer>, ConfigError> {
 /// answering 504, given a problem body here. It bounds the time to the
 /// response head, reading the request body included when the layers that
 /// read it are inside; an event stream that has started is not cut.
-pub fn timeout(router: Router, config: &WardenConfig) -> Router {
+pub fn timeout(router: Router, settings: &Settings) -> Router {
     router
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
-            config.request_timeout,
+            settings.http.request_timeout,
         ))
         .layer(axum::middleware::map_response(timeout_problem))
 }
@@ -333,23 +339,6 @@ async fn timeout_problem(response: Response) -> Response {
         "request_timeout",
         "the request took longer than the server allows (MCP_REQUEST_TIMEOUT)",
     )
-}
-
-/// An `application/problem+json` response.
-pub fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
-    let body = serde_json::json!({
-        "type": format!("urn:tower-warden:problem:{code}"),
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail,
-        "code": code,
-    });
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 /// How often the Prometheus recorder folds the histogram samples recorded
@@ -412,11 +401,11 @@ pub fn prometheus() -> Option<PrometheusHandle> {
 /// # Errors
 ///
 /// A trusted-proxy setting the client-address layer cannot use.
-pub fn metrics_routes(config: &WardenConfig) -> Result<Router, ConfigError> {
+pub fn metrics_routes(settings: &Settings) -> Result<Router, ConfigError> {
     let handle = prometheus();
     // An empty allow set admits everyone, so an empty list (which the
     // loader refuses, but a hand-built config may hold) denies everyone.
-    let allowed = if config.metrics_allowed_ips.is_empty() {
+    let allowed = if settings.metrics.allowed_ips.is_empty() {
         IpSet::builder()
             // `0.0.0.0/0` and `::/0`.
             .deny_nets([
@@ -426,15 +415,15 @@ pub fn metrics_routes(config: &WardenConfig) -> Result<Router, ConfigError> {
             .build()
     } else {
         IpSet::builder()
-            .allow_nets(config.metrics_allowed_ips.iter().copied())
+            .allow_nets(settings.metrics.allowed_ips.iter().copied())
             .build()
     };
     let mut routes = Router::new()
         .route("/metrics", get(render_metrics))
         .with_state(handle)
         .route_layer(IpFilterLayer::new(allowed));
-    if config.trust_x_forwarded {
-        routes = routes.route_layer(tower_warden::stack::client_ip(config));
+    if settings.warden.trust_x_forwarded {
+        routes = routes.route_layer(tower_warden::stack::client_ip(&settings.warden));
     }
     Ok(routes)
 }
@@ -446,14 +435,13 @@ pub fn metrics_routes(config: &WardenConfig) -> Result<Router, ConfigError> {
 ///
 /// A trusted-proxy setting the client-address layer cannot use.
 pub fn serve_metrics(
-    config: &WardenConfig,
+    settings: &Settings,
     listener: tokio::net::TcpListener,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<impl std::future::Future<Output = ()> + Send + 'static, ConfigError> {
-    let routes =
-        metrics_routes(config)?.layer(axum::middleware::map_request(crate::app::peer_address));
+    let routes = metrics_routes(settings)?.layer(axum::middleware::map_request(peer_address));
     Ok(async move {
-        if let Err(error) = crate::app::serve(listener, routes, shutdown).await {
+        if let Err(error) = serve(listener, routes, shutdown).await {
             tracing::error!(%error, "the metrics listener failed");
         }
     })
@@ -493,11 +481,11 @@ pub struct StatusState {
 /// uptime, request counts, rate limiter and breakers (as `/health`), JWT
 /// keys and token cache, and the effective settings with secrets redacted.
 /// Put it behind the perimeter, which authenticates the caller.
-pub fn status_routes(config: &WardenConfig, state: StatusState) -> Router {
+pub fn status_routes(settings: &Settings, state: StatusState) -> Router {
     Router::new()
         .route("/status", get(status))
         .with_state(Arc::new(state))
-        .route_layer(RequireLayer::role(config.admin_role.clone()))
+        .route_layer(RequireLayer::role(settings.http.admin_role.clone()))
 }
 
 async fn status(State(state): State<Arc<StatusState>>) -> axum::Json<serde_json::Value> {

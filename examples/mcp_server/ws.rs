@@ -46,7 +46,7 @@ use tower_warden::principal::Principal;
 use tower_warden::reject::Reason;
 use tower_warden::stack::WardenLayer;
 
-use crate::app::tools::Tools;
+use super::tools::Tools;
 
 /// Close codes (RFC 6455 §7.4.1).
 const GOING_AWAY: u16 = 1001;

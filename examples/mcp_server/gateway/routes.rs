@@ -1,5 +1,4 @@
-//! The gateway: namespace-owned connections to upstream MCP servers, their
-//! tools discovered and run over Streamable HTTP.
+//! The gateway's REST connection API.
 //!
 //! ```text
 //! POST   /api/v1/mcp/connections                          {"server_name","url","timeout"} → 201
@@ -29,18 +28,20 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rmcp::model::{JsonObject, Tool};
+use rmcp::model::JsonObject;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower_warden::McpCall;
 use tower_warden::auth::RequireLayer;
 use tower_warden::namespace::{Namespace, NamespaceLayer, Resolved};
 use tower_warden::principal::Principal;
-use tower_warden::reject::{Reason, Rejection, RequestHead, problem_response};
+use tower_warden::reject::{Reason, Rejection, RequestHead};
 use tower_warden::stack::WardenLayer;
 
-use super::store::{Connection, ConnectionStore, NewConnection, StoreError};
-use super::upstream::{UpstreamError, Upstreams};
+use super::super::problem::{Problem, problem, rejected};
+use super::Gateway;
+use super::store::{Connection, NewConnection, StoreError};
+use super::upstream::UpstreamError;
 
 /// The connection API's path prefix.
 pub const CONNECTIONS: &str = "/api/v1/mcp/connections";
@@ -58,12 +59,12 @@ pub struct Access {
 }
 
 impl Access {
-    /// The access rules of `config`, with the tool rules of `warden` (the
+    /// The access rules of `settings`, with the tool rules of `warden` (the
     /// perimeter in front of the routes).
-    pub fn of(config: &tower_warden::config::WardenConfig, warden: &WardenLayer) -> Self {
+    pub fn of(settings: &super::super::settings::Gateway, warden: &WardenLayer) -> Self {
         Self {
-            admin_role: config.cross_namespace_role.clone(),
-            scope: config.gateway_scope.clone(),
+            admin_role: settings.cross_namespace_role.clone(),
+            scope: settings.scope.clone(),
             warden: warden.clone(),
         }
     }
@@ -83,61 +84,7 @@ struct Api {
     access: Access,
 }
 
-/// The store and the upstream clients, shared by the routes and the MCP
-/// endpoint.
-#[derive(Debug)]
-pub struct Gateway {
-    /// Where connections are kept.
-    pub store: ConnectionStore,
-    /// The upstream clients and their breakers.
-    pub upstreams: Upstreams,
-}
-
 impl Gateway {
-    /// The upstream tools of `namespace`, named `<server_name>.<tool>`.
-    /// Upstreams that fail (or whose breaker is open) are left out. At most
-    /// `MCP_GATEWAY_FANOUT` upstreams are asked at once, and a list fetched
-    /// within `MCP_GATEWAY_TOOLS_CACHE_TTL` is reused.
-    pub async fn tools_for(&self, namespace: &str) -> Vec<Tool> {
-        use futures::StreamExt as _;
-        let Ok(connections) = self.store.list(namespace).await else {
-            return Vec::new();
-        };
-        let upstreams = &self.upstreams;
-        let mut lists: Vec<_> = futures::stream::iter(connections.into_iter().enumerate())
-            .map(move |(order, connection)| async move {
-                let tools = upstreams.list_tools(&connection).await.ok()?;
-                Some((order, connection.server_name, tools))
-            })
-            .buffer_unordered(upstreams.fanout_limit())
-            .filter_map(std::future::ready)
-            .collect()
-            .await;
-        // In the connections' order, whichever answered first.
-        lists.sort_by_key(|(order, ..)| *order);
-        let mut all = Vec::new();
-        for (_, server, tools) in lists {
-            for mut tool in tools {
-                tool.name = format!("{server}.{}", tool.name).into();
-                all.push(tool);
-            }
-        }
-        all
-    }
-
-    /// Runs `<server_name>.<tool>` for `namespace`, if `name` is one.
-    pub async fn call(
-        &self,
-        namespace: &str,
-        name: &str,
-        arguments: Option<JsonObject>,
-    ) -> Option<Result<rmcp::model::CallToolResult, UpstreamError>> {
-        let (server, tool) = name.split_once('.')?;
-        let connections = self.store.list(namespace).await.ok()?;
-        let connection = connections.iter().find(|c| c.server_name == server)?;
-        Some(self.upstreams.call_tool(connection, tool, arguments).await)
-    }
-
     /// The namespace a connection route asks for: its connection's owner.
     async fn owner(self: Arc<Self>, id: Option<String>) -> Resolved {
         let Some(id) = id else { return Ok(None) };
@@ -188,23 +135,6 @@ pub fn routes(gateway: Arc<Gateway>, access: Access) -> Router {
         .route_layer(scope)
 }
 
-/// A problem JSON answer.
-fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
-    let body = json!({
-        "type": format!("urn:tower-warden:problem:{code}"),
-        "title": status.canonical_reason().unwrap_or(""),
-        "status": status.as_u16(),
-        "detail": detail.into(),
-        "code": code,
-    });
-    let mut response = (status, Json(body)).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    response
-}
-
 fn store_failed(error: &StoreError) -> Response {
     match error {
         StoreError::Invalid(why) => {
@@ -235,16 +165,14 @@ fn upstream_failed(error: &UpstreamError) -> Response {
     let detail = error.public_detail();
     match error {
         UpstreamError::Open { retry_after } => {
-            let mut response = problem(
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 Reason::CircuitOpen.code(),
                 detail,
-            );
-            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-            response
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from(secs.max(1)))
+            .into_response()
         }
         UpstreamError::Timeout => problem(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", detail),
         UpstreamError::Failed(_) => {
@@ -256,12 +184,7 @@ fn upstream_failed(error: &UpstreamError) -> Response {
 }
 
 fn forbidden() -> Response {
-    let rejection = Rejection::new(Reason::NamespaceForbidden);
-    problem(
-        StatusCode::FORBIDDEN,
-        Reason::NamespaceForbidden.code(),
-        rejection.detail().to_owned(),
-    )
+    rejected(&Rejection::new(Reason::NamespaceForbidden))
 }
 
 /// Who calls, and in which namespace: what `NamespaceLayer` and the auth
@@ -480,7 +403,7 @@ async fn execute(
     };
     let head = call_head(&extensions, Some(mcp_name(&connection, &tool)));
     if let Err(refused) = api.access.warden.check_call(&head).await {
-        return problem_response(refused.rejection()).map(axum::body::Body::from);
+        return rejected(refused.rejection());
     }
     match gateway
         .upstreams
@@ -493,34 +416,5 @@ async fn execute(
                 .into_response()
         }
         Err(error) => upstream_failed(&error),
-    }
-}
-
-/// The MCP endpoint offers each caller its upstream tools, and routes their
-/// calls; an upstream that fails answers with a tool error the model can
-/// read.
-impl super::tools::ToolSource for Gateway {
-    fn tools_for<'a>(&'a self, namespace: &'a str) -> super::tools::BoxFuture<'a, Vec<Tool>> {
-        Box::pin(Gateway::tools_for(self, namespace))
-    }
-
-    fn call<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-        arguments: Option<JsonObject>,
-    ) -> super::tools::BoxFuture<'a, Option<rmcp::model::CallToolResult>> {
-        Box::pin(async move {
-            Some(
-                match Gateway::call(self, namespace, name, arguments).await? {
-                    Ok(result) => result,
-                    Err(error) => {
-                        rmcp::model::CallToolResult::error(vec![rmcp::model::ContentBlock::text(
-                            error.public_detail(),
-                        )])
-                    }
-                },
-            )
-        })
     }
 }

@@ -23,7 +23,7 @@ use super::store::Connection;
 
 type Client = RunningService<RoleClient, ClientConfig>;
 
-use super::tools::GATEWAY_HOP;
+use super::super::tools::GATEWAY_HOP;
 
 /// Why an upstream call did not produce an answer.
 #[derive(Debug)]
