@@ -69,8 +69,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use ipnet::IpNet;
 use tower_layer::Layer;
 
-use crate::error::ConfigError;
 use crate::client_ip::peer_ip;
+use crate::error::ConfigError;
 use crate::guard::{Check, Guard};
 use crate::net::{in_any, normalize_net, parse_nets};
 use crate::reject::{DefaultResponder, Reason, Rejection, Respond};

@@ -89,13 +89,13 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::error::ConfigError;
 use crate::auth::{Algorithm, ApiKeys, Auth, AuthLayer, JwtAuth};
 use crate::body::ResponseBody;
 use crate::body_limit::{BodyLimit, BodyLimitLayer};
 use crate::client_cert::{ClientCert, ClientCertLayer};
 use crate::client_ip::{ClientIpLayer, SetClientIp};
 use crate::config::{AuthMode, RateLimitStorage, WardenConfig};
+use crate::error::ConfigError;
 use crate::ip_filter::{IpFilter, IpFilterLayer, IpSet, IpSetHandle};
 use crate::mcp::{HostOrigin, HostOriginLayer, McpPolicy, McpPolicyLayer, ToolPolicy};
 use crate::principal::{AuthMethod, Principal};
