@@ -10,7 +10,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::layer::Config;
+use super::config::Config;
 use super::store::Decision;
 use crate::body::ResponseBody;
 use crate::reject::{self, Respond};

@@ -43,6 +43,7 @@
 //! * [`MemoryStore`] counts per process; several instances need a shared
 //!   store.
 
+mod config;
 mod future;
 mod key;
 mod layer;
@@ -57,9 +58,10 @@ mod tests;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{FailMode, RedisHealth, RedisStore, client as redis_client};
+pub use config::{RATELIMIT, RATELIMIT_POLICY};
 pub use future::ResponseFuture;
 pub use key::KeyBy;
-pub use layer::{RATELIMIT, RATELIMIT_POLICY, RateLimitLayer};
+pub use layer::RateLimitLayer;
 pub use memory::{DEFAULT_MAX_KEYS, MemoryStore};
 pub use service::RateLimit;
 pub use store::{Check, Decision, Quota, RateKey, Store};

@@ -7,8 +7,8 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
+use super::config::Config;
 use super::future::ResponseFuture;
-use super::layer::Config;
 use super::store::Check;
 use crate::body::ResponseBody;
 use crate::reject::{self, Respond};
