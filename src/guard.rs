@@ -1,5 +1,9 @@
-//! The service behind every synchronous check: admit the request to the
-//! inner service, or answer with a rejection without calling it.
+//! The services behind every check: admit the request to the inner
+//! service, or answer with a rejection without calling it.
+//!
+//! A synchronous rule is a [`Check`] run by a [`Guard`]; a rule that may
+//! have to wait (a shared store, a key fetch, a lookup) is an
+//! [`AsyncCheck`] run by an [`AsyncGuard`].
 //!
 //! [`ClientIpLayer`](crate::client_ip::ClientIpLayer),
 //! `IpFilterLayer` and `ClientCertLayer` are each a [`Check`]: their layer
@@ -47,10 +51,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use crate::BoxFuture;
 use crate::body::ResponseBody;
 use crate::reject::{self, Rejection, Respond};
 
@@ -193,6 +198,284 @@ where
                     .expect("ResponseFuture polled after completion");
                 Poll::Ready(Ok(response.map(ResponseBody::rejection)))
             }
+        }
+    }
+}
+
+/// A value known now, or one that comes later: what an [`AsyncCheck`]
+/// decides, and what a rate-limit [`Store`](crate::rate_limit::Store)
+/// answers. Only [`Later`](Self::Later) boxes.
+pub enum NowOrLater<T> {
+    /// Known without waiting.
+    Now(T),
+    /// Known when the future resolves (after a round trip, a key fetch, a
+    /// lookup).
+    Later(BoxFuture<T>),
+}
+
+impl<T> NowOrLater<T> {
+    /// The value, waiting for it when it comes later.
+    pub async fn resolve(self) -> T {
+        match self {
+            Self::Now(value) => value,
+            Self::Later(future) => future.await,
+        }
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for NowOrLater<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Now(value) => f.debug_tuple("Now").field(value).finish(),
+            Self::Later(_) => f.write_str("Later(..)"),
+        }
+    }
+}
+
+/// An admission rule that may have to wait before it decides (in the spirit
+/// of tower-http's `AsyncRequireAuthorization`).
+///
+/// [`decide`](Self::decide) looks at the request head and answers
+/// [`NowOrLater`]; [`apply`](Self::apply) then admits the request (possibly
+/// annotating it) or refuses it, and what an admission returns is handed to
+/// [`on_response`](Self::on_response) with the inner service's response
+/// headers. A decision made now costs no allocation; only a pending one
+/// boxes its future (and clones the inner service, which the request takes
+/// with it).
+pub trait AsyncCheck: Clone {
+    /// How refusals are answered.
+    type Responder: Respond;
+    /// What a decision comes to, before it is applied.
+    type Outcome: Send + 'static;
+    /// What [`decide`](Self::decide) learned that
+    /// [`apply`](Self::apply) needs again (`()` when nothing).
+    type Memo;
+    /// What an admitted request leaves for its response (`()` when
+    /// nothing).
+    type Admitted;
+
+    /// Decides on the request head, now or later; `None` when the rule
+    /// does not concern this request, which then passes untouched (a rate
+    /// limit whose key the request does not carry).
+    fn decide<B>(&self, request: &Request<B>) -> Option<(Self::Memo, NowOrLater<Self::Outcome>)>;
+
+    /// Applies `outcome` to `request`: admits it (possibly adding
+    /// extensions) or refuses it.
+    ///
+    /// # Errors
+    ///
+    /// The rejection to answer with; the inner service is not called.
+    fn apply<B>(
+        &self,
+        memo: Self::Memo,
+        outcome: Self::Outcome,
+        request: &mut Request<B>,
+    ) -> Result<Self::Admitted, Rejection>;
+
+    /// Adds what an admission left to the inner service's response headers.
+    fn on_response(admitted: Self::Admitted, headers: &mut HeaderMap) {
+        let _ = (admitted, headers);
+    }
+
+    /// The responder refusals are rendered with.
+    fn responder(&self) -> &Self::Responder;
+}
+
+/// Runs an [`AsyncCheck`] before the inner service. Clones share the
+/// check's configuration.
+///
+/// `poll_ready` is the inner service's. A decision made now calls the ready
+/// inner service at once; a pending one takes the ready service with the
+/// request and leaves a fresh clone in its place, which is polled ready
+/// before its own next call (so the inner service must be `Clone`).
+#[derive(Clone)]
+pub struct AsyncGuard<S, C> {
+    inner: S,
+    check: C,
+}
+
+impl<S, C> AsyncGuard<S, C> {
+    /// Guards `inner` with `check`.
+    pub fn new(inner: S, check: C) -> Self {
+        Self { inner, check }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The check.
+    pub fn check_ref(&self) -> &C {
+        &self.check
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: std::fmt::Debug, C: std::fmt::Debug> std::fmt::Debug for AsyncGuard<S, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncGuard")
+            .field("inner", &self.inner)
+            .field("check", &self.check)
+            .finish()
+    }
+}
+
+impl<S, C, ReqBody, ResBody> Service<Request<ReqBody>> for AsyncGuard<S, C>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    C: AsyncCheck,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = AsyncResponseFuture<S, ReqBody, C>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let Some((memo, decision)) = self.check.decide(&request) else {
+            return AsyncResponseFuture {
+                state: State::Inner {
+                    future: self.inner.call(request),
+                    admitted: None,
+                },
+            };
+        };
+        let state = match decision {
+            NowOrLater::Now(outcome) => match self.check.apply(memo, outcome, &mut request) {
+                Ok(admitted) => State::Inner {
+                    future: self.inner.call(request),
+                    admitted: Some(admitted),
+                },
+                Err(rejection) => State::Reject {
+                    response: Some(reject::render(self.check.responder(), rejection, &request)),
+                },
+            },
+            NowOrLater::Later(pending) => {
+                // The ready service goes with the request; this one gets a
+                // fresh clone that is polled ready before its next call.
+                let clone = self.inner.clone();
+                let service = std::mem::replace(&mut self.inner, clone);
+                State::Pending {
+                    pending,
+                    later: Some(Later {
+                        memo,
+                        service,
+                        request,
+                        check: self.check.clone(),
+                    }),
+                }
+            }
+        };
+        AsyncResponseFuture { state }
+    }
+}
+
+/// What a pending decision needs once it resolves.
+struct Later<S, B, C: AsyncCheck> {
+    memo: C::Memo,
+    service: S,
+    request: Request<B>,
+    check: C,
+}
+
+pin_project! {
+    /// Response future of an [`AsyncGuard`]: the inner service's future, a
+    /// rejection that is ready at once, or a pending decision (the only
+    /// state that holds a boxed future).
+    pub struct AsyncResponseFuture<S, B, C>
+    where
+        S: Service<Request<B>>,
+        C: AsyncCheck,
+    {
+        #[pin]
+        state: State<S, B, C>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B, C>
+    where
+        S: Service<Request<B>>,
+        C: AsyncCheck,
+    {
+        Inner { #[pin] future: S::Future, admitted: Option<C::Admitted> },
+        Reject { response: Option<Response<Bytes>> },
+        Pending { pending: BoxFuture<C::Outcome>, later: Option<Later<S, B, C>> },
+    }
+}
+
+impl<S, B, C> std::fmt::Debug for AsyncResponseFuture<S, B, C>
+where
+    S: Service<Request<B>>,
+    C: AsyncCheck,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            State::Inner { .. } => "inner",
+            State::Reject { .. } => "reject",
+            State::Pending { .. } => "deciding",
+        };
+        f.debug_struct("AsyncResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<S, B, C, ResBody> Future for AsyncResponseFuture<S, B, C>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    C: AsyncCheck,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let next = match self.as_mut().project().state.project() {
+                StateProj::Inner { future, admitted } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    if let Some(admitted) = admitted.take() {
+                        C::on_response(admitted, response.headers_mut());
+                    }
+                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                }
+                StateProj::Reject { response } => {
+                    let response = response
+                        .take()
+                        .expect("AsyncResponseFuture polled after completion");
+                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
+                }
+                StateProj::Pending { pending, later } => {
+                    let outcome = ready!(pending.as_mut().poll(cx));
+                    let Some(Later {
+                        memo,
+                        mut service,
+                        mut request,
+                        check,
+                    }) = later.take()
+                    else {
+                        panic!("AsyncResponseFuture polled after completion");
+                    };
+                    match check.apply(memo, outcome, &mut request) {
+                        Ok(admitted) => State::Inner {
+                            future: service.call(request),
+                            admitted: Some(admitted),
+                        },
+                        Err(rejection) => State::Reject {
+                            response: Some(reject::render(check.responder(), rejection, &request)),
+                        },
+                    }
+                }
+            };
+            self.as_mut().project().state.set(next);
         }
     }
 }

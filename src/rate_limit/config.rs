@@ -9,7 +9,7 @@ use http::Request;
 use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
 use super::key::KeyBy;
-use super::store::{Decision, Quota, RateKey, Store};
+use super::store::{Allowance, Quota, RateKey, Store};
 use crate::principal::McpCall;
 use crate::reject::{Reason, Rejection};
 use crate::tool_rules::ToolRules;
@@ -99,7 +99,12 @@ impl Config {
     /// `headers`. Stacked layers each append their own `RateLimit` /
     /// `RateLimit-Policy` item; the legacy headers keep the most restrictive
     /// layer's values.
-    pub(crate) fn write_headers(&self, limit: usize, decision: &Decision, headers: &mut HeaderMap) {
+    pub(crate) fn write_headers(
+        &self,
+        limit: usize,
+        decision: &Allowance,
+        headers: &mut HeaderMap,
+    ) {
         let limit = &self.limits[limit];
         if self.headers {
             headers.append(RATELIMIT_POLICY, limit.policy.clone());
@@ -129,7 +134,7 @@ impl Config {
         }
     }
 
-    pub(crate) fn rejection(&self, limit: usize, decision: &Decision) -> Rejection {
+    pub(crate) fn rejection(&self, limit: usize, decision: &Allowance) -> Rejection {
         let retry = decision.retry_after.map_or(1, ceil_secs).max(1);
         let mut headers = HeaderMap::new();
         self.write_headers(limit, decision, &mut headers);

@@ -9,8 +9,8 @@ use tower_layer::Layer;
 use super::config::{Config, Limit};
 use super::key::KeyBy;
 use super::memory::MemoryStore;
-use super::service::RateLimit;
-use super::store::{Decision, Quota, Store};
+use super::store::{Allowance, Quota, Store};
+use crate::guard::AsyncGuard;
 use crate::reject::{DefaultResponder, Rejection, Respond};
 use crate::tool_rules::ToolRules;
 
@@ -177,13 +177,13 @@ impl<R> RateLimitLayer<R> {
     /// [`McpCall`]) choose the key and, per tool, the limit.
     ///
     /// Resolves to `None` when nothing is counted (no key, or a tool with
-    /// no quota), otherwise to the [`Decision`]; a refused decision
+    /// no quota), otherwise to the [`Allowance`]; a refused decision
     /// carries `retry_after`. Decisions are reported to the metrics like
     /// the layer's own. The future does not borrow `request`.
     pub fn check<B>(
         &self,
         request: &Request<B>,
-    ) -> impl Future<Output = Option<Decision>> + Send + 'static {
+    ) -> impl Future<Output = Option<Allowance>> + Send + 'static {
         let selected = self.config.select(request);
         let config = Arc::clone(&self.config);
         async move {
@@ -191,7 +191,7 @@ impl<R> RateLimitLayer<R> {
             let decision = config
                 .store
                 .check(&key, config.quota(limit))
-                .decision()
+                .resolve()
                 .await;
             config.record(limit, decision.allowed);
             Some(decision)
@@ -206,7 +206,7 @@ impl<R> RateLimitLayer<R> {
     pub(crate) fn check_refusal<B>(
         &self,
         request: &Request<B>,
-    ) -> impl Future<Output = Result<(), (Decision, Rejection)>> + Send + 'static {
+    ) -> impl Future<Output = Result<(), (Allowance, Rejection)>> + Send + 'static {
         let selected = self.config.select(request);
         let config = Arc::clone(&self.config);
         async move {
@@ -216,7 +216,7 @@ impl<R> RateLimitLayer<R> {
             let decision = config
                 .store
                 .check(&key, config.quota(limit))
-                .decision()
+                .resolve()
                 .await;
             config.record(limit, decision.allowed);
             if decision.allowed {
@@ -229,10 +229,25 @@ impl<R> RateLimitLayer<R> {
     }
 }
 
+impl<R> RateLimitLayer<R> {
+    /// The configuration the services share.
+    #[inline]
+    pub(super) fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// The responder refusals are rendered with.
+    #[inline]
+    pub(super) fn responder_ref(&self) -> &R {
+        &self.responder
+    }
+}
+
+// `AsyncGuard<S, Self>` is [`RateLimit`](super::RateLimit).
 impl<S, R: Clone> Layer<S> for RateLimitLayer<R> {
-    type Service = RateLimit<S, R>;
+    type Service = AsyncGuard<S, Self>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimit::new(inner, Arc::clone(&self.config), self.responder.clone())
+        AsyncGuard::new(inner, self.clone())
     }
 }

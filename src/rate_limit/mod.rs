@@ -44,7 +44,6 @@
 //!   store.
 
 mod config;
-mod future;
 mod key;
 mod layer;
 mod memory;
@@ -59,9 +58,8 @@ mod tests;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{FailMode, RedisHealth, RedisStore, client as redis_client};
 pub use config::{RATELIMIT, RATELIMIT_POLICY};
-pub use future::ResponseFuture;
 pub use key::KeyBy;
 pub use layer::RateLimitLayer;
 pub use memory::{DEFAULT_MAX_KEYS, MemoryStore};
-pub use service::RateLimit;
-pub use store::{Check, Decision, Quota, RateKey, Store};
+pub use service::{RateLimit, ResponseFuture};
+pub use store::{Allowance, Quota, RateKey, Store};

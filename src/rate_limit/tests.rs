@@ -9,6 +9,7 @@ use tower::{Layer, Service, ServiceExt, service_fn};
 
 use super::*;
 use crate::body::ResponseBody;
+use crate::guard::NowOrLater;
 use crate::principal::{AuthMethod, McpCall, Principal};
 
 type Res = Response<ResponseBody<String>>;
@@ -206,12 +207,12 @@ async fn grpc_requests_get_resource_exhausted() {
 struct Remote(MemoryStore);
 
 impl Store for Remote {
-    fn check(&self, key: &RateKey, quota: &Quota) -> Check {
+    fn check(&self, key: &RateKey, quota: &Quota) -> NowOrLater<Allowance> {
         let decision = match self.0.check(key, quota) {
-            Check::Ready(d) => d,
-            Check::Pending(_) => unreachable!(),
+            NowOrLater::Now(d) => d,
+            NowOrLater::Later(_) => unreachable!(),
         };
-        Check::Pending(Box::pin(async move {
+        NowOrLater::Later(Box::pin(async move {
             tokio::task::yield_now().await;
             decision
         }))
