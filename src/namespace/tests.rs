@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 use super::*;
+use crate::body::ResponseBody;
 use crate::principal::AuthMethod;
 
 /// A service that answers with the namespace it was given (or `-`) and
