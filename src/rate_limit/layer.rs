@@ -203,6 +203,7 @@ impl<R> RateLimitLayer<R> {
     /// [`check`](Self::check), and for a refusal the 429 `rate_limited`
     /// answer the layer would send (`Retry-After` and the rate-limit
     /// headers included).
+    #[cfg_attr(not(feature = "stack"), allow(dead_code))] // the stack's only
     pub(crate) fn check_refusal<B>(
         &self,
         request: &Request<B>,
