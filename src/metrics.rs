@@ -160,6 +160,13 @@ pub struct Metrics<S> {
     counters: Arc<Counters>,
 }
 
+impl Metrics<()> {
+    /// A layer with counters at zero; see [`MetricsLayer::new`].
+    pub fn layer() -> MetricsLayer {
+        MetricsLayer::new()
+    }
+}
+
 impl<S> Metrics<S> {
     /// The inner service.
     pub fn get_ref(&self) -> &S {

@@ -250,3 +250,18 @@ async fn grpc_callers_read_permission_denied() {
     assert_eq!(response.headers()["grpc-status"], "7");
     let _: Bytes = response.into_body().collect().await.unwrap().to_bytes();
 }
+
+#[tokio::test]
+async fn require_namespace_layer_keeps_callers_in_their_own_namespace() {
+    let (svc, calls) = service(RequireNamespace::layer());
+    let (status, body) = send(
+        svc.clone(),
+        request("/items", Some(principal("alice", Some("acme"), &[]))),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "acme"));
+    let (status, body) = send(svc, request("/items", Some(principal("bob", None, &[])))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(code(&body), "namespace_forbidden");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}

@@ -333,3 +333,18 @@ async fn check_draws_on_the_same_allowance_as_requests() {
     tokio::time::advance(Duration::from_secs(30)).await;
     assert!(layer.check(&from("192.0.2.1")).await.unwrap().allowed);
 }
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_layer_builds_the_same_layer_as_new() {
+    let (mut svc, calls) = service(RateLimit::layer(
+        per_minute(1),
+        KeyBy::Global,
+        Arc::new(MemoryStore::new()),
+    ));
+    let admitted = send(&mut svc, Request::new(())).await;
+    assert_eq!(admitted.status(), StatusCode::OK);
+    assert_eq!(admitted.headers()["ratelimit"], "\"default\";r=0;t=60");
+    let refused = send(&mut svc, Request::new(())).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}

@@ -479,3 +479,6 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
