@@ -242,6 +242,50 @@ impl<T: std::fmt::Debug> std::fmt::Debug for NowOrLater<T> {
 /// headers. A decision made now costs no allocation; only a pending one
 /// boxes its future (and clones the inner service, which the request takes
 /// with it).
+///
+/// ```
+/// use http::{Request, Response, StatusCode};
+/// use tower::{ServiceExt, service_fn};
+/// use tower_warden::guard::{AsyncCheck, AsyncGuard, NowOrLater};
+/// use tower_warden::reject::{DefaultResponder, Reason, Rejection};
+///
+/// /// Requests need an `x-ticket`; whether it is valid is looked up later.
+/// #[derive(Clone)]
+/// struct Ticket;
+///
+/// impl AsyncCheck for Ticket {
+///     type Responder = DefaultResponder;
+///     type Outcome = bool;
+///     type Memo = ();
+///     type Admitted = ();
+///     fn decide<B>(&self, request: &Request<B>) -> Option<((), NowOrLater<bool>)> {
+///         let Some(ticket) = request.headers().get("x-ticket").cloned() else {
+///             return Some(((), NowOrLater::Now(false)));
+///         };
+///         // A store lookup in real life.
+///         Some(((), NowOrLater::Later(Box::pin(async move { ticket == "valid" }))))
+///     }
+///     fn apply<B>(&self, (): (), valid: bool, _: &mut Request<B>) -> Result<(), Rejection> {
+///         valid.then_some(()).ok_or_else(|| Rejection::new(Reason::Unauthenticated))
+///     }
+///     fn responder(&self) -> &DefaultResponder {
+///         &DefaultResponder
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let inner = service_fn(|_: Request<()>| async {
+///     Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+/// });
+/// let service = AsyncGuard::new(inner, Ticket);
+/// let request = Request::builder().header("x-ticket", "valid").body(()).unwrap();
+/// let response = service.clone().oneshot(request).await.unwrap();
+/// assert_eq!(response.status(), StatusCode::OK);
+/// let response = service.oneshot(Request::new(())).await.unwrap();
+/// assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+/// # }
+/// ```
 pub trait AsyncCheck: Clone {
     /// How refusals are answered.
     type Responder: Respond;

@@ -63,7 +63,7 @@ impl RateLimitLayer {
     /// The allowance is the **rule's**: every tool a rule matches draws on
     /// it, so a tool reached under another name is still counted there.
     ///
-    /// The tool comes from the [`McpCall`] extension, which
+    /// The tool comes from the [`McpCall`](crate::McpCall) extension, which
     /// [`McpPolicyLayer`](crate::mcp::McpPolicyLayer) leaves: put it in
     /// front (with an empty [`ToolPolicy`](crate::mcp::ToolPolicy) if you
     /// need no scopes). Each rule's headers carry its key as the policy
@@ -174,7 +174,7 @@ impl<R> RateLimitLayer<R> {
     /// HTTP request — a JSON-RPC message on a WebSocket, say — against the
     /// same allowance, as if `request` had come through: its extensions
     /// ([`Principal`](crate::Principal), [`ClientIp`](crate::client_ip::ClientIp),
-    /// [`McpCall`]) choose the key and, per tool, the limit.
+    /// [`McpCall`](crate::McpCall)) choose the key and, per tool, the limit.
     ///
     /// Resolves to `None` when nothing is counted (no key, or a tool with
     /// no quota), otherwise to the [`Allowance`]; a refused decision
