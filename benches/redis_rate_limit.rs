@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
-use tower_warden::rate_limit::{Decision, Quota, RateKey, RedisStore, Store};
+use tower_warden::rate_limit::{Allowance, Quota, RateKey, RedisStore, Store};
 
-async fn decide(store: &RedisStore, key: &RateKey, quota: &Quota) -> Decision {
-    store.check(key, quota).decision().await
+async fn decide(store: &RedisStore, key: &RateKey, quota: &Quota) -> Allowance {
+    store.check(key, quota).resolve().await
 }
 
 fn redis(c: &mut Criterion) {

@@ -148,3 +148,8 @@ pub use error::ConfigError;
 pub use ip_filter::{IpFilterLayer, IpSet};
 pub use principal::{AuthMethod, McpCall, Principal};
 pub use reject::{Reason, Rejection};
+
+/// A boxed, sendable future: what a decision that has to wait (a shared
+/// rate-limit store, a JWKS fetch, a namespace lookup) hands back. Only such
+/// decisions box; one made at once never does.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;

@@ -62,27 +62,10 @@ use tower_service::Service;
 
 use crate::reject::{Reason, Rejection};
 
-/// Requests every layer admitted.
-pub const REQUESTS_ADMITTED: &str = "tower_warden_requests_admitted_total";
-/// Refused requests, labelled `layer` and `reason`.
-pub const REQUESTS_REJECTED: &str = "tower_warden_requests_rejected_total";
-/// Authentication failures, labelled `reason`.
-pub const AUTH_FAILURES: &str = "tower_warden_auth_failures_total";
-/// Seconds from request to response head, labelled `outcome`.
-pub const REQUEST_DURATION: &str = "tower_warden_request_duration_seconds";
-/// Rate-limit decisions, labelled `policy` and `decision`.
-pub const RATE_LIMIT_DECISIONS: &str = "tower_warden_rate_limit_decisions_total";
-/// 1 while a shared rate-limit store decides without its backend.
-pub const RATE_LIMIT_DEGRADED: &str = "tower_warden_rate_limit_degraded";
-/// A circuit breaker's state (0 closed, 1 half-open, 2 open), labelled
-/// `breaker`.
-pub const BREAKER_STATE: &str = "tower_warden_circuit_breaker_state";
-/// Circuit-breaker state changes, labelled `breaker` and `to`.
-pub const BREAKER_TRANSITIONS: &str = "tower_warden_circuit_breaker_transitions_total";
-/// JWKS fetches and reloads, labelled `result`.
-pub const JWKS_REFRESHES: &str = "tower_warden_jwks_refreshes_total";
-/// Verified-token cache lookups, labelled `result`.
-pub const TOKEN_CACHE: &str = "tower_warden_token_cache_total";
+pub use crate::observe::{
+    AUTH_FAILURES, BREAKER_STATE, BREAKER_TRANSITIONS, JWKS_REFRESHES, RATE_LIMIT_DECISIONS,
+    RATE_LIMIT_DEGRADED, REQUEST_DURATION, REQUESTS_ADMITTED, REQUESTS_REJECTED, TOKEN_CACHE,
+};
 
 /// Counts requests and refusals for the [`metrics`] facade and in its own
 /// counters ([`counts`](Self::counts)). Clones share the counters.
@@ -175,6 +158,13 @@ impl<S> Layer<S> for MetricsLayer {
 pub struct Metrics<S> {
     inner: S,
     counters: Arc<Counters>,
+}
+
+impl Metrics<()> {
+    /// A layer with counters at zero; see [`MetricsLayer::new`].
+    pub fn layer() -> MetricsLayer {
+        MetricsLayer::new()
+    }
 }
 
 impl<S> Metrics<S> {

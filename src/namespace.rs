@@ -56,21 +56,21 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::future::Future;
 use std::ops::Deref;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
+use http::Request;
+#[cfg(feature = "axum")]
+use http::Response;
 use http::header::HeaderName;
-use http::{Request, Response};
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
-use tower_service::Service;
 
+use crate::BoxFuture;
 use crate::audit;
-use crate::body::ResponseBody;
+use crate::guard::{AsyncCheck, AsyncGuard, AsyncResponseFuture, NowOrLater};
 use crate::principal::Principal;
-use crate::reject::{self, DefaultResponder, Reason, Rejection, RequestHead, Respond};
+#[cfg(feature = "axum")]
+use crate::reject;
+use crate::reject::{DefaultResponder, Reason, Rejection, RequestHead, Respond};
 
 /// The longest namespace name.
 pub const MAX_NAMESPACE_LEN: usize = 64;
@@ -161,8 +161,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Namespace {
 pub type Resolved = Result<Option<String>, Rejection>;
 
 type SyncResolver = dyn Fn(&RequestHead<'_>) -> Option<String> + Send + Sync;
-type AsyncResolver =
-    dyn Fn(&RequestHead<'_>) -> Pin<Box<dyn Future<Output = Resolved> + Send>> + Send + Sync;
+type AsyncResolver = dyn Fn(&RequestHead<'_>) -> BoxFuture<Resolved> + Send + Sync;
 
 /// Where the namespace a request asks for is read from.
 #[derive(Clone)]
@@ -330,7 +329,7 @@ impl<R> NamespaceLayer<R> {
         Fut: Future<Output = Resolved> + Send + 'static,
     {
         self.with_source(Source::Async(Arc::new(move |head: &RequestHead<'_>| {
-            Box::pin(resolve(head)) as Pin<Box<dyn Future<Output = Resolved> + Send>>
+            Box::pin(resolve(head)) as BoxFuture<Resolved>
         })))
     }
 
@@ -359,172 +358,56 @@ impl<R> NamespaceLayer<R> {
 }
 
 impl<S, R: Clone> Layer<S> for NamespaceLayer<R> {
-    type Service = NamespaceGuard<S, R>;
+    type Service = RequireNamespace<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        NamespaceGuard {
-            inner,
-            config: Arc::clone(&self.config),
-            responder: self.responder.clone(),
-        }
+        AsyncGuard::new(inner, self.clone())
     }
 }
 
-/// The service of [`NamespaceLayer`]. (Not `Namespace`: that is the
-/// extension it leaves.)
-#[derive(Clone, Debug)]
-pub struct NamespaceGuard<S, R = DefaultResponder> {
-    inner: S,
-    config: Arc<Config>,
-    responder: R,
-}
+/// The service of [`NamespaceLayer`]: the inner service behind the
+/// namespace rule. (Not `Namespace`: that is the extension it leaves.)
+pub type RequireNamespace<S, R = DefaultResponder> = AsyncGuard<S, NamespaceLayer<R>>;
 
-impl<S, R> NamespaceGuard<S, R> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
+/// The response future of [`RequireNamespace`] (boxed only while an
+/// asynchronous resolver runs).
+pub type ResponseFuture<S, B, R = DefaultResponder> = AsyncResponseFuture<S, B, NamespaceLayer<R>>;
+
+impl RequireNamespace<(), DefaultResponder> {
+    /// The layer that keeps every request in the caller's own namespace;
+    /// see [`NamespaceLayer::new`].
+    pub fn layer() -> NamespaceLayer {
+        NamespaceLayer::new()
     }
 }
 
-impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for NamespaceGuard<S, R>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-    R: Respond + Clone,
-{
-    type Response = Response<ResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S, ReqBody, R>;
+impl<R: Respond> AsyncCheck for NamespaceLayer<R> {
+    type Responder = R;
+    /// The namespace the request asks for, or a rejection.
+    type Outcome = Resolved;
+    type Memo = ();
+    type Admitted = ();
 
     #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        if let Source::Async(resolve) = &self.config.source {
-            let pending = resolve(&RequestHead::of(&request));
-            // The ready service goes with the request; this one gets a
-            // fresh clone that is polled ready before its next call.
-            let clone = self.inner.clone();
-            let service = std::mem::replace(&mut self.inner, clone);
-            return ResponseFuture {
-                state: State::Pending {
-                    pending,
-                    service: Some(service),
-                    request: Some(request),
-                    config: Arc::clone(&self.config),
-                    responder: self.responder.clone(),
-                },
-            };
-        }
-        let requested = self.config.requested(&request);
-        match self.config.decide(&mut request, requested.as_deref()) {
-            Ok(()) => ResponseFuture {
-                state: State::Inner {
-                    future: self.inner.call(request),
-                },
-            },
-            Err(rejection) => ResponseFuture {
-                state: State::Reject {
-                    response: Some(reject::render(&self.responder, rejection, &request)),
-                },
-            },
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`NamespaceGuard`]: the inner service's
-    /// future (boxed only while an asynchronous resolver runs).
-    pub struct ResponseFuture<S, B, R>
-    where
-        S: Service<Request<B>>,
-    {
-        #[pin]
-        state: State<S, B, R>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<S, B, R>
-    where
-        S: Service<Request<B>>,
-    {
-        Inner { #[pin] future: S::Future },
-        Reject { response: Option<Response<Bytes>> },
-        Pending {
-            pending: Pin<Box<dyn Future<Output = Resolved> + Send>>,
-            service: Option<S>,
-            request: Option<Request<B>>,
-            config: Arc<Config>,
-            responder: R,
-        },
-    }
-}
-
-impl<S, B, R> fmt::Debug for ResponseFuture<S, B, R>
-where
-    S: Service<Request<B>>,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match self.state {
-            State::Inner { .. } => "inner",
-            State::Reject { .. } => "reject",
-            State::Pending { .. } => "resolving",
+    fn decide<B>(&self, request: &Request<B>) -> Option<((), NowOrLater<Resolved>)> {
+        let decision = match &self.config.source {
+            Source::Async(resolve) => NowOrLater::Later(resolve(&RequestHead::of(request))),
+            _ => NowOrLater::Now(Ok(self.config.requested(request))),
         };
-        f.debug_struct("ResponseFuture")
-            .field("state", &state)
-            .finish()
+        Some(((), decision))
     }
-}
 
-impl<S, B, R, ResBody> Future for ResponseFuture<S, B, R>
-where
-    S: Service<Request<B>, Response = Response<ResBody>>,
-    R: Respond,
-{
-    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+    fn apply<B>(
+        &self,
+        (): (),
+        resolved: Resolved,
+        request: &mut Request<B>,
+    ) -> Result<(), Rejection> {
+        resolved.and_then(|requested| self.config.decide(request, requested.as_deref()))
+    }
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        loop {
-            let next = match self.as_mut().project().state.project() {
-                StateProj::Inner { future } => {
-                    let response = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
-                }
-                StateProj::Reject { response } => {
-                    let response = response
-                        .take()
-                        .expect("ResponseFuture polled after completion");
-                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
-                }
-                StateProj::Pending {
-                    pending,
-                    service,
-                    request,
-                    config,
-                    responder,
-                } => {
-                    let resolved = ready!(pending.as_mut().poll(cx));
-                    let (Some(mut service), Some(mut request)) = (service.take(), request.take())
-                    else {
-                        panic!("ResponseFuture polled after completion");
-                    };
-                    let verdict = resolved
-                        .and_then(|requested| config.decide(&mut request, requested.as_deref()));
-                    match verdict {
-                        Ok(()) => State::Inner {
-                            future: service.call(request),
-                        },
-                        Err(rejection) => State::Reject {
-                            response: Some(reject::render(&*responder, rejection, &request)),
-                        },
-                    }
-                }
-            };
-            self.as_mut().project().state.set(next);
-        }
+    fn responder(&self) -> &R {
+        &self.responder
     }
 }
 

@@ -1,14 +1,41 @@
 //! Events the layers report to the [`metrics`](crate::metrics) facade; each
 //! function compiles to nothing without the `metrics` feature.
 
-#![allow(dead_code, unused_variables)] // which callers exist depends on the features
+#![allow(dead_code, unused_variables)]
+// which callers exist depends on the features
+// The metric names are public through `crate::metrics` (feature `metrics`).
+#![cfg_attr(not(feature = "metrics"), allow(unreachable_pub))]
+
+// The metric names: always compiled, so that the events below and the
+// `metrics` module both take them from here.
+
+/// Requests every layer admitted.
+pub const REQUESTS_ADMITTED: &str = "tower_warden_requests_admitted_total";
+/// Refused requests, labelled `layer` and `reason`.
+pub const REQUESTS_REJECTED: &str = "tower_warden_requests_rejected_total";
+/// Authentication failures, labelled `reason`.
+pub const AUTH_FAILURES: &str = "tower_warden_auth_failures_total";
+/// Seconds from request to response head, labelled `outcome`.
+pub const REQUEST_DURATION: &str = "tower_warden_request_duration_seconds";
+/// Rate-limit decisions, labelled `policy` and `decision`.
+pub const RATE_LIMIT_DECISIONS: &str = "tower_warden_rate_limit_decisions_total";
+/// 1 while a shared rate-limit store decides without its backend.
+pub const RATE_LIMIT_DEGRADED: &str = "tower_warden_rate_limit_degraded";
+/// A circuit breaker's state (0 closed, 1 half-open, 2 open), labelled
+/// `breaker`.
+pub const BREAKER_STATE: &str = "tower_warden_circuit_breaker_state";
+/// Circuit-breaker state changes, labelled `breaker` and `to`.
+pub const BREAKER_TRANSITIONS: &str = "tower_warden_circuit_breaker_transitions_total";
+/// JWKS fetches and reloads, labelled `result`.
+pub const JWKS_REFRESHES: &str = "tower_warden_jwks_refreshes_total";
+/// Verified-token cache lookups, labelled `result`.
+pub const TOKEN_CACHE: &str = "tower_warden_token_cache_total";
 
 /// A circuit breaker's state as a gauge value: 0 closed, 1 half-open, 2 open.
 #[inline]
 pub(crate) fn breaker_state(breaker: &str, state: &'static str, value: f64) {
     #[cfg(feature = "metrics")]
     {
-        use crate::metrics::{BREAKER_STATE, BREAKER_TRANSITIONS};
         ::metrics::gauge!(BREAKER_STATE, "breaker" => breaker.to_owned()).set(value);
         ::metrics::counter!(BREAKER_TRANSITIONS, "breaker" => breaker.to_owned(), "to" => state)
             .increment(1);
@@ -19,23 +46,21 @@ pub(crate) fn breaker_state(breaker: &str, state: &'static str, value: f64) {
 #[inline]
 pub(crate) fn rate_limit_degraded(degraded: bool) {
     #[cfg(feature = "metrics")]
-    ::metrics::gauge!(crate::metrics::RATE_LIMIT_DEGRADED).set(if degraded { 1.0 } else { 0.0 });
+    ::metrics::gauge!(RATE_LIMIT_DEGRADED).set(if degraded { 1.0 } else { 0.0 });
 }
 
 /// A JWKS fetch or reload, successful or not.
 #[inline]
 pub(crate) fn jwks_refresh(ok: bool) {
     #[cfg(feature = "metrics")]
-    ::metrics::counter!(crate::metrics::JWKS_REFRESHES, "result" => if ok { "ok" } else { "error" })
-        .increment(1);
+    ::metrics::counter!(JWKS_REFRESHES, "result" => if ok { "ok" } else { "error" }).increment(1);
 }
 
 /// A lookup in the verified-token cache.
 #[inline]
 pub(crate) fn token_cache(hit: bool) {
     #[cfg(feature = "metrics")]
-    ::metrics::counter!(crate::metrics::TOKEN_CACHE, "result" => if hit { "hit" } else { "miss" })
-        .increment(1);
+    ::metrics::counter!(TOKEN_CACHE, "result" => if hit { "hit" } else { "miss" }).increment(1);
 }
 
 /// Per-policy rate-limit counters, resolved once (on first use, so after
@@ -53,7 +78,7 @@ impl Decisions {
         #[cfg(feature = "metrics")]
         {
             let [allow, limit] = self.counters.get_or_init(|| {
-                let name = crate::metrics::RATE_LIMIT_DECISIONS;
+                let name = RATE_LIMIT_DECISIONS;
                 [
                     ::metrics::counter!(name, "policy" => policy.to_owned(), "decision" => "allowed"),
                     ::metrics::counter!(name, "policy" => policy.to_owned(), "decision" => "limited"),

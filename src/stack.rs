@@ -99,7 +99,7 @@ use crate::error::ConfigError;
 use crate::ip_filter::{IpFilter, IpFilterLayer, IpSet, IpSetHandle};
 use crate::mcp::{HostOrigin, HostOriginLayer, McpPolicy, McpPolicyLayer, ToolPolicy};
 use crate::principal::{AuthMethod, Principal};
-use crate::rate_limit::{Decision, KeyBy, MemoryStore, Quota, RateLimit, RateLimitLayer, Store};
+use crate::rate_limit::{Allowance, KeyBy, MemoryStore, Quota, RateLimit, RateLimitLayer, Store};
 use crate::reject::DefaultResponder;
 use crate::reload::ReloadHandle;
 
@@ -148,14 +148,14 @@ pub enum CallRefused {
     /// rate-limit headers.
     Limited {
         /// The refusing decision (`retry_after`: when to come back).
-        decision: Decision,
+        decision: Allowance,
         /// The answer.
         rejection: crate::reject::Rejection,
     },
 }
 
 impl CallRefused {
-    fn limited((decision, rejection): (Decision, crate::reject::Rejection)) -> Self {
+    fn limited((decision, rejection): (Allowance, crate::reject::Rejection)) -> Self {
         Self::Limited {
             decision,
             rejection,

@@ -15,11 +15,11 @@ mod redis_support;
 
 use redis_support::{OwnServer, free_port, have_redis_server, redis_url, unique_prefix};
 use tower_warden::rate_limit::{
-    Decision, FailMode, MemoryStore, Quota, RateKey, RedisStore, Store,
+    Allowance, FailMode, MemoryStore, Quota, RateKey, RedisStore, Store,
 };
 
-async fn decide(store: &dyn Store, key: &RateKey, quota: &Quota) -> Decision {
-    store.check(key, quota).decision().await
+async fn decide(store: &dyn Store, key: &RateKey, quota: &Quota) -> Allowance {
+    store.check(key, quota).resolve().await
 }
 
 fn quota(burst: u32) -> Quota {

@@ -1,8 +1,6 @@
 //! JSON Web Token verification: keys, claims, the verified-token cache.
 
-use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,6 +11,7 @@ use serde_json::{Map, Value};
 use super::cache::TokenCache;
 use super::keys::{ALGORITHMS, KeySet, MIN_HMAC_SECRET_BYTES};
 use crate::ConfigError;
+use crate::guard::NowOrLater;
 use crate::principal::{AuthMethod, Principal};
 use crate::reject::Reason;
 
@@ -31,40 +30,52 @@ fn system_clock() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Why a token was refused. `detail` is safe to show and to log: it never
-/// contains the token, a key or a signature.
+/// Why a credential was refused, before it becomes a
+/// [`Rejection`](crate::Rejection): what to tell the client (including the
+/// RFC 6750 `error` of the challenge) and what to audit. `detail` is safe to
+/// show and to log: it never contains the token, a key or a signature.
 #[derive(Clone, Debug)]
-pub(crate) struct Failure {
+pub struct Failure {
     pub(crate) reason: Reason,
     pub(crate) detail: &'static str,
+    /// The `error` of the `WWW-Authenticate` challenge.
+    pub(crate) oauth_error: Option<&'static str>,
     pub(crate) subject: Option<String>,
     pub(crate) kid: Option<String>,
 }
 
 impl Failure {
-    fn invalid(detail: &'static str) -> Self {
+    /// A refusal with the challenge `error` given.
+    pub(crate) fn new(
+        reason: Reason,
+        detail: &'static str,
+        oauth_error: Option<&'static str>,
+    ) -> Self {
         Self {
-            reason: Reason::InvalidCredentials,
+            reason,
             detail,
+            oauth_error,
             subject: None,
             kid: None,
         }
+    }
+
+    /// A token's refusal: `invalid_token`, unless the keys are unavailable.
+    fn token(reason: Reason, detail: &'static str) -> Self {
+        Self::new(
+            reason,
+            detail,
+            (reason != Reason::AuthUnavailable).then_some("invalid_token"),
+        )
+    }
+
+    fn invalid(detail: &'static str) -> Self {
+        Self::token(Reason::InvalidCredentials, detail)
     }
     fn kid(mut self, kid: Option<&str>) -> Self {
         self.kid = kid.map(str::to_owned);
         self
     }
-}
-
-pub(crate) type Pending = Pin<Box<dyn Future<Output = Result<Principal, Failure>> + Send>>;
-
-/// What verifying a token came to: an answer now, or after the signing keys
-/// have been fetched.
-pub(crate) enum Verdict {
-    Done(Result<Principal, Failure>),
-    // Only a JWKS URL makes a verdict wait.
-    #[cfg_attr(not(feature = "jwks-url"), allow(dead_code))]
-    Pending(Pending),
 }
 
 enum Keys {
@@ -259,29 +270,29 @@ impl JwtAuth {
     }
 
     /// Verifies `token`. A cache hit answers without any signature check.
-    pub(crate) fn verify(&self, token: &str) -> Verdict {
+    pub(crate) fn verify(&self, token: &str) -> NowOrLater<Result<Principal, Failure>> {
         let inner = &*self.inner;
         if token.len() > inner.max_token_bytes {
-            return Verdict::Done(Err(Failure::invalid("the token is too large")));
+            return NowOrLater::Now(Err(Failure::invalid("the token is too large")));
         }
         let now = self.now();
         let digest = inner.cache.digest(token.as_bytes());
         if let Some(principal) = inner.cache.get(digest, now) {
-            return Verdict::Done(Ok(principal));
+            return NowOrLater::Now(Ok(principal));
         }
         // Before the keys are read: a rotation after this point keeps the
         // result out of the cache.
         let generation = inner.cache.generation();
         let header = match jsonwebtoken::decode_header(token) {
             Ok(header) => header,
-            Err(_) => return Verdict::Done(Err(Failure::invalid("the token is malformed"))),
+            Err(_) => return NowOrLater::Now(Err(Failure::invalid("the token is malformed"))),
         };
         // RFC 7515 §4.1.11: a recipient must refuse a token whose `crit`
         // names an extension it does not understand, and `crit` must not be
         // empty nor name a standard header. This verifier understands no
         // extension, so any `crit` is refused.
         if header.crit.is_some() {
-            return Verdict::Done(Err(Failure::invalid(
+            return NowOrLater::Now(Err(Failure::invalid(
                 "the token names critical header extensions (crit) this server does not support",
             )));
         }
@@ -292,7 +303,7 @@ impl JwtAuth {
         if matches!(inner.keys, Keys::Remote(_))
             && super::keys::HMAC_ALGORITHMS.contains(&header.alg)
         {
-            return Verdict::Done(Err(Failure::invalid(
+            return NowOrLater::Now(Err(Failure::invalid(
                 "the token's algorithm is not allowed with keys from a URL",
             )
             .kid(header.kid.as_deref())));
@@ -317,7 +328,7 @@ impl JwtAuth {
                 _ => {
                     let this = self.clone();
                     let token = token.to_owned();
-                    return Verdict::Pending(Box::pin(async move {
+                    return NowOrLater::Later(Box::pin(async move {
                         let keys = match this.remote() {
                             Some(remote) => remote.refetch(&this.inner.cache).await,
                             None => None,
@@ -327,18 +338,16 @@ impl JwtAuth {
                                 let at = (digest, generation);
                                 this.verify_with(&token, &header, &keys, at, this.now())
                             }
-                            None => Err(Failure {
-                                reason: Reason::AuthUnavailable,
-                                detail: "the signing keys are unavailable",
-                                subject: None,
-                                kid: None,
-                            }),
+                            None => Err(Failure::token(
+                                Reason::AuthUnavailable,
+                                "the signing keys are unavailable",
+                            )),
                         }
                     }));
                 }
             },
         };
-        Verdict::Done(self.verify_with(token, &header, &keys, (digest, generation), now))
+        NowOrLater::Now(self.verify_with(token, &header, &keys, (digest, generation), now))
     }
 
     /// Refreshes remote keys in the background, when a Tokio runtime is
@@ -431,10 +440,8 @@ impl JwtAuth {
         }
         let subject = claims.get("sub").and_then(Value::as_str);
         let fail = |reason, detail| Failure {
-            reason,
-            detail,
             subject: subject.map(str::to_owned),
-            kid: kid.map(str::to_owned),
+            ..Failure::token(reason, detail).kid(kid)
         };
         let exp = match claims.get("exp").and_then(Value::as_u64) {
             Some(exp) => exp,

@@ -1,25 +1,20 @@
-//! `AuthLayer`, its service and future.
+//! `AuthLayer` and its service, an [`AsyncGuard`].
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
 use http::header::{AUTHORIZATION, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{Extensions, Method, Request, Response, Uri};
-use pin_project_lite::pin_project;
+use http::{Extensions, Method, Request, Uri};
 use tower_layer::Layer;
-use tower_service::Service;
 
 use super::api_key::ApiKeys;
 use super::challenge::Challenge;
-use super::jwt::{Failure, JwtAuth, Pending, Verdict};
+use super::jwt::{Failure, JwtAuth};
 use crate::audit;
-use crate::body::ResponseBody;
 use crate::client_ip::ClientIp;
+use crate::guard::{AsyncCheck, AsyncGuard, AsyncResponseFuture, NowOrLater};
 use crate::principal::Principal;
-use crate::reject::{self, DefaultResponder, Reason, Rejection, Respond};
+use crate::reject::{DefaultResponder, Reason, Rejection, Respond};
 
 /// The header API keys are read from by default.
 pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -188,12 +183,12 @@ impl<R> AuthLayer<R> {
         request: &Request<B>,
     ) -> impl Future<Output = Result<Principal, Rejection>> + Send + 'static {
         let done = match self.config.authenticate(request) {
-            Outcome::Done(result) => {
+            NowOrLater::Now(result) => {
                 Ok(result.map_err(|refusal| self.config.rejection(refusal, request.extensions())))
             }
             // Keys are being fetched: the audit trail later needs only
             // the client address.
-            Outcome::Pending(pending) => Err((
+            NowOrLater::Later(pending) => Err((
                 pending,
                 Arc::clone(&self.config),
                 client_ip_only(request.extensions()),
@@ -204,7 +199,7 @@ impl<R> AuthLayer<R> {
                 Ok(result) => result,
                 Err((pending, config, extensions)) => pending
                     .await
-                    .map_err(|failure| config.rejection(Refusal::from(failure), &extensions)),
+                    .map_err(|failure| config.rejection(failure, &extensions)),
             }
         }
     }
@@ -264,75 +259,55 @@ impl<S, R: Clone> Layer<S> for AuthLayer<R> {
     type Service = Auth<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Auth {
-            inner,
-            config: self.config.clone(),
-            responder: self.responder.clone(),
-        }
+        AsyncGuard::new(inner, self.clone())
     }
 }
 
-/// The service of [`AuthLayer`].
-pub struct Auth<S, R = DefaultResponder> {
-    inner: S,
-    config: Arc<Config>,
-    responder: R,
-}
+/// The service of [`AuthLayer`]: the inner service behind authentication.
+/// Clones share keys and the token cache.
+pub type Auth<S, R = DefaultResponder> = AsyncGuard<S, AuthLayer<R>>;
 
-impl<S: Clone, R: Clone> Clone for Auth<S, R> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            config: self.config.clone(),
-            responder: self.responder.clone(),
-        }
+/// The response future of [`Auth`] (boxed only while signing keys are
+/// fetched).
+pub type ResponseFuture<S, B, R = DefaultResponder> = AsyncResponseFuture<S, B, AuthLayer<R>>;
+
+impl Auth<(), DefaultResponder> {
+    /// The layer that accepts JSON Web Tokens verified by `jwt`; see
+    /// [`AuthLayer::jwt`], and [`AuthLayer`] for API keys.
+    pub fn layer(jwt: JwtAuth) -> AuthLayer {
+        AuthLayer::jwt(jwt)
     }
 }
 
-impl<S: std::fmt::Debug, R> std::fmt::Debug for Auth<S, R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
+impl<R: Respond> AsyncCheck for AuthLayer<R> {
+    type Responder = R;
+    /// The principal, or why not.
+    type Outcome = Result<Principal, Failure>;
+    type Memo = ();
+    type Admitted = ();
+
+    #[inline]
+    fn decide<B>(&self, request: &Request<B>) -> Option<((), NowOrLater<Self::Outcome>)> {
+        Some(((), self.config.authenticate(request)))
     }
-}
 
-enum Outcome {
-    Done(Result<Principal, Refusal>),
-    Pending(Pending),
-}
-
-/// A refusal before it becomes a [`Rejection`]: what to tell the client and
-/// what to audit.
-struct Refusal {
-    reason: Reason,
-    detail: &'static str,
-    oauth_error: Option<&'static str>,
-    subject: Option<String>,
-    key_id: Option<String>,
-}
-
-impl Refusal {
-    fn new(reason: Reason, detail: &'static str, oauth_error: Option<&'static str>) -> Self {
-        Self {
-            reason,
-            detail,
-            oauth_error,
-            subject: None,
-            key_id: None,
+    fn apply<B>(
+        &self,
+        (): (),
+        outcome: Self::Outcome,
+        request: &mut Request<B>,
+    ) -> Result<(), Rejection> {
+        match outcome {
+            Ok(principal) => {
+                request.extensions_mut().insert(principal);
+                Ok(())
+            }
+            Err(refusal) => Err(self.config.rejection(refusal, request.extensions())),
         }
     }
-}
 
-impl From<Failure> for Refusal {
-    fn from(f: Failure) -> Self {
-        Self {
-            reason: f.reason,
-            detail: f.detail,
-            oauth_error: (f.reason != Reason::AuthUnavailable).then_some("invalid_token"),
-            subject: f.subject,
-            key_id: f.kid,
-        }
+    fn responder(&self) -> &R {
+        &self.responder
     }
 }
 
@@ -352,13 +327,13 @@ fn is_websocket_upgrade<B>(request: &Request<B>) -> bool {
 }
 
 /// One header value, or a refusal when it is repeated or not text.
-fn single<'a>(headers: &'a http::HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, Refusal> {
+fn single<'a>(headers: &'a http::HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, Failure> {
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(Refusal::new(
+        return Err(Failure::new(
             Reason::InvalidCredentials,
             "more than one credential header",
             Some("invalid_request"),
@@ -369,7 +344,7 @@ fn single<'a>(headers: &'a http::HeaderMap, name: &HeaderName) -> Result<Option<
     std::str::from_utf8(first.as_bytes())
         .map(|v| Some(v.trim()))
         .map_err(|_| {
-            Refusal::new(
+            Failure::new(
                 Reason::InvalidCredentials,
                 "the credential header is not valid text",
                 Some("invalid_request"),
@@ -385,21 +360,21 @@ fn query_param<'a>(query: &'a str, names: &[&str]) -> Option<&'a str> {
 }
 
 impl Config {
-    fn authenticate<B>(&self, request: &Request<B>) -> Outcome {
+    fn authenticate<B>(&self, request: &Request<B>) -> NowOrLater<Result<Principal, Failure>> {
         if self.anonymous {
             let principal = request.extensions().get::<Principal>().cloned();
-            return Outcome::Done(Ok(principal.unwrap_or_else(Principal::anonymous)));
+            return NowOrLater::Now(Ok(principal.unwrap_or_else(Principal::anonymous)));
         }
         let headers = request.headers();
         let bearer = match single(headers, &AUTHORIZATION) {
             Ok(v) => v,
-            Err(refusal) => return Outcome::Done(Err(refusal)),
+            Err(refusal) => return NowOrLater::Now(Err(refusal)),
         };
         if let Some(value) = bearer {
             let token = match value.split_once(' ') {
                 Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
                 _ => {
-                    return Outcome::Done(Err(Refusal::new(
+                    return NowOrLater::Now(Err(Failure::new(
                         Reason::InvalidCredentials,
                         "only Bearer credentials are accepted in Authorization",
                         Some("invalid_request"),
@@ -410,17 +385,17 @@ impl Config {
         }
         let api_key = match single(headers, &self.api_key_header) {
             Ok(v) => v,
-            Err(refusal) => return Outcome::Done(Err(refusal)),
+            Err(refusal) => return NowOrLater::Now(Err(refusal)),
         };
         if let Some(key) = api_key {
-            return Outcome::Done(self.api_key(key));
+            return NowOrLater::Now(self.api_key(key));
         }
         if let Some(query) = request.uri().query() {
             let token = query_param(query, &QUERY_TOKEN_PARAMS);
             let key = query_param(query, &QUERY_KEY_PARAMS);
             if token.is_some() || key.is_some() {
                 if !(self.allow_query && is_websocket_upgrade(request)) {
-                    return Outcome::Done(Err(Refusal::new(
+                    return NowOrLater::Now(Err(Failure::new(
                         Reason::Unauthenticated,
                         "credentials in the query string are not accepted; send a header",
                         Some("invalid_request"),
@@ -430,30 +405,30 @@ impl Config {
                     return self.bearer(token);
                 }
                 if let Some(key) = key {
-                    return Outcome::Done(self.api_key(key));
+                    return NowOrLater::Now(self.api_key(key));
                 }
             }
         }
-        Outcome::Done(Err(Refusal::new(
+        NowOrLater::Now(Err(Failure::new(
             Reason::Unauthenticated,
             Reason::Unauthenticated.default_detail(),
             None,
         )))
     }
 
-    fn bearer(&self, token: &str) -> Outcome {
+    fn bearer(&self, token: &str) -> NowOrLater<Result<Principal, Failure>> {
         if token.is_empty() {
-            return Outcome::Done(Err(Refusal::new(
+            return NowOrLater::Now(Err(Failure::new(
                 Reason::InvalidCredentials,
                 "the bearer token is empty",
                 Some("invalid_request"),
             )));
         }
         match (&self.jwt, &self.api_keys) {
-            (Some(jwt), None) => Self::jwt(jwt, token),
-            (Some(jwt), Some(_)) if looks_like_jwt(token) => Self::jwt(jwt, token),
-            (_, Some(_)) => Outcome::Done(self.api_key(token)),
-            (None, None) => Outcome::Done(Err(Refusal::new(
+            (Some(jwt), None) => jwt.verify(token),
+            (Some(jwt), Some(_)) if looks_like_jwt(token) => jwt.verify(token),
+            (_, Some(_)) => NowOrLater::Now(self.api_key(token)),
+            (None, None) => NowOrLater::Now(Err(Failure::new(
                 Reason::InvalidCredentials,
                 "bearer tokens are not accepted",
                 Some("invalid_token"),
@@ -461,23 +436,16 @@ impl Config {
         }
     }
 
-    fn jwt(jwt: &JwtAuth, token: &str) -> Outcome {
-        match jwt.verify(token) {
-            Verdict::Done(result) => Outcome::Done(result.map_err(Refusal::from)),
-            Verdict::Pending(pending) => Outcome::Pending(pending),
-        }
-    }
-
-    fn api_key(&self, key: &str) -> Result<Principal, Refusal> {
+    fn api_key(&self, key: &str) -> Result<Principal, Failure> {
         match &self.api_keys {
             Some(keys) => keys.verify(key).ok_or_else(|| {
-                Refusal::new(
+                Failure::new(
                     Reason::InvalidCredentials,
                     "the API key is not valid",
                     Some("invalid_token"),
                 )
             }),
-            None => Err(Refusal::new(
+            None => Err(Failure::new(
                 Reason::InvalidCredentials,
                 "API keys are not accepted",
                 Some("invalid_request"),
@@ -485,12 +453,12 @@ impl Config {
         }
     }
 
-    fn rejection(&self, refusal: Refusal, extensions: &Extensions) -> Rejection {
+    fn rejection(&self, refusal: Failure, extensions: &Extensions) -> Rejection {
         audit::denied(
             refusal.reason,
             extensions,
             refusal.subject.as_deref(),
-            refusal.key_id.as_deref(),
+            refusal.kid.as_deref(),
             refusal.detail,
         );
         let mut rejection = Rejection::new(refusal.reason).with_detail(refusal.detail);
@@ -506,165 +474,5 @@ impl Config {
         };
         rejection = rejection.with_header(WWW_AUTHENTICATE, challenge.to_header());
         rejection
-    }
-}
-
-impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for Auth<S, R>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-    R: Respond,
-{
-    type Response = Response<ResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S, ReqBody, R>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        match self.config.authenticate(&request) {
-            Outcome::Done(Ok(principal)) => {
-                request.extensions_mut().insert(principal);
-                ResponseFuture::inner(self.inner.call(request))
-            }
-            Outcome::Done(Err(refusal)) => {
-                let rejection = self.config.rejection(refusal, request.extensions());
-                ResponseFuture::reject(reject::render(&self.responder, rejection, &request))
-            }
-            Outcome::Pending(pending) => {
-                // The ready service goes with the request; this one gets a
-                // fresh clone that will be polled ready before its next call.
-                let clone = self.inner.clone();
-                let service = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture {
-                    state: State::Pending {
-                        pending,
-                        service: Some(service),
-                        request: Some(request),
-                        config: self.config.clone(),
-                        responder: self.responder.clone(),
-                    },
-                }
-            }
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`Auth`].
-    pub struct ResponseFuture<S, B, R>
-    where
-        S: Service<Request<B>>,
-    {
-        #[pin]
-        state: State<S, B, R>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<S, B, R>
-    where
-        S: Service<Request<B>>,
-    {
-        Inner { #[pin] future: S::Future },
-        Reject { response: Option<Response<Bytes>> },
-        Pending {
-            pending: Pending,
-            service: Option<S>,
-            request: Option<Request<B>>,
-            config: Arc<Config>,
-            responder: R,
-        },
-    }
-}
-
-impl<S, B, R> ResponseFuture<S, B, R>
-where
-    S: Service<Request<B>>,
-{
-    fn inner(future: S::Future) -> Self {
-        Self {
-            state: State::Inner { future },
-        }
-    }
-
-    fn reject(response: Response<Bytes>) -> Self {
-        Self {
-            state: State::Reject {
-                response: Some(response),
-            },
-        }
-    }
-}
-
-impl<S, B, R> std::fmt::Debug for ResponseFuture<S, B, R>
-where
-    S: Service<Request<B>>,
-{
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = match self.state {
-            State::Inner { .. } => "inner",
-            State::Reject { .. } => "reject",
-            State::Pending { .. } => "fetching keys",
-        };
-        f.debug_struct("ResponseFuture")
-            .field("state", &state)
-            .finish()
-    }
-}
-
-impl<S, B, R, ResBody> Future for ResponseFuture<S, B, R>
-where
-    S: Service<Request<B>, Response = Response<ResBody>>,
-    R: Respond,
-{
-    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        loop {
-            let next = match self.as_mut().project().state.project() {
-                StateProj::Inner { future } => {
-                    let response = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
-                }
-                StateProj::Reject { response } => {
-                    let response = response
-                        .take()
-                        .expect("ResponseFuture polled after completion");
-                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
-                }
-                StateProj::Pending {
-                    pending,
-                    service,
-                    request,
-                    config,
-                    responder,
-                } => {
-                    let result = ready!(pending.as_mut().poll(cx));
-                    let (Some(mut svc), Some(mut req)) = (service.take(), request.take()) else {
-                        panic!("ResponseFuture polled after completion");
-                    };
-                    match result {
-                        Ok(principal) => {
-                            req.extensions_mut().insert(principal);
-                            State::Inner {
-                                future: svc.call(req),
-                            }
-                        }
-                        Err(failure) => {
-                            let rejection =
-                                config.rejection(Refusal::from(failure), req.extensions());
-                            State::Reject {
-                                response: Some(reject::render(&*responder, rejection, &req)),
-                            }
-                        }
-                    }
-                }
-            };
-            self.as_mut().project().state.set(next);
-        }
     }
 }

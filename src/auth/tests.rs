@@ -935,3 +935,14 @@ async fn credential_heads_keep_query_credentials_only_when_allowed() {
         "nothing to check again without authentication"
     );
 }
+
+#[tokio::test]
+async fn auth_layer_accepts_the_tokens_of_its_jwt_auth() {
+    let clock = Clock::new();
+    let (response, seen) = call(Auth::layer(hmac_auth(&clock)), bearer(&hs256(&claims()))).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(seen.lock().unwrap()[0].subject(), "alice");
+    let (reason, challenge) = refused(Auth::layer(hmac_auth(&clock)), Request::new(())).await;
+    assert_eq!(reason, Reason::Unauthenticated);
+    assert_eq!(challenge, "Bearer");
+}

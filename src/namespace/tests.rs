@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 use super::*;
+use crate::body::ResponseBody;
 use crate::principal::AuthMethod;
 
 /// A service that answers with the namespace it was given (or `-`) and
@@ -248,4 +249,19 @@ async fn grpc_callers_read_permission_denied() {
     let response = svc.oneshot(req).await.unwrap();
     assert_eq!(response.headers()["grpc-status"], "7");
     let _: Bytes = response.into_body().collect().await.unwrap().to_bytes();
+}
+
+#[tokio::test]
+async fn require_namespace_layer_keeps_callers_in_their_own_namespace() {
+    let (svc, calls) = service(RequireNamespace::layer());
+    let (status, body) = send(
+        svc.clone(),
+        request("/items", Some(principal("alice", Some("acme"), &[]))),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "acme"));
+    let (status, body) = send(svc, request("/items", Some(principal("bob", None, &[])))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(code(&body), "namespace_forbidden");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }

@@ -1,202 +1,18 @@
-//! [`RateLimitLayer`] and its shared configuration.
+//! [`RateLimitLayer`].
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::Request;
-use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use tower_layer::Layer;
 
+use super::config::{Config, Limit};
 use super::key::KeyBy;
 use super::memory::MemoryStore;
-use super::service::RateLimit;
-use super::store::{Decision, Quota, RateKey, Store};
-use crate::principal::McpCall;
-use crate::reject::{DefaultResponder, Reason, Rejection, Respond};
+use super::store::{Allowance, Quota, Store};
+use crate::guard::AsyncGuard;
+use crate::reject::{DefaultResponder, Rejection, Respond};
 use crate::tool_rules::ToolRules;
-
-/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers).
-pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-/// `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
-pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-const X_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
-const X_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
-const X_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
-
-/// One quota and how it is named in the headers.
-pub(crate) struct Limit {
-    pub(crate) quota: Quota,
-    name: String,
-    policy: HeaderValue,
-    decisions: crate::observe::Decisions,
-}
-
-impl Limit {
-    fn new(quota: Quota, name: &str) -> Self {
-        let name = sf_string(name);
-        let policy = format!(
-            "\"{name}\";q={};w={}",
-            quota.burst(),
-            ceil_secs(quota.window())
-        );
-        let policy = HeaderValue::try_from(policy).unwrap_or_else(|_| HeaderValue::from_static(""));
-        Self {
-            quota,
-            name,
-            policy,
-            decisions: crate::observe::Decisions::default(),
-        }
-    }
-}
-
-pub(crate) struct Config {
-    pub(crate) key: KeyBy,
-    pub(crate) store: Arc<dyn Store>,
-    /// One limit, or one per tool rule (in the rules' order).
-    limits: Vec<Limit>,
-    /// Per-tool mode: the tool rules (`MCP_TOOL_RATE_LIMITS` keys); a
-    /// rule's place in their order is its index into `limits`.
-    tools: Option<ToolRules<Quota>>,
-    headers: bool,
-    legacy: bool,
-}
-
-impl Config {
-    /// The key of `request` and the limit it is counted against, if any.
-    #[inline]
-    pub(crate) fn select<B>(&self, request: &Request<B>) -> Option<(RateKey, usize)> {
-        let Some(tools) = &self.tools else {
-            return self.key.extract(request).map(|key| (key, 0));
-        };
-        let tool = request.extensions().get::<McpCall>()?.tool()?;
-        // Counted per rule: every name a rule matches (`*.search` on any
-        // connection's `search`) draws on one allowance.
-        let (rule, index) = tools.index_of(tool)?;
-        let per = self.key.extract(request)?;
-        Some((tool_key(rule, &per), index))
-    }
-
-    /// `(policy name, quota)` of each limit, for `Debug`.
-    pub(crate) fn limits_debug(&self) -> Vec<(&str, &Quota)> {
-        self.limits
-            .iter()
-            .map(|l| (l.name.as_str(), &l.quota))
-            .collect()
-    }
-
-    /// Reports one decision under `limit` to the metrics.
-    #[inline]
-    pub(crate) fn record(&self, limit: usize, allowed: bool) {
-        let limit = &self.limits[limit];
-        limit.decisions.record(&limit.name, allowed);
-    }
-
-    #[inline]
-    pub(crate) fn quota(&self, limit: usize) -> &Quota {
-        &self.limits[limit].quota
-    }
-
-    /// Adds the rate-limit headers for `decision` under `limit` to
-    /// `headers`. Stacked layers each append their own `RateLimit` /
-    /// `RateLimit-Policy` item; the legacy headers keep the most restrictive
-    /// layer's values.
-    pub(crate) fn write_headers(&self, limit: usize, decision: &Decision, headers: &mut HeaderMap) {
-        let limit = &self.limits[limit];
-        if self.headers {
-            headers.append(RATELIMIT_POLICY, limit.policy.clone());
-            // `"name";r=<remaining>;t=<seconds>`, without the formatting
-            // machinery: this runs for every admitted request.
-            let mut value = Vec::with_capacity(limit.name.len() + 32);
-            value.push(b'"');
-            value.extend_from_slice(limit.name.as_bytes());
-            value.extend_from_slice(b"\";r=");
-            push_decimal(&mut value, u64::from(decision.remaining));
-            value.extend_from_slice(b";t=");
-            push_decimal(&mut value, ceil_secs(decision.reset_after));
-            if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
-                headers.append(RATELIMIT, value);
-            }
-        }
-        if self.legacy {
-            let tighter = headers
-                .get(&X_REMAINING)
-                .and_then(|v| v.to_str().ok()?.parse::<u32>().ok())
-                .is_none_or(|existing| decision.remaining < existing);
-            if tighter {
-                headers.insert(X_LIMIT, HeaderValue::from(decision.limit));
-                headers.insert(X_REMAINING, HeaderValue::from(decision.remaining));
-                headers.insert(X_RESET, HeaderValue::from(ceil_secs(decision.reset_after)));
-            }
-        }
-    }
-
-    pub(crate) fn rejection(&self, limit: usize, decision: &Decision) -> Rejection {
-        let retry = decision.retry_after.map_or(1, ceil_secs).max(1);
-        let mut headers = HeaderMap::new();
-        self.write_headers(limit, decision, &mut headers);
-        let mut rejection =
-            Rejection::new(Reason::RateLimited).with_header(RETRY_AFTER, HeaderValue::from(retry));
-        for (name, value) in &headers {
-            rejection = rejection.with_header(name.clone(), value.clone());
-        }
-        rejection
-    }
-}
-
-/// The key of one tool rule's allowance for one `per` key:
-/// `tool:<rule>|<per>`.
-fn tool_key(tool: &str, per: &RateKey) -> RateKey {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(6 + tool.len() + 40);
-    s.push_str("tool:");
-    s.push_str(tool);
-    s.push('|');
-    match per {
-        RateKey::Global => {}
-        RateKey::Ip(ip) => {
-            let _ = write!(s, "ip:{ip}");
-        }
-        RateKey::Text(text) => s.push_str(text),
-    }
-    RateKey::Text(s.into())
-}
-
-/// Appends `n` in decimal.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[start..]);
-}
-
-/// Whole seconds, rounded up.
-fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
-}
-
-/// A structured-field string: printable ASCII, `"` and `\` escaped.
-fn sf_string(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for c in name.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            ' '..='~' => out.push(c),
-            _ => out.push('_'),
-        }
-    }
-    out
-}
 
 /// Counts requests per key against a GCRA [`Quota`] and refuses the excess
 /// with 429 `rate_limited` (gRPC `RESOURCE_EXHAUSTED`) and `Retry-After`.
@@ -247,7 +63,7 @@ impl RateLimitLayer {
     /// The allowance is the **rule's**: every tool a rule matches draws on
     /// it, so a tool reached under another name is still counted there.
     ///
-    /// The tool comes from the [`McpCall`] extension, which
+    /// The tool comes from the [`McpCall`](crate::McpCall) extension, which
     /// [`McpPolicyLayer`](crate::mcp::McpPolicyLayer) leaves: put it in
     /// front (with an empty [`ToolPolicy`](crate::mcp::ToolPolicy) if you
     /// need no scopes). Each rule's headers carry its key as the policy
@@ -358,16 +174,16 @@ impl<R> RateLimitLayer<R> {
     /// HTTP request — a JSON-RPC message on a WebSocket, say — against the
     /// same allowance, as if `request` had come through: its extensions
     /// ([`Principal`](crate::Principal), [`ClientIp`](crate::client_ip::ClientIp),
-    /// [`McpCall`]) choose the key and, per tool, the limit.
+    /// [`McpCall`](crate::McpCall)) choose the key and, per tool, the limit.
     ///
     /// Resolves to `None` when nothing is counted (no key, or a tool with
-    /// no quota), otherwise to the [`Decision`]; a refused decision
+    /// no quota), otherwise to the [`Allowance`]; a refused decision
     /// carries `retry_after`. Decisions are reported to the metrics like
     /// the layer's own. The future does not borrow `request`.
     pub fn check<B>(
         &self,
         request: &Request<B>,
-    ) -> impl Future<Output = Option<Decision>> + Send + 'static {
+    ) -> impl Future<Output = Option<Allowance>> + Send + 'static {
         let selected = self.config.select(request);
         let config = Arc::clone(&self.config);
         async move {
@@ -375,7 +191,7 @@ impl<R> RateLimitLayer<R> {
             let decision = config
                 .store
                 .check(&key, config.quota(limit))
-                .decision()
+                .resolve()
                 .await;
             config.record(limit, decision.allowed);
             Some(decision)
@@ -387,10 +203,11 @@ impl<R> RateLimitLayer<R> {
     /// [`check`](Self::check), and for a refusal the 429 `rate_limited`
     /// answer the layer would send (`Retry-After` and the rate-limit
     /// headers included).
+    #[cfg_attr(not(feature = "stack"), allow(dead_code))] // the stack's only
     pub(crate) fn check_refusal<B>(
         &self,
         request: &Request<B>,
-    ) -> impl Future<Output = Result<(), (Decision, Rejection)>> + Send + 'static {
+    ) -> impl Future<Output = Result<(), (Allowance, Rejection)>> + Send + 'static {
         let selected = self.config.select(request);
         let config = Arc::clone(&self.config);
         async move {
@@ -400,7 +217,7 @@ impl<R> RateLimitLayer<R> {
             let decision = config
                 .store
                 .check(&key, config.quota(limit))
-                .decision()
+                .resolve()
                 .await;
             config.record(limit, decision.allowed);
             if decision.allowed {
@@ -413,10 +230,25 @@ impl<R> RateLimitLayer<R> {
     }
 }
 
+impl<R> RateLimitLayer<R> {
+    /// The configuration the services share.
+    #[inline]
+    pub(super) fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// The responder refusals are rendered with.
+    #[inline]
+    pub(super) fn responder_ref(&self) -> &R {
+        &self.responder
+    }
+}
+
+// `AsyncGuard<S, Self>` is [`RateLimit`](super::RateLimit).
 impl<S, R: Clone> Layer<S> for RateLimitLayer<R> {
-    type Service = RateLimit<S, R>;
+    type Service = AsyncGuard<S, Self>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimit::new(inner, Arc::clone(&self.config), self.responder.clone())
+        AsyncGuard::new(inner, self.clone())
     }
 }

@@ -15,7 +15,8 @@ use governor::nanos::Nanos;
 use governor::state::StateStore;
 use governor::{NotUntil, RateLimiter};
 
-use super::store::{Check, Decision, Quota, RateKey, Store};
+use super::store::{Allowance, Quota, RateKey, Store};
+use crate::guard::NowOrLater;
 
 /// The default cap on tracked keys.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
@@ -57,13 +58,14 @@ const DEFAULT_SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// [`MemoryStore::with_clock`].
 ///
 /// ```
-/// use tower_warden::rate_limit::{Check, MemoryStore, Quota, RateKey, Store};
+/// use tower_warden::guard::NowOrLater;
+/// use tower_warden::rate_limit::{MemoryStore, Quota, RateKey, Store};
 ///
 /// let store = MemoryStore::with_max_keys(10_000);
 /// let quota = Quota::per_minute(2).unwrap();
 /// let key = RateKey::Text("alice".into());
 /// for allowed in [true, true, false] {
-///     let Check::Ready(decision) = store.check(&key, &quota) else { unreachable!() };
+///     let NowOrLater::Now(decision) = store.check(&key, &quota) else { unreachable!() };
 ///     assert_eq!(decision.allowed, allowed);
 /// }
 /// assert_eq!(store.len(), 1);
@@ -293,7 +295,7 @@ impl MemoryStore {
         h.finish()
     }
 
-    fn decide(&self, key: &RateKey, quota: &Quota) -> Decision {
+    fn decide(&self, key: &RateKey, quota: &Quota) -> Allowance {
         self.with_limiter(quota, |limiter, lane| {
             // Read after the limiter exists, so never before its start.
             let now = self.clock.now();
@@ -305,7 +307,7 @@ impl MemoryStore {
             };
             let limit = quota.burst();
             match limiter.check_key(&probe) {
-                Ok(snapshot) => Decision {
+                Ok(snapshot) => Allowance {
                     allowed: true,
                     limit,
                     remaining: snapshot.remaining_burst_capacity().min(limit),
@@ -323,8 +325,8 @@ fn lane_number(index: usize) -> u32 {
     u32::try_from(index).unwrap_or(u32::MAX) & 0x00ff_ffff
 }
 
-fn refusal(not_until: &NotUntil<Nanos>, probe: &Probe, limit: u32, now: Nanos) -> Decision {
-    Decision {
+fn refusal(not_until: &NotUntil<Nanos>, probe: &Probe, limit: u32, now: Nanos) -> Allowance {
+    Allowance {
         allowed: false,
         limit,
         remaining: 0,
@@ -334,8 +336,8 @@ fn refusal(not_until: &NotUntil<Nanos>, probe: &Probe, limit: u32, now: Nanos) -
 }
 
 impl Store for MemoryStore {
-    fn check(&self, key: &RateKey, quota: &Quota) -> Check {
-        Check::Ready(self.decide(key, quota))
+    fn check(&self, key: &RateKey, quota: &Quota) -> NowOrLater<Allowance> {
+        NowOrLater::Now(self.decide(key, quota))
     }
 }
 
@@ -548,10 +550,10 @@ impl Hasher for Premixed {
 mod tests {
     use super::*;
 
-    fn ready(check: Check) -> Decision {
+    fn ready(check: NowOrLater<Allowance>) -> Allowance {
         match check {
-            Check::Ready(decision) => decision,
-            Check::Pending(_) => panic!("memory store decides at once"),
+            NowOrLater::Now(decision) => decision,
+            NowOrLater::Later(_) => panic!("memory store decides at once"),
         }
     }
 

@@ -43,7 +43,7 @@
 //! * [`MemoryStore`] counts per process; several instances need a shared
 //!   store.
 
-mod future;
+mod config;
 mod key;
 mod layer;
 mod memory;
@@ -59,9 +59,9 @@ pub(crate) use self::redis::{CA_SETTING, URL_SETTING};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{FailMode, RedisHealth, RedisStore, client as redis_client};
-pub use future::ResponseFuture;
+pub use config::{RATELIMIT, RATELIMIT_POLICY};
 pub use key::KeyBy;
-pub use layer::{RATELIMIT, RATELIMIT_POLICY, RateLimitLayer};
+pub use layer::RateLimitLayer;
 pub use memory::{DEFAULT_MAX_KEYS, MemoryStore};
-pub use service::RateLimit;
-pub use store::{Check, Decision, Quota, RateKey, Store};
+pub use service::{RateLimit, ResponseFuture};
+pub use store::{Allowance, Quota, RateKey, Store};

@@ -10,8 +10,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
 
 use super::memory::MemoryStore;
-use super::store::{Check, Decision, Quota, RateKey, Store};
-use crate::{ConfigError, url_text};
+use super::store::{Allowance, Quota, RateKey, Store};
+use crate::error::ConfigError;
+use crate::guard::NowOrLater;
+use crate::url_text;
 
 /// The GCRA step, run atomically by Redis.
 ///
@@ -288,16 +290,16 @@ impl RedisStore {
 }
 
 impl Store for RedisStore {
-    fn check(&self, key: &RateKey, quota: &Quota) -> Check {
+    fn check(&self, key: &RateKey, quota: &Quota) -> NowOrLater<Allowance> {
         let inner = Arc::clone(&self.inner);
         let key = key.clone();
         let quota = *quota;
-        Check::Pending(Box::pin(async move { inner.decide(key, quota).await }))
+        NowOrLater::Later(Box::pin(async move { inner.decide(key, quota).await }))
     }
 }
 
 impl Inner {
-    async fn decide(&self, key: RateKey, quota: Quota) -> Decision {
+    async fn decide(&self, key: RateKey, quota: Quota) -> Allowance {
         if self.health.is_degraded() && !self.claim_retry() {
             return self.failed(&key, &quota).await;
         }
@@ -352,7 +354,7 @@ impl Inner {
         }
     }
 
-    async fn ask(&self, redis_key: &str, quota: &Quota) -> redis::RedisResult<Decision> {
+    async fn ask(&self, redis_key: &str, quota: &Quota) -> redis::RedisResult<Allowance> {
         let mut connection = match self.connection.get() {
             Some(connection) => connection.clone(),
             None => {
@@ -376,7 +378,7 @@ impl Inner {
             .invoke_async(&mut connection)
             .await?;
         let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
-        Ok(Decision {
+        Ok(Allowance {
             allowed: allowed == 1,
             limit: quota.burst(),
             remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
@@ -386,17 +388,17 @@ impl Inner {
     }
 
     /// The decision without Redis.
-    async fn failed(&self, key: &RateKey, quota: &Quota) -> Decision {
+    async fn failed(&self, key: &RateKey, quota: &Quota) -> Allowance {
         match self.fail_mode {
-            FailMode::Local => self.fallback.check(key, quota).decision().await,
-            FailMode::Open => Decision {
+            FailMode::Local => self.fallback.check(key, quota).resolve().await,
+            FailMode::Open => Allowance {
                 allowed: true,
                 limit: quota.burst(),
                 remaining: quota.burst().saturating_sub(1),
                 reset_after: Duration::ZERO,
                 retry_after: None,
             },
-            FailMode::Closed => Decision {
+            FailMode::Closed => Allowance {
                 allowed: false,
                 limit: quota.burst(),
                 remaining: 0,
@@ -529,8 +531,8 @@ mod tests {
         format!("redis://127.0.0.1:{port}/")
     }
 
-    async fn decide(store: &RedisStore, key: &RateKey, quota: &Quota) -> Decision {
-        store.check(key, quota).decision().await
+    async fn decide(store: &RedisStore, key: &RateKey, quota: &Quota) -> Allowance {
+        store.check(key, quota).resolve().await
     }
 
     fn quota(burst: u32) -> Quota {

@@ -1,107 +1,92 @@
-//! The [`RateLimit`] service.
+//! The [`RateLimit`] service: a [`RateLimitLayer`] run as an
+//! [`AsyncCheck`].
 
-use std::fmt;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use http::{Request, Response};
-use tower_service::Service;
+use http::Request;
+use http::header::HeaderMap;
 
-use super::future::ResponseFuture;
-use super::layer::Config;
-use super::store::Check;
-use crate::body::ResponseBody;
-use crate::reject::{self, Respond};
+use super::config::Config;
+use super::key::KeyBy;
+use super::layer::RateLimitLayer;
+use super::store::{Allowance, Quota, Store};
+use crate::guard::{AsyncCheck, AsyncGuard, AsyncResponseFuture, NowOrLater};
+use crate::reject::{DefaultResponder, Rejection, Respond};
 
-/// The service of [`RateLimitLayer`](super::RateLimitLayer). Clones share
-/// the store.
-pub struct RateLimit<S, R> {
-    inner: S,
+/// The service of [`RateLimitLayer`]: the inner service behind the layer's
+/// quota. Clones share the store.
+pub type RateLimit<S, R = DefaultResponder> = AsyncGuard<S, RateLimitLayer<R>>;
+
+/// The response future of [`RateLimit`] (boxed only while a shared store
+/// decides).
+pub type ResponseFuture<S, B, R = DefaultResponder> = AsyncResponseFuture<S, B, RateLimitLayer<R>>;
+
+impl RateLimit<(), DefaultResponder> {
+    /// The layer that counts requests per `key` against `quota` in `store`;
+    /// see [`RateLimitLayer::new`].
+    pub fn layer(quota: Quota, key: KeyBy, store: Arc<dyn Store>) -> RateLimitLayer {
+        RateLimitLayer::new(quota, key, store)
+    }
+}
+
+/// What [`RateLimit`] keeps of an admitted request for its response
+/// headers: the limit it was counted against and its allowance.
+pub struct Counted {
     config: Arc<Config>,
-    responder: R,
+    limit: usize,
+    allowance: Allowance,
 }
 
-impl<S, R> RateLimit<S, R> {
-    pub(crate) fn new(inner: S, config: Arc<Config>, responder: R) -> Self {
-        Self {
-            inner,
-            config,
-            responder,
-        }
-    }
-
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-}
-
-impl<S: Clone, R: Clone> Clone for RateLimit<S, R> {
-    fn clone(&self) -> Self {
-        Self::new(
-            self.inner.clone(),
-            Arc::clone(&self.config),
-            self.responder.clone(),
-        )
-    }
-}
-
-impl<S: fmt::Debug, R> fmt::Debug for RateLimit<S, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimit")
-            .field("inner", &self.inner)
-            .field("limits", &self.config.limits_debug())
-            .field("key", &self.config.key)
+impl std::fmt::Debug for Counted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counted")
+            .field("limit", &self.limit)
+            .field("allowance", &self.allowance)
             .finish_non_exhaustive()
     }
 }
 
-impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S, R>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-    R: Respond,
-{
-    type Response = Response<ResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S, ReqBody, R>;
+impl<R: Respond> AsyncCheck for RateLimitLayer<R> {
+    type Responder = R;
+    type Outcome = Allowance;
+    /// The limit the request is counted against.
+    type Memo = usize;
+    type Admitted = Counted;
 
     #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    fn decide<B>(&self, request: &Request<B>) -> Option<(usize, NowOrLater<Allowance>)> {
+        let config = self.config();
+        let (key, limit) = config.select(request)?;
+        Some((limit, config.store.check(&key, config.quota(limit))))
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let Some((key, limit)) = self.config.select(&request) else {
-            return ResponseFuture::inner(self.inner.call(request), None, &self.config);
-        };
-        let check = self.config.store.check(&key, self.config.quota(limit));
-        if let Check::Ready(decision) = &check {
-            self.config.record(limit, decision.allowed);
+    fn apply<B>(
+        &self,
+        limit: usize,
+        allowance: Allowance,
+        _request: &mut Request<B>,
+    ) -> Result<Counted, Rejection> {
+        let config = self.config();
+        config.record(limit, allowance.allowed);
+        if allowance.allowed {
+            Ok(Counted {
+                config: Arc::clone(config),
+                limit,
+                allowance,
+            })
+        } else {
+            Err(config.rejection(limit, &allowance))
         }
-        match check {
-            Check::Ready(decision) if decision.allowed => ResponseFuture::inner(
-                self.inner.call(request),
-                Some((limit, decision)),
-                &self.config,
-            ),
-            Check::Ready(decision) => {
-                let rejection = self.config.rejection(limit, &decision);
-                ResponseFuture::reject(reject::render(&self.responder, rejection, &request))
-            }
-            Check::Pending(pending) => {
-                // The ready service goes with the request; this one gets a
-                // fresh clone that is polled ready before its next call.
-                let clone = self.inner.clone();
-                let service = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::pending(
-                    pending,
-                    limit,
-                    service,
-                    request,
-                    Arc::clone(&self.config),
-                    self.responder.clone(),
-                )
-            }
-        }
+    }
+
+    #[inline]
+    fn on_response(counted: Counted, headers: &mut HeaderMap) {
+        counted
+            .config
+            .write_headers(counted.limit, &counted.allowance, headers);
+    }
+
+    fn responder(&self) -> &R {
+        self.responder_ref()
     }
 }

@@ -1,12 +1,11 @@
 //! What a rate-limit store decides, and the trait every store implements.
 
-use std::future::Future;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ConfigError;
+use crate::guard::NowOrLater;
 
 /// A GCRA quota: up to `burst` requests at once, refilled at one request per
 /// `interval` (so `burst` requests per `burst × interval` on average).
@@ -97,9 +96,10 @@ pub enum RateKey {
     Text(Arc<str>),
 }
 
-/// One decision.
+/// A store's answer for one request: whether it is allowed, and what is
+/// left of the key's allowance after it (what the rate-limit headers say).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Decision {
+pub struct Allowance {
     /// Whether the request may go on.
     pub allowed: bool,
     /// The quota's burst size (the `q` of `RateLimit-Policy`).
@@ -113,36 +113,10 @@ pub struct Decision {
     pub retry_after: Option<Duration>,
 }
 
-/// A decision now, or after a round trip (a shared store).
-pub enum Check {
-    /// Decided without waiting.
-    Ready(Decision),
-    /// Decided after a round trip; the future never fails: a store that
-    /// cannot reach its backend decides by its failure policy.
-    Pending(Pin<Box<dyn Future<Output = Decision> + Send>>),
-}
-
-impl Check {
-    /// The decision, waiting for the round trip when there is one.
-    pub async fn decision(self) -> Decision {
-        match self {
-            Self::Ready(decision) => decision,
-            Self::Pending(pending) => pending.await,
-        }
-    }
-}
-
-impl std::fmt::Debug for Check {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Ready(d) => f.debug_tuple("Ready").field(d).finish(),
-            Self::Pending(_) => f.write_str("Pending"),
-        }
-    }
-}
-
 /// Where quotas are kept: in memory, or shared (Redis).
 pub trait Store: Send + Sync + 'static {
-    /// Counts one request for `key` against `quota`.
-    fn check(&self, key: &RateKey, quota: &Quota) -> Check;
+    /// Counts one request for `key` against `quota`: answered now, or after
+    /// a round trip ([`NowOrLater::Later`]); the future never fails: a store
+    /// that cannot reach its backend answers by its failure policy.
+    fn check(&self, key: &RateKey, quota: &Quota) -> NowOrLater<Allowance>;
 }

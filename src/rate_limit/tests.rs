@@ -9,6 +9,7 @@ use tower::{Layer, Service, ServiceExt, service_fn};
 
 use super::*;
 use crate::body::ResponseBody;
+use crate::guard::NowOrLater;
 use crate::principal::{AuthMethod, McpCall, Principal};
 
 type Res = Response<ResponseBody<String>>;
@@ -206,12 +207,12 @@ async fn grpc_requests_get_resource_exhausted() {
 struct Remote(MemoryStore);
 
 impl Store for Remote {
-    fn check(&self, key: &RateKey, quota: &Quota) -> Check {
+    fn check(&self, key: &RateKey, quota: &Quota) -> NowOrLater<Allowance> {
         let decision = match self.0.check(key, quota) {
-            Check::Ready(d) => d,
-            Check::Pending(_) => unreachable!(),
+            NowOrLater::Now(d) => d,
+            NowOrLater::Later(_) => unreachable!(),
         };
-        Check::Pending(Box::pin(async move {
+        NowOrLater::Later(Box::pin(async move {
             tokio::task::yield_now().await;
             decision
         }))
@@ -331,4 +332,19 @@ async fn check_draws_on_the_same_allowance_as_requests() {
     assert!(layer.check(&Request::new(())).await.is_none());
     tokio::time::advance(Duration::from_secs(30)).await;
     assert!(layer.check(&from("192.0.2.1")).await.unwrap().allowed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_layer_builds_the_same_layer_as_new() {
+    let (mut svc, calls) = service(RateLimit::layer(
+        per_minute(1),
+        KeyBy::Global,
+        Arc::new(MemoryStore::new()),
+    ));
+    let admitted = send(&mut svc, Request::new(())).await;
+    assert_eq!(admitted.status(), StatusCode::OK);
+    assert_eq!(admitted.headers()["ratelimit"], "\"default\";r=0;t=60");
+    let refused = send(&mut svc, Request::new(())).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
