@@ -12,7 +12,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::SessionTable;
-use super::session::service::{Presented, presented};
+use super::session::header::{Presented, presented};
 use super::session::table::{Caller, Owner};
 use crate::principal::Principal;
 use crate::reject::Rejection;

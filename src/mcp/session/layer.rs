@@ -17,7 +17,7 @@ use crate::reject::{DefaultResponder, Respond};
 /// docs](super) give the rules (binding, refusing, ending, memory).
 ///
 /// Place it after the authentication layer (so that a
-/// [`Principal`](crate::Principal) is in the request extensions) and before
+/// [`Principal`](crate::principal::Principal) is in the request extensions) and before
 /// the MCP service. Clones of the layer, and the services it makes, share
 /// one table; see [`sessions`](Self::sessions) for its size.
 ///
@@ -166,6 +166,13 @@ impl<R> SessionBindingLayer<R> {
     #[must_use]
     pub fn sessions(&self) -> SessionTable {
         self.table.clone()
+    }
+}
+
+impl SessionBinding<(), DefaultResponder> {
+    /// The layer that makes this service; see [`SessionBindingLayer::new`].
+    pub fn layer() -> SessionBindingLayer {
+        SessionBindingLayer::new()
     }
 }
 
