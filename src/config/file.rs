@@ -5,9 +5,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::settings::key_of;
+use super::WardenConfig;
+use super::settings::{VARIABLES, key_of};
 use super::suggest::closest;
-use super::{VARIABLES, WardenConfig};
 use crate::error::ConfigError;
 
 /// The largest settings file read: far above any real one.

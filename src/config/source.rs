@@ -4,10 +4,11 @@
 
 use std::path::PathBuf;
 
+use super::WardenConfig;
 #[cfg(feature = "config-file")]
 use super::file;
+use super::settings::VARIABLES;
 use super::suggest::closest;
-use super::{VARIABLES, WardenConfig};
 use crate::error::ConfigError;
 
 /// Every setting's value, by its index in [`VARIABLES`]: the environment

@@ -8,8 +8,13 @@ use tower_layer::Layer;
 
 use super::service::SessionBinding;
 use super::table::{Clock, SessionTable};
-use super::{DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS};
 use crate::reject::{DefaultResponder, Respond};
+
+/// The default [`SessionBindingLayer::max_sessions`](SessionBindingLayer::max_sessions).
+pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
+
+/// The default [`SessionBindingLayer::idle_timeout`](SessionBindingLayer::idle_timeout): one hour.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 /// Binds each MCP session to the principal that opened it, and answers
 /// anyone else as if the session did not exist: `404`

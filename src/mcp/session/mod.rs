@@ -105,8 +105,6 @@
 //! [`mcp`](super); the response future, [`ResponseFuture`], and the
 //! defaults are reached through this module.
 
-use std::time::Duration;
-
 mod future;
 pub(super) mod header;
 pub(super) mod layer;
@@ -114,12 +112,7 @@ pub(super) mod service;
 pub(super) mod table;
 
 pub use future::ResponseFuture;
-
-/// The default [`SessionBindingLayer::max_sessions`](super::SessionBindingLayer::max_sessions).
-pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
-
-/// The default [`SessionBindingLayer::idle_timeout`](super::SessionBindingLayer::idle_timeout): one hour.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+pub use layer::{DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS};
 
 #[cfg(test)]
 mod tests;
