@@ -6,7 +6,8 @@ use std::fmt;
 use super::WardenConfig;
 use super::source::Vars;
 use super::value::{boolean, list, path, url};
-use crate::ConfigError;
+use crate::error::ConfigError;
+use crate::tool_rules::parse_tool_scopes;
 
 /// How callers authenticate (`MCP_AUTH_MODE`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -238,40 +239,4 @@ pub(super) fn load(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
         }
     }
     Ok(())
-}
-
-/// `MCP_TOOL_SCOPES`: `{"tool": ["scope", ...] | "scope scope", ...}`; the
-/// key `"*"` is the requirement of every tool not listed. The one reader of
-/// the setting: [`ToolPolicy::try_from_json`](crate::mcp::ToolPolicy::try_from_json)
-/// reads it through this too.
-///
-/// # Errors
-///
-/// A [`ConfigError`] naming `MCP_TOOL_SCOPES` when the text is not a JSON
-/// object of scopes.
-pub fn parse_tool_scopes(text: &str) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
-    let bad = |m: String| ConfigError::new("MCP_TOOL_SCOPES", m);
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
-    let object = value
-        .as_object()
-        .ok_or_else(|| bad("must be a JSON object: tool name → scopes".into()))?;
-    let mut out = Vec::with_capacity(object.len());
-    for (tool, scopes) in object {
-        let scopes: Vec<String> = match scopes {
-            serde_json::Value::String(s) => s.split_whitespace().map(str::to_owned).collect(),
-            serde_json::Value::Array(items) => items
-                .iter()
-                .map(|v| v.as_str().map(str::to_owned))
-                .collect::<Option<_>>()
-                .ok_or_else(|| bad(format!("the scopes of `{tool}` must be strings")))?,
-            _ => {
-                return Err(bad(format!(
-                    "the scopes of `{tool}` must be an array of strings"
-                )));
-            }
-        };
-        out.push((tool.clone(), scopes));
-    }
-    Ok(out)
 }

@@ -5,10 +5,10 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::settings::key_of;
-use super::source::closest;
-use super::{VARIABLES, WardenConfig};
-use crate::ConfigError;
+use super::WardenConfig;
+use super::settings::{VARIABLES, key_of};
+use super::suggest::closest;
+use crate::error::ConfigError;
 
 /// The largest settings file read: far above any real one.
 const MAX_FILE_BYTES: u64 = 1024 * 1024;

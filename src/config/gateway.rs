@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::WardenConfig;
 use super::source::Vars;
 use super::value::{boolean, hex_array, whole};
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 /// Default `MCP_DATABASE_URL`: an SQLite file under `./data/`.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/mcp.db";

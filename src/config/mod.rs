@@ -137,13 +137,14 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 // Layout: `settings` declares every setting once (name, redaction, view);
 // `source` reads the environment (or pairs) over the settings file (`file`)
 // over the defaults; `value` holds the parsers every area shares; `network`,
 // `auth`, `rate_limit`, `gateway` and `operations` validate their settings;
-// `redaction` shows them with secrets hidden.
+// `redaction` shows them with secrets hidden; `suggest` names the closest
+// known setting to an unknown one.
 mod auth;
 #[cfg(feature = "config-file")]
 mod file;
@@ -154,14 +155,12 @@ mod rate_limit;
 mod redaction;
 mod settings;
 mod source;
+mod suggest;
 #[cfg(test)]
 mod tests;
 mod value;
 
-pub use auth::{
-    AuthMode, DEFAULT_JWT_LEEWAY_SECONDS, MIN_API_KEY_CHARS, MIN_JWT_SECRET_BYTES,
-    parse_tool_scopes,
-};
+pub use auth::{AuthMode, DEFAULT_JWT_LEEWAY_SECONDS, MIN_API_KEY_CHARS, MIN_JWT_SECRET_BYTES};
 pub use gateway::{
     DEFAULT_CIRCUIT_BREAKER_FAILURE_THRESHOLD, DEFAULT_CIRCUIT_BREAKER_RESET_TIMEOUT,
     DEFAULT_DATABASE_URL, DEFAULT_GATEWAY_SCOPE,

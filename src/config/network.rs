@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use super::WardenConfig;
 use super::source::Vars;
 use super::value::{boolean, is_host_name, list, nets};
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 /// Default `MCP_HTTP_MAX_BODY_BYTES`: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use super::WardenConfig;
 use super::source::Vars;
 use super::value::{is_host_name, list, path, whole};
-use crate::ConfigError;
+use crate::error::ConfigError;
 use crate::net::parse_nets;
 use crate::url_text::redact as redact_url;
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 use super::WardenConfig;
 use super::source::Vars;
 use super::value::{boolean, path, whole};
-use crate::{ConfigError, url_text};
+use crate::error::ConfigError;
+use crate::url_text;
 
 /// Default `MCP_RATE_LIMIT_RPM` (and so `MCP_RATE_LIMIT_BURST`): two
 /// requests a second on average per key, enough for an agent's bursts of

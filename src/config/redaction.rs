@@ -1,26 +1,14 @@
 //! How settings are shown: [`WardenConfig::redacted_json`] and `Debug`,
-//! both from each setting's one [`Redaction`] in the declaration table.
+//! both from each setting's one [`Redaction`] in the declaration table
+//! ([`SETTINGS`]).
 
 use std::fmt;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::WardenConfig;
-use super::settings;
+use super::settings::{Redaction, SETTINGS, View, key_of};
 use crate::url_text::redact as redact_url;
-
-/// How a setting is shown by [`WardenConfig::redacted_json`] and `Debug`:
-/// part of the setting's declaration in [`SETTINGS`](settings::SETTINGS).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Redaction {
-    /// Shown as it is.
-    Shown,
-    /// A secret: never shown (a list shows how many entries it has).
-    Secret,
-    /// A URL (or a list of URLs): shown without the password of its user
-    /// info, its query values or its fragment (`url_text::redact`).
-    Url,
-}
 
 impl Redaction {
     /// Applies this redaction to a setting's JSON value.
@@ -49,7 +37,7 @@ impl WardenConfig {
     /// prints the same).
     #[must_use]
     pub fn redacted_json(&self) -> Value {
-        settings::view(self)
+        view(self)
     }
 }
 
@@ -59,4 +47,21 @@ impl fmt::Debug for WardenConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "WardenConfig {}", self.redacted_json())
     }
+}
+
+/// The declared view of every setting, each redacted by its declaration:
+/// the body of [`WardenConfig::redacted_json`].
+fn view(config: &WardenConfig) -> Value {
+    let mut out = Map::new();
+    for setting in &SETTINGS {
+        let (key, show) = match setting.view {
+            View::Key(show) => (key_of(setting.name), show),
+            View::Named(key, show) => (key.to_owned(), show),
+            View::Elsewhere => continue,
+        };
+        let mut value = show(config);
+        setting.redaction.apply(&mut value);
+        out.insert(key, value);
+    }
+    Value::Object(out)
 }

@@ -12,10 +12,23 @@
 use std::time::Duration;
 
 use ipnet::IpNet;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::WardenConfig;
-use super::redaction::Redaction;
+
+/// How a setting is shown by [`WardenConfig::redacted_json`] and `Debug`:
+/// part of the setting's declaration in [`SETTINGS`]; applied by the
+/// `redaction` module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Redaction {
+    /// Shown as it is.
+    Shown,
+    /// A secret: never shown (a list shows how many entries it has).
+    Secret,
+    /// A URL (or a list of URLs): shown without the password of its user
+    /// info, its query values or its fragment (`url_text::redact`).
+    Url,
+}
 
 /// How a setting's effective value appears in
 /// [`WardenConfig::redacted_json`].
@@ -223,21 +236,4 @@ pub(super) fn key_of(variable: &str) -> String {
         .strip_prefix("MCP_")
         .unwrap_or(variable)
         .to_ascii_lowercase()
-}
-
-/// The declared view of every setting, each redacted by its declaration:
-/// the body of [`WardenConfig::redacted_json`].
-pub(super) fn view(config: &WardenConfig) -> Value {
-    let mut out = Map::new();
-    for setting in &SETTINGS {
-        let (key, show) = match setting.view {
-            View::Key(show) => (key_of(setting.name), show),
-            View::Named(key, show) => (key.to_owned(), show),
-            View::Elsewhere => continue,
-        };
-        let mut value = show(config);
-        setting.redaction.apply(&mut value);
-        out.insert(key, value);
-    }
-    Value::Object(out)
 }

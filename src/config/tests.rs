@@ -1,7 +1,7 @@
 use std::net::IpAddr;
 
 use super::settings::key_of;
-use super::source::{closest, edit_distance};
+use super::suggest::{closest, edit_distance};
 use super::value::parse_list;
 use super::*;
 use crate::url_text::redact as redact_url;
@@ -1095,8 +1095,7 @@ search = 30
 /// a secret declared as a plain setting fails here too.
 #[test]
 fn every_declared_secret_is_hidden_in_both_views() {
-    use super::redaction::Redaction;
-    use super::settings::SETTINGS;
+    use super::settings::{Redaction, SETTINGS};
     // A value each secret accepts; a new secret needs one here.
     let samples = [
         ("MCP_CLIENT_CERT_HEADER_VALUE", "declared-secret-header"),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 
 use super::source::Vars;
-use crate::ConfigError;
+use crate::error::ConfigError;
 use crate::net::parse_nets;
 use crate::url_text::redact as redact_url;
 

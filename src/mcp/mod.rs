@@ -13,7 +13,7 @@
 //!   (tool → required scopes, from code or `MCP_TOOL_SCOPES`): a
 //!   `tools/call` the caller's scopes do not cover is refused with 403
 //!   `insufficient_scope`, and `tools/list` answers only show the tools the
-//!   caller may call. It leaves an [`McpCall`](crate::McpCall) in the
+//!   caller may call. It leaves an [`McpCall`](crate::principal::McpCall) in the
 //!   request extensions.
 //! * [`SessionBindingLayer`] — each `Mcp-Session-Id` is usable only by the
 //!   principal that opened it (404 `session_not_found` for anyone else);
@@ -62,7 +62,7 @@
 //! ```
 //!
 //! [`McpPolicyLayer`] goes inside authentication, which leaves the
-//! [`Principal`](crate::Principal) it reads, and outside
+//! [`Principal`](crate::principal::Principal) it reads, and outside
 //! [`JsonRpcErrorsLayer`]:
 //!
 //! ```
@@ -136,8 +136,7 @@ pub use policy::{
     body::McpPolicyBody, layer::McpPolicyLayer, rules::ToolPolicy, service::McpPolicy,
 };
 pub use session::{
-    layer::SessionBindingLayer,
-    service::{MCP_SESSION_ID, SessionBinding},
+    header::MCP_SESSION_ID, layer::SessionBindingLayer, service::SessionBinding,
     table::SessionTable,
 };
 pub use shared::{BoxFuture, ShareSessions, ShareSessionsLayer, SharedSessions, StoreError};

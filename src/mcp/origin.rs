@@ -7,7 +7,7 @@ use http::uri::Authority;
 use http::{HeaderMap, Request, Uri};
 use tower_layer::Layer;
 
-use crate::ConfigError;
+use crate::error::ConfigError;
 use crate::guard::{Check, Guard};
 use crate::reject::{DefaultResponder, Reason, Rejection, Respond};
 

@@ -11,9 +11,8 @@ use http::{Method, Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::SessionTable;
-use super::session::service::{Presented, presented};
-use super::session::table::{Caller, Owner};
+use super::session::header::{Presented, presented};
+use super::session::table::{Caller, Owner, SessionTable};
 use crate::principal::Principal;
 use crate::reject::Rejection;
 

@@ -4,16 +4,10 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::service::JsonRpcErrors;
+use super::service::{Config, JsonRpcErrors};
 
 /// The largest body buffered by default: 4 MiB.
 const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
-
-/// What the layer and its services share.
-#[derive(Clone, Debug)]
-pub(super) struct Config {
-    pub(super) max_body_bytes: usize,
-}
 
 /// Answers every transport error of an MCP Streamable HTTP endpoint as a
 /// JSON-RPC error object, and a malformed JSON body as a parse error
@@ -72,6 +66,13 @@ impl JsonRpcErrorsLayer {
     pub fn max_body_bytes(mut self, max: usize) -> Self {
         Arc::make_mut(&mut self.config).max_body_bytes = max;
         self
+    }
+}
+
+impl JsonRpcErrors<()> {
+    /// The layer that makes this service; see [`JsonRpcErrorsLayer::new`].
+    pub fn layer() -> JsonRpcErrorsLayer {
+        JsonRpcErrorsLayer::new()
     }
 }
 

@@ -10,21 +10,19 @@ use tower_service::Service;
 
 use super::body::JsonRpcBody;
 use super::future::{ResponseFuture, State};
-use super::layer::{Config, JsonRpcErrorsLayer};
 use crate::mcp::buffer::{Buffered, RequestBody, is_json_media_type};
 
-/// The service made by [`JsonRpcErrorsLayer`].
+/// What the layer and its services share.
+#[derive(Clone, Debug)]
+pub(super) struct Config {
+    pub(super) max_body_bytes: usize,
+}
+
+/// The service made by [`JsonRpcErrorsLayer`](crate::mcp::JsonRpcErrorsLayer).
 #[derive(Clone, Debug)]
 pub struct JsonRpcErrors<S> {
     inner: S,
     config: Arc<Config>,
-}
-
-impl JsonRpcErrors<()> {
-    /// The layer that makes this service; see [`JsonRpcErrorsLayer::new`].
-    pub fn layer() -> JsonRpcErrorsLayer {
-        JsonRpcErrorsLayer::new()
-    }
 }
 
 impl<S> JsonRpcErrors<S> {

@@ -10,9 +10,8 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::admit::{Admission, Config, admit, too_large};
 use super::body::{McpPolicyBody, filter_response};
-use super::layer::McpPolicyLayer;
-use super::service::{Admission, admit, too_large};
 use super::tools_list::Filter;
 use crate::mcp::buffer::{Buffered, RequestBody, Unread};
 use crate::mcp::errors::code::{internal_error, unreadable_body};
@@ -22,7 +21,7 @@ use crate::reject::Respond;
 pub(super) struct Pending<S, R> {
     pub(super) parts: Parts,
     pub(super) service: S,
-    pub(super) layer: McpPolicyLayer<R>,
+    pub(super) config: Config<R>,
 }
 
 pin_project! {
@@ -88,7 +87,7 @@ where
                     Err(Unread::TooLarge) => {
                         let response = match pending.take() {
                             Some(p) => {
-                                too_large(&p.layer.responder, &Request::from_parts(p.parts, ()))
+                                too_large(&p.config.responder, &Request::from_parts(p.parts, ()))
                             }
                             None => internal_error(),
                         };
@@ -103,8 +102,8 @@ where
                         Some(Pending {
                             parts,
                             mut service,
-                            layer,
-                        }) => match admit(&layer, parts, bytes) {
+                            config,
+                        }) => match admit(&config, parts, bytes) {
                             Admission::Call { request, filter } => {
                                 *this.filter = filter;
                                 State::Calling {

@@ -2,6 +2,7 @@
 
 use tower_layer::Layer;
 
+use super::admit::{Config, Limits};
 use super::rules::ToolPolicy;
 use super::service::McpPolicy;
 use crate::reject::{DefaultResponder, Respond};
@@ -9,19 +10,12 @@ use crate::reject::{DefaultResponder, Respond};
 /// The default cap on buffered request and response bodies.
 const DEFAULT_MAX_BYTES: usize = 4 * 1024 * 1024;
 
-/// How much of a request, and of a `tools/list` answer, is buffered.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Limits {
-    pub(super) request: usize,
-    pub(super) response: usize,
-}
-
 /// Enforces a [`ToolPolicy`] on MCP `tools/call` requests and filters
 /// `tools/list` answers down to the tools the caller may call; see the
 /// [module docs](super) for what is read, refused and rewritten.
 ///
 /// Place it inside authentication (it reads the
-/// [`Principal`](crate::Principal)) and outside
+/// [`Principal`](crate::principal::Principal)) and outside
 /// [`JsonRpcErrorsLayer`](crate::mcp::JsonRpcErrorsLayer). The inner service
 /// receives a [`RequestBody`](crate::mcp::RequestBody). Clones share the
 /// policy.
@@ -107,10 +101,25 @@ impl<R> McpPolicyLayer<R> {
     }
 }
 
+impl McpPolicy<(), DefaultResponder> {
+    /// The layer that enforces `policy`; see [`McpPolicyLayer::new`].
+    pub fn layer(policy: ToolPolicy) -> McpPolicyLayer {
+        McpPolicyLayer::new(policy)
+    }
+}
+
 impl<S, R: Clone> Layer<S> for McpPolicyLayer<R> {
     type Service = McpPolicy<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        McpPolicy::new(inner, self.clone())
+        McpPolicy::new(
+            inner,
+            Config {
+                policy: self.policy.clone(),
+                limits: self.limits,
+                responder: self.responder.clone(),
+                inspect: self.inspect,
+            },
+        )
     }
 }

@@ -10,10 +10,10 @@
 //! refused with 413 `payload_too_large`) and reads the JSON-RPC message — or
 //! every message of a JSON array batch:
 //!
-//! * it leaves an [`McpCall`](crate::McpCall) (method and tool name) in the request
+//! * it leaves an [`McpCall`](crate::principal::McpCall) (method and tool name) in the request
 //!   extensions for the first message that has a method, and the
 //!   [`ToolPolicy`](super::ToolPolicy) itself, so that a server's own handlers can consult it;
-//! * a `tools/call` whose tool needs scopes the caller's [`Principal`](crate::Principal) lacks
+//! * a `tools/call` whose tool needs scopes the caller's [`Principal`](crate::principal::Principal) lacks
 //!   is refused with 403 `insufficient_scope` and
 //!   `WWW-Authenticate: Bearer error="insufficient_scope", scope="<missing
 //!   scopes>"`, logged once on the [audit target](crate::audit). In a batch,
@@ -23,7 +23,7 @@
 //!   messages) is rewritten so that `result.tools` keeps only the tools the
 //!   caller may call (see below).
 //!
-//! The [`Principal`](crate::Principal) is read from the request extensions, where an
+//! The [`Principal`](crate::principal::Principal) is read from the request extensions, where an
 //! authentication layer outside this one put it. A request without one is
 //! treated as a caller with no scopes: it may call only the tools that
 //! require none. (The anonymous principal of a server without
@@ -55,7 +55,7 @@
 //!
 //! # Order
 //!
-//! Inside authentication (it reads the [`Principal`](crate::Principal)) and outside
+//! Inside authentication (it reads the [`Principal`](crate::principal::Principal)) and outside
 //! [`JsonRpcErrorsLayer`](super::JsonRpcErrorsLayer), which then still
 //! answers malformed bodies with JSON-RPC parse errors.
 //!
@@ -104,6 +104,7 @@
 //! [`mcp`](super). The response future, [`ResponseFuture`], is reached
 //! through this module (as tower-http's `limit::ResponseFuture`).
 
+mod admit;
 pub(super) mod body;
 mod future;
 pub(super) mod layer;

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use http::header::{HeaderValue, WWW_AUTHENTICATE};
 
-use crate::ConfigError;
+use crate::error::ConfigError;
 use crate::principal::Principal;
 use crate::reject::{Reason, Rejection};
-use crate::tool_rules::{ANY_TOOL, ToolRules};
+use crate::tool_rules::{ANY_TOOL, ToolRules, parse_tool_scopes};
 
 /// The environment variable [`ToolPolicy::try_from_json`] reads its
 /// configuration from; configuration errors name it.
@@ -143,7 +143,7 @@ impl ToolPolicy {
     /// than scopes (scopes are RFC 6750 scope tokens: printable ASCII
     /// without space, `"` or `\`).
     pub fn try_from_json(text: &str) -> Result<Self, ConfigError> {
-        Self::try_from_entries(crate::config::parse_tool_scopes(text)?)
+        Self::try_from_entries(parse_tool_scopes(text)?)
     }
 
     /// Builds the policy from `MCP_TOOL_SCOPES` entries as

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 use pin_project_lite::pin_project;
 
-use super::service::{Presented, presented};
+use super::header::{Presented, presented};
 use super::table::{Caller, Table};
 use crate::body::ResponseBody;
 use crate::guard;

@@ -8,8 +8,13 @@ use tower_layer::Layer;
 
 use super::service::SessionBinding;
 use super::table::{Clock, SessionTable};
-use super::{DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS};
 use crate::reject::{DefaultResponder, Respond};
+
+/// The default [`SessionBindingLayer::max_sessions`](SessionBindingLayer::max_sessions).
+pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
+
+/// The default [`SessionBindingLayer::idle_timeout`](SessionBindingLayer::idle_timeout): one hour.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
 /// Binds each MCP session to the principal that opened it, and answers
 /// anyone else as if the session did not exist: `404`
@@ -17,7 +22,7 @@ use crate::reject::{DefaultResponder, Respond};
 /// docs](super) give the rules (binding, refusing, ending, memory).
 ///
 /// Place it after the authentication layer (so that a
-/// [`Principal`](crate::Principal) is in the request extensions) and before
+/// [`Principal`](crate::principal::Principal) is in the request extensions) and before
 /// the MCP service. Clones of the layer, and the services it makes, share
 /// one table; see [`sessions`](Self::sessions) for its size.
 ///
@@ -166,6 +171,13 @@ impl<R> SessionBindingLayer<R> {
     #[must_use]
     pub fn sessions(&self) -> SessionTable {
         self.table.clone()
+    }
+}
+
+impl SessionBinding<(), DefaultResponder> {
+    /// The layer that makes this service; see [`SessionBindingLayer::new`].
+    pub fn layer() -> SessionBindingLayer {
+        SessionBindingLayer::new()
     }
 }
 

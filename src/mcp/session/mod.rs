@@ -7,14 +7,14 @@
 //! serves whoever presents a valid id, so a leaked or guessed id lets
 //! principal B act in principal A's session. The binding layer closes that
 //! gap. It goes after the authentication layer (it reads the
-//! [`Principal`](crate::Principal)) and before the MCP service.
+//! [`Principal`](crate::principal::Principal)) and before the MCP service.
 //!
 //! # Rules
 //!
 //! * **Binding.** A 2xx response that carries one `Mcp-Session-Id` to a
 //!   request that carried none (the `initialize`) binds that session id to
-//!   the caller's identity: the [`AuthMethod`](crate::AuthMethod), subject and namespace of its
-//!   [`Principal`](crate::Principal). Roles, scopes and expiry are not part of it, so a
+//!   the caller's identity: the [`AuthMethod`](crate::principal::AuthMethod), subject and namespace of its
+//!   [`Principal`](crate::principal::Principal). Roles, scopes and expiry are not part of it, so a
 //!   refreshed token for the same subject keeps its sessions. A non-2xx
 //!   response binds nothing.
 //! * **Using.** A request that presents an `Mcp-Session-Id` (a `POST`, the
@@ -24,8 +24,8 @@
 //!   does not know (never issued, evicted, expired, deleted, forged, not
 //!   visible ASCII), are answered the way an MCP server answers an unknown
 //!   session: **404** (rmcp's `StreamableHttpService` answers
-//!   `404 Not Found: Session not found`). The answer is a [`Rejection`](crate::Rejection) with
-//!   [`Reason::SessionNotFound`](crate::Reason::SessionNotFound) — `session_not_found` problem JSON with the
+//!   `404 Not Found: Session not found`). The answer is a [`Rejection`](crate::reject::Rejection) with
+//!   [`Reason::SessionNotFound`](crate::reject::Reason::SessionNotFound) — `session_not_found` problem JSON with the
 //!   default responder, like every other refusal of this crate; MCP clients
 //!   look only at the status, read a 404 on a session as "start a new one"
 //!   and re-initialize. Give the layer a [`responder`](super::SessionBindingLayer::responder) to
@@ -48,9 +48,9 @@
 //! * **Ending.** A 2xx answer to the owner's `DELETE` removes the binding,
 //!   and so does a 404 from the server for a bound session (the server
 //!   forgot it first).
-//! * **Anonymous callers.** A request without a [`Principal`](crate::Principal) has the
-//!   anonymous identity (`anonymous`, [`AuthMethod::Anonymous`](crate::AuthMethod::Anonymous), no
-//!   namespace), the same as [`Principal::anonymous`](crate::Principal::anonymous). With authentication
+//! * **Anonymous callers.** A request without a [`Principal`](crate::principal::Principal) has the
+//!   anonymous identity (`anonymous`, [`AuthMethod::Anonymous`](crate::principal::AuthMethod::Anonymous), no
+//!   namespace), the same as [`Principal::anonymous`](crate::principal::Principal::anonymous). With authentication
 //!   switched off every caller is that identity, so the layer then only
 //!   keeps unknown and expired ids away from the server.
 //!
@@ -105,20 +105,14 @@
 //! [`mcp`](super); the response future, [`ResponseFuture`], and the
 //! defaults are reached through this module.
 
-use std::time::Duration;
-
 mod future;
+pub(super) mod header;
 pub(super) mod layer;
 pub(super) mod service;
 pub(super) mod table;
 
 pub use future::ResponseFuture;
-
-/// The default [`SessionBindingLayer::max_sessions`](super::SessionBindingLayer::max_sessions).
-pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
-
-/// The default [`SessionBindingLayer::idle_timeout`](super::SessionBindingLayer::idle_timeout): one hour.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+pub use layer::{DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS};
 
 #[cfg(test)]
 mod tests;

@@ -6,22 +6,18 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::HeaderName;
-use http::{HeaderMap, HeaderValue, Method, Request, Response};
+use http::{Method, Request, Response};
 use tower_service::Service;
 
 use super::future::{After, ResponseFuture};
-use super::layer::SessionBindingLayer;
+use super::header::{Presented, presented};
 use super::table::{Caller, Lookup, SessionTable};
 use crate::audit;
 use crate::body::ResponseBody;
 use crate::principal::Principal;
 use crate::reject::{self, DefaultResponder, Reason, Rejection, Respond};
 
-/// The `Mcp-Session-Id` header of the MCP Streamable HTTP transport.
-pub const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
-
-/// The service made by [`SessionBindingLayer`]. Clones share its table.
+/// The service made by [`SessionBindingLayer`](crate::mcp::SessionBindingLayer). Clones share its table.
 #[derive(Clone)]
 pub struct SessionBinding<S, R = DefaultResponder> {
     inner: S,
@@ -36,13 +32,6 @@ impl<S: fmt::Debug, R: fmt::Debug> fmt::Debug for SessionBinding<S, R> {
             .field("sessions", &self.table)
             .field("responder", &self.responder)
             .finish()
-    }
-}
-
-impl SessionBinding<(), DefaultResponder> {
-    /// The layer that makes this service; see [`SessionBindingLayer::new`].
-    pub fn layer() -> SessionBindingLayer {
-        SessionBindingLayer::new()
     }
 }
 
@@ -69,22 +58,6 @@ impl<S, R> SessionBinding<S, R> {
     /// Unwraps the inner service.
     pub fn into_inner(self) -> S {
         self.inner
-    }
-}
-
-/// The single session id a request presents.
-pub(in crate::mcp) enum Presented<'a> {
-    None,
-    One(&'a HeaderValue),
-    Several,
-}
-
-pub(in crate::mcp) fn presented(headers: &HeaderMap) -> Presented<'_> {
-    let mut values = headers.get_all(MCP_SESSION_ID).iter();
-    match (values.next(), values.next()) {
-        (None, _) => Presented::None,
-        (Some(value), None) => Presented::One(value),
-        (Some(_), Some(_)) => Presented::Several,
     }
 }
 

@@ -15,8 +15,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
+use super::header::MCP_SESSION_ID;
 use super::layer::SessionBindingLayer;
-use super::service::{MCP_SESSION_ID, SessionBinding};
+use super::service::SessionBinding;
 use super::table::{Caller, Lookup, SHARDS, SWEEP_PER_OPERATION, Table};
 use super::{DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS};
 use crate::audit;
