@@ -227,7 +227,7 @@ mod tests {
     /// add up to every refusal.
     #[test]
     fn a_flood_of_denials_writes_a_bounded_number_of_lines() {
-        crate::test_logs::start();
+        crate::testing::start();
         const N: u32 = 10_000;
         let throttle = Throttle::new(Duration::from_secs(7), 64);
         let start = Instant::now();
@@ -260,8 +260,8 @@ mod tests {
             None,
             "audit-flood-15-end",
         );
-        let logged = crate::test_logs::lines_with("audit-flood-15\"");
-        let summaries: Vec<String> = crate::test_logs::lines_with("window_seconds=7")
+        let logged = crate::testing::lines_with("audit-flood-15\"");
+        let summaries: Vec<String> = crate::testing::lines_with("window_seconds=7")
             .into_iter()
             .filter(|line| line.contains("event=\"suppressed\""))
             .collect();
@@ -337,7 +337,7 @@ mod tests {
         use crate::auth::{Algorithm, AuthLayer, JwtAuth};
         use crate::metrics::MetricsLayer;
 
-        crate::test_logs::start();
+        crate::testing::start();
         let jwt = JwtAuth::builder()
             .hmac_secret(b"0123456789abcdef0123456789abcdef", Algorithm::HS256)
             .build()
@@ -361,12 +361,12 @@ mod tests {
             assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         }
         assert_eq!(metrics.counts().rejected(Reason::Unauthenticated), 2_000);
-        let audit: Vec<String> = crate::test_logs::lines_with("198.19.7.")
+        let audit: Vec<String> = crate::testing::lines_with("198.19.7.")
             .into_iter()
             .filter(|line| line.contains(TARGET))
             .collect();
         assert_eq!(audit.len(), 20, "{audit:#?}");
-        let rejected = crate::test_logs::lines_with("/audit-flood-path-15");
+        let rejected = crate::testing::lines_with("/audit-flood-path-15");
         assert_eq!(rejected.len(), 2_000);
         assert!(
             rejected.iter().all(|line| line.contains(" DEBUG ")),

@@ -69,10 +69,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use ipnet::IpNet;
 use tower_layer::Layer;
 
+use crate::cidr::{in_any, normalize_net, parse_nets};
 use crate::client_ip::peer_ip;
 use crate::error::ConfigError;
 use crate::guard::{Check, Guard};
-use crate::net::{in_any, normalize_net, parse_nets};
 use crate::reject::{DefaultResponder, Reason, Rejection, Respond};
 
 /// What the trusted proxy told us about the client certificate, left in the

@@ -74,9 +74,9 @@ use http::{Extensions, HeaderMap, HeaderName, Request};
 use ipnet::IpNet;
 use tower_layer::Layer;
 
+use crate::cidr::{canonical, in_any, normalize_net, parse_nets};
 use crate::error::ConfigError;
 use crate::guard::{Check, Guard};
-use crate::net::{canonical, in_any, normalize_net, parse_nets};
 use crate::reject::{DefaultResponder, Reason, Rejection, Respond};
 
 /// The address of the client, as resolved by [`ClientIpLayer`].
@@ -816,11 +816,11 @@ mod tests {
 
     #[test]
     fn a_missing_peer_address_is_explained_once() {
-        crate::test_logs::start();
+        crate::testing::start();
         let said = AtomicBool::new(false);
         assert!(hint_once(&said));
         assert!(!hint_once(&said));
-        let lines = crate::test_logs::lines_with("requests carry no peer address");
+        let lines = crate::testing::lines_with("requests carry no peer address");
         assert!(!lines.is_empty());
         assert!(
             lines[0].contains("ERROR") && lines[0].contains("into_make_service_with_connect_info")

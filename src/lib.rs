@@ -101,6 +101,7 @@ pub mod auth;
 pub mod body;
 #[cfg(feature = "body-limit")]
 pub mod body_limit;
+mod cidr;
 #[cfg(feature = "circuit-breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
 pub mod circuit_breaker;
@@ -122,8 +123,6 @@ pub mod metrics;
 #[cfg(feature = "namespace")]
 #[cfg_attr(docsrs, doc(cfg(feature = "namespace")))]
 pub mod namespace;
-mod net;
-mod observe;
 pub mod principal;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
@@ -133,8 +132,9 @@ pub mod reload;
 #[cfg(feature = "stack")]
 #[cfg_attr(docsrs, doc(cfg(feature = "stack")))]
 pub mod stack;
+mod telemetry;
 #[cfg(test)]
-mod test_logs;
+mod testing;
 pub mod tool_rules;
 mod url_text;
 

@@ -62,7 +62,7 @@ use tower_service::Service;
 
 use crate::reject::{Reason, Rejection};
 
-pub use crate::observe::{
+pub use crate::telemetry::{
     AUTH_FAILURES, BREAKER_STATE, BREAKER_TRANSITIONS, JWKS_REFRESHES, RATE_LIMIT_DECISIONS,
     RATE_LIMIT_DEGRADED, REQUEST_DURATION, REQUESTS_ADMITTED, REQUESTS_REJECTED, TOKEN_CACHE,
 };

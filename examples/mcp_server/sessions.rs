@@ -16,8 +16,9 @@ use rmcp::transport::streamable_http_server::session::store::{
     SessionState, SessionStore, SessionStoreError,
 };
 use tokio::sync::OnceCell;
+use tower_warden::BoxFuture;
 use tower_warden::ConfigError;
-use tower_warden::mcp::{BoxFuture, SharedSessions, StoreError};
+use tower_warden::mcp::{SharedSessions, StoreError};
 
 /// How long an unused session is kept.
 const TTL: Duration = Duration::from_secs(24 * 60 * 60);

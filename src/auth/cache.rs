@@ -122,7 +122,7 @@ impl TokenCache {
         match found {
             Some(Some(principal)) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
-                crate::observe::token_cache(true);
+                crate::telemetry::token_cache(true);
                 Some(principal)
             }
             Some(None) => {
@@ -131,12 +131,12 @@ impl TokenCache {
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&digest);
                 self.misses.fetch_add(1, Ordering::Relaxed);
-                crate::observe::token_cache(false);
+                crate::telemetry::token_cache(false);
                 None
             }
             None => {
                 self.misses.fetch_add(1, Ordering::Relaxed);
-                crate::observe::token_cache(false);
+                crate::telemetry::token_cache(false);
                 None
             }
         }

@@ -213,12 +213,12 @@ impl RemoteJwks {
                 });
                 cache.retain_keys(&kept);
                 tracing::debug!(target: "tower_warden", keys = kept.len(), "JWKS fetched");
-                crate::observe::jwks_refresh(true);
+                crate::telemetry::jwks_refresh(true);
                 Ok(keys)
             }
             Err(e) => {
                 tracing::warn!(target: "tower_warden", error = %e, "JWKS fetch failed; keeping the last good keys");
-                crate::observe::jwks_refresh(false);
+                crate::telemetry::jwks_refresh(false);
                 Err(e)
             }
         }

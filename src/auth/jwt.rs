@@ -249,7 +249,7 @@ impl JwtAuth {
             Keys::Static(lock) => {
                 let old = lock.read().unwrap_or_else(|e| e.into_inner()).clone();
                 let (set, _) = KeySet::from_jwks_json(jwks_json, Some(&old))
-                    .inspect_err(|_| crate::observe::jwks_refresh(false))?;
+                    .inspect_err(|_| crate::telemetry::jwks_refresh(false))?;
                 let kept: Vec<u64> = set.ids().collect();
                 *lock.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
                 self.inner.cache.retain_keys(&kept);
@@ -258,7 +258,7 @@ impl JwtAuth {
                     .keys_at
                     .write()
                     .unwrap_or_else(|e| e.into_inner()) = SystemTime::now();
-                crate::observe::jwks_refresh(true);
+                crate::telemetry::jwks_refresh(true);
                 Ok(())
             }
             #[cfg(feature = "jwks-url")]

@@ -749,7 +749,7 @@ async fn anonymous_mode_admits_everyone_with_every_scope() {
 
 #[tokio::test]
 async fn refusals_are_audited_without_the_credential() {
-    crate::test_logs::start();
+    crate::testing::start();
     let clock = Clock::new();
     let mut c = claims();
     c["exp"] = json!(NOW - 3600);
@@ -773,7 +773,7 @@ async fn refusals_are_audited_without_the_credential() {
         .insert(crate::ClientIp("198.51.100.78".parse().unwrap()));
     refused(AuthLayer::api_keys(keys), request).await;
 
-    let jwt_events: Vec<String> = crate::test_logs::lines_with("198.51.100.77")
+    let jwt_events: Vec<String> = crate::testing::lines_with("198.51.100.77")
         .into_iter()
         .filter(|l| l.contains(crate::audit::TARGET))
         .collect();
@@ -783,13 +783,13 @@ async fn refusals_are_audited_without_the_credential() {
         jwt_events[0].contains("audited-alice"),
         "the subject of a verified-but-expired token"
     );
-    let key_events: Vec<String> = crate::test_logs::lines_with("198.51.100.78")
+    let key_events: Vec<String> = crate::testing::lines_with("198.51.100.78")
         .into_iter()
         .filter(|l| l.contains(crate::audit::TARGET))
         .collect();
     assert_eq!(key_events.len(), 1, "{key_events:?}");
     assert!(key_events[0].contains("invalid_credentials"));
-    let logs = crate::test_logs::text();
+    let logs = crate::testing::text();
     for secret in [
         expired.as_str(),
         signature.as_str(),

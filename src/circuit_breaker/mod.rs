@@ -332,7 +332,7 @@ impl CircuitBreaker {
                 .is_ok()
             {
                 tracing::info!(breaker = %s.name, "circuit breaker half-open: probing");
-                crate::observe::breaker_state(&s.name, "half_open", 1.0);
+                crate::telemetry::breaker_state(&s.name, "half_open", 1.0);
             }
         }
         // Half-open: a limited number of probes.
@@ -385,7 +385,7 @@ impl Shared {
                 reset_timeout_ms = u64::try_from(self.settings.reset_timeout.as_millis()).unwrap_or(u64::MAX),
                 "circuit breaker open: calls are refused until a probe succeeds"
             );
-            crate::observe::breaker_state(&self.name, "open", 2.0);
+            crate::telemetry::breaker_state(&self.name, "open", 2.0);
         }
     }
 
@@ -401,7 +401,7 @@ impl Shared {
                 bucket.failures.store(0, Ordering::Relaxed);
             }
             tracing::info!(breaker = %self.name, "circuit breaker closed: the service answers again");
-            crate::observe::breaker_state(&self.name, "closed", 0.0);
+            crate::telemetry::breaker_state(&self.name, "closed", 0.0);
         }
     }
 

@@ -258,7 +258,7 @@ async fn keyed_breakers_are_independent_and_listed() {
 
 #[tokio::test(start_paused = true)]
 async fn each_transition_is_logged_once() {
-    crate::test_logs::start();
+    crate::testing::start();
     let b = CircuitBreaker::builder("logged-breaker-7f3a")
         .failure_threshold(1)
         .reset_timeout(Duration::from_millis(10))
@@ -270,7 +270,7 @@ async fn each_transition_is_logged_once() {
     }
     tokio::time::advance(Duration::from_millis(10)).await;
     b.try_acquire().unwrap().success();
-    let lines = crate::test_logs::lines_with("logged-breaker-7f3a");
+    let lines = crate::testing::lines_with("logged-breaker-7f3a");
     assert_eq!(lines.len(), 3, "{lines:#?}");
     assert!(lines[0].contains("open"));
     assert!(lines[1].contains("half-open"));

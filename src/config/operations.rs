@@ -11,8 +11,8 @@ use ipnet::IpNet;
 use super::WardenConfig;
 use super::source::Vars;
 use super::value::{is_host_name, list, path, whole};
+use crate::cidr::parse_nets;
 use crate::error::ConfigError;
-use crate::net::parse_nets;
 use crate::url_text::redact as redact_url;
 
 /// How the reference server writes its logs (`MCP_LOG_FORMAT`).

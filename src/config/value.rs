@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 
 use super::source::Vars;
+use crate::cidr::parse_nets;
 use crate::error::ConfigError;
-use crate::net::parse_nets;
 use crate::url_text::redact as redact_url;
 
 /// The path of a file that exists, if set.

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::table::{Leaf, Rule, Table};
+use crate::cidr::{canonical, normalize_net, parse_nets};
 use crate::error::ConfigError;
-use crate::net::{canonical, normalize_net, parse_nets};
 
 /// Allow and deny lists of IPv4 and IPv6 prefixes, answered in constant
 /// time.

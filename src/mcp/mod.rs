@@ -117,7 +117,7 @@
 //! [`errors::ResponseFuture`], [`policy::ResponseFuture`] and
 //! [`session::ResponseFuture`] (with the session defaults).
 //! [`HostOrigin`] answers through the crate's [`guard`](crate::guard)
-//! future, and [`ShareSessions`] with a [`BoxFuture`].
+//! future, and [`ShareSessions`] with a [`BoxFuture`](crate::BoxFuture).
 
 mod buffer;
 pub mod errors;
@@ -139,6 +139,6 @@ pub use session::{
     header::MCP_SESSION_ID, layer::SessionBindingLayer, service::SessionBinding,
     table::SessionTable,
 };
-pub use shared::{BoxFuture, ShareSessions, ShareSessionsLayer, SharedSessions, StoreError};
+pub use shared::{ShareSessions, ShareSessionsLayer, SharedSessions, StoreError};
 
 pub(crate) use origin::{validate_allowed_host, validate_allowed_origin};

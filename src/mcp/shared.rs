@@ -2,8 +2,6 @@
 //! and the [`SharedSessions`] store it writes to.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -13,11 +11,9 @@ use tower_service::Service;
 
 use super::session::header::{Presented, presented};
 use super::session::table::{Caller, Owner, SessionTable};
+use crate::BoxFuture;
 use crate::principal::Principal;
 use crate::reject::Rejection;
-
-/// A boxed, sendable future.
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// A store error.
 pub type StoreError = Box<dyn std::error::Error + Send + Sync + 'static>;

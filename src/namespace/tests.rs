@@ -71,7 +71,7 @@ fn code(body: &str) -> String {
 
 #[tokio::test]
 async fn own_namespace_passes_with_the_extension_and_a_foreign_one_is_403() {
-    crate::test_logs::start();
+    crate::testing::start();
     let layer = NamespaceLayer::new().from_path_segment(1);
     let (svc, calls) = service(layer);
     let alice = || Some(principal("alice", Some("acme"), &[]));
@@ -97,7 +97,7 @@ async fn own_namespace_passes_with_the_extension_and_a_foreign_one_is_403() {
     let (status, body) = send(svc, request("/tenants", alice())).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "acme"));
 
-    let audit: Vec<String> = crate::test_logs::lines_with("192.0.2.78")
+    let audit: Vec<String> = crate::testing::lines_with("192.0.2.78")
         .into_iter()
         .filter(|line| line.contains(crate::audit::TARGET))
         .collect();

@@ -27,7 +27,7 @@ pub(crate) struct Limit {
     pub(crate) quota: Quota,
     pub(super) name: String,
     pub(super) policy: HeaderValue,
-    pub(super) decisions: crate::observe::Decisions,
+    pub(super) decisions: crate::telemetry::Decisions,
 }
 
 impl Limit {
@@ -43,7 +43,7 @@ impl Limit {
             quota,
             name,
             policy,
-            decisions: crate::observe::Decisions::default(),
+            decisions: crate::telemetry::Decisions::default(),
         }
     }
 }

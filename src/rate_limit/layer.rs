@@ -125,7 +125,7 @@ impl<R> RateLimitLayer<R> {
                         quota: l.quota,
                         name: l.name.clone(),
                         policy: l.policy.clone(),
-                        decisions: crate::observe::Decisions::default(),
+                        decisions: crate::telemetry::Decisions::default(),
                     })
                     .collect(),
                 tools: c.tools.clone(),

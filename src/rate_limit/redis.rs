@@ -312,7 +312,7 @@ impl Inner {
                         prefix = %self.prefix,
                         "rate limit: Redis answers again; shared quotas restored"
                     );
-                    crate::observe::rate_limit_degraded(false);
+                    crate::telemetry::rate_limit_degraded(false);
                 }
                 decision
             }
@@ -350,7 +350,7 @@ impl Inner {
                 error = why,
                 "rate limit: Redis unreachable; deciding by the fail mode until it answers"
             );
-            crate::observe::rate_limit_degraded(true);
+            crate::telemetry::rate_limit_degraded(true);
         }
     }
 
@@ -612,7 +612,7 @@ mod tests {
 
     #[tokio::test]
     async fn unreachable_local_limits_with_the_fallback_and_logs_once() {
-        crate::test_logs::start();
+        crate::testing::start();
         let prefix = "unit-local-fallback:";
         let store = RedisStore::new(&refused_url())
             .unwrap()
@@ -633,7 +633,7 @@ mod tests {
         // Only the first call asked Redis; the others waited for the retry
         // interval.
         assert_eq!(store.health().failures(), 1);
-        let lines = crate::test_logs::lines_with(prefix);
+        let lines = crate::testing::lines_with(prefix);
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(lines[0].contains("WARN"), "{lines:?}");
     }
@@ -653,7 +653,7 @@ mod tests {
     /// line for the failures in between.
     #[tokio::test]
     async fn one_log_line_per_transition() {
-        crate::test_logs::start();
+        crate::testing::start();
         let have_server = std::process::Command::new("redis-server")
             .arg("--version")
             .stdout(std::process::Stdio::null())
@@ -701,7 +701,7 @@ mod tests {
         let _ = child.wait();
         assert!(recovered, "no recovery within 10 s");
 
-        let lines = crate::test_logs::lines_with(prefix);
+        let lines = crate::testing::lines_with(prefix);
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines[0].contains("WARN") && lines[0].contains("unreachable"));
         assert!(lines[1].contains("INFO") && lines[1].contains("answers again"));

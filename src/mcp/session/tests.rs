@@ -529,7 +529,7 @@ async fn debug_output_never_shows_session_ids() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn each_refusal_is_one_audit_event_without_the_session_id() {
-    crate::test_logs::start();
+    crate::testing::start();
 
     let layer = SessionBindingLayer::new();
     let server = FakeServer::default();
@@ -543,12 +543,12 @@ async fn each_refusal_is_one_audit_event_without_the_session_id() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 
     // 192.0.2.201 is this test's own marker.
-    let audit: Vec<String> = crate::test_logs::lines_with("192.0.2.201")
+    let audit: Vec<String> = crate::testing::lines_with("192.0.2.201")
         .into_iter()
         .filter(|line| line.contains(audit::TARGET))
         .collect();
     assert_eq!(audit.len(), 1, "{audit:?}");
-    let text = crate::test_logs::text();
+    let text = crate::testing::text();
     let event = &audit[0];
     for expected in [
         "session_not_found",

@@ -47,7 +47,7 @@ pub(crate) fn start() {
 
 /// Everything logged so far by every test.
 pub(crate) fn text() -> String {
-    let buffer = BUFFER.get().expect("test_logs::start() first");
+    let buffer = BUFFER.get().expect("testing::start() first");
     let bytes = buffer.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
     String::from_utf8_lossy(&bytes).into_owned()
 }
