@@ -25,6 +25,16 @@
 //! error objects, and [`WardenConfig`](config::WardenConfig) loads every
 //! setting from `MCP_*` environment variables.
 //!
+//! [`Rejection`]: reject::Rejection
+//! [`ClientIpLayer`]: client_ip::ClientIpLayer
+//! [`ClientIp`]: client_ip::ClientIp
+//! [`IpFilterLayer`]: ip_filter::IpFilterLayer
+//! [`ClientCertLayer`]: client_cert::ClientCertLayer
+//! [`ClientCertInfo`]: client_cert::ClientCertInfo
+//! [`BodyLimitLayer`]: body_limit::BodyLimitLayer
+//! [`Principal`]: principal::Principal
+//! [`McpCall`]: principal::McpCall
+//!
 //! HTTP clients receive RFC 9457 `application/problem+json`; gRPC clients a
 //! trailers-only `grpc-status` they read as `PERMISSION_DENIED`,
 //! `RESOURCE_EXHAUSTED`, ... (see [`reject`]). Every layer works unchanged
@@ -138,16 +148,7 @@ mod testing;
 pub mod tool_rules;
 mod url_text;
 
-#[cfg(feature = "body-limit")]
-pub use body_limit::BodyLimitLayer;
-#[cfg(feature = "client-cert")]
-pub use client_cert::{ClientCertInfo, ClientCertLayer};
-pub use client_ip::{ClientIp, ClientIpLayer};
 pub use error::ConfigError;
-#[cfg(feature = "ip-filter")]
-pub use ip_filter::{IpFilterLayer, IpSet};
-pub use principal::{AuthMethod, McpCall, Principal};
-pub use reject::{Reason, Rejection};
 
 /// A boxed, sendable future: what a decision that has to wait (a shared
 /// rate-limit store, a JWKS fetch, a namespace lookup) hands back. Only such

@@ -43,7 +43,7 @@
 //!
 //! // The same counts, without a recorder (for a status page).
 //! let counts = metrics.counts();
-//! assert_eq!(counts.rejected(tower_warden::Reason::IpDenied), 1);
+//! assert_eq!(counts.rejected(tower_warden::reject::Reason::IpDenied), 1);
 //! assert_eq!(counts.admitted(), 0);
 //! # }
 //! ```

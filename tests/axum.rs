@@ -131,7 +131,7 @@ async fn declared_length_over_the_cap_and_bodies_within_it() {
 }
 
 /// The `Principal` extractor: a handler takes the caller as an argument.
-async fn me(principal: tower_warden::Principal) -> String {
+async fn me(principal: tower_warden::principal::Principal) -> String {
     format!("{} {}", principal.subject(), principal.method())
 }
 

@@ -11,7 +11,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_warden::auth::{AuthLayer, JwksUrl, JwtAuth};
-use tower_warden::{Principal, Rejection};
+use tower_warden::principal::Principal;
+use tower_warden::reject::Rejection;
 
 fn key(file: &str) -> EncodingKey {
     let path = format!("{}/tests/fixtures/keys/{file}", env!("CARGO_MANIFEST_DIR"));

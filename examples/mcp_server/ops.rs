@@ -230,7 +230,7 @@ pub fn around(
                 // bounded record and the metrics count every one.
                 if response
                     .extensions()
-                    .get::<tower_warden::Rejection>()
+                    .get::<tower_warden::reject::Rejection>()
                     .is_some()
                 {
                     tracing::debug!(status, latency_ms, "refused request");

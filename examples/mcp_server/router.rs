@@ -300,7 +300,7 @@ fn mcp_service(
 
 /// rmcp's answer to a session id it does not know: 404, plain text.
 fn like_unknown_session(
-    _: &tower_warden::Rejection,
+    _: &tower_warden::reject::Rejection,
     _: &tower_warden::reject::RequestHead<'_>,
 ) -> http::Response<bytes::Bytes> {
     let mut response =

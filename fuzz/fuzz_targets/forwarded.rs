@@ -12,7 +12,7 @@ use arbitrary::Arbitrary;
 use http::{HeaderValue, Request};
 use ipnet::IpNet;
 use libfuzzer_sys::fuzz_target;
-use tower_warden::ClientIpLayer;
+use tower_warden::client_ip::ClientIpLayer;
 use tower_warden::guard::Check;
 
 #[derive(Arbitrary, Debug)]
@@ -221,12 +221,12 @@ fuzz_target!(|input: Input| {
 
     let got = layer
         .check(&mut request)
-        .map(|()| tower_warden::ClientIp::of(request.extensions()).expect("a resolved address"));
+        .map(|()| tower_warden::client_ip::ClientIp::of(request.extensions()).expect("a resolved address"));
     let want = model(&input, &lines, &trusted);
     match (&got, want) {
         (Ok(ip), Some(want)) => assert_eq!(*ip, want, "{input:?}"),
         (Err(rejection), None) => {
-            assert_eq!(rejection.reason(), tower_warden::Reason::ForwardedInvalid)
+            assert_eq!(rejection.reason(), tower_warden::reject::Reason::ForwardedInvalid)
         }
         _ => panic!("layer {got:?} but model {want:?} for {input:?}"),
     }

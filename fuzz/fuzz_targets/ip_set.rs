@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use arbitrary::Arbitrary;
 use ipnet::IpNet;
 use libfuzzer_sys::fuzz_target;
-use tower_warden::IpSet;
+use tower_warden::ip_filter::IpSet;
 use tower_warden::ip_filter::Verdict;
 
 #[derive(Arbitrary, Debug, Clone, Copy)]

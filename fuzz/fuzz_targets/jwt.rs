@@ -181,7 +181,7 @@ fn strings(value: Option<&Value>) -> Vec<String> {
     }
 }
 
-fn check_accepted(fixed: &Fixed, hs: bool, token: &str, principal: &tower_warden::Principal) {
+fn check_accepted(fixed: &Fixed, hs: bool, token: &str, principal: &tower_warden::principal::Principal) {
     let parts: Vec<&str> = token.split('.').collect();
     assert_eq!(parts.len(), 3, "accepted a token of {} parts", parts.len());
     let header: Value =

@@ -13,9 +13,9 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use tower_warden::McpCall;
+use tower_warden::principal::McpCall;
 use tower_warden::mcp::{McpPolicyLayer, ToolPolicy};
-use tower_warden::{AuthMethod, Principal};
+use tower_warden::principal::{AuthMethod, Principal};
 
 /// A body that yields the given chunks, one frame each.
 #[derive(Debug, Default)]

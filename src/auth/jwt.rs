@@ -31,7 +31,7 @@ fn system_clock() -> u64 {
 }
 
 /// Why a credential was refused, before it becomes a
-/// [`Rejection`](crate::Rejection): what to tell the client (including the
+/// [`Rejection`](crate::reject::Rejection): what to tell the client (including the
 /// RFC 6750 `error` of the challenge) and what to audit. `detail` is safe to
 /// show and to log: it never contains the token, a key or a signature.
 #[derive(Clone, Debug)]

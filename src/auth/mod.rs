@@ -1,6 +1,6 @@
 //! Authentication and authorization: who is calling, and may they?
 //!
-//! [`AuthLayer`] turns a credential into a [`Principal`](crate::Principal)
+//! [`AuthLayer`] turns a credential into a [`Principal`](crate::principal::Principal)
 //! in the request extensions, or refuses the request with 401 and a
 //! `WWW-Authenticate: Bearer` challenge:
 //!
@@ -25,7 +25,7 @@
 //! use jsonwebtoken::Algorithm;
 //! use tower::{ServiceBuilder, ServiceExt};
 //! use tower_warden::auth::{AuthLayer, JwtAuth};
-//! use tower_warden::Principal;
+//! use tower_warden::principal::Principal;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -59,7 +59,7 @@
 //!   verified it.
 //! * No log line or error message ever holds a token, a key, a secret or a
 //!   signature. Refusals go to the audit target `tower_warden::audit`.
-//! * Put [`ClientIpLayer`](crate::ClientIpLayer) in front so that audit
+//! * Put [`ClientIpLayer`](crate::client_ip::ClientIpLayer) in front so that audit
 //!   events name the real client.
 //!
 //! # Signature backends
@@ -123,8 +123,8 @@ mod extract {
     use axum::extract::FromRequestParts;
     use http::request::Parts;
 
-    use crate::Principal;
     use crate::body::ResponseBody;
+    use crate::principal::Principal;
     use crate::reject::{self, Reason, Rejection};
 
     /// Without an auth layer in front there is no principal: 401.

@@ -760,7 +760,7 @@ async fn refusals_are_audited_without_the_credential() {
     let mut request = bearer(&expired);
     request
         .extensions_mut()
-        .insert(crate::ClientIp("198.51.100.77".parse().unwrap()));
+        .insert(crate::client_ip::ClientIp("198.51.100.77".parse().unwrap()));
     let (reason, challenge) = refused(AuthLayer::jwt(hmac_auth(&clock)), request).await;
     assert_eq!(reason, Reason::TokenExpired);
     assert!(!challenge.contains(&signature));
@@ -770,7 +770,7 @@ async fn refusals_are_audited_without_the_credential() {
         .unwrap();
     request
         .extensions_mut()
-        .insert(crate::ClientIp("198.51.100.78".parse().unwrap()));
+        .insert(crate::client_ip::ClientIp("198.51.100.78".parse().unwrap()));
     refused(AuthLayer::api_keys(keys), request).await;
 
     let jwt_events: Vec<String> = crate::testing::lines_with("198.51.100.77")

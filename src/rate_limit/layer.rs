@@ -63,7 +63,7 @@ impl RateLimitLayer {
     /// The allowance is the **rule's**: every tool a rule matches draws on
     /// it, so a tool reached under another name is still counted there.
     ///
-    /// The tool comes from the [`McpCall`](crate::McpCall) extension, which
+    /// The tool comes from the [`McpCall`](crate::principal::McpCall) extension, which
     /// [`McpPolicyLayer`](crate::mcp::McpPolicyLayer) leaves: put it in
     /// front (with an empty [`ToolPolicy`](crate::mcp::ToolPolicy) if you
     /// need no scopes). Each rule's headers carry its key as the policy
@@ -173,8 +173,8 @@ impl<R> RateLimitLayer<R> {
     /// Counts one message that does not come through the layer as an
     /// HTTP request — a JSON-RPC message on a WebSocket, say — against the
     /// same allowance, as if `request` had come through: its extensions
-    /// ([`Principal`](crate::Principal), [`ClientIp`](crate::client_ip::ClientIp),
-    /// [`McpCall`](crate::McpCall)) choose the key and, per tool, the limit.
+    /// ([`Principal`](crate::principal::Principal), [`ClientIp`](crate::client_ip::ClientIp),
+    /// [`McpCall`](crate::principal::McpCall)) choose the key and, per tool, the limit.
     ///
     /// Resolves to `None` when nothing is counted (no key, or a tool with
     /// no quota), otherwise to the [`Allowance`]; a refused decision
