@@ -343,6 +343,14 @@ impl<S, R: Respond> Layer<S> for ClientCertLayer<R> {
 /// The service made by [`ClientCertLayer`].
 pub type ClientCert<S, R = DefaultResponder> = Guard<S, ClientCertLayer<R>>;
 
+impl ClientCert<(), DefaultResponder> {
+    /// The layer that reads the client certificate a trusted TLS proxy
+    /// asserts; see [`ClientCertLayer::new`].
+    pub fn layer() -> ClientCertLayer {
+        ClientCertLayer::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
@@ -454,7 +462,7 @@ mod tests {
             .headers_mut()
             .insert("x-ssl-client-verify", HeaderValue::from_static("SUCCESS"));
         assert_eq!(run(layer(), no_peer).await.0, StatusCode::FORBIDDEN);
-        let untrusting = ClientCertLayer::new();
+        let untrusting = ClientCert::layer();
         let (status, ..) = run(
             untrusting,
             request([127, 0, 0, 1], &[("x-ssl-client-verify", "SUCCESS")]),

@@ -499,6 +499,14 @@ impl<S, R: Respond> Layer<S> for ClientIpLayer<R> {
 /// The service made by [`ClientIpLayer`].
 pub type SetClientIp<S, R = DefaultResponder> = Guard<S, ClientIpLayer<R>>;
 
+impl SetClientIp<(), DefaultResponder> {
+    /// The layer that sets the [`ClientIp`] extension; see
+    /// [`ClientIpLayer::new`].
+    pub fn layer() -> ClientIpLayer {
+        ClientIpLayer::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
@@ -568,7 +576,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_proxies_the_peer_is_the_client() {
-        let got = resolve(ClientIpLayer::new(), Some("198.51.100.4:1000"), &[]).await;
+        let got = resolve(SetClientIp::layer(), Some("198.51.100.4:1000"), &[]).await;
         assert_eq!(got, Ok(ip("198.51.100.4")));
     }
 

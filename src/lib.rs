@@ -134,8 +134,6 @@ pub mod metrics;
 #[cfg_attr(docsrs, doc(cfg(feature = "namespace")))]
 pub mod namespace;
 pub mod principal;
-#[cfg(feature = "rate-limit")]
-#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;
 pub mod reject;
 pub mod reload;

@@ -406,23 +406,127 @@ impl Rejection {
     /// The RFC 9457 problem document for this rejection.
     #[must_use]
     pub fn problem_json(&self) -> String {
-        let mut out = String::with_capacity(160 + self.detail.len());
-        out.push_str("{\"type\":\"urn:tower-warden:problem:");
-        out.push_str(self.reason.code());
-        out.push_str("\",\"title\":");
-        push_json_string(
-            &mut out,
-            self.status.canonical_reason().unwrap_or("Request refused"),
-        );
-        out.push_str(",\"status\":");
-        out.push_str(self.status.as_str());
-        out.push_str(",\"detail\":");
-        push_json_string(&mut out, &self.detail);
-        out.push_str(",\"code\":\"");
-        out.push_str(self.reason.code());
-        out.push_str("\"}");
-        out
+        problem_document(self.reason.code(), self.status, &self.detail)
     }
+}
+
+/// An RFC 9457 problem answer in the perimeter's format for an
+/// application's own refusals (`not_found`, `conflict`, `upstream_timeout`,
+/// ...), so that everything a client is refused reads the same way: the
+/// same `type`, `title`, `status`, `detail` and `code` members a
+/// [`Rejection`] renders with, the same headers.
+///
+/// ```
+/// use http::StatusCode;
+/// use http::header::{HeaderValue, RETRY_AFTER};
+/// use tower_warden::reject::Problem;
+///
+/// let response = Problem::new(StatusCode::CONFLICT, "conflict", "the name is taken")
+///     .with_header(RETRY_AFTER, HeaderValue::from_static("1"))
+///     .into_response();
+/// assert_eq!(response.status(), StatusCode::CONFLICT);
+/// assert_eq!(response.headers()["content-type"], "application/problem+json");
+/// let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+/// assert_eq!(body["type"], "urn:tower-warden:problem:conflict");
+/// assert_eq!(body["code"], "conflict");
+/// ```
+///
+/// A problem is an answer, not a perimeter refusal: it carries no
+/// [`Reason`], so the metrics and the audit trail do not count it. A
+/// [`Rejection`] converts into one (`Problem::from`) with its reason's code.
+#[derive(Clone, Debug)]
+pub struct Problem {
+    status: StatusCode,
+    code: Cow<'static, str>,
+    detail: Cow<'static, str>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Problem {
+    /// A problem with `status`, the machine `code` (a short `snake_case`
+    /// name clients match on; it is escaped, never trusted) and a human
+    /// `detail` (never a secret, never another server's own text).
+    #[must_use]
+    pub fn new(
+        status: StatusCode,
+        code: impl Into<Cow<'static, str>>,
+        detail: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            status,
+            code: code.into(),
+            detail: detail.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a header to the response (for example `Retry-After`).
+    #[must_use]
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The HTTP status.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The machine-readable code.
+    #[must_use]
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// The human-readable detail.
+    #[must_use]
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// The RFC 9457 problem document.
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        problem_document(&self.code, self.status, &self.detail)
+    }
+
+    /// The `application/problem+json` response.
+    #[must_use]
+    pub fn into_response(self) -> Response<Bytes> {
+        problem_http(self.status, self.to_json(), &self.headers)
+    }
+}
+
+impl From<Rejection> for Problem {
+    fn from(rejection: Rejection) -> Self {
+        Self {
+            status: rejection.status,
+            code: Cow::Borrowed(rejection.reason.code()),
+            detail: rejection.detail,
+            headers: rejection.headers,
+        }
+    }
+}
+
+/// The problem document every refusal and [`Problem`] renders as.
+fn problem_document(code: &str, status: StatusCode, detail: &str) -> String {
+    let mut out = String::with_capacity(160 + detail.len());
+    out.push_str("{\"type\":");
+    push_json_string_with_prefix(&mut out, "urn:tower-warden:problem:", code);
+    out.push_str(",\"title\":");
+    push_json_string(
+        &mut out,
+        status.canonical_reason().unwrap_or("Request refused"),
+    );
+    out.push_str(",\"status\":");
+    out.push_str(status.as_str());
+    out.push_str(",\"detail\":");
+    push_json_string(&mut out, detail);
+    out.push_str(",\"code\":");
+    push_json_string(&mut out, code);
+    out.push('}');
+    out
 }
 
 impl fmt::Display for Rejection {
@@ -435,7 +539,14 @@ impl std::error::Error for Rejection {}
 
 /// Appends `s` as a JSON string literal.
 fn push_json_string(out: &mut String, s: &str) {
+    push_json_string_with_prefix(out, "", s);
+}
+
+/// Appends `prefix` (plain text, nothing to escape) followed by `s` as one
+/// JSON string literal.
+fn push_json_string_with_prefix(out: &mut String, prefix: &str, s: &str) {
     out.push('"');
+    out.push_str(prefix);
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -532,16 +643,28 @@ impl Respond for DefaultResponder {
 /// The `application/problem+json` response for `rejection`.
 #[must_use]
 pub fn problem_response(rejection: &Rejection) -> Response<Bytes> {
-    let body = Bytes::from(rejection.problem_json());
+    problem_http(
+        rejection.status(),
+        rejection.problem_json(),
+        rejection.headers(),
+    )
+}
+
+fn problem_http(
+    status: StatusCode,
+    document: String,
+    extra: &[(HeaderName, HeaderValue)],
+) -> Response<Bytes> {
+    let body = Bytes::from(document);
     let mut response = Response::new(Bytes::new());
-    *response.status_mut() = rejection.status();
+    *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),
     );
     headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-    extend_headers(headers, rejection.headers());
+    extend_headers(headers, extra);
     *response.body_mut() = body;
     response
 }
@@ -672,6 +795,43 @@ mod tests {
             assert_eq!(http.status(), reason.status());
             assert!(reason.status().is_client_error() || reason.status().is_server_error());
         }
+    }
+
+    #[test]
+    fn a_problem_reads_like_a_rejection() {
+        let rejection = Rejection::new(Reason::RateLimited)
+            .with_detail("slow \"down\"")
+            .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("2"));
+        let expected = problem_response(&rejection);
+        let problem = Problem::from(rejection);
+        assert_eq!(problem.code(), "rate_limited");
+        let response = problem.into_response();
+        assert_eq!(response.status(), expected.status());
+        assert_eq!(response.headers(), expected.headers());
+        assert_eq!(response.body(), expected.body());
+    }
+
+    #[test]
+    fn an_application_code_is_named_in_type_and_code_and_escaped() {
+        let response =
+            Problem::new(StatusCode::NOT_FOUND, "not_found", "no such connection").into_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
+        let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "type": "urn:tower-warden:problem:not_found",
+                "title": "Not Found",
+                "status": 404,
+                "detail": "no such connection",
+                "code": "not_found",
+            })
+        );
+        let odd = Problem::new(StatusCode::BAD_REQUEST, "a\"b\\c\n", "d").into_response();
+        let body: serde_json::Value = serde_json::from_slice(odd.body()).unwrap();
+        assert_eq!(body["code"], "a\"b\\c\n");
+        assert_eq!(body["type"], "urn:tower-warden:problem:a\"b\\c\n");
     }
 
     #[test]

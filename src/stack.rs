@@ -841,7 +841,7 @@ fn redis_store(
     .map_err(crate::config::relabel_redis_error)?;
     let store = store
         .prefix(config.rate_limit_redis_prefix.clone())
-        .fail_mode(config.rate_limit_fail_mode.into())
+        .fail_mode(config.rate_limit_fail_mode)
         .fallback(local);
     info.redis = Some(store.health());
     Ok(Arc::new(store))

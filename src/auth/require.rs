@@ -190,3 +190,15 @@ impl<S, R: Respond> Layer<S> for RequireLayer<R> {
 
 /// The service made by [`RequireLayer`].
 pub type Require<S, R = DefaultResponder> = Guard<S, RequireLayer<R>>;
+
+impl Require<(), DefaultResponder> {
+    /// The layer that requires every scope in `scopes`; see
+    /// [`RequireLayer::scopes`] (and [`RequireLayer::role`] for roles).
+    pub fn layer<I, T>(scopes: I) -> RequireLayer
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        RequireLayer::scopes(scopes)
+    }
+}

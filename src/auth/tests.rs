@@ -826,11 +826,7 @@ async fn require_layer_checks_scopes_and_roles() {
         .scopes(["tools:*"])
         .roles(["reader"])
         .build();
-    let ok = require(
-        RequireLayer::scopes(["tools:echo"]),
-        with_principal(p.clone()),
-    )
-    .await;
+    let ok = require(Require::layer(["tools:echo"]), with_principal(p.clone())).await;
     assert_eq!(ok.status(), StatusCode::OK);
 
     let denied = require(

@@ -174,7 +174,7 @@ pub use operations::{
 pub use rate_limit::relabel_redis_error;
 pub use rate_limit::{
     DEFAULT_RATE_LIMIT_IPV6_PREFIX, DEFAULT_RATE_LIMIT_MAX_KEYS, DEFAULT_RATE_LIMIT_REDIS_PREFIX,
-    DEFAULT_RATE_LIMIT_RPM, RateLimitFailMode, RateLimitQuota, RateLimitStorage,
+    DEFAULT_RATE_LIMIT_RPM, RateLimitQuota, RateLimitStorage,
 };
 pub use settings::VARIABLES;
 
@@ -315,7 +315,7 @@ pub struct WardenConfig {
     pub redis_ca_file: Option<PathBuf>,
     /// `MCP_RATE_LIMIT_FAIL_MODE`: what a shared store does while its
     /// backend is unreachable.
-    pub rate_limit_fail_mode: RateLimitFailMode,
+    pub rate_limit_fail_mode: crate::rate_limit::FailMode,
     /// `MCP_RATE_LIMIT_MAX_KEYS`: the most keys the in-memory store tracks.
     pub rate_limit_max_keys: usize,
     /// `MCP_TOOL_RATE_LIMITS`: tool rule → requests a minute per key,
@@ -429,7 +429,7 @@ impl Default for WardenConfig {
             rate_limit_storage: RateLimitStorage::Memory,
             redis_url: None,
             redis_ca_file: None,
-            rate_limit_fail_mode: RateLimitFailMode::Local,
+            rate_limit_fail_mode: crate::rate_limit::FailMode::Local,
             rate_limit_max_keys: DEFAULT_RATE_LIMIT_MAX_KEYS,
             tool_rate_limits: Vec::new(),
             rate_limit_ipv6_prefix: DEFAULT_RATE_LIMIT_IPV6_PREFIX,

@@ -8,6 +8,7 @@ use super::WardenConfig;
 use super::source::Vars;
 use super::value::{boolean, path, whole};
 use crate::error::ConfigError;
+use crate::rate_limit::FailMode;
 use crate::url_text;
 
 /// Default `MCP_RATE_LIMIT_RPM` (and so `MCP_RATE_LIMIT_BURST`): two
@@ -126,50 +127,6 @@ impl fmt::Display for RateLimitStorage {
     }
 }
 
-/// What a shared store does when its backend cannot be reached
-/// (`MCP_RATE_LIMIT_FAIL_MODE`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum RateLimitFailMode {
-    /// Count in this process's memory until the backend is back. The
-    /// default.
-    #[default]
-    Local,
-    /// Refuse the request.
-    Closed,
-    /// Let the request through uncounted (the operator's explicit choice).
-    Open,
-}
-
-impl RateLimitFailMode {
-    /// The canonical name: `local`, `closed` or `open`.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Local => "local",
-            Self::Closed => "closed",
-            Self::Open => "open",
-        }
-    }
-}
-
-impl fmt::Display for RateLimitFailMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[cfg(feature = "redis")]
-impl From<RateLimitFailMode> for crate::rate_limit::FailMode {
-    fn from(mode: RateLimitFailMode) -> Self {
-        match mode {
-            RateLimitFailMode::Local => Self::Local,
-            RateLimitFailMode::Closed => Self::Closed,
-            RateLimitFailMode::Open => Self::Open,
-        }
-    }
-}
-
 /// The quota, the store and the per-tool limits.
 pub(super) fn load(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigError> {
     config.rate_limit_enabled = boolean(vars, "MCP_RATE_LIMIT_ENABLED")?.unwrap_or(true);
@@ -206,9 +163,9 @@ pub(super) fn load(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
         // `open` is allowed in every environment: it is the operator's
         // explicit choice, so it is only validated here.
         config.rate_limit_fail_mode = match text.to_ascii_lowercase().as_str() {
-            "local" => RateLimitFailMode::Local,
-            "closed" => RateLimitFailMode::Closed,
-            "open" => RateLimitFailMode::Open,
+            "local" => FailMode::Local,
+            "closed" => FailMode::Closed,
+            "open" => FailMode::Open,
             _ => {
                 return Err(ConfigError::new(
                     "MCP_RATE_LIMIT_FAIL_MODE",

@@ -39,7 +39,10 @@ fn defaults() {
     );
     assert_eq!(config.rate_limit_storage, RateLimitStorage::Memory);
     assert_eq!(config.redis_url, None);
-    assert_eq!(config.rate_limit_fail_mode, RateLimitFailMode::Local);
+    assert_eq!(
+        config.rate_limit_fail_mode,
+        crate::rate_limit::FailMode::Local
+    );
     assert_eq!(config.rate_limit_max_keys, 100_000);
     assert!(config.tool_rate_limits.is_empty());
     assert_eq!(config.rate_limit_ipv6_prefix, 64);
@@ -503,7 +506,10 @@ fn rate_limit_settings_are_read() {
         config.redis_url.as_deref(),
         Some("rediss://cache.internal:6380/2")
     );
-    assert_eq!(config.rate_limit_fail_mode, RateLimitFailMode::Closed);
+    assert_eq!(
+        config.rate_limit_fail_mode,
+        crate::rate_limit::FailMode::Closed
+    );
     assert_eq!(config.rate_limit_max_keys, 5000);
     assert_eq!(
         config.tool_rate_limits,
@@ -517,7 +523,7 @@ fn rate_limit_settings_are_read() {
         ("MCP_RATE_LIMIT_FAIL_MODE", "open"),
     ])
     .unwrap();
-    assert_eq!(open.rate_limit_fail_mode, RateLimitFailMode::Open);
+    assert_eq!(open.rate_limit_fail_mode, crate::rate_limit::FailMode::Open);
     // A URL without Redis storage is kept (and still checked).
     assert!(
         load(&[("MCP_REDIS_URL", "redis://localhost")])

@@ -13,6 +13,14 @@ use crate::reject::DefaultResponder;
 /// Clones share the set. See the [module docs](super).
 pub type IpFilter<S, R = DefaultResponder> = Guard<S, IpFilterLayer<R>>;
 
+impl IpFilter<(), DefaultResponder> {
+    /// The layer that admits the client addresses `set` allows; see
+    /// [`IpFilterLayer::new`].
+    pub fn layer(set: super::IpSet) -> IpFilterLayer {
+        IpFilterLayer::new(set)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
@@ -63,7 +71,7 @@ mod tests {
 
     async fn status_of(set: &IpSet, request: Request<()>) -> (StatusCode, usize) {
         let calls = Arc::new(AtomicUsize::new(0));
-        let service = IpFilterLayer::new(set.clone()).layer(counted(&calls));
+        let service = IpFilter::layer(set.clone()).layer(counted(&calls));
         let response = service.oneshot(request).await.unwrap();
         (response.status(), calls.load(Ordering::SeqCst))
     }

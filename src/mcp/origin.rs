@@ -432,6 +432,14 @@ impl<S, R: Respond> Layer<S> for HostOriginLayer<R> {
 /// The service made by [`HostOriginLayer`].
 pub type HostOrigin<S, R = DefaultResponder> = Guard<S, HostOriginLayer<R>>;
 
+impl HostOrigin<(), DefaultResponder> {
+    /// The layer that enforces MCP's `Host` and `Origin` rules; see
+    /// [`HostOriginLayer::new`].
+    pub fn layer() -> HostOriginLayer {
+        HostOriginLayer::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,7 +502,7 @@ mod tests {
         let site = Some("https://anything.example");
         assert_eq!(status(layer(), Some("localhost:8000"), site).await, 200);
         assert_eq!(
-            status(HostOriginLayer::new(), Some("localhost:8000"), site).await,
+            status(HostOrigin::layer(), Some("localhost:8000"), site).await,
             403
         );
         // DNS rebinding still fails on the Host, and garbage is still garbage.

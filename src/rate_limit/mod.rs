@@ -43,25 +43,47 @@
 //! * [`MemoryStore`] counts per process; several instances need a shared
 //!   store.
 
+// Only `FailMode` is compiled without the `rate-limit` feature: the
+// settings name it in every build.
+#[cfg(feature = "rate-limit")]
 mod config;
+mod fail_mode;
+#[cfg(feature = "rate-limit")]
 mod key;
+#[cfg(feature = "rate-limit")]
 mod layer;
+#[cfg(feature = "rate-limit")]
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "rate-limit")]
 mod service;
+#[cfg(feature = "rate-limit")]
 mod store;
-#[cfg(test)]
+#[cfg(all(test, feature = "rate-limit"))]
 mod tests;
 
 #[cfg(feature = "redis")]
 pub(crate) use self::redis::{CA_SETTING, URL_SETTING};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use self::redis::{FailMode, RedisHealth, RedisStore, client as redis_client};
+pub use self::redis::{RedisHealth, RedisStore, client as redis_client};
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub use config::{RATELIMIT, RATELIMIT_POLICY};
+pub use fail_mode::FailMode;
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub use key::KeyBy;
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub use layer::RateLimitLayer;
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub use memory::{DEFAULT_MAX_KEYS, MemoryStore};
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub use service::{RateLimit, ResponseFuture};
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub use store::{Allowance, Quota, RateKey, Store};

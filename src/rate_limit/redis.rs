@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
 
+use super::fail_mode::FailMode;
 use super::memory::MemoryStore;
 use super::store::{Allowance, Quota, RateKey, Store};
 use crate::error::ConfigError;
@@ -49,22 +50,6 @@ const DEFAULT_PREFIX: &str = "tower-warden:rl:";
 /// Texts up to this many bytes, of plain characters, go into the key as
 /// they are; anything else is hashed.
 const MAX_PLAIN_TEXT: usize = 64;
-
-/// What a [`RedisStore`] does when Redis cannot be reached in time.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FailMode {
-    /// Decide with the local fallback store (each instance alone, same
-    /// quota; a bounded [`MemoryStore`] unless
-    /// [`RedisStore::fallback`] gives another) and report the store as
-    /// degraded.
-    #[default]
-    Local,
-    /// Refuse every request until Redis answers again.
-    Closed,
-    /// Admit every request until Redis answers again.
-    Open,
-}
 
 /// Whether a [`RedisStore`] currently decides without Redis.
 ///

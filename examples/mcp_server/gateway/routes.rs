@@ -38,7 +38,7 @@ use tower_warden::principal::Principal;
 use tower_warden::reject::{Reason, Rejection, RequestHead};
 use tower_warden::stack::WardenLayer;
 
-use super::super::problem::{Problem, problem, rejected};
+use super::super::problem::{problem, rejected};
 use super::Gateway;
 use super::store::{Connection, NewConnection, StoreError};
 use super::upstream::UpstreamError;
@@ -166,13 +166,11 @@ fn upstream_failed(error: &UpstreamError) -> Response {
     match error {
         UpstreamError::Open { retry_after } => {
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-            Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Reason::CircuitOpen.code(),
-                detail,
+            rejected(
+                &Rejection::new(Reason::CircuitOpen)
+                    .with_detail(detail)
+                    .with_header(header::RETRY_AFTER, HeaderValue::from(secs.max(1))),
             )
-            .with_header(header::RETRY_AFTER, HeaderValue::from(secs.max(1)))
-            .into_response()
         }
         UpstreamError::Timeout => problem(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", detail),
         UpstreamError::Failed(_) => {
