@@ -16,11 +16,11 @@ use crate::url_text;
 /// tool calls.
 pub const DEFAULT_RATE_LIMIT_RPM: u32 = 120;
 /// Default `MCP_RATE_LIMIT_MAX_KEYS`.
-pub const DEFAULT_RATE_LIMIT_MAX_KEYS: usize = 100_000;
+pub const DEFAULT_RATE_LIMIT_MAX_KEYS: usize = crate::rate_limit::DEFAULT_MAX_KEYS;
 /// Default `MCP_RATE_LIMIT_IPV6_PREFIX`: one quota per /64.
-pub const DEFAULT_RATE_LIMIT_IPV6_PREFIX: u8 = 64;
+pub const DEFAULT_RATE_LIMIT_IPV6_PREFIX: u8 = crate::rate_limit::DEFAULT_IPV6_PREFIX;
 /// Default `MCP_RATE_LIMIT_REDIS_PREFIX`.
-pub const DEFAULT_RATE_LIMIT_REDIS_PREFIX: &str = "tower-warden:rl:";
+pub const DEFAULT_RATE_LIMIT_REDIS_PREFIX: &str = crate::rate_limit::DEFAULT_REDIS_PREFIX;
 
 /// The rate-limit quota per key: `MCP_RATE_LIMIT_RPM` / `MCP_RATE_LIMIT_BURST`,
 /// or `RATE_LIMIT_WINDOW_MS` / `RATE_LIMIT_MAX_REQUESTS`.

@@ -7,14 +7,11 @@ use std::sync::Arc;
 use http::Request;
 use http::header::HeaderName;
 
+use super::DEFAULT_IPV6_PREFIX;
 use super::store::RateKey;
 use crate::client_ip::ClientIp;
 use crate::principal::{AuthMethod, McpCall, Principal};
 use crate::reject::RequestHead;
-
-/// The IPv6 prefix one customer line usually gets: the default grouping
-/// of client addresses.
-const CUSTOMER_LINE: u8 = 64;
 
 type KeyFn = dyn Fn(&RequestHead<'_>) -> Option<RateKey> + Send + Sync;
 
@@ -66,7 +63,7 @@ impl KeyBy {
     #[must_use]
     pub fn client_ip() -> Self {
         Self::ClientIp {
-            v6_prefix: CUSTOMER_LINE,
+            v6_prefix: DEFAULT_IPV6_PREFIX,
         }
     }
 
@@ -83,7 +80,7 @@ impl KeyBy {
     #[must_use]
     pub fn subject() -> Self {
         Self::Subject {
-            anonymous_v6_prefix: CUSTOMER_LINE,
+            anonymous_v6_prefix: DEFAULT_IPV6_PREFIX,
         }
     }
 

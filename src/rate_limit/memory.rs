@@ -15,11 +15,9 @@ use governor::nanos::Nanos;
 use governor::state::StateStore;
 use governor::{NotUntil, RateLimiter};
 
+use super::DEFAULT_MAX_KEYS;
 use super::store::{Allowance, Quota, RateKey, Store};
 use crate::guard::NowOrLater;
-
-/// The default cap on tracked keys.
-pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
 const SHARDS: usize = 64;
 

@@ -43,10 +43,11 @@
 //! * [`MemoryStore`] counts per process; several instances need a shared
 //!   store.
 
-// Only `FailMode` is compiled without the `rate-limit` feature: the
-// settings name it in every build.
+// Only `FailMode` and the defaults are compiled without the `rate-limit`
+// feature: the settings name them in every build.
 #[cfg(feature = "rate-limit")]
 mod config;
+mod defaults;
 mod fail_mode;
 #[cfg(feature = "rate-limit")]
 mod key;
@@ -71,6 +72,7 @@ pub use self::redis::{RedisHealth, RedisStore, client as redis_client};
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub use config::{RATELIMIT, RATELIMIT_POLICY};
+pub use defaults::{DEFAULT_IPV6_PREFIX, DEFAULT_MAX_KEYS, DEFAULT_REDIS_PREFIX};
 pub use fail_mode::FailMode;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
@@ -80,7 +82,7 @@ pub use key::KeyBy;
 pub use layer::RateLimitLayer;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
-pub use memory::{DEFAULT_MAX_KEYS, MemoryStore};
+pub use memory::MemoryStore;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub use service::{RateLimit, ResponseFuture};

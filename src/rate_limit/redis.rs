@@ -44,9 +44,6 @@ redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', ttl_ms)
 return {1, math.floor((window - (new_tat - now)) / interval), new_tat - now, 0}
 ";
 
-/// The default key prefix.
-const DEFAULT_PREFIX: &str = "tower-warden:rl:";
-
 /// Texts up to this many bytes, of plain characters, go into the key as
 /// they are; anything else is hashed.
 const MAX_PLAIN_TEXT: usize = 64;
@@ -182,7 +179,7 @@ impl RedisStore {
                 redacted_url: url_text::redact(url),
                 connection: OnceLock::new(),
                 script: redis::Script::new(GCRA),
-                prefix: DEFAULT_PREFIX.to_owned(),
+                prefix: super::DEFAULT_REDIS_PREFIX.to_owned(),
                 timeout: Duration::from_millis(50),
                 retry_every: Duration::from_secs(1),
                 fail_mode: FailMode::Local,
