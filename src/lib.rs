@@ -115,12 +115,14 @@ pub mod audit;
 pub mod auth;
 pub mod body;
 #[cfg(feature = "body-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "body-limit")))]
 pub mod body_limit;
 mod cidr;
 #[cfg(feature = "circuit-breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
 pub mod circuit_breaker;
 #[cfg(feature = "client-cert")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client-cert")))]
 pub mod client_cert;
 pub mod client_ip;
 pub mod config;

@@ -140,6 +140,7 @@ impl fmt::Debug for Namespace {
 }
 
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Namespace {
     type Rejection = Response<axum::body::Body>;
 

@@ -171,6 +171,7 @@ pub use operations::{
     LogFormat, MAX_REQUEST_TIMEOUT_SECONDS, SessionStorage,
 };
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use rate_limit::relabel_redis_error;
 pub use rate_limit::{
     DEFAULT_RATE_LIMIT_IPV6_PREFIX, DEFAULT_RATE_LIMIT_MAX_KEYS, DEFAULT_RATE_LIMIT_REDIS_PREFIX,

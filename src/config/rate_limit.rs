@@ -76,6 +76,7 @@ impl RateLimitQuota {
 }
 
 #[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 impl RateLimitQuota {
     /// The [`Quota`](crate::rate_limit::Quota) of these settings.
     ///
