@@ -31,7 +31,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tower_warden::ConfigError;
 use tower_warden::auth::{JwtAuth, RequireLayer};
-use tower_warden::config::{LogFormat, WardenConfig};
+use tower_warden::config::LogFormat;
 use tower_warden::ip_filter::{IpFilterLayer, IpSet};
 use tower_warden::metrics::{MetricsLayer, REQUEST_DURATION};
 use tracing_subscriber::Layer as _;
@@ -56,13 +56,13 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// `MCP_LOG_LEVEL` is not a valid filter, or the audit file cannot be
 /// opened for appending.
 pub fn log_subscriber<W>(
-    config: &WardenConfig,
+    settings: &Settings,
     console: W,
 ) -> Result<impl tracing::Subscriber + Send + Sync + 'static, ConfigError>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let logs = Logs::of(config);
+    let logs = Logs::of(&settings.warden);
     let filter = match &logs.level {
         Some(level) => EnvFilter::try_new(level)
             .map_err(|e| ConfigError::new("MCP_LOG_LEVEL", format!("is not a log filter: {e}")))?,

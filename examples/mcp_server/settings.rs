@@ -1,20 +1,42 @@
 //! The reference server's settings: the one place that reads what the
 //! server needs besides the perimeter, and hands it out by idea.
 //!
-//! Today every value still comes from [`WardenConfig`] (the `MCP_*`
-//! environment variables and `MCP_CONFIG_FILE`, with their rules and error
-//! messages). The rest of the server reads these types, never the
-//! server-only fields of `WardenConfig`, so that moving those fields into a
-//! settings type of the server changes this file only.
+//! Everything comes through one [`Source`] (the `MCP_*` environment
+//! variables over `MCP_CONFIG_FILE`, with the perimeter's rules and error
+//! messages): the perimeter's settings as a [`WardenConfig`], the server's
+//! own ([`NAMES`]) read here. An `MCP_*` name that neither reads stops
+//! start-up. Some server settings still live in `WardenConfig` and are
+//! handed out from it; the rest of the server reads only these types.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use tower_warden::config::{LogFormat, SessionStorage, WardenConfig};
+use serde_json::{Value, json};
+use tower_warden::ConfigError;
+use tower_warden::config::{LogFormat, SessionStorage, Source, WardenConfig, redact_url};
 
-/// Everything the reference server reads.
-#[derive(Clone)]
+/// The settings only the reference server reads, beside the perimeter's
+/// `tower_warden::config::VARIABLES`.
+pub const NAMES: &[&str] = &[
+    "MCP_DATABASE_URL",
+    "MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS",
+    "MCP_GATEWAY_MAX_CONNECTIONS",
+    "MCP_GATEWAY_TOOLS_CACHE_TTL",
+    "MCP_GATEWAY_FANOUT",
+    "MCP_GATEWAY_CREDENTIAL_KEY",
+    "MCP_GATEWAY_SCOPE",
+];
+
+/// Default `MCP_DATABASE_URL`: an SQLite file under `./data/`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/mcp.db";
+/// The scope the gateway's connection API requires unless
+/// `MCP_GATEWAY_SCOPE` names another.
+pub const DEFAULT_GATEWAY_SCOPE: &str = "gateway:connections";
+
+/// Everything the reference server reads (`Debug` hides secrets and URL
+/// passwords, as [`Settings::redacted_json`] does).
+#[derive(Clone, Debug)]
 pub struct Settings {
     /// The perimeter: what `WardenLayer::from_config` builds, reloads and
     /// shows (redacted) on `/status`.
@@ -36,19 +58,71 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The settings `config` holds.
+    /// The settings of the process environment and `MCP_CONFIG_FILE`.
+    ///
+    /// # Errors
+    ///
+    /// The first invalid setting, or an unknown `MCP_*` name.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::read(&Source::from_env(NAMES)?)
+    }
+
+    /// The settings of `(name, value)` pairs (and the settings file they
+    /// name).
+    ///
+    /// # Errors
+    ///
+    /// The first invalid setting, or an unknown `MCP_*` name.
+    #[allow(dead_code)] // the integration tests build the server through it
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        Self::read(&Source::from_vars(vars, NAMES)?)
+    }
+
+    /// The perimeter's settings alone, read again from the environment and
+    /// the settings file: what a reload swaps (the server's own settings
+    /// hold until a restart).
+    ///
+    /// # Errors
+    ///
+    /// As [`Settings::from_env`].
+    pub fn perimeter_from_env() -> Result<WardenConfig, ConfigError> {
+        Source::from_env(NAMES)?.warden()
+    }
+
+    /// Every setting of `source`.
+    ///
+    /// # Errors
+    ///
+    /// The first invalid setting.
+    pub fn read(source: &Source) -> Result<Self, ConfigError> {
+        let config = source.warden()?;
+        Ok(Self {
+            listen: Listen::of(&config),
+            metrics: Metrics::of(&config),
+            http: Http::of(&config),
+            websocket: WebSocket::of(&config),
+            sessions: Sessions::of(&config),
+            gateway: Gateway::read(source, &config)?,
+            metadata: Metadata::of(&config),
+            warden: config,
+        })
+    }
+
+    /// Every setting in effect, secrets hidden and URL passwords redacted:
+    /// the perimeter's view (`WardenConfig::redacted_json`) with the
+    /// server's own settings beside it.
     #[must_use]
-    pub fn read(config: &WardenConfig) -> Self {
-        Self {
-            warden: config.clone(),
-            listen: Listen::of(config),
-            metrics: Metrics::of(config),
-            http: Http::of(config),
-            websocket: WebSocket::of(config),
-            sessions: Sessions::of(config),
-            gateway: Gateway::of(config),
-            metadata: Metadata::of(config),
+    pub fn redacted_json(&self) -> Value {
+        let mut all = self.warden.redacted_json();
+        if let Value::Object(map) = &mut all {
+            map.extend(self.gateway.redacted());
         }
+        all
     }
 }
 
@@ -214,22 +288,90 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// The gateway settings of `config`.
-    #[must_use]
-    pub fn of(config: &WardenConfig) -> Self {
-        Self {
-            database_url: config.database_url.clone(),
-            scope: config.gateway_scope.clone(),
+    /// The gateway settings of `source`; `config` is the perimeter read from
+    /// the same source (its environment decides the defaults).
+    ///
+    /// # Errors
+    ///
+    /// The first invalid gateway setting, by variable name.
+    pub fn read(source: &Source, config: &WardenConfig) -> Result<Self, ConfigError> {
+        let development = !config.environment.follows_production_rules();
+        let database_url = match source.get("MCP_DATABASE_URL") {
+            Some(url) => {
+                let known = ["sqlite:", "postgres://", "postgresql://"];
+                if !known.iter().any(|p| url.starts_with(p)) {
+                    return Err(source.error(
+                        "MCP_DATABASE_URL",
+                        "expected sqlite://path, sqlite::memory: or postgres://user:password@host/db",
+                    ));
+                }
+                url.to_owned()
+            }
+            None => DEFAULT_DATABASE_URL.to_owned(),
+        };
+        let scope = match source.raw("MCP_GATEWAY_SCOPE") {
+            Some(scope) => {
+                let scope = scope.trim();
+                // RFC 6750 scope-token: it is named in `WWW-Authenticate`.
+                let token = |b: u8| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e);
+                if scope.is_empty() || !scope.bytes().all(token) {
+                    return Err(source.error(
+                        "MCP_GATEWAY_SCOPE",
+                        "expected one scope (printable ASCII without spaces, quotes or \
+                         backslashes); unset, it is gateway:connections",
+                    ));
+                }
+                scope.to_owned()
+            }
+            None => DEFAULT_GATEWAY_SCOPE.to_owned(),
+        };
+        let day_ms = 24 * 60 * 60 * 1000;
+        Ok(Self {
+            database_url,
+            scope,
             cross_namespace_role: config.cross_namespace_role.clone(),
-            max_connections: config.gateway_max_connections,
-            credential_key: config.gateway_credential_key,
-            development: !config.environment.follows_production_rules(),
-            allow_private_upstreams: config.gateway_allow_private_upstreams,
-            tools_cache_ttl: config.gateway_tools_cache_ttl,
-            fanout: config.gateway_fanout,
+            max_connections: source
+                .whole("MCP_GATEWAY_MAX_CONNECTIONS", 1, 10_000)?
+                .unwrap_or(32),
+            credential_key: source.hex("MCP_GATEWAY_CREDENTIAL_KEY")?,
+            development,
+            allow_private_upstreams: source
+                .boolean("MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS")?
+                .unwrap_or(development),
+            tools_cache_ttl: Duration::from_millis(
+                source
+                    .whole("MCP_GATEWAY_TOOLS_CACHE_TTL", 0, day_ms)?
+                    .unwrap_or(60_000),
+            ),
+            fanout: source.whole("MCP_GATEWAY_FANOUT", 1, 256)?.unwrap_or(8),
             breaker_failure_threshold: config.circuit_breaker_failure_threshold,
             breaker_reset_timeout: config.circuit_breaker_reset_timeout,
+        })
+    }
+
+    /// The gateway's own settings as `/status` shows them: the database
+    /// URL without its password, the credential key never.
+    fn redacted(&self) -> serde_json::Map<String, Value> {
+        let millis = u64::try_from(self.tools_cache_ttl.as_millis()).unwrap_or(u64::MAX);
+        let view = json!({
+            "database_url": redact_url(&self.database_url),
+            "gateway_allow_private_upstreams": self.allow_private_upstreams,
+            "gateway_max_connections": self.max_connections,
+            "gateway_tools_cache_ttl": millis,
+            "gateway_fanout": self.fanout,
+            "gateway_credential_key": self.credential_key.map(|_| "<redacted>"),
+            "gateway_scope": self.scope,
+        });
+        match view {
+            Value::Object(map) => map,
+            _ => serde_json::Map::new(),
         }
+    }
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.redacted()).finish()
     }
 }
 

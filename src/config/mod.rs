@@ -69,14 +69,7 @@
 //! | `MCP_TOOL_RATE_LIMITS` | — | JSON object, tool → requests a minute: `{"search":30}` |
 //! | `MCP_RATE_LIMIT_IPV6_PREFIX` | `64` | IPv6 clients are limited per prefix of this length (1–128) |
 //! | `MCP_RATE_LIMIT_REDIS_PREFIX` | `tower-warden:rl:` | prefix of every Redis key the limiter writes; give each deployment sharing a Redis its own |
-//! | `MCP_DATABASE_URL` | `sqlite://./data/mcp.db` | the gateway's connection store: `sqlite://path` (embedded; `sqlite::memory:` for throwaway) or `postgres://…` (shared by several instances); its password is never printed |
 //! | `CIRCUIT_BREAKER_FAILURE_THRESHOLD` | `5` | consecutive failures that open an upstream's circuit breaker (at least 1) |
-//! | `MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS` | `true` in development, else `false` | let tenants register upstreams on loopback, private and link-local addresses (off: such URLs are refused and host names are resolved to public addresses only) |
-//! | `MCP_GATEWAY_MAX_CONNECTIONS` | `32` | most gateway connections one namespace may register (1–10000); one more is refused with 409 `connection_limit` |
-//! | `MCP_GATEWAY_TOOLS_CACHE_TTL` | `60000` | milliseconds an upstream's tool list is reused before it is fetched again (0: never cached); deleting the connection drops it |
-//! | `MCP_GATEWAY_FANOUT` | `8` | most upstreams one MCP `tools/list` asks at the same time (1–256) |
-//! | `MCP_GATEWAY_CREDENTIAL_KEY` | — (development: a random key per start) | 64 hex digits (32 bytes): the AES-256-GCM key that encrypts stored upstream credentials; without it, outside development, a connection with a credential is refused; never printed |
-//! | `MCP_GATEWAY_SCOPE` | `gateway:connections` | the scope every route of the gateway's connection API (`/api/v1/mcp/connections…`) requires; 403 `insufficient_scope` without it; set but empty stops start-up |
 //! | `CIRCUIT_BREAKER_RESET_TIMEOUT` | `60000` | milliseconds an open breaker waits before letting a probe through (at least 1) |
 //! | `MCP_CONFIG_FILE` | — | a TOML file with the same settings (see [below](#the-settings-file)); environment variables override it |
 //! | `MCP_LOG_LEVEL` | `info` (or `RUST_LOG`) | log filter: a level (`error` … `trace`) or `tracing` directives (`info,tower_warden=debug`) |
@@ -142,13 +135,13 @@ use crate::error::ConfigError;
 // Layout: `settings` declares every setting once (name, redaction, view);
 // `source` reads the environment (or pairs) over the settings file (`file`)
 // over the defaults; `value` holds the parsers every area shares; `network`,
-// `auth`, `rate_limit`, `gateway` and `operations` validate their settings;
+// `auth`, `rate_limit`, `breaker` and `operations` validate their settings;
 // `redaction` shows them with secrets hidden; `suggest` names the closest
 // known setting to an unknown one.
 mod auth;
+mod breaker;
 #[cfg(feature = "config-file")]
 mod file;
-mod gateway;
 mod network;
 mod operations;
 mod rate_limit;
@@ -161,9 +154,8 @@ mod tests;
 mod value;
 
 pub use auth::{AuthMode, DEFAULT_JWT_LEEWAY_SECONDS, MIN_API_KEY_CHARS, MIN_JWT_SECRET_BYTES};
-pub use gateway::{
+pub use breaker::{
     DEFAULT_CIRCUIT_BREAKER_FAILURE_THRESHOLD, DEFAULT_CIRCUIT_BREAKER_RESET_TIMEOUT,
-    DEFAULT_DATABASE_URL, DEFAULT_GATEWAY_SCOPE,
 };
 pub use network::DEFAULT_MAX_BODY_BYTES;
 pub use operations::{
@@ -184,6 +176,15 @@ pub(crate) use value::hex_array;
 
 use network::{DEFAULT_ALLOWED_HOSTS, DEFAULT_CERT_HEADER, DEFAULT_CERT_HEADER_VALUE};
 use operations::default_metrics_allowed_ips;
+pub use source::Source;
+
+/// `url` as the settings show it: the user kept, the password, query
+/// values and fragment hidden (what `redacted_json`, `Debug` and the errors
+/// of URL settings print).
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    crate::url_text::redact(url)
+}
 use source::Vars;
 
 /// The deployment environment (`MCP_ENVIRONMENT`).
@@ -329,31 +330,12 @@ pub struct WardenConfig {
     /// `MCP_RATE_LIMIT_REDIS_PREFIX`: the prefix of every Redis key the
     /// limiter writes.
     pub rate_limit_redis_prefix: String,
-    /// `MCP_DATABASE_URL`: where the gateway keeps its connections (may
-    /// hold a password; redacted in `Debug`).
-    pub database_url: String,
     /// `CIRCUIT_BREAKER_FAILURE_THRESHOLD`: consecutive failures that open
     /// an upstream's breaker.
     pub circuit_breaker_failure_threshold: u32,
     /// `CIRCUIT_BREAKER_RESET_TIMEOUT` (milliseconds): how long an open
     /// breaker waits before a probe.
     pub circuit_breaker_reset_timeout: Duration,
-    /// `MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS`: whether gateway upstreams may
-    /// be on loopback, private or link-local addresses (SSRF guard off).
-    pub gateway_allow_private_upstreams: bool,
-    /// `MCP_GATEWAY_MAX_CONNECTIONS`: most connections per namespace.
-    pub gateway_max_connections: u32,
-    /// `MCP_GATEWAY_TOOLS_CACHE_TTL` (milliseconds): how long an upstream's
-    /// tool list is reused (zero: not cached).
-    pub gateway_tools_cache_ttl: Duration,
-    /// `MCP_GATEWAY_FANOUT`: most upstreams listed at once by one
-    /// `tools/list`.
-    pub gateway_fanout: usize,
-    /// `MCP_GATEWAY_CREDENTIAL_KEY`: the key that encrypts stored upstream
-    /// credentials (never printed).
-    pub gateway_credential_key: Option<[u8; 32]>,
-    /// `MCP_GATEWAY_SCOPE`: the scope every connection-API route requires.
-    pub gateway_scope: String,
     /// `MCP_CONFIG_FILE`: the settings file these settings were read from.
     pub config_file: Option<PathBuf>,
     /// `MCP_LOG_LEVEL`: the log filter (a level or `tracing` directives);
@@ -435,15 +417,8 @@ impl Default for WardenConfig {
             tool_rate_limits: Vec::new(),
             rate_limit_ipv6_prefix: DEFAULT_RATE_LIMIT_IPV6_PREFIX,
             rate_limit_redis_prefix: DEFAULT_RATE_LIMIT_REDIS_PREFIX.to_owned(),
-            database_url: DEFAULT_DATABASE_URL.to_owned(),
             circuit_breaker_failure_threshold: DEFAULT_CIRCUIT_BREAKER_FAILURE_THRESHOLD,
             circuit_breaker_reset_timeout: DEFAULT_CIRCUIT_BREAKER_RESET_TIMEOUT,
-            gateway_allow_private_upstreams: true,
-            gateway_max_connections: 32,
-            gateway_tools_cache_ttl: Duration::from_secs(60),
-            gateway_fanout: 8,
-            gateway_credential_key: None,
-            gateway_scope: DEFAULT_GATEWAY_SCOPE.to_owned(),
             config_file: None,
             log_level: None,
             log_format: LogFormat::Text,
@@ -503,7 +478,7 @@ impl WardenConfig {
         network::load(vars, &mut config)?;
         auth::load(vars, &mut config)?;
         rate_limit::load(vars, &mut config)?;
-        gateway::load(vars, &mut config)?;
+        breaker::load(vars, &mut config)?;
         operations::load(vars, &mut config)?;
         Ok(config)
     }
