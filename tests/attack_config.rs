@@ -263,3 +263,101 @@ async fn the_servers_secrets_never_show() {
         }
     }
 }
+
+/// Logs, `/metrics`, WebSocket pings, the session store and the RFC 9728
+/// metadata: the server's own settings, read and refused like the
+/// perimeter's.
+#[test]
+fn the_servers_operations_settings_are_read_and_refused_by_name() {
+    use std::net::IpAddr;
+    use std::time::Duration;
+
+    use app::settings::{LogFormat, SessionStorage};
+
+    let set = load(&[
+        ("MCP_LOG_LEVEL", "info,tower_warden=debug"),
+        ("MCP_LOG_FORMAT", "JSON"),
+        ("MCP_METRICS_ALLOWED_IPS", "10.0.0.0/8"),
+        ("MCP_METRICS_PORT", "9100"),
+        ("MCP_WS_PING_INTERVAL", "5"),
+        ("MCP_WS_PING_TIMEOUT", "2"),
+        ("MCP_OAUTH_AUTHORIZATION_SERVERS", "https://idp.example"),
+    ])
+    .unwrap();
+    assert_eq!(set.logs.level.as_deref(), Some("info,tower_warden=debug"));
+    assert_eq!(set.logs.format, LogFormat::Json);
+    assert_eq!(
+        set.metrics.allowed_ips,
+        ["10.0.0.0/8".parse::<ipnet::IpNet>().unwrap()]
+    );
+    assert_eq!(set.metrics.port, Some(9100));
+    assert_eq!(set.websocket.ping_interval, Duration::from_secs(5));
+    assert_eq!(set.websocket.ping_timeout, Duration::from_secs(2));
+    assert_eq!(set.metadata.authorization_servers, ["https://idp.example"]);
+    assert_eq!(set.sessions.store, SessionStorage::Memory);
+
+    let defaults = load(&[]).unwrap();
+    assert_eq!(defaults.logs.format, LogFormat::Text, "development");
+    assert_eq!(defaults.websocket.ping_interval, Duration::from_secs(30));
+    assert_eq!(defaults.websocket.ping_timeout, Duration::from_secs(10));
+    let loopback = |ip: &str| {
+        let ip: IpAddr = ip.parse().unwrap();
+        defaults
+            .metrics
+            .allowed_ips
+            .iter()
+            .any(|net| net.contains(&ip))
+    };
+    assert!(loopback("127.0.0.1") && loopback("127.9.9.9") && loopback("::1"));
+    assert!(!loopback("10.0.0.1") && !loopback("::2"));
+    let production = load(&[("MCP_ENVIRONMENT", "production")]).unwrap();
+    assert_eq!(
+        production.logs.format,
+        LogFormat::Json,
+        "production logs JSON"
+    );
+
+    for (name, bad) in [
+        ("MCP_LOG_FORMAT", "yaml"),
+        ("MCP_LOG_LEVEL", "info; rm -rf /"),
+        ("MCP_METRICS_ALLOWED_IPS", "10.0.0.0/33"),
+        ("MCP_METRICS_PORT", "0"),
+        ("MCP_METRICS_PORT", "70000"),
+        ("MCP_AUDIT_LOG_FILE", "/"),
+        ("MCP_WS_PING_INTERVAL", "0"),
+        ("MCP_WS_PING_TIMEOUT", "3601"),
+        ("MCP_SESSION_STORE", "postgres"),
+        (
+            "MCP_OAUTH_AUTHORIZATION_SERVERS",
+            "ftp://user:s3cret-pw@idp.example/",
+        ),
+        ("MCP_OAUTH_AUTHORIZATION_SERVERS", "[]"),
+    ] {
+        let error = load(&[(name, bad)]).unwrap_err();
+        assert_eq!(error.setting(), name, "{name}={bad:?}: {error}");
+        assert!(!error.message().contains("s3cret-pw"), "{error}");
+    }
+    // The Redis session store needs the perimeter's Redis URL.
+    let error = load(&[("MCP_SESSION_STORE", "redis")]).unwrap_err();
+    assert_eq!(error.setting(), "MCP_REDIS_URL");
+    let shared = load(&[
+        ("MCP_SESSION_STORE", "Redis"),
+        ("MCP_REDIS_URL", "redis://127.0.0.1:6379"),
+    ])
+    .unwrap();
+    assert_eq!(shared.sessions.store, SessionStorage::Redis);
+    // `/status` shows them, an authorization server's password hidden.
+    let shown = load(&[(
+        "MCP_OAUTH_AUTHORIZATION_SERVERS",
+        "https://user:s3cret-pw@idp.example",
+    )])
+    .unwrap()
+    .redacted_json();
+    assert_eq!(shown["metrics_port"], serde_json::Value::Null);
+    assert_eq!(shown["ws_ping_interval"], 30);
+    assert_eq!(shown["session_store"], "memory");
+    assert_eq!(
+        shown["oauth_authorization_servers"],
+        serde_json::json!(["https://user:<redacted>@idp.example"])
+    );
+}

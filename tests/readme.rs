@@ -164,7 +164,10 @@ mod deploy {
         assert!(UNIT.contains("EnvironmentFile=/etc/tower-warden/mcp.env"));
         assert!(ENV.contains("MCP_CONFIG_FILE=/etc/tower-warden/mcp.toml"));
         // Paths the server writes are the ones the unit lets it write.
-        let audit = config.audit_log_file.expect("an audit file");
+        let server = Source::from_toml(TOML, NAMES)
+            .and_then(|source| super::server_settings::Settings::read(&source))
+            .expect("the example settings load");
+        let audit = server.logs.audit_file.expect("an audit file");
         let writable = UNIT
             .lines()
             .find_map(|l| l.strip_prefix("ReadWritePaths="))

@@ -29,14 +29,14 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio_util::sync::CancellationToken;
 use tower_warden::ConfigError;
 use tower_warden::auth::JwtAuth;
-use tower_warden::config::{SessionStorage, WardenConfig};
+use tower_warden::config::WardenConfig;
 use tower_warden::mcp::{JsonRpcErrorsLayer, SessionBindingLayer};
 use tower_warden::reload::ReloadHandle;
 use tower_warden::stack::WardenLayer;
 
 use super::gateway::Gateway;
 use super::health::{HealthState, health, status_json};
-use super::settings::Settings;
+use super::settings::{SessionStorage, Settings};
 use super::tools::{ToolSource, Tools};
 use super::{dev_token, ops, serving, ws};
 

@@ -97,7 +97,7 @@ fn millis(duration: Duration) -> Value {
 /// Every setting [`WardenConfig`] reads, in the order of the module docs'
 /// table. A new setting is one entry here plus its validation in the
 /// loader of its area.
-pub(super) const SETTINGS: [Setting; 58] = [
+pub(super) const SETTINGS: [Setting; 49] = [
     // The listener and the network perimeter (`network`).
     shown("MCP_HOST", |c| json!(c.host)),
     shown("MCP_PORT", |c| json!(c.port)),
@@ -137,9 +137,6 @@ pub(super) const SETTINGS: [Setting; 58] = [
         Value::Object(rules.map(|(t, s)| (t.clone(), json!(s))).collect())
     }),
     url("MCP_RESOURCE_URL", |c| json!(c.resource_url)),
-    url("MCP_OAUTH_AUTHORIZATION_SERVERS", |c| {
-        json!(c.oauth_authorization_servers)
-    }),
     shown("MCP_WS_ALLOW_QUERY_AUTH", |c| json!(c.ws_allow_query_auth)),
     // Rate limits (`rate_limit`); the four quota variables show as one
     // `rate_limit_quota`.
@@ -180,23 +177,11 @@ pub(super) const SETTINGS: [Setting; 58] = [
     }),
     // Operations (`operations`).
     shown("MCP_CONFIG_FILE", |c| json!(c.config_file)),
-    shown("MCP_LOG_LEVEL", |c| json!(c.log_level)),
-    shown("MCP_LOG_FORMAT", |c| json!(c.log_format.as_str())),
-    shown("MCP_AUDIT_LOG_FILE", |c| json!(c.audit_log_file)),
-    shown("MCP_METRICS_ALLOWED_IPS", |c| nets(&c.metrics_allowed_ips)),
-    shown("MCP_METRICS_PORT", |c| json!(c.metrics_port)),
     url("MCP_CORS_ORIGINS", |c| json!(c.cors_origins)),
     shown("MCP_REQUEST_TIMEOUT", |c| {
         json!(c.request_timeout.as_secs())
     }),
     shown("MCP_ADMIN_ROLE", |c| json!(c.admin_role)),
-    shown("MCP_WS_PING_INTERVAL", |c| {
-        json!(c.ws_ping_interval.as_secs())
-    }),
-    shown("MCP_WS_PING_TIMEOUT", |c| {
-        json!(c.ws_ping_timeout.as_secs())
-    }),
-    shown("MCP_SESSION_STORE", |c| json!(c.session_store.as_str())),
 ];
 
 /// Every environment variable [`WardenConfig`] reads, in the order of

@@ -338,6 +338,28 @@ impl Source {
             .map_err(|e| self.vars.attribute(e))
     }
 
+    /// A [`list`](Source::list) of [`url`](Source::url)s, if set.
+    ///
+    /// # Errors
+    ///
+    /// As [`Source::list`], or an entry that is not such a URL (shown
+    /// redacted).
+    pub fn urls(
+        &self,
+        name: &'static str,
+        production: bool,
+    ) -> Result<Option<Vec<String>>, ConfigError> {
+        self.list(name)?
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|text| value::url(name, text, production))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()
+            .map_err(|e| self.vars.attribute(e))
+    }
+
     /// The `N` bytes spelled by exactly `2 * N` hex digits, if set.
     ///
     /// # Errors
