@@ -18,26 +18,26 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use app::settings::Settings;
 use http::StatusCode;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mcp_support::{Reply, Server, initialize, open_session, post};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use tower_warden::config::WardenConfig;
 
 const SECRET: &str = "attack-auth-test-secret-of-at-least-32-bytes";
 const VERSION: &str = "2025-06-18";
 
 /// The reference server with `vars` over a production base (in-memory
 /// connection store, no rate limits unless `vars` say otherwise).
-async fn start(vars: &[(&str, &str)]) -> (Server, WardenConfig) {
+async fn start(vars: &[(&str, &str)]) -> (Server, Settings) {
     let mut all = vec![
         ("MCP_ENVIRONMENT", "production"),
         ("MCP_DATABASE_URL", "sqlite::memory:"),
         ("MCP_RATE_LIMIT_ENABLED", "false"),
     ];
     all.extend_from_slice(vars);
-    let config = WardenConfig::from_vars(all).unwrap();
+    let config = Settings::from_vars(all).unwrap();
     let shutdown = CancellationToken::new();
     let router = app::router(&config, &shutdown).await.unwrap();
     (Server::serve(router, shutdown).await, config)
@@ -196,7 +196,7 @@ async fn attack_audience_is_checked_in_production_without_jwt_audience() {
     let (server, config) = start(&[("MCP_JWT_SECRET", SECRET)]).await;
     // Neither MCP_JWT_AUDIENCE nor MCP_RESOURCE_URL: the derived resource
     // URL is the audience.
-    let resource = tower_warden::stack::resource_url(&config);
+    let resource = tower_warden::stack::resource_url(&config.warden);
     let mut other = claims();
     other["aud"] = json!("https://other-service.example/api");
     assert_bad_token(&try_token(&server, &hs256(&other)).await);
@@ -217,7 +217,7 @@ async fn attack_audience_is_checked_in_staging_too() {
     other["aud"] = json!("https://other-service.example/api");
     assert_bad_token(&try_token(&server, &hs256(&other)).await);
     let mut ours = claims();
-    ours["aud"] = json!(tower_warden::stack::resource_url(&config));
+    ours["aud"] = json!(tower_warden::stack::resource_url(&config.warden));
     assert_admitted(&server, &hs256(&ours)).await;
     server.stop().await;
 }
@@ -225,13 +225,13 @@ async fn attack_audience_is_checked_in_staging_too() {
 #[test]
 fn jwks_url_needs_an_issuer_outside_development() {
     for env in ["production", "staging"] {
-        let error = WardenConfig::from_vars([
+        let error = Settings::from_vars([
             ("MCP_ENVIRONMENT", env),
             ("MCP_JWKS_URL", "https://idp.example/.well-known/jwks.json"),
         ])
         .unwrap_err();
         assert_eq!(error.setting(), "MCP_JWT_ISSUER", "{env}: {error}");
-        WardenConfig::from_vars([
+        Settings::from_vars([
             ("MCP_ENVIRONMENT", env),
             ("MCP_JWKS_URL", "https://idp.example/.well-known/jwks.json"),
             ("MCP_JWT_ISSUER", "https://idp.example"),

@@ -17,11 +17,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use app::settings::Settings;
 use http::{Method, StatusCode};
 use mcp_support::{Reply, Server, open_session, post, send};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use tower_warden::config::WardenConfig;
 
 const SECRET: &str = "gateway-attack-secret-of-at-least-32-bytes";
 const AUDIENCE: &str = "tower-warden-test";
@@ -38,7 +38,7 @@ async fn start(vars: &[(&str, &str)]) -> Server {
         all.retain(|(n, _)| n != name);
         all.push((name, value));
     }
-    let config = WardenConfig::from_vars(all).unwrap();
+    let config = Settings::from_vars(all).unwrap();
     let shutdown = CancellationToken::new();
     let router = app::router(&config, &shutdown).await.unwrap();
     Server::serve(router, shutdown).await
@@ -528,7 +528,7 @@ struct Counts {
 /// A reference server (its own secret) that counts the `tools/list`
 /// requests it gets and holds each for `delay`.
 async fn counting_upstream(counts: Arc<Counts>, delay: std::time::Duration) -> Server {
-    let config = WardenConfig::from_vars([
+    let config = Settings::from_vars([
         ("MCP_JWT_SECRET", UPSTREAM_SECRET),
         ("MCP_JWT_AUDIENCE", AUDIENCE),
         ("MCP_DATABASE_URL", "sqlite::memory:"),
@@ -895,7 +895,7 @@ async fn attack_without_a_key_production_refuses_to_store_a_credential() {
 #[test]
 fn a_credential_key_that_is_not_64_hex_digits_stops_start_up() {
     for bad in ["00", &"g".repeat(64), &"0".repeat(63), &"0".repeat(66)] {
-        let error = WardenConfig::from_vars([
+        let error = Settings::from_vars([
             ("MCP_JWT_SECRET", SECRET),
             ("MCP_GATEWAY_CREDENTIAL_KEY", bad),
         ])

@@ -16,12 +16,12 @@ mod mcp_support;
 
 use std::time::Duration;
 
+use app::settings::Settings;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use mcp_support::{Reply, Server, send};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use tower_warden::config::WardenConfig;
 
 /// One test at a time in this binary.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -33,14 +33,14 @@ fn bearer(subject: &str, namespace: &str, roles: &[&str]) -> String {
     format!("Bearer {}", mcp_support::sign_hs256(SECRET, claims))
 }
 
-fn config(vars: &[(&str, &str)]) -> WardenConfig {
+fn config(vars: &[(&str, &str)]) -> Settings {
     let mut all = vec![
         ("MCP_JWT_SECRET", SECRET),
         ("MCP_DATABASE_URL", "sqlite::memory:"),
         ("MCP_RATE_LIMIT_ENABLED", "false"),
     ];
     all.extend_from_slice(vars);
-    WardenConfig::from_vars(all).unwrap()
+    Settings::from_vars(all).unwrap()
 }
 
 async fn start(vars: &[(&str, &str)]) -> Server {

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use app::settings::Settings;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -32,7 +33,6 @@ use tokio_util::sync::CancellationToken;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_warden::body_limit::BodyLimitLayer;
 use tower_warden::client_ip::ClientIpLayer;
-use tower_warden::config::WardenConfig;
 use tower_warden::ip_filter::{IpFilterLayer, IpSet};
 
 const SECRET: &str = "attack-perimeter-secret-of-at-least-32-bytes";
@@ -55,7 +55,7 @@ async fn start(vars: &[(&str, &str)]) -> Server {
         ("MCP_RATE_LIMIT_ENABLED", "false"),
     ];
     all.extend_from_slice(vars);
-    let config = WardenConfig::from_vars(all).unwrap();
+    let config = Settings::from_vars(all).unwrap();
     let shutdown = CancellationToken::new();
     let router = app::router(&config, &shutdown).await.unwrap();
     Server::serve(router, shutdown).await

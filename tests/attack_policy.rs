@@ -13,6 +13,7 @@ mod mcp_support;
 
 use std::time::Duration;
 
+use app::settings::Settings;
 use futures::{SinkExt, StreamExt};
 use http::{Method, StatusCode};
 use mcp_support::{Reply, Server, open_session, post, send};
@@ -22,7 +23,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
-use tower_warden::config::WardenConfig;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -38,7 +38,7 @@ async fn start_with(secret: &str, vars: &[(&str, &str)]) -> Server {
         ("MCP_RATE_LIMIT_ENABLED", "false"),
     ];
     all.extend_from_slice(vars);
-    let config = WardenConfig::from_vars(all).unwrap();
+    let config = Settings::from_vars(all).unwrap();
     let shutdown = CancellationToken::new();
     let router = app::router(&config, &shutdown).await.unwrap();
     Server::serve(router, shutdown).await

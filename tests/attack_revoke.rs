@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use app::settings::Settings;
 use futures::{SinkExt, StreamExt};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mcp_support::Server;
@@ -30,7 +31,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 use tower_warden::auth::ApiKeys;
-use tower_warden::config::WardenConfig;
 use tower_warden::reload::ReloadHandle;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -87,8 +87,8 @@ async fn start(vars: Vec<(&'static str, String)>) -> (Server, ReloadHandle, app:
         ("MCP_WS_PING_INTERVAL", "600".to_owned()),
     ];
     all.extend(vars);
-    let load = move || WardenConfig::from_vars(all.clone());
-    let config = load().unwrap();
+    let config = Settings::from_vars(all.clone()).unwrap();
+    let load = move || Settings::from_vars(all.clone()).map(|s| s.warden);
     let auth = app::auth(&config).unwrap();
     let gateway = app::gateway(&config).await.unwrap();
     let shutdown = CancellationToken::new();
@@ -442,7 +442,7 @@ async fn an_unreachable_key_server_keeps_sessions_open_until_it_answers() {
         .cache_capacity(0)
         .build()
         .unwrap();
-    let config = WardenConfig::from_vars([
+    let config = Settings::from_vars([
         ("MCP_DATABASE_URL", "sqlite::memory:"),
         ("MCP_RATE_LIMIT_ENABLED", "false"),
         ("MCP_AUTH_MODE", "jwt"),
@@ -457,7 +457,7 @@ async fn an_unreachable_key_server_keeps_sessions_open_until_it_answers() {
         .with_auth(tower_warden::auth::AuthLayer::jwt(jwt));
     let gateway = app::gateway(&config).await.unwrap();
     let shutdown = CancellationToken::new();
-    let same = config.clone();
+    let same = config.warden.clone();
     let load: app::Loader = Arc::new(move || Ok(same.clone()));
     let (router, _) = app::build(&config, &shutdown, &auth, gateway, load).unwrap();
     let server = Server::serve(router, shutdown).await;

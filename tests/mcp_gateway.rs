@@ -15,6 +15,7 @@ mod mcp_support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use app::settings::Settings;
 use http::{Method, StatusCode};
 use mcp_support::{Reply, Server, open_session, post, send};
 use rmcp::ServiceExt;
@@ -23,7 +24,6 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use tower_warden::config::WardenConfig;
 
 const GATEWAY_SECRET: &str = "gateway-test-secret-of-at-least-32-bytes!";
 const UPSTREAM_SECRET: &str = "upstream-test-secret-of-at-least-32-bytes";
@@ -58,7 +58,7 @@ async fn start_on(addr: SocketAddr, secret: &str, vars: &[(&str, &str)]) -> Serv
         ),
     ];
     all.extend_from_slice(vars);
-    let config = WardenConfig::from_vars(all).unwrap();
+    let config = Settings::from_vars(all).unwrap();
     let shutdown = CancellationToken::new();
     let router = app::router(&config, &shutdown).await.unwrap();
     if addr.port() == 0 {

@@ -11,6 +11,7 @@ mod mcp_support;
 
 use std::time::Duration;
 
+use app::settings::Settings;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -21,7 +22,6 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use tower_warden::config::WardenConfig;
 
 /// The HMAC secret every test server is started with.
 const TEST_SECRET: &str = "interop-test-secret-of-at-least-32-bytes";
@@ -43,7 +43,7 @@ impl Server {
             ("MCP_DATABASE_URL", "sqlite::memory:"),
         ];
         all.extend_from_slice(vars);
-        let config = WardenConfig::from_vars(all).unwrap();
+        let config = Settings::from_vars(all).unwrap();
         let shutdown = CancellationToken::new();
         let router = app::router(&config, &shutdown).await.unwrap();
         Self::serve(router, shutdown).await
@@ -719,7 +719,7 @@ async fn api_keys_work_in_both_mode() {
 
 #[tokio::test]
 async fn a_zero_config_development_start_prints_a_working_token() {
-    let config = WardenConfig::from_vars([("MCP_DATABASE_URL", "sqlite::memory:")]).unwrap();
+    let config = Settings::from_vars([("MCP_DATABASE_URL", "sqlite::memory:")]).unwrap();
     let auth = app::auth(&config).unwrap();
     let token = auth.dev_token.clone().expect("a development token");
     assert!(auth.warnings.iter().any(|w| w.contains("ephemeral")));

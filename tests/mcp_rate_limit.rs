@@ -20,11 +20,11 @@ mod redis_support;
 
 use std::time::Duration;
 
+use app::settings::Settings;
 use http::{Method, StatusCode};
 use mcp_support::{Reply, Server, initialize, open_session, post, send};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use tower_warden::config::WardenConfig;
 
 const SECRET: &str = "rate-limit-test-secret-of-at-least-32-bytes";
 
@@ -41,7 +41,7 @@ async fn start(vars: &[(&str, &str)]) -> Server {
         ("MCP_DATABASE_URL", "sqlite::memory:"),
     ];
     all.extend_from_slice(vars);
-    let config = WardenConfig::from_vars(all).unwrap();
+    let config = Settings::from_vars(all).unwrap();
     let shutdown = CancellationToken::new();
     let router = app::router(&config, &shutdown).await.unwrap();
     Server::serve(router, shutdown).await

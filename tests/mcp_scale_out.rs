@@ -17,11 +17,11 @@ mod mcp_support;
 #[path = "support/redis.rs"]
 mod redis_support;
 
+use app::settings::Settings;
 use http::{Method, StatusCode};
 use mcp_support::{INITIALIZED, Reply, Server, initialize, post, send};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use tower_warden::config::WardenConfig;
 
 const SECRET: &str = "scale-out-test-secret-of-32-bytes-or-more";
 
@@ -31,7 +31,7 @@ fn bearer(subject: &str) -> String {
 }
 
 async fn instance(redis: &str, database: &str) -> Server {
-    let config = WardenConfig::from_vars([
+    let config = Settings::from_vars([
         ("MCP_JWT_SECRET", SECRET),
         ("MCP_DATABASE_URL", database),
         ("MCP_RATE_LIMIT_ENABLED", "false"),

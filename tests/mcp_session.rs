@@ -15,6 +15,7 @@ mod mcp_support;
 
 use std::sync::Arc;
 
+use app::settings::Settings;
 use axum::Router;
 use axum::extract::Request as AxumRequest;
 use bytes::Bytes;
@@ -29,7 +30,6 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use tower_warden::config::WardenConfig;
 use tower_warden::mcp::{SessionBindingLayer, SessionTable};
 use tower_warden::principal::{AuthMethod, Principal};
 
@@ -56,7 +56,7 @@ impl Server {
     /// test principal.
     async fn reference(layer: Option<SessionBindingLayer>) -> Self {
         // Authentication off: the test principal stands in for it.
-        let config = WardenConfig::from_vars([
+        let config = Settings::from_vars([
             ("MCP_AUTH_MODE", "none"),
             ("MCP_DATABASE_URL", "sqlite::memory:"),
         ])

@@ -18,24 +18,24 @@ mod mcp_support;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use app::settings::Settings;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use mcp_support::{Reply, Server, post, send};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-use tower_warden::config::WardenConfig;
 
 const SECRET: &str = "operations-test-secret-of-32-bytes-or-more";
 const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"ops-test","version":"1"}}}"#;
 
-fn config(vars: &[(&str, &str)]) -> WardenConfig {
+fn config(vars: &[(&str, &str)]) -> Settings {
     let mut all = vec![
         ("MCP_JWT_SECRET", SECRET),
         ("MCP_DATABASE_URL", "sqlite::memory:"),
         ("MCP_RATE_LIMIT_ENABLED", "false"),
     ];
     all.extend_from_slice(vars);
-    WardenConfig::from_vars(all).unwrap()
+    Settings::from_vars(all).unwrap()
 }
 
 async fn get(server: &Server, path: &str, headers: &[(&str, &str)]) -> Reply {

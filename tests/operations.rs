@@ -13,12 +13,12 @@ mod mcp_support;
 use std::io::Write;
 use std::time::Duration;
 
+use app::settings::Settings;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use mcp_support::{Reply, Server, post, send};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use tower_warden::config::WardenConfig;
 
 const SECRET: &str = "operations-test-secret-of-32-bytes-or-more";
 const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"ops-test","version":"1"}}}"#;
@@ -32,14 +32,14 @@ fn bearer(subject: &str, roles: &[&str]) -> String {
     format!("Bearer {}", token(subject, roles))
 }
 
-fn config(vars: &[(&str, &str)]) -> WardenConfig {
+fn config(vars: &[(&str, &str)]) -> Settings {
     let mut all = vec![
         ("MCP_JWT_SECRET", SECRET),
         ("MCP_DATABASE_URL", "sqlite::memory:"),
         ("MCP_RATE_LIMIT_ENABLED", "false"),
     ];
     all.extend_from_slice(vars);
-    WardenConfig::from_vars(all).unwrap()
+    Settings::from_vars(all).unwrap()
 }
 
 async fn start(vars: &[(&str, &str)]) -> Server {
@@ -302,7 +302,7 @@ async fn preflight_without_cors(server: &Server) -> Reply {
 
 #[test]
 fn cors_any_origin_is_refused_in_production() {
-    let error = WardenConfig::from_vars([
+    let error = Settings::from_vars([
         ("MCP_ENVIRONMENT", "production"),
         ("MCP_JWT_SECRET", SECRET),
         ("MCP_CORS_ORIGINS", "*"),
@@ -393,14 +393,18 @@ async fn settings_from_a_toml_file_with_env_overrides() {
     )
     .unwrap();
     drop(f);
-    let config = WardenConfig::from_vars([
+    let config = Settings::from_vars([
         ("MCP_CONFIG_FILE", file.to_str().unwrap()),
         ("MCP_REQUEST_TIMEOUT", "9"),
     ])
     .unwrap();
-    assert_eq!(config.admin_role, "from-file");
-    assert_eq!(config.request_timeout, Duration::from_secs(9), "env wins");
-    assert!(!config.rate_limit_enabled);
+    assert_eq!(config.http.admin_role, "from-file");
+    assert_eq!(
+        config.http.request_timeout,
+        Duration::from_secs(9),
+        "env wins"
+    );
+    assert!(!config.warden.rate_limit_enabled);
     let shutdown = CancellationToken::new();
     let server = Server::serve(app::router(&config, &shutdown).await.unwrap(), shutdown).await;
     let admin = bearer("root", &["from-file"]);

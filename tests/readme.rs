@@ -1,7 +1,16 @@
 //! The README stays true: its two commands are the ones CI runs, and every
 //! environment variable the configuration reads is documented in it.
 
+#[allow(dead_code, unreachable_pub)]
+#[path = "../examples/mcp_server/settings.rs"]
+mod server_settings;
+
 const README: &str = include_str!("../README.md");
+
+/// Every variable read: the perimeter's and the reference server's own.
+fn known(name: &str) -> bool {
+    tower_warden::config::VARIABLES.contains(&name) || server_settings::NAMES.contains(&name)
+}
 const CI: &str = include_str!("../.ci/run");
 
 #[test]
@@ -26,7 +35,10 @@ fn readme_opens_with_the_two_commands_and_ci_runs_the_test_command() {
 
 #[test]
 fn readme_documents_every_configuration_variable() {
-    for name in tower_warden::config::VARIABLES {
+    let all = tower_warden::config::VARIABLES
+        .iter()
+        .chain(server_settings::NAMES);
+    for name in all {
         assert!(
             README.contains(&format!("| `{name}` |")),
             "README.md has no table row for {name}"
@@ -50,17 +62,21 @@ fn documented_variables() -> Vec<&'static str> {
 #[test]
 fn readme_documents_no_variable_the_configuration_does_not_read() {
     let documented = documented_variables();
-    assert!(documented.len() >= tower_warden::config::VARIABLES.len());
+    assert!(
+        documented.len() >= tower_warden::config::VARIABLES.len() + server_settings::NAMES.len()
+    );
     for name in documented {
         assert!(
-            tower_warden::config::VARIABLES.contains(&name),
+            known(name),
             "README.md documents {name}, which the configuration does not read"
         );
     }
 }
 
 mod deploy {
-    use tower_warden::config::{Environment, WardenConfig};
+    use tower_warden::config::{Environment, Source, WardenConfig};
+
+    use super::server_settings::NAMES;
 
     const TOML: &str = include_str!("../examples/deploy/mcp.toml");
     const ENV: &str = include_str!("../examples/deploy/mcp.env");
@@ -68,7 +84,9 @@ mod deploy {
     const UNIT: &str = include_str!("../examples/deploy/tower-warden-mcp.service");
 
     fn config() -> WardenConfig {
-        WardenConfig::from_toml(TOML).expect("the example settings load")
+        Source::from_toml(TOML, NAMES)
+            .and_then(|source| source.warden())
+            .expect("the example settings load")
     }
 
     /// The value of an nginx `proxy_set_header NAME VALUE;`.
@@ -146,7 +164,10 @@ mod deploy {
         assert!(UNIT.contains("EnvironmentFile=/etc/tower-warden/mcp.env"));
         assert!(ENV.contains("MCP_CONFIG_FILE=/etc/tower-warden/mcp.toml"));
         // Paths the server writes are the ones the unit lets it write.
-        let audit = config.audit_log_file.expect("an audit file");
+        let server = Source::from_toml(TOML, NAMES)
+            .and_then(|source| super::server_settings::Settings::read(&source))
+            .expect("the example settings load");
+        let audit = server.logs.audit_file.expect("an audit file");
         let writable = UNIT
             .lines()
             .find_map(|l| l.strip_prefix("ReadWritePaths="))
@@ -168,7 +189,7 @@ mod deploy {
                 && !name.contains(' ')
             {
                 assert!(
-                    tower_warden::config::VARIABLES.contains(&name),
+                    super::known(name),
                     "mcp.env names {name}, which the configuration does not read"
                 );
             }

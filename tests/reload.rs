@@ -17,13 +17,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use app::settings::Settings;
 use http::StatusCode;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mcp_support::{Reply, Server, initialize, post};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tower_warden::auth::ApiKeys;
-use tower_warden::config::WardenConfig;
 use tower_warden::reload::ReloadHandle;
 
 const SALT: &str = "reload-test-salt-0123456789";
@@ -70,8 +70,8 @@ async fn start(vars: Vec<(&'static str, String)>) -> (Server, ReloadHandle) {
         ("MCP_RATE_LIMIT_ENABLED", "false".to_owned()),
     ];
     all.extend(vars);
-    let load = move || WardenConfig::from_vars(all.clone());
-    let config = load().unwrap();
+    let config = Settings::from_vars(all.clone()).unwrap();
+    let load = move || Settings::from_vars(all.clone()).map(|s| s.warden);
     let auth = app::auth(&config).unwrap();
     let gateway = app::gateway(&config).await.unwrap();
     let shutdown = CancellationToken::new();

@@ -14,11 +14,11 @@ mod mcp_support;
 
 use std::time::{Duration, Instant};
 
+use app::settings::Settings;
 use http::StatusCode;
 use mcp_support::{open_session, post};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use tower_warden::config::WardenConfig;
 
 const SECRET: &str = "shutdown-test-secret-of-32-bytes-or-more!";
 
@@ -29,7 +29,7 @@ fn bearer() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_call_in_flight_finish_then_exits() {
-    let config = WardenConfig::from_vars([
+    let config = Settings::from_vars([
         ("MCP_JWT_SECRET", SECRET),
         ("MCP_DATABASE_URL", "sqlite::memory:"),
         ("MCP_RATE_LIMIT_ENABLED", "false"),

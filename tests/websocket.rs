@@ -15,6 +15,7 @@ mod mcp_support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use app::settings::Settings;
 use futures::{SinkExt, StreamExt};
 use mcp_support::Server;
 use serde_json::{Value, json};
@@ -24,7 +25,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
-use tower_warden::config::WardenConfig;
 use tower_warden::reload::ReloadHandle;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -59,14 +59,14 @@ async fn start_loading(
         ("MCP_JWT_LEEWAY_SECONDS", "0"),
     ];
     all.extend_from_slice(vars);
-    let config = WardenConfig::from_vars(all.clone()).unwrap();
+    let config = Settings::from_vars(all.clone()).unwrap();
     let load: app::Loader = match reloaded {
         Some(vars) => Arc::new(move || {
             let mut with = all.clone();
             with.extend(vars.lock().unwrap().iter().copied());
-            WardenConfig::from_vars(with)
+            Settings::from_vars(with).map(|s| s.warden)
         }),
-        None => Arc::new(move || WardenConfig::from_vars(all.clone())),
+        None => Arc::new(move || Settings::from_vars(all.clone()).map(|s| s.warden)),
     };
     let auth = app::auth(&config).unwrap();
     let gateway = app::gateway(&config).await.unwrap();

@@ -16,21 +16,19 @@ mod server;
 
 use std::process::ExitCode;
 
-use tokio_util::sync::CancellationToken;
-use tower_warden::config::WardenConfig;
-
 use server::settings::Settings;
 use server::{dev_token, ops, serving};
+use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
-    let config = match WardenConfig::from_env() {
-        Ok(config) => config,
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
         Err(error) => {
             eprintln!("mcp_server: {error}");
             return ExitCode::from(2);
         }
     };
-    match ops::log_subscriber(&config, std::io::stderr) {
+    match ops::log_subscriber(&settings, std::io::stderr) {
         Ok(subscriber) => {
             if tracing::subscriber::set_global_default(subscriber).is_err() {
                 eprintln!("mcp_server: a log subscriber is already installed");
@@ -52,7 +50,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("mcp_server: {message}");
@@ -61,16 +59,15 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: WardenConfig) -> Result<(), String> {
+async fn run(settings: Settings) -> Result<(), String> {
     // `shutdown`: stop accepting and drain; `sessions`: end MCP sessions
     // (after the grace period).
     let shutdown = CancellationToken::new();
     let sessions = CancellationToken::new();
-    let settings = Settings::read(&config);
     if let Some(file) = &settings.listen.config_file {
         tracing::info!(file = %file.display(), "settings read from the file, overridden by the environment");
     }
-    let auth = server::auth(&config).map_err(|e| e.to_string())?;
+    let auth = server::auth(&settings).map_err(|e| e.to_string())?;
     for warning in &auth.warnings {
         tracing::warn!("{warning}");
     }
@@ -82,11 +79,13 @@ async fn run(config: WardenConfig) -> Result<(), String> {
     {
         tracing::warn!(%error, "cannot fetch the JWT signing keys yet; will retry on demand");
     }
-    let gateway = server::gateway(&config).await.map_err(|e| e.to_string())?;
+    let gateway = server::gateway(&settings)
+        .await
+        .map_err(|e| e.to_string())?;
     // SIGHUP reads the environment and MCP_CONFIG_FILE again.
-    let load: server::Loader = std::sync::Arc::new(WardenConfig::from_env);
+    let load: server::Loader = std::sync::Arc::new(Settings::perimeter_from_env);
     let (router, reload) =
-        server::build(&config, &sessions, &auth, gateway, load).map_err(|e| e.to_string())?;
+        server::build(&settings, &sessions, &auth, gateway, load).map_err(|e| e.to_string())?;
     #[cfg(unix)]
     tokio::spawn(
         serving::reload_on_sighup(reload).map_err(|e| format!("cannot listen for SIGHUP: {e}"))?,

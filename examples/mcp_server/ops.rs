@@ -31,7 +31,6 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tower_warden::ConfigError;
 use tower_warden::auth::{JwtAuth, RequireLayer};
-use tower_warden::config::{LogFormat, WardenConfig};
 use tower_warden::ip_filter::{IpFilterLayer, IpSet};
 use tower_warden::metrics::{MetricsLayer, REQUEST_DURATION};
 use tracing_subscriber::Layer as _;
@@ -41,7 +40,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 
 use super::problem::problem;
 use super::serving::{peer_address, serve};
-use super::settings::{Logs, Settings};
+use super::settings::{LogFormat, Settings};
 
 /// The request-id header, set on every request and response.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -56,13 +55,13 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// `MCP_LOG_LEVEL` is not a valid filter, or the audit file cannot be
 /// opened for appending.
 pub fn log_subscriber<W>(
-    config: &WardenConfig,
+    settings: &Settings,
     console: W,
 ) -> Result<impl tracing::Subscriber + Send + Sync + 'static, ConfigError>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let logs = Logs::of(config);
+    let logs = &settings.logs;
     let filter = match &logs.level {
         Some(level) => EnvFilter::try_new(level)
             .map_err(|e| ConfigError::new("MCP_LOG_LEVEL", format!("is not a log filter: {e}")))?,

@@ -29,14 +29,14 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio_util::sync::CancellationToken;
 use tower_warden::ConfigError;
 use tower_warden::auth::JwtAuth;
-use tower_warden::config::{SessionStorage, WardenConfig};
+use tower_warden::config::WardenConfig;
 use tower_warden::mcp::{JsonRpcErrorsLayer, SessionBindingLayer};
 use tower_warden::reload::ReloadHandle;
 use tower_warden::stack::WardenLayer;
 
 use super::gateway::Gateway;
 use super::health::{HealthState, health, status_json};
-use super::settings::{self, Settings};
+use super::settings::{SessionStorage, Settings};
 use super::tools::{ToolSource, Tools};
 use super::{dev_token, ops, serving, ws};
 
@@ -64,10 +64,11 @@ pub struct Auth {
 /// # Errors
 ///
 /// A setting the layers cannot use, by variable name.
-pub fn auth(config: &WardenConfig) -> Result<Auth, ConfigError> {
+pub fn auth(settings: &Settings) -> Result<Auth, ConfigError> {
+    let config = &settings.warden;
     let mut effective = config.clone();
     let mut warnings = Vec::new();
-    let dev = dev_token::needed(config, &settings::Http::of(config).admin_role)?;
+    let dev = dev_token::needed(config, &settings.http.admin_role)?;
     if let Some(dev) = &dev {
         effective.jwt_secret = Some(dev.secret.clone());
         // The development secret pins its own audience.
@@ -103,22 +104,22 @@ pub type Loader = Arc<dyn Fn() -> Result<WardenConfig, ConfigError> + Send + Syn
 /// A setting the layers cannot use, by variable name.
 #[allow(dead_code)] // the integration tests build the app through it
 pub async fn router(
-    config: &WardenConfig,
+    settings: &Settings,
     shutdown: &CancellationToken,
 ) -> Result<Router, ConfigError> {
-    let gateway = gateway(config).await?;
-    router_with(config, shutdown, &auth(config)?, gateway)
+    let gateway = gateway(settings).await?;
+    router_with(settings, shutdown, &auth(settings)?, gateway)
 }
 
-/// The gateway of `config`: its connection store (`MCP_DATABASE_URL`,
+/// The gateway of `settings`: its connection store (`MCP_DATABASE_URL`,
 /// migrated at start-up) and one circuit breaker per upstream.
 ///
 /// # Errors
 ///
 /// The store cannot be opened or migrated (`MCP_DATABASE_URL`), or a
 /// breaker setting is unusable.
-pub async fn gateway(config: &WardenConfig) -> Result<Arc<Gateway>, ConfigError> {
-    super::gateway::open(&settings::Gateway::of(config)).await
+pub async fn gateway(settings: &Settings) -> Result<Arc<Gateway>, ConfigError> {
+    super::gateway::open(&settings.gateway).await
 }
 
 /// [`router`] with authentication and the gateway already built (to print
@@ -128,14 +129,14 @@ pub async fn gateway(config: &WardenConfig) -> Result<Arc<Gateway>, ConfigError>
 ///
 /// A setting the layers cannot use, by variable name.
 pub fn router_with(
-    config: &WardenConfig,
+    settings: &Settings,
     shutdown: &CancellationToken,
     auth: &Auth,
     gateway: Arc<Gateway>,
 ) -> Result<Router, ConfigError> {
-    let same = config.clone();
+    let same = settings.warden.clone();
     let (router, _) = build(
-        config,
+        settings,
         shutdown,
         auth,
         gateway,
@@ -151,15 +152,14 @@ pub fn router_with(
 ///
 /// A setting the layers cannot use, by variable name.
 pub fn build(
-    config: &WardenConfig,
+    settings: &Settings,
     shutdown: &CancellationToken,
     auth: &Auth,
     gateway: Arc<Gateway>,
     load: Loader,
 ) -> Result<(Router, ReloadHandle), ConfigError> {
-    let settings = Settings::read(config);
     let warden = &auth.warden;
-    let max_body = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
+    let max_body = usize::try_from(settings.warden.max_body_bytes).unwrap_or(usize::MAX);
 
     // One rmcp handler per session, offering the gateway's tools too, with
     // the tool policy that filters `tools/list`.
@@ -172,10 +172,10 @@ pub fn build(
     // `/mcp`. `route_layer`: the last one added is the outermost. This
     // request timeout bounds the service; another one around the perimeter
     // (below) bounds the whole request, checks and body included.
-    let shared_sessions = shared_sessions(&settings)?;
+    let shared_sessions = shared_sessions(settings)?;
     let mcp = mcp_service(&make_tools, shutdown, max_body, shared_sessions.as_ref());
     let binding = SessionBindingLayer::new().responder(like_unknown_session);
-    let mcp_routes = ops::timeout(Router::new().route_service("/mcp", mcp), &settings)
+    let mcp_routes = ops::timeout(Router::new().route_service("/mcp", mcp), settings)
         // Sessions are bound to the principal that opened them. Another
         // principal's session id is answered exactly as rmcp answers an
         // unknown one, which `JsonRpcErrorsLayer` then turns into the same
@@ -212,7 +212,7 @@ pub fn build(
             Arc::clone(&gateway),
             super::gateway::Access::of(&settings.gateway, warden),
         ),
-        &settings,
+        settings,
     );
 
     // A reload swaps the perimeter's lists and keys. Last: open WebSocket
@@ -233,11 +233,11 @@ pub fn build(
     });
     let metrics = tower_warden::metrics::MetricsLayer::new();
     let status = ops::status_routes(
-        &settings,
+        settings,
         ops::StatusState {
             metrics: metrics.clone(),
             jwt: auth.jwt.clone(),
-            config: config.redacted_json(),
+            config: settings.redacted_json(),
             health: Box::new({
                 let state = Arc::clone(&health_state);
                 move || status_json(&state)
@@ -256,18 +256,18 @@ pub fn build(
     // peek and `JsonRpcErrorsLayer` read it before the service), is
     // bounded by `MCP_REQUEST_TIMEOUT`: a slowly sent body cannot hold a
     // connection past it.
-    let guarded = ops::timeout(guarded, &settings);
+    let guarded = ops::timeout(guarded, settings);
     let mut router = Router::new()
         .route("/health", get(health))
         .with_state(health_state)
-        .merge(well_known(&settings, auth))
+        .merge(well_known(settings, auth))
         .merge(guarded);
     if settings.metrics.port.is_none() {
-        router = router.merge(ops::metrics_routes(&settings)?);
+        router = router.merge(ops::metrics_routes(settings)?);
     }
     let router = ops::around(
         router.layer(axum::middleware::map_request(serving::peer_address)),
-        &settings,
+        settings,
         metrics,
     )?;
     Ok((router, reload))

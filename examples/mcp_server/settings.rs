@@ -1,26 +1,59 @@
 //! The reference server's settings: the one place that reads what the
 //! server needs besides the perimeter, and hands it out by idea.
 //!
-//! Today every value still comes from [`WardenConfig`] (the `MCP_*`
-//! environment variables and `MCP_CONFIG_FILE`, with their rules and error
-//! messages). The rest of the server reads these types, never the
-//! server-only fields of `WardenConfig`, so that moving those fields into a
-//! settings type of the server changes this file only.
+//! Everything comes through one [`Source`] (the `MCP_*` environment
+//! variables over `MCP_CONFIG_FILE`, with the perimeter's rules and error
+//! messages): the perimeter's settings as a [`WardenConfig`], the server's
+//! own ([`NAMES`]) read here. An `MCP_*` name that neither reads stops
+//! start-up. Some server settings still live in `WardenConfig` and are
+//! handed out from it; the rest of the server reads only these types.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use tower_warden::config::{LogFormat, SessionStorage, WardenConfig};
+use serde_json::{Value, json};
+use tower_warden::ConfigError;
+use tower_warden::config::{Source, WardenConfig, redact_url};
 
-/// Everything the reference server reads.
-#[derive(Clone)]
+/// The settings only the reference server reads, beside the perimeter's
+/// `tower_warden::config::VARIABLES`.
+pub const NAMES: &[&str] = &[
+    "MCP_LOG_LEVEL",
+    "MCP_LOG_FORMAT",
+    "MCP_AUDIT_LOG_FILE",
+    "MCP_METRICS_ALLOWED_IPS",
+    "MCP_METRICS_PORT",
+    "MCP_WS_PING_INTERVAL",
+    "MCP_WS_PING_TIMEOUT",
+    "MCP_SESSION_STORE",
+    "MCP_OAUTH_AUTHORIZATION_SERVERS",
+    "MCP_DATABASE_URL",
+    "MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS",
+    "MCP_GATEWAY_MAX_CONNECTIONS",
+    "MCP_GATEWAY_TOOLS_CACHE_TTL",
+    "MCP_GATEWAY_FANOUT",
+    "MCP_GATEWAY_CREDENTIAL_KEY",
+    "MCP_GATEWAY_SCOPE",
+];
+
+/// Default `MCP_DATABASE_URL`: an SQLite file under `./data/`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/mcp.db";
+/// The scope the gateway's connection API requires unless
+/// `MCP_GATEWAY_SCOPE` names another.
+pub const DEFAULT_GATEWAY_SCOPE: &str = "gateway:connections";
+
+/// Everything the reference server reads (`Debug` hides secrets and URL
+/// passwords, as [`Settings::redacted_json`] does).
+#[derive(Clone, Debug)]
 pub struct Settings {
     /// The perimeter: what `WardenLayer::from_config` builds, reloads and
     /// shows (redacted) on `/status`.
     pub warden: WardenConfig,
     /// Where the server listens.
     pub listen: Listen,
+    /// Logs and the audit file.
+    pub logs: Logs,
     /// `/metrics`.
     pub metrics: Metrics,
     /// The HTTP surface around the routes.
@@ -36,19 +69,101 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The settings `config` holds.
+    /// The settings of the process environment and `MCP_CONFIG_FILE`.
+    ///
+    /// # Errors
+    ///
+    /// The first invalid setting, or an unknown `MCP_*` name.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::read(&Source::from_env(NAMES)?)
+    }
+
+    /// The settings of `(name, value)` pairs (and the settings file they
+    /// name).
+    ///
+    /// # Errors
+    ///
+    /// The first invalid setting, or an unknown `MCP_*` name.
+    #[allow(dead_code)] // the integration tests build the server through it
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        Self::read(&Source::from_vars(vars, NAMES)?)
+    }
+
+    /// The perimeter's settings alone, read again from the environment and
+    /// the settings file: what a reload swaps (the server's own settings
+    /// hold until a restart).
+    ///
+    /// # Errors
+    ///
+    /// As [`Settings::from_env`].
+    pub fn perimeter_from_env() -> Result<WardenConfig, ConfigError> {
+        Source::from_env(NAMES)?.warden()
+    }
+
+    /// Every setting of `source`.
+    ///
+    /// # Errors
+    ///
+    /// The first invalid setting.
+    pub fn read(source: &Source) -> Result<Self, ConfigError> {
+        let config = source.warden()?;
+        let production = config.environment.follows_production_rules();
+        Ok(Self {
+            listen: Listen::of(&config),
+            logs: Logs::read(source, production)?,
+            metrics: Metrics::read(source)?,
+            http: Http::of(&config),
+            websocket: WebSocket::read(source)?,
+            sessions: Sessions::read(source, &config)?,
+            gateway: Gateway::read(source, &config)?,
+            metadata: Metadata::read(source, production)?,
+            warden: config,
+        })
+    }
+
+    /// Every setting in effect, secrets hidden and URL passwords redacted:
+    /// the perimeter's view (`WardenConfig::redacted_json`) with the
+    /// server's own settings beside it.
     #[must_use]
-    pub fn read(config: &WardenConfig) -> Self {
-        Self {
-            warden: config.clone(),
-            listen: Listen::of(config),
-            metrics: Metrics::of(config),
-            http: Http::of(config),
-            websocket: WebSocket::of(config),
-            sessions: Sessions::of(config),
-            gateway: Gateway::of(config),
-            metadata: Metadata::of(config),
+    pub fn redacted_json(&self) -> Value {
+        let mut all = self.warden.redacted_json();
+        if let Value::Object(map) = &mut all {
+            let nets = |items: &[IpNet]| items.iter().map(ToString::to_string).collect::<Vec<_>>();
+            let servers = self.metadata.authorization_servers.iter();
+            map.extend([
+                ("log_level".to_owned(), json!(self.logs.level)),
+                ("log_format".to_owned(), json!(self.logs.format.as_str())),
+                ("audit_log_file".to_owned(), json!(self.logs.audit_file)),
+                (
+                    "metrics_allowed_ips".to_owned(),
+                    json!(nets(&self.metrics.allowed_ips)),
+                ),
+                ("metrics_port".to_owned(), json!(self.metrics.port)),
+                (
+                    "ws_ping_interval".to_owned(),
+                    json!(self.websocket.ping_interval.as_secs()),
+                ),
+                (
+                    "ws_ping_timeout".to_owned(),
+                    json!(self.websocket.ping_timeout.as_secs()),
+                ),
+                (
+                    "session_store".to_owned(),
+                    json!(self.sessions.store.as_str()),
+                ),
+                (
+                    "oauth_authorization_servers".to_owned(),
+                    json!(servers.map(|url| redact_url(url)).collect::<Vec<_>>()),
+                ),
+            ]);
+            map.extend(self.gateway.redacted());
         }
+        all
     }
 }
 
@@ -79,27 +194,87 @@ impl Listen {
     }
 }
 
-/// Logs and the audit file. Read on their own ([`Logs::of`]): the log
-/// subscriber is installed before anything else.
+/// How the server writes its logs (`MCP_LOG_FORMAT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// The setting's name for it: `text` or `json`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
+}
+
+/// Logs and the audit file.
 #[derive(Clone, Debug)]
 pub struct Logs {
     /// `MCP_LOG_LEVEL` (else `RUST_LOG`, else `info`).
     pub level: Option<String>,
-    /// `MCP_LOG_FORMAT`.
+    /// `MCP_LOG_FORMAT` (`text` in development, else `json`).
     pub format: LogFormat,
     /// `MCP_AUDIT_LOG_FILE`.
     pub audit_file: Option<PathBuf>,
 }
 
 impl Logs {
-    /// The log settings of `config`.
-    #[must_use]
-    pub fn of(config: &WardenConfig) -> Self {
-        Self {
-            level: config.log_level.clone(),
-            format: config.log_format,
-            audit_file: config.audit_log_file.clone(),
+    /// The log settings of `source`.
+    ///
+    /// # Errors
+    ///
+    /// A level that is not a level or `tracing` directives, an unknown
+    /// format, or an audit file that is a directory.
+    pub fn read(source: &Source, production: bool) -> Result<Self, ConfigError> {
+        let level = match source.get("MCP_LOG_LEVEL") {
+            Some(level) => {
+                let allowed = |c: char| c.is_ascii_alphanumeric() || "_:=,.-[]{}*\"".contains(c);
+                if level.len() > 1024 || !level.chars().all(allowed) {
+                    return Err(source.error(
+                        "MCP_LOG_LEVEL",
+                        "is not a level (error, warn, info, debug, trace) or tracing directives \
+                         such as `info,tower_warden=debug`",
+                    ));
+                }
+                Some(level.to_owned())
+            }
+            None => None,
+        };
+        let format = match source.get("MCP_LOG_FORMAT").map(str::to_ascii_lowercase) {
+            None if production => LogFormat::Json,
+            None => LogFormat::Text,
+            Some(text) => match text.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(source.error(
+                        "MCP_LOG_FORMAT",
+                        format!("`{text}` is not one of text, json"),
+                    ));
+                }
+            },
+        };
+        let audit_file = source.path("MCP_AUDIT_LOG_FILE");
+        if let Some(file) = &audit_file
+            && file.is_dir()
+        {
+            return Err(source.error(
+                "MCP_AUDIT_LOG_FILE",
+                format!("`{}` is a directory, not a file", file.display()),
+            ));
         }
+        Ok(Self {
+            level,
+            format,
+            audit_file,
+        })
     }
 }
 
@@ -108,18 +283,34 @@ impl Logs {
 pub struct Metrics {
     /// `MCP_METRICS_PORT`: a listener of its own, else on the main one.
     pub port: Option<u16>,
-    /// `MCP_METRICS_ALLOWED_IPS`.
+    /// `MCP_METRICS_ALLOWED_IPS` (loopback by default; never empty when
+    /// read, and an empty list built by hand admits no one).
     pub allowed_ips: Vec<IpNet>,
 }
 
 impl Metrics {
-    /// The metrics settings of `config`.
-    #[must_use]
-    pub fn of(config: &WardenConfig) -> Self {
-        Self {
-            port: config.metrics_port,
-            allowed_ips: config.metrics_allowed_ips.clone(),
-        }
+    /// The metrics settings of `source`.
+    ///
+    /// # Errors
+    ///
+    /// A port out of range, or an allow list that is set but empty or holds
+    /// something other than addresses and prefixes.
+    pub fn read(source: &Source) -> Result<Self, ConfigError> {
+        let loopback = || {
+            vec![
+                IpNet::V4(ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::LOCALHOST, 8).trunc()),
+                IpNet::V6(ipnet::Ipv6Net::new_assert(
+                    std::net::Ipv6Addr::LOCALHOST,
+                    128,
+                )),
+            ]
+        };
+        Ok(Self {
+            port: source.whole("MCP_METRICS_PORT", 1, u16::MAX)?,
+            allowed_ips: source
+                .nets("MCP_METRICS_ALLOWED_IPS")?
+                .unwrap_or_else(loopback),
+        })
     }
 }
 
@@ -149,19 +340,47 @@ impl Http {
 /// `/mcp/ws`.
 #[derive(Clone, Copy, Debug)]
 pub struct WebSocket {
-    /// `MCP_WS_PING_INTERVAL`.
+    /// `MCP_WS_PING_INTERVAL` (seconds; 30 by default).
     pub ping_interval: Duration,
-    /// `MCP_WS_PING_TIMEOUT`.
+    /// `MCP_WS_PING_TIMEOUT` (seconds; 10 by default).
     pub ping_timeout: Duration,
 }
 
 impl WebSocket {
-    /// The WebSocket settings of `config`.
+    /// The WebSocket settings of `source`.
+    ///
+    /// # Errors
+    ///
+    /// A number of seconds out of 1–3600.
+    pub fn read(source: &Source) -> Result<Self, ConfigError> {
+        let seconds = |name, default| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_secs(
+                source.whole(name, 1, 3600)?.unwrap_or(default),
+            ))
+        };
+        Ok(Self {
+            ping_interval: seconds("MCP_WS_PING_INTERVAL", 30)?,
+            ping_timeout: seconds("MCP_WS_PING_TIMEOUT", 10)?,
+        })
+    }
+}
+
+/// Where MCP sessions are kept (`MCP_SESSION_STORE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionStorage {
+    /// In this process: a session works on the instance that opened it.
+    Memory,
+    /// In Redis (`MCP_REDIS_URL`): any instance serves any session.
+    Redis,
+}
+
+impl SessionStorage {
+    /// The setting's name for it: `memory` or `redis`.
     #[must_use]
-    pub fn of(config: &WardenConfig) -> Self {
-        Self {
-            ping_interval: config.ws_ping_interval,
-            ping_timeout: config.ws_ping_timeout,
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Redis => "redis",
         }
     }
 }
@@ -175,12 +394,32 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// The session settings of `config`.
-    #[must_use]
-    pub fn of(config: &WardenConfig) -> Self {
-        Self {
-            store: config.session_store,
+    /// The session settings of `source`.
+    ///
+    /// # Errors
+    ///
+    /// An unknown store, or `redis` without `MCP_REDIS_URL`.
+    pub fn read(source: &Source, config: &WardenConfig) -> Result<Self, ConfigError> {
+        let store = match source.get("MCP_SESSION_STORE").map(str::to_ascii_lowercase) {
+            None => SessionStorage::Memory,
+            Some(text) => match text.as_str() {
+                "memory" => SessionStorage::Memory,
+                "redis" => SessionStorage::Redis,
+                _ => {
+                    return Err(source.error(
+                        "MCP_SESSION_STORE",
+                        format!("`{text}` is not one of memory, redis"),
+                    ));
+                }
+            },
+        };
+        if store == SessionStorage::Redis && config.redis_url.is_none() {
+            return Err(source.error(
+                "MCP_REDIS_URL",
+                "MCP_SESSION_STORE=redis needs the server's URL (redis://)",
+            ));
         }
+        Ok(Self { store })
     }
 }
 
@@ -214,22 +453,90 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// The gateway settings of `config`.
-    #[must_use]
-    pub fn of(config: &WardenConfig) -> Self {
-        Self {
-            database_url: config.database_url.clone(),
-            scope: config.gateway_scope.clone(),
+    /// The gateway settings of `source`; `config` is the perimeter read from
+    /// the same source (its environment decides the defaults).
+    ///
+    /// # Errors
+    ///
+    /// The first invalid gateway setting, by variable name.
+    pub fn read(source: &Source, config: &WardenConfig) -> Result<Self, ConfigError> {
+        let development = !config.environment.follows_production_rules();
+        let database_url = match source.get("MCP_DATABASE_URL") {
+            Some(url) => {
+                let known = ["sqlite:", "postgres://", "postgresql://"];
+                if !known.iter().any(|p| url.starts_with(p)) {
+                    return Err(source.error(
+                        "MCP_DATABASE_URL",
+                        "expected sqlite://path, sqlite::memory: or postgres://user:password@host/db",
+                    ));
+                }
+                url.to_owned()
+            }
+            None => DEFAULT_DATABASE_URL.to_owned(),
+        };
+        let scope = match source.raw("MCP_GATEWAY_SCOPE") {
+            Some(scope) => {
+                let scope = scope.trim();
+                // RFC 6750 scope-token: it is named in `WWW-Authenticate`.
+                let token = |b: u8| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e);
+                if scope.is_empty() || !scope.bytes().all(token) {
+                    return Err(source.error(
+                        "MCP_GATEWAY_SCOPE",
+                        "expected one scope (printable ASCII without spaces, quotes or \
+                         backslashes); unset, it is gateway:connections",
+                    ));
+                }
+                scope.to_owned()
+            }
+            None => DEFAULT_GATEWAY_SCOPE.to_owned(),
+        };
+        let day_ms = 24 * 60 * 60 * 1000;
+        Ok(Self {
+            database_url,
+            scope,
             cross_namespace_role: config.cross_namespace_role.clone(),
-            max_connections: config.gateway_max_connections,
-            credential_key: config.gateway_credential_key,
-            development: !config.environment.follows_production_rules(),
-            allow_private_upstreams: config.gateway_allow_private_upstreams,
-            tools_cache_ttl: config.gateway_tools_cache_ttl,
-            fanout: config.gateway_fanout,
+            max_connections: source
+                .whole("MCP_GATEWAY_MAX_CONNECTIONS", 1, 10_000)?
+                .unwrap_or(32),
+            credential_key: source.hex("MCP_GATEWAY_CREDENTIAL_KEY")?,
+            development,
+            allow_private_upstreams: source
+                .boolean("MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS")?
+                .unwrap_or(development),
+            tools_cache_ttl: Duration::from_millis(
+                source
+                    .whole("MCP_GATEWAY_TOOLS_CACHE_TTL", 0, day_ms)?
+                    .unwrap_or(60_000),
+            ),
+            fanout: source.whole("MCP_GATEWAY_FANOUT", 1, 256)?.unwrap_or(8),
             breaker_failure_threshold: config.circuit_breaker_failure_threshold,
             breaker_reset_timeout: config.circuit_breaker_reset_timeout,
+        })
+    }
+
+    /// The gateway's own settings as `/status` shows them: the database
+    /// URL without its password, the credential key never.
+    fn redacted(&self) -> serde_json::Map<String, Value> {
+        let millis = u64::try_from(self.tools_cache_ttl.as_millis()).unwrap_or(u64::MAX);
+        let view = json!({
+            "database_url": redact_url(&self.database_url),
+            "gateway_allow_private_upstreams": self.allow_private_upstreams,
+            "gateway_max_connections": self.max_connections,
+            "gateway_tools_cache_ttl": millis,
+            "gateway_fanout": self.fanout,
+            "gateway_credential_key": self.credential_key.map(|_| "<redacted>"),
+            "gateway_scope": self.scope,
+        });
+        match view {
+            Value::Object(map) => map,
+            _ => serde_json::Map::new(),
         }
+    }
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.redacted()).finish()
     }
 }
 
@@ -241,11 +548,17 @@ pub struct Metadata {
 }
 
 impl Metadata {
-    /// The metadata settings of `config`.
-    #[must_use]
-    pub fn of(config: &WardenConfig) -> Self {
-        Self {
-            authorization_servers: config.oauth_authorization_servers.clone(),
-        }
+    /// The metadata settings of `source`.
+    ///
+    /// # Errors
+    ///
+    /// A list that is set but empty, or an entry that is not an `https://`
+    /// URL (`http://` in development or to a loopback host).
+    pub fn read(source: &Source, production: bool) -> Result<Self, ConfigError> {
+        Ok(Self {
+            authorization_servers: source
+                .urls("MCP_OAUTH_AUTHORIZATION_SERVERS", production)?
+                .unwrap_or_default(),
+        })
     }
 }

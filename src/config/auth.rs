@@ -131,10 +131,6 @@ pub(super) fn load(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
     if let Some(text) = vars.get("MCP_RESOURCE_URL") {
         config.resource_url = Some(url("MCP_RESOURCE_URL", text, production)?);
     }
-    for server in list(vars, "MCP_OAUTH_AUTHORIZATION_SERVERS")?.unwrap_or_default() {
-        let server = url("MCP_OAUTH_AUTHORIZATION_SERVERS", &server, production)?;
-        config.oauth_authorization_servers.push(server);
-    }
     if let Some(text) = vars.get("MCP_TOOL_SCOPES") {
         config.tool_scopes = parse_tool_scopes(text)?;
     }

@@ -1,5 +1,6 @@
-//! `MCP_CONFIG_FILE`: the settings of [`VARIABLES`] as a TOML file (or any
-//! serde document), flattened into the variables' text values.
+//! `MCP_CONFIG_FILE`: the settings of [`VARIABLES`] (and of the names an
+//! application reads beside them, [`Source`](super::Source)) as a TOML file
+//! (or any serde document), flattened into the variables' text values.
 
 use std::path::Path;
 
@@ -13,18 +14,20 @@ use crate::error::ConfigError;
 /// The largest settings file read: far above any real one.
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
-/// `(index into VARIABLES, value as a variable would hold it, key as written)`.
+/// `(index into the known names, value as a variable would hold it, key as
+/// written)`.
 pub(super) type Setting = (usize, String, String);
 
-fn index_of(key: &str) -> Option<usize> {
-    VARIABLES
+fn index_of(key: &str, names: &[&'static str]) -> Option<usize> {
+    names
         .iter()
         .position(|v| *v == key || key_of(v) == key)
-        .filter(|&index| VARIABLES[index] != "MCP_CONFIG_FILE")
+        .filter(|&index| names[index] != "MCP_CONFIG_FILE")
 }
 
-/// Reads and flattens the settings file at `path`.
-pub(super) fn read(path: &Path) -> Result<Vec<Setting>, ConfigError> {
+/// Reads and flattens the settings file at `path`, whose keys are those of
+/// `names`.
+pub(super) fn read(path: &Path, names: &[&'static str]) -> Result<Vec<Setting>, ConfigError> {
     let cannot = |why: String| {
         ConfigError::new(
             "MCP_CONFIG_FILE",
@@ -38,14 +41,18 @@ pub(super) fn read(path: &Path) -> Result<Vec<Setting>, ConfigError> {
         return Err(cannot(format!("larger than {MAX_FILE_BYTES} bytes")));
     }
     let text = std::fs::read_to_string(path).map_err(|e| cannot(e.to_string()))?;
-    parse(&text, &path.display().to_string())
+    parse(&text, &path.display().to_string(), names)
 }
 
 /// Parses TOML `text` (named `source` in errors) into settings.
 ///
 /// A syntax error is reported by line and column with the parser's
 /// message, never with the offending line itself, which may hold a secret.
-pub(super) fn parse(text: &str, source: &str) -> Result<Vec<Setting>, ConfigError> {
+pub(super) fn parse(
+    text: &str,
+    source: &str,
+    names: &[&'static str],
+) -> Result<Vec<Setting>, ConfigError> {
     let tree: Value = toml::from_str(text).map_err(|e| {
         let at = e
             .span()
@@ -61,13 +68,17 @@ pub(super) fn parse(text: &str, source: &str) -> Result<Vec<Setting>, ConfigErro
             format!("{source} is not valid TOML{at}: {}", e.message().trim()),
         )
     })?;
-    flatten(&tree, source)
+    flatten(&tree, source, names)
 }
 
 /// Flattens a document: `a.b = v` and `a_b = v` both set the variable whose
 /// key is `a_b`. A table is taken whole when its key names a variable
 /// (`tool_scopes`), and walked otherwise.
-pub(super) fn flatten(tree: &Value, source: &str) -> Result<Vec<Setting>, ConfigError> {
+pub(super) fn flatten(
+    tree: &Value,
+    source: &str,
+    names: &[&'static str],
+) -> Result<Vec<Setting>, ConfigError> {
     let Value::Object(top) = tree else {
         return Err(ConfigError::new(
             "MCP_CONFIG_FILE",
@@ -87,16 +98,16 @@ pub(super) fn flatten(tree: &Value, source: &str) -> Result<Vec<Setting>, Config
                     format!("{written}.{}", shown_key(key)),
                 )
             };
-            if let Some(index) = index_of(&name) {
+            if let Some(index) = index_of(&name, names) {
                 if out.iter().any(|(i, _, _)| *i == index) {
                     return Err(ConfigError::new(
-                        VARIABLES[index],
+                        names[index],
                         format!("is set twice in {source} (again as `{shown}`)"),
                     ));
                 }
                 let text = text_of(value).ok_or_else(|| {
                     ConfigError::new(
-                        VARIABLES[index],
+                        names[index],
                         format!(
                             "`{shown}` in {source} is not a string, number, boolean, list or table"
                         ),
@@ -112,7 +123,7 @@ pub(super) fn flatten(tree: &Value, source: &str) -> Result<Vec<Setting>, Config
                         format!("{source} cannot name another settings file"),
                     ));
                 }
-                let keys: Vec<String> = VARIABLES
+                let keys: Vec<String> = names
                     .iter()
                     .filter(|v| **v != "MCP_CONFIG_FILE")
                     .map(|v| key_of(v))
@@ -176,7 +187,8 @@ impl<'de> serde::Deserialize<'de> for WardenConfig {
     /// the environment.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let tree = Value::deserialize(deserializer)?;
-        let settings = flatten(&tree, "the document").map_err(serde::de::Error::custom)?;
+        let settings =
+            flatten(&tree, "the document", &VARIABLES).map_err(serde::de::Error::custom)?;
         WardenConfig::from_settings(settings).map_err(serde::de::Error::custom)
     }
 }

@@ -54,7 +54,6 @@
 //! | `MCP_API_KEY_SALT` | random per start | salt of the key digests (at least 16 bytes; required with `MCP_API_KEYS_FILE`) |
 //! | `MCP_TOOL_SCOPES` | — | JSON object: tool → scopes needed to call it (and to see it in `tools/list`) |
 //! | `MCP_RESOURCE_URL` | `http://<host>:<port>/mcp` | the MCP endpoint as clients name it: token audience and RFC 9728 `resource` |
-//! | `MCP_OAUTH_AUTHORIZATION_SERVERS` | — | authorization servers published in the RFC 9728 metadata |
 //! | `MCP_WS_ALLOW_QUERY_AUTH` | `false` | accept `access_token` / `api_key` in the query of WebSocket upgrades |
 //! | `MCP_RATE_LIMIT_ENABLED` | `true` | rate limit requests |
 //! | `MCP_RATE_LIMIT_RPM` | `120` | requests a minute per key (at least 1) |
@@ -69,27 +68,12 @@
 //! | `MCP_TOOL_RATE_LIMITS` | — | JSON object, tool → requests a minute: `{"search":30}` |
 //! | `MCP_RATE_LIMIT_IPV6_PREFIX` | `64` | IPv6 clients are limited per prefix of this length (1–128) |
 //! | `MCP_RATE_LIMIT_REDIS_PREFIX` | `tower-warden:rl:` | prefix of every Redis key the limiter writes; give each deployment sharing a Redis its own |
-//! | `MCP_DATABASE_URL` | `sqlite://./data/mcp.db` | the gateway's connection store: `sqlite://path` (embedded; `sqlite::memory:` for throwaway) or `postgres://…` (shared by several instances); its password is never printed |
 //! | `CIRCUIT_BREAKER_FAILURE_THRESHOLD` | `5` | consecutive failures that open an upstream's circuit breaker (at least 1) |
-//! | `MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS` | `true` in development, else `false` | let tenants register upstreams on loopback, private and link-local addresses (off: such URLs are refused and host names are resolved to public addresses only) |
-//! | `MCP_GATEWAY_MAX_CONNECTIONS` | `32` | most gateway connections one namespace may register (1–10000); one more is refused with 409 `connection_limit` |
-//! | `MCP_GATEWAY_TOOLS_CACHE_TTL` | `60000` | milliseconds an upstream's tool list is reused before it is fetched again (0: never cached); deleting the connection drops it |
-//! | `MCP_GATEWAY_FANOUT` | `8` | most upstreams one MCP `tools/list` asks at the same time (1–256) |
-//! | `MCP_GATEWAY_CREDENTIAL_KEY` | — (development: a random key per start) | 64 hex digits (32 bytes): the AES-256-GCM key that encrypts stored upstream credentials; without it, outside development, a connection with a credential is refused; never printed |
-//! | `MCP_GATEWAY_SCOPE` | `gateway:connections` | the scope every route of the gateway's connection API (`/api/v1/mcp/connections…`) requires; 403 `insufficient_scope` without it; set but empty stops start-up |
 //! | `CIRCUIT_BREAKER_RESET_TIMEOUT` | `60000` | milliseconds an open breaker waits before letting a probe through (at least 1) |
 //! | `MCP_CONFIG_FILE` | — | a TOML file with the same settings (see [below](#the-settings-file)); environment variables override it |
-//! | `MCP_LOG_LEVEL` | `info` (or `RUST_LOG`) | log filter: a level (`error` … `trace`) or `tracing` directives (`info,tower_warden=debug`) |
-//! | `MCP_LOG_FORMAT` | `text` in development, else `json` | `text` (for people) or `json` (one object per line, for collectors) |
-//! | `MCP_AUDIT_LOG_FILE` | — | also append every audit event to this file as JSON lines |
-//! | `MCP_METRICS_ALLOWED_IPS` | `127.0.0.0/8,::1` | clients that may read `/metrics` |
-//! | `MCP_METRICS_PORT` | — (same listener) | serve `/metrics` on its own listener at this port (same host) |
 //! | `MCP_CORS_ORIGINS` | empty (no CORS) | browser origins granted CORS; `*` (any origin) is refused in production |
 //! | `MCP_REQUEST_TIMEOUT` | `30` | seconds a request may take before it is answered 504 (1–86400) |
 //! | `MCP_ADMIN_ROLE` | `admin` | the role that may read `/status` |
-//! | `MCP_SESSION_STORE` | `memory` | where MCP sessions live: `memory` (this instance) or `redis` (`MCP_REDIS_URL`; any instance serves any session) |
-//! | `MCP_WS_PING_INTERVAL` | `30` | seconds between the server's pings on a WebSocket session (1–3600) |
-//! | `MCP_WS_PING_TIMEOUT` | `10` | seconds a WebSocket peer has to answer a ping, or to take a frame the server sends, before the session is closed (1–3600) |
 //!
 //! Lists are written `a,b` or as a JSON array of strings `["a","b"]`. A
 //! list that is set but names nothing (`MCP_METRICS_ALLOWED_IPS=`, `,` or
@@ -142,13 +126,13 @@ use crate::error::ConfigError;
 // Layout: `settings` declares every setting once (name, redaction, view);
 // `source` reads the environment (or pairs) over the settings file (`file`)
 // over the defaults; `value` holds the parsers every area shares; `network`,
-// `auth`, `rate_limit`, `gateway` and `operations` validate their settings;
+// `auth`, `rate_limit`, `breaker` and `operations` validate their settings;
 // `redaction` shows them with secrets hidden; `suggest` names the closest
 // known setting to an unknown one.
 mod auth;
+mod breaker;
 #[cfg(feature = "config-file")]
 mod file;
-mod gateway;
 mod network;
 mod operations;
 mod rate_limit;
@@ -161,15 +145,11 @@ mod tests;
 mod value;
 
 pub use auth::{AuthMode, DEFAULT_JWT_LEEWAY_SECONDS, MIN_API_KEY_CHARS, MIN_JWT_SECRET_BYTES};
-pub use gateway::{
+pub use breaker::{
     DEFAULT_CIRCUIT_BREAKER_FAILURE_THRESHOLD, DEFAULT_CIRCUIT_BREAKER_RESET_TIMEOUT,
-    DEFAULT_DATABASE_URL, DEFAULT_GATEWAY_SCOPE,
 };
 pub use network::DEFAULT_MAX_BODY_BYTES;
-pub use operations::{
-    DEFAULT_ADMIN_ROLE, DEFAULT_REQUEST_TIMEOUT, DEFAULT_WS_PING_INTERVAL, DEFAULT_WS_PING_TIMEOUT,
-    LogFormat, MAX_REQUEST_TIMEOUT_SECONDS, SessionStorage,
-};
+pub use operations::{DEFAULT_ADMIN_ROLE, DEFAULT_REQUEST_TIMEOUT, MAX_REQUEST_TIMEOUT_SECONDS};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use rate_limit::relabel_redis_error;
@@ -183,7 +163,15 @@ pub use settings::VARIABLES;
 pub(crate) use value::hex_array;
 
 use network::{DEFAULT_ALLOWED_HOSTS, DEFAULT_CERT_HEADER, DEFAULT_CERT_HEADER_VALUE};
-use operations::default_metrics_allowed_ips;
+pub use source::Source;
+
+/// `url` as the settings show it: the user kept, the password, query
+/// values and fragment hidden (what `redacted_json`, `Debug` and the errors
+/// of URL settings print).
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    crate::url_text::redact(url)
+}
 use source::Vars;
 
 /// The deployment environment (`MCP_ENVIRONMENT`).
@@ -294,9 +282,6 @@ pub struct WardenConfig {
     /// `MCP_RESOURCE_URL`: this server's MCP endpoint as clients name it
     /// (the token audience, RFC 8707); derived from host and port if unset.
     pub resource_url: Option<String>,
-    /// `MCP_OAUTH_AUTHORIZATION_SERVERS`: issuers clients may get tokens
-    /// from, published in the RFC 9728 metadata.
-    pub oauth_authorization_servers: Vec<String>,
     /// `MCP_WS_ALLOW_QUERY_AUTH`: accept credentials in the query string of
     /// WebSocket upgrades.
     pub ws_allow_query_auth: bool,
@@ -329,46 +314,14 @@ pub struct WardenConfig {
     /// `MCP_RATE_LIMIT_REDIS_PREFIX`: the prefix of every Redis key the
     /// limiter writes.
     pub rate_limit_redis_prefix: String,
-    /// `MCP_DATABASE_URL`: where the gateway keeps its connections (may
-    /// hold a password; redacted in `Debug`).
-    pub database_url: String,
     /// `CIRCUIT_BREAKER_FAILURE_THRESHOLD`: consecutive failures that open
     /// an upstream's breaker.
     pub circuit_breaker_failure_threshold: u32,
     /// `CIRCUIT_BREAKER_RESET_TIMEOUT` (milliseconds): how long an open
     /// breaker waits before a probe.
     pub circuit_breaker_reset_timeout: Duration,
-    /// `MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS`: whether gateway upstreams may
-    /// be on loopback, private or link-local addresses (SSRF guard off).
-    pub gateway_allow_private_upstreams: bool,
-    /// `MCP_GATEWAY_MAX_CONNECTIONS`: most connections per namespace.
-    pub gateway_max_connections: u32,
-    /// `MCP_GATEWAY_TOOLS_CACHE_TTL` (milliseconds): how long an upstream's
-    /// tool list is reused (zero: not cached).
-    pub gateway_tools_cache_ttl: Duration,
-    /// `MCP_GATEWAY_FANOUT`: most upstreams listed at once by one
-    /// `tools/list`.
-    pub gateway_fanout: usize,
-    /// `MCP_GATEWAY_CREDENTIAL_KEY`: the key that encrypts stored upstream
-    /// credentials (never printed).
-    pub gateway_credential_key: Option<[u8; 32]>,
-    /// `MCP_GATEWAY_SCOPE`: the scope every connection-API route requires.
-    pub gateway_scope: String,
     /// `MCP_CONFIG_FILE`: the settings file these settings were read from.
     pub config_file: Option<PathBuf>,
-    /// `MCP_LOG_LEVEL`: the log filter (a level or `tracing` directives);
-    /// `None` leaves it to `RUST_LOG`, then `info`.
-    pub log_level: Option<String>,
-    /// `MCP_LOG_FORMAT`.
-    pub log_format: LogFormat,
-    /// `MCP_AUDIT_LOG_FILE`: where audit events are also appended as JSON
-    /// lines.
-    pub audit_log_file: Option<PathBuf>,
-    /// `MCP_METRICS_ALLOWED_IPS`: the clients that may read `/metrics`
-    /// (never empty when loaded; an empty list built by hand admits no one).
-    pub metrics_allowed_ips: Vec<IpNet>,
-    /// `MCP_METRICS_PORT`: a separate listener for `/metrics`.
-    pub metrics_port: Option<u16>,
     /// `MCP_CORS_ORIGINS`: browser origins granted CORS (`*`: any).
     pub cors_origins: Vec<String>,
     /// `MCP_REQUEST_TIMEOUT` (seconds): how long a request may take.
@@ -379,14 +332,6 @@ pub struct WardenConfig {
     /// namespace (the gateway's connections). `None` by default: no role
     /// crosses namespaces unless configured.
     pub cross_namespace_role: Option<String>,
-    /// `MCP_WS_PING_INTERVAL` (seconds): how often a WebSocket session is
-    /// pinged.
-    pub ws_ping_interval: Duration,
-    /// `MCP_WS_PING_TIMEOUT` (seconds): how long a ping may go unanswered, or a
-    /// frame to the client wait for it to read.
-    pub ws_ping_timeout: Duration,
-    /// `MCP_SESSION_STORE`: where MCP sessions are kept.
-    pub session_store: SessionStorage,
 }
 
 impl Default for WardenConfig {
@@ -423,7 +368,6 @@ impl Default for WardenConfig {
             api_key_salt: None,
             tool_scopes: Vec::new(),
             resource_url: None,
-            oauth_authorization_servers: Vec::new(),
             ws_allow_query_auth: false,
             rate_limit_enabled: true,
             rate_limit_quota: RateLimitQuota::default(),
@@ -435,28 +379,13 @@ impl Default for WardenConfig {
             tool_rate_limits: Vec::new(),
             rate_limit_ipv6_prefix: DEFAULT_RATE_LIMIT_IPV6_PREFIX,
             rate_limit_redis_prefix: DEFAULT_RATE_LIMIT_REDIS_PREFIX.to_owned(),
-            database_url: DEFAULT_DATABASE_URL.to_owned(),
             circuit_breaker_failure_threshold: DEFAULT_CIRCUIT_BREAKER_FAILURE_THRESHOLD,
             circuit_breaker_reset_timeout: DEFAULT_CIRCUIT_BREAKER_RESET_TIMEOUT,
-            gateway_allow_private_upstreams: true,
-            gateway_max_connections: 32,
-            gateway_tools_cache_ttl: Duration::from_secs(60),
-            gateway_fanout: 8,
-            gateway_credential_key: None,
-            gateway_scope: DEFAULT_GATEWAY_SCOPE.to_owned(),
             config_file: None,
-            log_level: None,
-            log_format: LogFormat::Text,
-            audit_log_file: None,
-            metrics_allowed_ips: default_metrics_allowed_ips(),
-            metrics_port: None,
             cors_origins: Vec::new(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             admin_role: DEFAULT_ADMIN_ROLE.to_owned(),
             cross_namespace_role: None,
-            ws_ping_interval: DEFAULT_WS_PING_INTERVAL,
-            ws_ping_timeout: DEFAULT_WS_PING_TIMEOUT,
-            session_store: SessionStorage::Memory,
         }
     }
 }
@@ -503,7 +432,7 @@ impl WardenConfig {
         network::load(vars, &mut config)?;
         auth::load(vars, &mut config)?;
         rate_limit::load(vars, &mut config)?;
-        gateway::load(vars, &mut config)?;
+        breaker::load(vars, &mut config)?;
         operations::load(vars, &mut config)?;
         Ok(config)
     }

@@ -7,7 +7,7 @@
 //! [`WardenConfig::redacted_json`] and `Debug` (which prints the redacted
 //! JSON), so a secret cannot be hidden in one view and shown in another.
 //! What a value must look like is checked by the area loaders (`network`,
-//! `auth`, `rate_limit`, `gateway`, `operations`).
+//! `auth`, `rate_limit`, `breaker`, `operations`).
 
 use std::time::Duration;
 
@@ -97,7 +97,7 @@ fn millis(duration: Duration) -> Value {
 /// Every setting [`WardenConfig`] reads, in the order of the module docs'
 /// table. A new setting is one entry here plus its validation in the
 /// loader of its area.
-pub(super) const SETTINGS: [Setting; 65] = [
+pub(super) const SETTINGS: [Setting; 49] = [
     // The listener and the network perimeter (`network`).
     shown("MCP_HOST", |c| json!(c.host)),
     shown("MCP_PORT", |c| json!(c.port)),
@@ -137,9 +137,6 @@ pub(super) const SETTINGS: [Setting; 65] = [
         Value::Object(rules.map(|(t, s)| (t.clone(), json!(s))).collect())
     }),
     url("MCP_RESOURCE_URL", |c| json!(c.resource_url)),
-    url("MCP_OAUTH_AUTHORIZATION_SERVERS", |c| {
-        json!(c.oauth_authorization_servers)
-    }),
     shown("MCP_WS_ALLOW_QUERY_AUTH", |c| json!(c.ws_allow_query_auth)),
     // Rate limits (`rate_limit`); the four quota variables show as one
     // `rate_limit_quota`.
@@ -171,49 +168,20 @@ pub(super) const SETTINGS: [Setting; 65] = [
     shown("MCP_RATE_LIMIT_REDIS_PREFIX", |c| {
         json!(c.rate_limit_redis_prefix)
     }),
-    // The gateway and its upstreams (`gateway`).
-    url("MCP_DATABASE_URL", |c| json!(c.database_url)),
+    // Circuit breakers (`breaker`).
     shown("CIRCUIT_BREAKER_FAILURE_THRESHOLD", |c| {
         json!(c.circuit_breaker_failure_threshold)
     }),
     shown("CIRCUIT_BREAKER_RESET_TIMEOUT", |c| {
         millis(c.circuit_breaker_reset_timeout)
     }),
-    shown("MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS", |c| {
-        json!(c.gateway_allow_private_upstreams)
-    }),
-    shown("MCP_GATEWAY_MAX_CONNECTIONS", |c| {
-        json!(c.gateway_max_connections)
-    }),
-    shown("MCP_GATEWAY_TOOLS_CACHE_TTL", |c| {
-        millis(c.gateway_tools_cache_ttl)
-    }),
-    shown("MCP_GATEWAY_FANOUT", |c| json!(c.gateway_fanout)),
-    // The key's bytes never reach a JSON value; the redaction then shows
-    // `<redacted>` for a key that is set.
-    secret("MCP_GATEWAY_CREDENTIAL_KEY", |c| {
-        json!(c.gateway_credential_key.map(|_| "<redacted>"))
-    }),
-    shown("MCP_GATEWAY_SCOPE", |c| json!(c.gateway_scope)),
     // Operations (`operations`).
     shown("MCP_CONFIG_FILE", |c| json!(c.config_file)),
-    shown("MCP_LOG_LEVEL", |c| json!(c.log_level)),
-    shown("MCP_LOG_FORMAT", |c| json!(c.log_format.as_str())),
-    shown("MCP_AUDIT_LOG_FILE", |c| json!(c.audit_log_file)),
-    shown("MCP_METRICS_ALLOWED_IPS", |c| nets(&c.metrics_allowed_ips)),
-    shown("MCP_METRICS_PORT", |c| json!(c.metrics_port)),
     url("MCP_CORS_ORIGINS", |c| json!(c.cors_origins)),
     shown("MCP_REQUEST_TIMEOUT", |c| {
         json!(c.request_timeout.as_secs())
     }),
     shown("MCP_ADMIN_ROLE", |c| json!(c.admin_role)),
-    shown("MCP_WS_PING_INTERVAL", |c| {
-        json!(c.ws_ping_interval.as_secs())
-    }),
-    shown("MCP_WS_PING_TIMEOUT", |c| {
-        json!(c.ws_ping_timeout.as_secs())
-    }),
-    shown("MCP_SESSION_STORE", |c| json!(c.session_store.as_str())),
 ];
 
 /// Every environment variable [`WardenConfig`] reads, in the order of

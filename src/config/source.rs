@@ -1,41 +1,63 @@
 //! Where settings come from: the environment (or any list of pairs) over
 //! the settings file over the defaults, and the refusal of a name nobody
 //! reads, with the closest known one as a suggestion.
+//!
+//! [`Source`] is that reading, for the perimeter's settings and for the
+//! names an application reads beside them (the reference server's database,
+//! logs, metrics listener...): one source, one set of rules, one set of
+//! error messages.
 
+use std::fmt;
 use std::path::PathBuf;
+
+use ipnet::IpNet;
 
 use super::WardenConfig;
 #[cfg(feature = "config-file")]
 use super::file;
 use super::settings::VARIABLES;
 use super::suggest::closest;
+use super::value;
 use crate::error::ConfigError;
 
-/// Every setting's value, by its index in [`VARIABLES`]: the environment
-/// (or the pairs given) first, then the settings file.
+/// Every known setting's value, by its index in `names` (the perimeter's
+/// [`VARIABLES`], then the application's): the environment (or the pairs
+/// given) first, then the settings file.
 pub(super) struct Vars {
-    values: [Option<String>; VARIABLES.len()],
+    names: Vec<&'static str>,
+    values: Vec<Option<String>>,
     /// For a value read from the settings file: its key as written there.
-    from_file: [Option<String>; VARIABLES.len()],
+    from_file: Vec<Option<String>>,
 }
 
 impl Vars {
-    pub(super) fn new() -> Self {
+    /// No values yet; the known names are [`VARIABLES`] and `also`.
+    pub(super) fn new(also: &[&'static str]) -> Self {
+        let mut names = VARIABLES.to_vec();
+        for name in also {
+            if !names.contains(name) {
+                names.push(name);
+            }
+        }
         Self {
-            values: std::array::from_fn(|_| None),
-            from_file: std::array::from_fn(|_| None),
+            values: vec![None; names.len()],
+            from_file: vec![None; names.len()],
+            names,
         }
     }
 
+    fn index(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|v| *v == name)
+    }
+
     /// The value of `name`; a blank one counts as unset.
-    pub(super) fn get(&self, name: &'static str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.raw(name).filter(|value| !value.is_empty())
     }
 
     /// The value of `name` as given, blank or not.
-    pub(super) fn raw(&self, name: &'static str) -> Option<&str> {
-        let index = VARIABLES.iter().position(|v| *v == name)?;
-        self.values[index].as_deref()
+    pub(super) fn raw(&self, name: &str) -> Option<&str> {
+        self.values[self.index(name)?].as_deref()
     }
 
     /// Fills what the environment left unset from the settings file of
@@ -46,7 +68,7 @@ impl Vars {
         };
         #[cfg(feature = "config-file")]
         {
-            for (index, value, key) in file::read(&path)? {
+            for (index, value, key) in file::read(&path, &self.names)? {
                 if self.values[index].as_deref().is_none_or(str::is_empty) {
                     self.values[index] = Some(value);
                     self.from_file[index] = Some(format!("{key} in {}", path.display()));
@@ -66,9 +88,8 @@ impl Vars {
 
     /// `error`, saying which file key the faulty value came from.
     pub(super) fn attribute(&self, error: ConfigError) -> ConfigError {
-        let source = VARIABLES
-            .iter()
-            .position(|v| *v == error.setting())
+        let source = self
+            .index(error.setting())
             .and_then(|index| self.from_file[index].as_deref());
         match source {
             Some(source) => ConfigError::new(
@@ -78,29 +99,49 @@ impl Vars {
             None => error,
         }
     }
-}
 
-impl WardenConfig {
-    /// Loads the settings from the process environment: every `MCP_*`
-    /// variable, and the unprefixed ones of [`VARIABLES`]
-    /// (`RATE_LIMIT_WINDOW_MS`, `RATE_LIMIT_MAX_REQUESTS`).
-    ///
-    /// # Errors
-    ///
-    /// The first invalid setting, by variable name. A variable whose value
-    /// is not UTF-8 is invalid.
-    pub fn from_env() -> Result<Self, ConfigError> {
+    /// The pairs `vars`, then the settings file they name; an `MCP_*` name
+    /// that is not known is refused.
+    fn from_pairs<I, K, V>(vars: I, also: &[&'static str]) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut table = Self::new(also);
+        for (key, value) in vars {
+            let key = key.as_ref();
+            if let Some(index) = table.index(key) {
+                // Kept even when blank: a list set to nothing is refused,
+                // while any other blank variable counts as unset.
+                table.values[index] = Some(value.as_ref().trim().to_owned());
+            } else if key.starts_with("MCP_") {
+                // A typo (`MCP_ENV`) must not silently leave a default in
+                // place, least of all the development environment.
+                return Err(unknown_setting(key, table.names.iter().copied()));
+            }
+        }
+        table.read_file()?;
+        Ok(table)
+    }
+
+    /// The pairs of the process environment: every `MCP_*` variable, and
+    /// the unprefixed known ones.
+    fn env_pairs(also: &[&'static str]) -> Result<Vec<(String, String)>, ConfigError> {
+        let known = |key: &str| VARIABLES.contains(&key) || also.contains(&key);
         let mut pairs = Vec::new();
         for (key, value) in std::env::vars_os() {
             let Some(key) = key.to_str() else {
                 let key = key.to_string_lossy();
                 if key.starts_with("MCP_") {
-                    return Err(unknown_setting(&key, VARIABLES.iter().copied()));
+                    let names = VARIABLES.iter().chain(also).copied();
+                    return Err(unknown_setting(&key, names));
                 }
                 continue;
             };
-            // `MCP_*`, and the two unprefixed `RATE_LIMIT_*` variables.
-            if !key.starts_with("MCP_") && !VARIABLES.contains(&key) {
+            // `MCP_*`, and the unprefixed known variables
+            // (`RATE_LIMIT_WINDOW_MS`, `CIRCUIT_BREAKER_*`, ...).
+            if !key.starts_with("MCP_") && !known(key) {
                 continue;
             }
             let value = value
@@ -108,7 +149,248 @@ impl WardenConfig {
                 .map_err(|_| ConfigError::new(key.to_owned(), "the value is not valid UTF-8"))?;
             pairs.push((key.to_owned(), value));
         }
-        Self::from_vars(pairs)
+        Ok(pairs)
+    }
+}
+
+/// The settings a process is given — `MCP_*` environment variables over
+/// the settings file of `MCP_CONFIG_FILE` — for the perimeter
+/// ([`Source::warden`]) and for the settings an application reads beside
+/// it, by the same rules: blank is unset, an unknown `MCP_*` name (in the
+/// environment or the file) stops start-up naming the closest known one,
+/// and every error names the variable (and the file key it came from).
+///
+/// ```
+/// use tower_warden::config::Source;
+///
+/// // The application's own settings, declared beside the perimeter's.
+/// const APP: &[&str] = &["MCP_DATABASE_URL", "MCP_GATEWAY_FANOUT"];
+///
+/// let source = Source::from_vars(
+///     [("MCP_ENVIRONMENT", "development"), ("MCP_GATEWAY_FANOUT", "4")],
+///     APP,
+/// )?;
+/// let perimeter = source.warden()?;
+/// assert_eq!(source.whole("MCP_GATEWAY_FANOUT", 1_usize, 256)?, Some(4));
+/// assert_eq!(source.get("MCP_DATABASE_URL"), None);
+///
+/// let typo = Source::from_vars([("MCP_GATEWAY_FANOUTS", "4")], APP).unwrap_err();
+/// assert_eq!(typo.setting(), "MCP_GATEWAY_FANOUTS");
+/// assert!(typo.message().contains("did you mean MCP_GATEWAY_FANOUT?"));
+/// # let _ = perimeter;
+/// # Ok::<(), tower_warden::ConfigError>(())
+/// ```
+pub struct Source {
+    vars: Vars,
+}
+
+impl fmt::Debug for Source {
+    /// The names that are set, never their values (some are secrets).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = self
+            .vars
+            .names
+            .iter()
+            .zip(&self.vars.values)
+            .filter(|(_, value)| value.is_some())
+            .map(|(name, _)| *name);
+        f.debug_struct("Source")
+            .field("set", &set.collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Source {
+    /// The process environment (every `MCP_*` variable and the unprefixed
+    /// known ones), then the settings file of `MCP_CONFIG_FILE`. The known
+    /// names are the perimeter's ([`VARIABLES`]) and `also`.
+    ///
+    /// # Errors
+    ///
+    /// An unknown `MCP_*` name, a value that is not UTF-8, or a settings
+    /// file that cannot be read.
+    pub fn from_env(also: &[&'static str]) -> Result<Self, ConfigError> {
+        Self::from_vars(Vars::env_pairs(also)?, also)
+    }
+
+    /// `(name, value)` pairs (later pairs win), then the settings file they
+    /// name; see [`Source::from_env`].
+    ///
+    /// # Errors
+    ///
+    /// An unknown `MCP_*` name, or a settings file that cannot be read.
+    pub fn from_vars<I, K, V>(vars: I, also: &[&'static str]) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        Ok(Self {
+            vars: Vars::from_pairs(vars, also)?,
+        })
+    }
+
+    /// Settings in TOML (the format of `MCP_CONFIG_FILE`), without looking
+    /// at the environment.
+    ///
+    /// # Errors
+    ///
+    /// The text is not TOML, or a key is unknown.
+    #[cfg(feature = "config-file")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "config-file")))]
+    pub fn from_toml(text: &str, also: &[&'static str]) -> Result<Self, ConfigError> {
+        let mut vars = Vars::new(also);
+        for (index, value, key) in file::parse(text, "the TOML text", &vars.names)? {
+            vars.values[index] = Some(value);
+            vars.from_file[index] = Some(key);
+        }
+        Ok(Self { vars })
+    }
+
+    /// The perimeter's settings.
+    ///
+    /// # Errors
+    ///
+    /// The first invalid perimeter setting, by variable name.
+    pub fn warden(&self) -> Result<WardenConfig, ConfigError> {
+        WardenConfig::load(&self.vars).map_err(|e| self.vars.attribute(e))
+    }
+
+    /// The value of `name`, if it is set and not blank.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name)
+    }
+
+    /// The value of `name` as given, blank or not (a blank list or scope is
+    /// an error where unset is not).
+    #[must_use]
+    pub fn raw(&self, name: &str) -> Option<&str> {
+        self.vars.raw(name)
+    }
+
+    /// An error about `name`, saying which settings-file key its value came
+    /// from, as the perimeter's own errors do.
+    #[must_use]
+    pub fn error(&self, name: &'static str, message: impl Into<String>) -> ConfigError {
+        self.vars.attribute(ConfigError::new(name, message))
+    }
+
+    /// A boolean (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`), if set.
+    ///
+    /// # Errors
+    ///
+    /// Anything else, by variable name.
+    pub fn boolean(&self, name: &'static str) -> Result<Option<bool>, ConfigError> {
+        value::boolean(&self.vars, name).map_err(|e| self.vars.attribute(e))
+    }
+
+    /// A whole number from `min` to `max`, if set.
+    ///
+    /// # Errors
+    ///
+    /// Anything else, by variable name.
+    pub fn whole<T>(&self, name: &'static str, min: T, max: T) -> Result<Option<T>, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + fmt::Display,
+    {
+        value::whole(&self.vars, name, min, max).map_err(|e| self.vars.attribute(e))
+    }
+
+    /// A list (`a, b` or a JSON array of strings), if set.
+    ///
+    /// # Errors
+    ///
+    /// A list that is set but names nothing (``, `,`, `[]`: unset it to get
+    /// its default), or a malformed JSON array.
+    pub fn list(&self, name: &'static str) -> Result<Option<Vec<String>>, ConfigError> {
+        value::list(&self.vars, name).map_err(|e| self.vars.attribute(e))
+    }
+
+    /// A [`list`](Source::list) of addresses and CIDR prefixes, if set.
+    ///
+    /// # Errors
+    ///
+    /// As [`Source::list`], or an entry that is not an address or prefix.
+    pub fn nets(&self, name: &'static str) -> Result<Option<Vec<IpNet>>, ConfigError> {
+        self.list(name)?
+            .map(|items| crate::cidr::parse_nets(name, items))
+            .transpose()
+            .map_err(|e| self.vars.attribute(e))
+    }
+
+    /// A file path, if set.
+    #[must_use]
+    pub fn path(&self, name: &str) -> Option<PathBuf> {
+        self.get(name).map(PathBuf::from)
+    }
+
+    /// An `https://` URL (or `http://` in development or to a loopback
+    /// host), if set; errors show it redacted.
+    ///
+    /// # Errors
+    ///
+    /// Anything else, by variable name.
+    pub fn url(&self, name: &'static str, production: bool) -> Result<Option<String>, ConfigError> {
+        self.get(name)
+            .map(|text| value::url(name, text, production))
+            .transpose()
+            .map_err(|e| self.vars.attribute(e))
+    }
+
+    /// A [`list`](Source::list) of [`url`](Source::url)s, if set.
+    ///
+    /// # Errors
+    ///
+    /// As [`Source::list`], or an entry that is not such a URL (shown
+    /// redacted).
+    pub fn urls(
+        &self,
+        name: &'static str,
+        production: bool,
+    ) -> Result<Option<Vec<String>>, ConfigError> {
+        self.list(name)?
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|text| value::url(name, text, production))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()
+            .map_err(|e| self.vars.attribute(e))
+    }
+
+    /// The `N` bytes spelled by exactly `2 * N` hex digits, if set.
+    ///
+    /// # Errors
+    ///
+    /// Anything else, by variable name (the value is never shown).
+    pub fn hex<const N: usize>(&self, name: &'static str) -> Result<Option<[u8; N]>, ConfigError> {
+        self.get(name)
+            .map(|text| {
+                value::hex_array(text).ok_or_else(|| {
+                    self.error(
+                        name,
+                        format!("expected {} hex digits (a {N}-byte key)", 2 * N),
+                    )
+                })
+            })
+            .transpose()
+    }
+}
+
+impl WardenConfig {
+    /// Loads the settings from the process environment: every `MCP_*`
+    /// variable, and the unprefixed ones of [`VARIABLES`]
+    /// (`RATE_LIMIT_WINDOW_MS`, `RATE_LIMIT_MAX_REQUESTS`). An application
+    /// that reads settings of its own beside these uses [`Source`].
+    ///
+    /// # Errors
+    ///
+    /// The first invalid setting, by variable name. A variable whose value
+    /// is not UTF-8 is invalid.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Source::from_env(&[])?.warden()
     }
 
     /// Loads the settings from `(name, value)` pairs; later pairs win.
@@ -122,21 +404,7 @@ impl WardenConfig {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        let mut table = Vars::new();
-        for (key, value) in vars {
-            let key = key.as_ref();
-            if let Some(index) = VARIABLES.iter().position(|v| *v == key) {
-                // Kept even when blank: a list set to nothing is refused,
-                // while any other blank variable counts as unset.
-                table.values[index] = Some(value.as_ref().trim().to_owned());
-            } else if key.starts_with("MCP_") {
-                // A typo (`MCP_ENV`) must not silently leave a default in
-                // place, least of all the development environment.
-                return Err(unknown_setting(key, VARIABLES.iter().copied()));
-            }
-        }
-        table.read_file()?;
-        Self::load(&table).map_err(|e| table.attribute(e))
+        Source::from_vars(vars, &[])?.warden()
     }
 
     /// The settings in TOML (the format of `MCP_CONFIG_FILE`), without
@@ -149,17 +417,17 @@ impl WardenConfig {
     #[cfg(feature = "config-file")]
     #[cfg_attr(docsrs, doc(cfg(feature = "config-file")))]
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        Self::from_settings(file::parse(text, "the TOML text")?)
+        Source::from_toml(text, &[])?.warden()
     }
 
     #[cfg(feature = "config-file")]
     pub(super) fn from_settings(settings: Vec<file::Setting>) -> Result<Self, ConfigError> {
-        let mut table = Vars::new();
+        let mut vars = Vars::new(&[]);
         for (index, value, key) in settings {
-            table.values[index] = Some(value);
-            table.from_file[index] = Some(key);
+            vars.values[index] = Some(value);
+            vars.from_file[index] = Some(key);
         }
-        Self::load(&table).map_err(|e| table.attribute(e))
+        Source { vars }.warden()
     }
 }
 
