@@ -5,8 +5,12 @@
 //! variables over `MCP_CONFIG_FILE`, with the perimeter's rules and error
 //! messages): the perimeter's settings as a [`WardenConfig`], the server's
 //! own ([`NAMES`]) read here. An `MCP_*` name that neither reads stops
-//! start-up. Some server settings still live in `WardenConfig` and are
-//! handed out from it; the rest of the server reads only these types.
+//! start-up. A few settings the server uses are the perimeter's and are
+//! handed out from `WardenConfig`: the listening address (the perimeter
+//! derives the resource URL from it), `MCP_CORS_ORIGINS`, `MCP_ADMIN_ROLE`
+//! (the role `NamespaceLayer` lets cross namespaces, in any app) and
+//! `MCP_REQUEST_TIMEOUT` (the bound any app puts around the perimeter). The
+//! rest of the server reads only these types.
 
 use std::path::PathBuf;
 use std::time::Duration;
