@@ -4,8 +4,8 @@
 use std::fmt;
 
 use super::WardenConfig;
-use super::source::Vars;
 use super::value::{boolean, list, path, url};
+use super::vars::Vars;
 use crate::error::ConfigError;
 use crate::tool_rules::parse_tool_scopes;
 

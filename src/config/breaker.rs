@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::WardenConfig;
-use super::source::Vars;
 use super::value::whole;
+use super::vars::Vars;
 use crate::error::ConfigError;
 
 /// Default `CIRCUIT_BREAKER_FAILURE_THRESHOLD`.

@@ -143,6 +143,7 @@ mod suggest;
 #[cfg(test)]
 mod tests;
 mod value;
+mod vars;
 
 pub use auth::{AuthMode, DEFAULT_JWT_LEEWAY_SECONDS, MIN_API_KEY_CHARS, MIN_JWT_SECRET_BYTES};
 pub use breaker::{
@@ -172,7 +173,7 @@ pub use source::Source;
 pub fn redact_url(url: &str) -> String {
     crate::url_text::redact(url)
 }
-use source::Vars;
+use vars::Vars;
 
 /// The deployment environment (`MCP_ENVIRONMENT`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -5,8 +5,8 @@
 use std::net::IpAddr;
 
 use super::WardenConfig;
-use super::source::Vars;
 use super::value::{boolean, is_host_name, list, nets};
+use super::vars::Vars;
 use crate::error::ConfigError;
 
 /// Default `MCP_HTTP_MAX_BODY_BYTES`: 1 MiB.

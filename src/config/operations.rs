@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::WardenConfig;
-use super::source::Vars;
 use super::value::{is_host_name, list, path, whole};
+use super::vars::Vars;
 use crate::error::ConfigError;
 use crate::url_text::redact as redact_url;
 

@@ -5,8 +5,8 @@ use std::fmt;
 use std::time::Duration;
 
 use super::WardenConfig;
-use super::source::Vars;
 use super::value::{boolean, path, whole};
+use super::vars::Vars;
 use crate::error::ConfigError;
 use crate::rate_limit::FailMode;
 use crate::url_text;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 
-use super::source::Vars;
+use super::vars::Vars;
 use crate::cidr::parse_nets;
 use crate::error::ConfigError;
 use crate::url_text::redact as redact_url;
