@@ -15,11 +15,14 @@ mod app;
 #[path = "support/mcp.rs"]
 mod mcp_support;
 
-use std::path::PathBuf;
+#[path = "support/files.rs"]
+mod files;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use app::settings::Settings;
+use files::Files;
 use futures::{SinkExt, StreamExt};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mcp_support::Server;
@@ -41,35 +44,6 @@ const KEY_B: &str = "revoke-key-b-0123456789abcdef";
 const AUD: &str = "revoke-test";
 /// Every wait is bounded by this; none is a timing threshold.
 const BOUND: Duration = Duration::from_secs(10);
-
-/// Files a test's settings point to, removed when the test ends.
-struct Files {
-    dir: PathBuf,
-}
-
-impl Files {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("tower-warden-revoke-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self { dir }
-    }
-
-    /// Writes `text` to `name` at once (a rename, as deploy tools do).
-    fn write(&self, name: &str, text: &str) -> String {
-        let path = self.dir.join(name);
-        let temp = self.dir.join(format!(".{name}.tmp"));
-        std::fs::write(&temp, text).unwrap();
-        std::fs::rename(&temp, &path).unwrap();
-        path.to_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for Files {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// One line of an API key file.
 fn key_line(id: &str, key: &str, scopes: &[&str]) -> String {

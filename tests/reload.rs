@@ -13,11 +13,14 @@ mod app;
 #[path = "support/mcp.rs"]
 mod mcp_support;
 
-use std::path::PathBuf;
+#[path = "support/files.rs"]
+mod files;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use app::settings::Settings;
+use files::Files;
 use http::StatusCode;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mcp_support::{Reply, Server, initialize, post};
@@ -29,34 +32,6 @@ use tower_warden::reload::ReloadHandle;
 const SALT: &str = "reload-test-salt-0123456789";
 const KEY_A: &str = "first-api-key-0123456789abcdef";
 const KEY_B: &str = "second-api-key-0123456789abcdef";
-
-struct Files {
-    dir: PathBuf,
-}
-
-impl Files {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("tower-warden-reload-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self { dir }
-    }
-
-    /// Writes `text` to `name` at once (a rename, as deploy tools do).
-    fn write(&self, name: &str, text: &str) -> String {
-        let path = self.dir.join(name);
-        let temp = self.dir.join(format!(".{name}.tmp"));
-        std::fs::write(&temp, text).unwrap();
-        std::fs::rename(&temp, &path).unwrap();
-        path.to_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for Files {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn key_line(id: &str, key: &str) -> String {
     json!({"id": id, "digest": ApiKeys::digest_of(SALT, key), "scopes": ["*"]}).to_string()
