@@ -116,10 +116,6 @@
 //! for settings embedded in a larger document.
 
 use std::fmt;
-use std::path::PathBuf;
-use std::time::Duration;
-
-use ipnet::IpNet;
 
 use crate::error::ConfigError;
 
@@ -158,12 +154,11 @@ pub use rate_limit::{
     DEFAULT_RATE_LIMIT_IPV6_PREFIX, DEFAULT_RATE_LIMIT_MAX_KEYS, DEFAULT_RATE_LIMIT_REDIS_PREFIX,
     DEFAULT_RATE_LIMIT_RPM, RateLimitQuota, RateLimitStorage,
 };
-pub use settings::VARIABLES;
+pub use settings::{VARIABLES, WardenConfig};
 
 #[cfg(feature = "auth")]
 pub(crate) use value::hex_array;
 
-use network::{DEFAULT_ALLOWED_HOSTS, DEFAULT_CERT_HEADER, DEFAULT_CERT_HEADER_VALUE};
 pub use source::Source;
 
 /// `url` as the settings show it: the user kept, the password, query
@@ -210,184 +205,6 @@ impl Environment {
 impl fmt::Display for Environment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// Every setting of the security perimeter and the reference server,
-/// validated. See the [module docs](self) for the variables.
-#[derive(Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct WardenConfig {
-    /// `MCP_HOST`: the address or name to listen on.
-    pub host: String,
-    /// `MCP_PORT`: the port to listen on.
-    pub port: u16,
-    /// `MCP_ENVIRONMENT`.
-    pub environment: Environment,
-    /// `MCP_AUTH_MODE`.
-    pub auth_mode: AuthMode,
-    /// `MCP_ALLOWED_IPS`: when not empty, only these clients are served.
-    pub allowed_ips: Vec<IpNet>,
-    /// `MCP_BLOCKED_IPS`: clients that are refused.
-    pub blocked_ips: Vec<IpNet>,
-    /// `MCP_TRUST_X_FORWARDED`: resolve the client behind
-    /// [`trusted_proxies`](Self::trusted_proxies) from `X-Forwarded-For`.
-    pub trust_x_forwarded: bool,
-    /// `MCP_TRUSTED_PROXIES`.
-    pub trusted_proxies: Vec<IpNet>,
-    /// `MCP_TRUSTED_PROXY_DEPTH`: the proxies that append to
-    /// `X-Forwarded-For`.
-    pub trusted_proxy_depth: usize,
-    /// `MCP_CLIENT_CERT_REQUIRED`.
-    pub client_cert_required: bool,
-    /// `MCP_CLIENT_CERT_HEADER`: the header a trusted TLS proxy sets.
-    pub client_cert_header: String,
-    /// `MCP_CLIENT_CERT_HEADER_VALUE`: its value for a verified certificate.
-    pub client_cert_header_value: String,
-    /// `MCP_HTTP_MAX_BODY_BYTES` (or `MCP_MAX_REQUEST_SIZE`).
-    pub max_body_bytes: u64,
-    /// `MCP_ALLOWED_ORIGINS`: browser origins allowed besides the server's
-    /// own host.
-    pub allowed_origins: Vec<String>,
-    /// `MCP_ALLOWED_HOSTS`: the `Host` values this server answers for.
-    pub allowed_hosts: Vec<String>,
-    /// `MCP_JWT_SECRET`: the HMAC secret of HS* tokens (secret).
-    pub jwt_secret: Option<String>,
-    /// `MCP_JWT_ALGORITHM`: `HS256` (default with a secret), `RS256`
-    /// (default with a public key file), ... `EdDSA`.
-    pub jwt_algorithm: Option<String>,
-    /// `MCP_JWT_PUBLIC_KEY_FILE`: a PEM public key.
-    pub jwt_public_key_file: Option<PathBuf>,
-    /// `MCP_JWKS_FILE`: a JWKS document.
-    pub jwks_file: Option<PathBuf>,
-    /// `MCP_JWKS_URL`: where to fetch the JWKS.
-    pub jwks_url: Option<String>,
-    /// `MCP_JWT_ISSUER`: accepted `iss` values (empty: not checked).
-    pub jwt_issuers: Vec<String>,
-    /// `MCP_JWT_AUDIENCE`: accepted `aud` values; empty means the resource
-    /// URL (`MCP_RESOURCE_URL`).
-    pub jwt_audiences: Vec<String>,
-    /// `MCP_JWT_LEEWAY_SECONDS`: clock-skew allowance on `exp`/`nbf`.
-    pub jwt_leeway_seconds: u64,
-    /// `MCP_API_KEYS`: accepted API keys, each with every scope (secret).
-    pub api_keys: Vec<String>,
-    /// `MCP_API_KEYS_FILE`: stored key digests with their principals.
-    pub api_keys_file: Option<PathBuf>,
-    /// `MCP_API_KEY_SALT`: the salt of the stored digests (secret).
-    pub api_key_salt: Option<String>,
-    /// `MCP_TOOL_SCOPES`: tool rule → scopes a caller needs to call it.
-    /// A rule is a tool name, `*.<tool>` (that tool on any gateway
-    /// connection, whatever its `server_name`) or `*` (every other tool);
-    /// see [`ToolRules`](crate::tool_rules::ToolRules).
-    pub tool_scopes: Vec<(String, Vec<String>)>,
-    /// `MCP_RESOURCE_URL`: this server's MCP endpoint as clients name it
-    /// (the token audience, RFC 8707); derived from host and port if unset.
-    pub resource_url: Option<String>,
-    /// `MCP_WS_ALLOW_QUERY_AUTH`: accept credentials in the query string of
-    /// WebSocket upgrades.
-    pub ws_allow_query_auth: bool,
-    /// `MCP_RATE_LIMIT_ENABLED`: whether requests are rate limited.
-    pub rate_limit_enabled: bool,
-    /// The quota per key: `MCP_RATE_LIMIT_RPM` and `MCP_RATE_LIMIT_BURST`,
-    /// or `RATE_LIMIT_WINDOW_MS` and `RATE_LIMIT_MAX_REQUESTS`.
-    pub rate_limit_quota: RateLimitQuota,
-    /// `MCP_RATE_LIMIT_STORAGE`: where the counters are kept.
-    pub rate_limit_storage: RateLimitStorage,
-    /// `MCP_REDIS_URL`: the Redis server of
-    /// [`RateLimitStorage::Redis`] (`redis://` or `rediss://`; may hold a
-    /// password, which `Debug` never prints).
-    pub redis_url: Option<String>,
-    /// `MCP_REDIS_CA_FILE`: PEM certificates a `rediss://` server's
-    /// certificate is verified against, instead of the system's roots.
-    pub redis_ca_file: Option<PathBuf>,
-    /// `MCP_RATE_LIMIT_FAIL_MODE`: what a shared store does while its
-    /// backend is unreachable.
-    pub rate_limit_fail_mode: crate::rate_limit::FailMode,
-    /// `MCP_RATE_LIMIT_MAX_KEYS`: the most keys the in-memory store tracks.
-    pub rate_limit_max_keys: usize,
-    /// `MCP_TOOL_RATE_LIMITS`: tool rule → requests a minute per key,
-    /// rules as in [`tool_scopes`](Self::tool_scopes); every tool a rule
-    /// matches draws on the rule's one allowance.
-    pub tool_rate_limits: Vec<(String, u32)>,
-    /// `MCP_RATE_LIMIT_IPV6_PREFIX`: IPv6 clients are limited per prefix of
-    /// this length (1–128), since one host often holds a whole /64.
-    pub rate_limit_ipv6_prefix: u8,
-    /// `MCP_RATE_LIMIT_REDIS_PREFIX`: the prefix of every Redis key the
-    /// limiter writes.
-    pub rate_limit_redis_prefix: String,
-    /// `CIRCUIT_BREAKER_FAILURE_THRESHOLD`: consecutive failures that open
-    /// an upstream's breaker.
-    pub circuit_breaker_failure_threshold: u32,
-    /// `CIRCUIT_BREAKER_RESET_TIMEOUT` (milliseconds): how long an open
-    /// breaker waits before a probe.
-    pub circuit_breaker_reset_timeout: Duration,
-    /// `MCP_CONFIG_FILE`: the settings file these settings were read from.
-    pub config_file: Option<PathBuf>,
-    /// `MCP_CORS_ORIGINS`: browser origins granted CORS (`*`: any).
-    pub cors_origins: Vec<String>,
-    /// `MCP_REQUEST_TIMEOUT` (seconds): how long a request may take.
-    pub request_timeout: Duration,
-    /// `MCP_ADMIN_ROLE`: the role that may read `/status`.
-    pub admin_role: String,
-    /// `MCP_ADMIN_ROLE` when it is set: the role that may work in every
-    /// namespace (the gateway's connections). `None` by default: no role
-    /// crosses namespaces unless configured.
-    pub cross_namespace_role: Option<String>,
-}
-
-impl Default for WardenConfig {
-    fn default() -> Self {
-        Self {
-            host: "127.0.0.1".to_owned(),
-            port: 8000,
-            environment: Environment::Development,
-            auth_mode: AuthMode::Jwt,
-            allowed_ips: Vec::new(),
-            blocked_ips: Vec::new(),
-            trust_x_forwarded: false,
-            trusted_proxies: Vec::new(),
-            trusted_proxy_depth: 1,
-            client_cert_required: false,
-            client_cert_header: DEFAULT_CERT_HEADER.to_owned(),
-            client_cert_header_value: DEFAULT_CERT_HEADER_VALUE.to_owned(),
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            allowed_origins: Vec::new(),
-            allowed_hosts: DEFAULT_ALLOWED_HOSTS
-                .iter()
-                .map(|h| (*h).to_owned())
-                .collect(),
-            jwt_secret: None,
-            jwt_algorithm: None,
-            jwt_public_key_file: None,
-            jwks_file: None,
-            jwks_url: None,
-            jwt_issuers: Vec::new(),
-            jwt_audiences: Vec::new(),
-            jwt_leeway_seconds: DEFAULT_JWT_LEEWAY_SECONDS,
-            api_keys: Vec::new(),
-            api_keys_file: None,
-            api_key_salt: None,
-            tool_scopes: Vec::new(),
-            resource_url: None,
-            ws_allow_query_auth: false,
-            rate_limit_enabled: true,
-            rate_limit_quota: RateLimitQuota::default(),
-            rate_limit_storage: RateLimitStorage::Memory,
-            redis_url: None,
-            redis_ca_file: None,
-            rate_limit_fail_mode: crate::rate_limit::FailMode::Local,
-            rate_limit_max_keys: DEFAULT_RATE_LIMIT_MAX_KEYS,
-            tool_rate_limits: Vec::new(),
-            rate_limit_ipv6_prefix: DEFAULT_RATE_LIMIT_IPV6_PREFIX,
-            rate_limit_redis_prefix: DEFAULT_RATE_LIMIT_REDIS_PREFIX.to_owned(),
-            circuit_breaker_failure_threshold: DEFAULT_CIRCUIT_BREAKER_FAILURE_THRESHOLD,
-            circuit_breaker_reset_timeout: DEFAULT_CIRCUIT_BREAKER_RESET_TIMEOUT,
-            config_file: None,
-            cors_origins: Vec::new(),
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            admin_role: DEFAULT_ADMIN_ROLE.to_owned(),
-            cross_namespace_role: None,
-        }
     }
 }
 

@@ -53,7 +53,7 @@ impl fmt::Debug for WardenConfig {
 /// the body of [`WardenConfig::redacted_json`].
 fn view(config: &WardenConfig) -> Value {
     let mut out = Map::new();
-    for setting in &SETTINGS {
+    for setting in SETTINGS {
         let (key, show) = match setting.view {
             View::Key(show) => (key_of(setting.name), show),
             View::Named(key, show) => (key.to_owned(), show),

@@ -1,3 +1,6 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
 use super::settings::key_of;
 use super::suggest::{closest, edit_distance};
 use super::value::parse_list;
