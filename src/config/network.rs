@@ -11,9 +11,6 @@ use crate::error::ConfigError;
 
 /// Default `MCP_HTTP_MAX_BODY_BYTES`: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
-pub(super) const DEFAULT_CERT_HEADER: &str = "X-SSL-Client-Verify";
-pub(super) const DEFAULT_CERT_HEADER_VALUE: &str = "SUCCESS";
-pub(super) const DEFAULT_ALLOWED_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 const MAX_PROXY_DEPTH: usize = 64;
 
 /// `MCP_HOST` and `MCP_PORT`.

@@ -19,13 +19,19 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde_json::{Value, json};
 
-use super::network::{DEFAULT_ALLOWED_HOSTS, DEFAULT_CERT_HEADER, DEFAULT_CERT_HEADER_VALUE};
 use super::{
     AuthMode, DEFAULT_ADMIN_ROLE, DEFAULT_CIRCUIT_BREAKER_FAILURE_THRESHOLD,
     DEFAULT_CIRCUIT_BREAKER_RESET_TIMEOUT, DEFAULT_JWT_LEEWAY_SECONDS, DEFAULT_MAX_BODY_BYTES,
     DEFAULT_RATE_LIMIT_IPV6_PREFIX, DEFAULT_RATE_LIMIT_MAX_KEYS, DEFAULT_RATE_LIMIT_REDIS_PREFIX,
     DEFAULT_REQUEST_TIMEOUT, Environment, RateLimitQuota, RateLimitStorage,
 };
+
+/// Default `MCP_CLIENT_CERT_HEADER`.
+const DEFAULT_CERT_HEADER: &str = "X-SSL-Client-Verify";
+/// Default `MCP_CLIENT_CERT_HEADER_VALUE`.
+const DEFAULT_CERT_HEADER_VALUE: &str = "SUCCESS";
+/// Default `MCP_ALLOWED_HOSTS`: the loopback names.
+const DEFAULT_ALLOWED_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
 /// How a setting is shown by [`WardenConfig::redacted_json`] and `Debug`:
 /// part of the setting's declaration in [`SETTINGS`]; applied by the
