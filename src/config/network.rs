@@ -37,9 +37,9 @@ pub(super) fn load_listener(vars: &Vars, config: &mut WardenConfig) -> Result<()
 
 /// Who may connect, through which proxies, with what.
 pub(super) fn load(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigError> {
-    config.allowed_ips = nets(vars, "MCP_ALLOWED_IPS")?;
-    config.blocked_ips = nets(vars, "MCP_BLOCKED_IPS")?;
-    config.trusted_proxies = nets(vars, "MCP_TRUSTED_PROXIES")?;
+    config.allowed_ips = nets(vars, "MCP_ALLOWED_IPS")?.unwrap_or_default();
+    config.blocked_ips = nets(vars, "MCP_BLOCKED_IPS")?.unwrap_or_default();
+    config.trusted_proxies = nets(vars, "MCP_TRUSTED_PROXIES")?.unwrap_or_default();
     config.trust_x_forwarded = boolean(vars, "MCP_TRUST_X_FORWARDED")?.unwrap_or(false);
     if let Some(depth) = vars.get("MCP_TRUSTED_PROXY_DEPTH") {
         config.trusted_proxy_depth = depth

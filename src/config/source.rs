@@ -179,10 +179,7 @@ impl Source {
     ///
     /// As [`Source::list`], or an entry that is not an address or prefix.
     pub fn nets(&self, name: &'static str) -> Result<Option<Vec<IpNet>>, ConfigError> {
-        self.list(name)?
-            .map(|items| crate::cidr::parse_nets(name, items))
-            .transpose()
-            .map_err(|e| self.vars.attribute(e))
+        value::nets(&self.vars, name).map_err(|e| self.vars.attribute(e))
     }
 
     /// A file path, if set.

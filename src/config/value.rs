@@ -105,9 +105,11 @@ pub(super) fn boolean(vars: &Vars, name: &'static str) -> Result<Option<bool>, C
     }
 }
 
-/// A [`list`] of addresses and CIDR prefixes; unset is empty.
-pub(super) fn nets(vars: &Vars, name: &'static str) -> Result<Vec<IpNet>, ConfigError> {
-    parse_nets(name, list(vars, name)?.unwrap_or_default())
+/// A [`list`] of addresses and CIDR prefixes, if set.
+pub(super) fn nets(vars: &Vars, name: &'static str) -> Result<Option<Vec<IpNet>>, ConfigError> {
+    list(vars, name)?
+        .map(|items| parse_nets(name, items))
+        .transpose()
 }
 
 /// The one parser of every list setting. Unset is `None` (the setting's
