@@ -88,9 +88,54 @@ struct Inner {
     method: AuthMethod,
     key_id: Option<Box<str>>,
     expires_at: Option<u64>,
+    /// `sub:<subject>`, the rate-limit key of this principal, made once.
+    subject_key: Memo,
+    /// `key:<key id>`, the rate-limit key of its API key, made once.
+    key_id_key: Memo,
 }
 
+/// A text derived from the other fields of a principal, made on first use
+/// and shared by every clone (a principal from the token cache is cloned
+/// for each request that presents the token); it never takes part in
+/// equality.
+#[derive(Default)]
+struct Memo(std::sync::OnceLock<Arc<str>>);
+
+impl Memo {
+    fn get(&self, prefix: &str, value: &str) -> Arc<str> {
+        Arc::clone(self.0.get_or_init(|| {
+            let mut text = String::with_capacity(prefix.len() + value.len());
+            text.push_str(prefix);
+            text.push_str(value);
+            text.into()
+        }))
+    }
+}
+
+impl PartialEq for Memo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Memo {}
+
 impl Principal {
+    /// `sub:<subject>`: the key [`KeyBy::Subject`](crate::rate_limit::KeyBy)
+    /// counts this principal under, made once per principal.
+    #[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
+    pub(crate) fn subject_key(&self) -> Arc<str> {
+        self.0.subject_key.get("sub:", &self.0.subject)
+    }
+
+    /// `key:<key id>`: the key [`KeyBy::ApiKeyId`](crate::rate_limit::KeyBy)
+    /// counts this principal's API key under.
+    #[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
+    pub(crate) fn key_id_key(&self) -> Option<Arc<str>> {
+        let id = self.0.key_id.as_deref()?;
+        Some(self.0.key_id_key.get("key:", id))
+    }
+
     /// Starts a principal for `subject` (a JWT's `sub`, an API key's id).
     pub fn builder(subject: impl Into<String>, method: AuthMethod) -> PrincipalBuilder {
         PrincipalBuilder {
@@ -309,6 +354,8 @@ impl PrincipalBuilder {
             method: self.method,
             key_id: self.key_id.map(String::into_boxed_str),
             expires_at: self.expires_at,
+            subject_key: Memo::default(),
+            key_id_key: Memo::default(),
         }))
     }
 }

@@ -56,11 +56,32 @@ pub(crate) fn jwks_refresh(ok: bool) {
     ::metrics::counter!(JWKS_REFRESHES, "result" => if ok { "ok" } else { "error" }).increment(1);
 }
 
-/// A lookup in the verified-token cache.
-#[inline]
-pub(crate) fn token_cache(hit: bool) {
+/// Lookups in one verified-token cache, as hits and misses; the counters
+/// are resolved once (on first use, so after the application installed its
+/// recorder), not on every lookup.
+#[derive(Default)]
+pub(crate) struct CacheLookups {
     #[cfg(feature = "metrics")]
-    ::metrics::counter!(TOKEN_CACHE, "result" => if hit { "hit" } else { "miss" }).increment(1);
+    counters: std::sync::OnceLock<[::metrics::Counter; 2]>,
+}
+
+impl CacheLookups {
+    /// One lookup.
+    #[inline]
+    pub(crate) fn record(&self, hit: bool) {
+        #[cfg(feature = "metrics")]
+        {
+            let [hits, misses] = self.counters.get_or_init(|| {
+                [
+                    ::metrics::counter!(TOKEN_CACHE, "result" => "hit"),
+                    ::metrics::counter!(TOKEN_CACHE, "result" => "miss"),
+                ]
+            });
+            if hit { hits } else { misses }.increment(1);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = hit;
+    }
 }
 
 /// Per-policy rate-limit counters, resolved once (on first use, so after

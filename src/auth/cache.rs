@@ -1,8 +1,16 @@
 //! The verified-token cache.
 //!
-//! * Keyed by a 128-bit SipHash-1-3 digest of the whole token under a
-//!   random per-cache key: the tokens themselves are never stored, and
-//!   nobody who lacks the key can make two tokens collide.
+//! * Indexed by a keyed 64-bit hash (foldhash, seeded from the OS random
+//!   source) of the token's **signature**; an entry also holds the
+//!   token's signed part (`header.payload`, which is no credential without
+//!   its signature) and a hit needs it byte for byte. The signature is never
+//!   stored, so the tokens themselves are not either. A hit therefore needs
+//!   the very `header.payload` that was verified and a signature whose keyed
+//!   hash matches the verified one: without the signature, that is a guess
+//!   at a secret-keyed 64-bit value per request; with it, the caller holds
+//!   the token anyway. Hashing only the signature (43 to 683 bytes) with a
+//!   fast hash, and comparing the signed part with `memcmp`, costs a
+//!   fraction of a cryptographic digest of the whole token.
 //! * Only successes are cached, so an attacker cannot fill it without valid
 //!   tokens.
 //! * An entry never outlives its token's `exp`.
@@ -19,13 +27,17 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use siphasher::sip128::{Hasher128, SipHasher13};
+use std::hash::BuildHasher;
+use std::sync::OnceLock;
+
+use foldhash::SharedSeed;
+use foldhash::quality::SeedableRandomState;
 
 use crate::principal::Principal;
 
 const SHARDS: usize = 16;
 
-/// The digest is already uniformly random: use its low bits as the hash.
+/// The index is already a hash: use it as is.
 #[derive(Default)]
 struct Identity(u64);
 
@@ -38,29 +50,39 @@ impl Hasher for Identity {
             self.0 = (self.0 << 8) | u64::from(b);
         }
     }
-    fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 
 #[derive(Clone)]
 struct Entry {
+    /// The token's `header.payload`, compared on every hit.
+    signed: Box<str>,
     principal: Principal,
     exp: u64,
     key_id: u64,
 }
 
-type Shard = RwLock<HashMap<u128, Entry, BuildHasherDefault<Identity>>>;
+type Shard = RwLock<HashMap<u64, Entry, BuildHasherDefault<Identity>>>;
+
+/// A token as the cache sees it: the index (the keyed hash of its
+/// signature) and its signed part.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CacheKey<'a> {
+    index: u64,
+    signed: &'a str,
+}
 
 pub(crate) struct TokenCache {
-    k0: u64,
-    k1: u64,
+    hasher: SeedableRandomState,
     per_shard: usize,
     shards: Box<[Shard]>,
     /// Bumped by each key rotation, before its entries are dropped.
     generation: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
+    lookups: crate::telemetry::CacheLookups,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -75,22 +97,21 @@ impl std::fmt::Debug for TokenCache {
 impl TokenCache {
     /// A cache of about `capacity` entries (0 switches caching off).
     pub(crate) fn new(capacity: usize) -> Self {
-        let mut seed = [0u8; 16];
-        // Without an OS random source the digest key would be guessable;
-        // a zero-capacity cache is then the only safe cache.
-        let per_shard = if getrandom::fill(&mut seed).is_ok() {
-            capacity.div_ceil(SHARDS)
-        } else {
-            0
+        // Without an OS random source the hash key would be guessable; a
+        // zero-capacity cache is then the only safe cache.
+        let (per_shard, seed) = match (random_u64(), shared_seed()) {
+            (Some(seed), Some(_)) => (capacity.div_ceil(SHARDS), seed),
+            _ => (0, 0),
         };
+        let shared = shared_seed().unwrap_or_else(|| SharedSeed::global_fixed());
         Self {
-            k0: u64::from_le_bytes(seed[..8].try_into().unwrap_or_default()),
-            k1: u64::from_le_bytes(seed[8..].try_into().unwrap_or_default()),
+            hasher: SeedableRandomState::with_seed(seed, shared),
             per_shard,
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             generation: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            lookups: crate::telemetry::CacheLookups::default(),
         }
     }
 
@@ -98,45 +119,50 @@ impl TokenCache {
         self.per_shard > 0
     }
 
-    pub(crate) fn digest(&self, token: &[u8]) -> u128 {
-        let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
-        h.write(token);
-        h.finish128().as_u128()
+    /// The cache's view of `token`: the keyed hash of its signature (what
+    /// follows the last `.`) and its signed part (what precedes it).
+    pub(crate) fn key<'a>(&self, token: &'a str) -> CacheKey<'a> {
+        let (signed, signature) = token.rsplit_once('.').unwrap_or((token, ""));
+        CacheKey {
+            index: self.hasher.hash_one(signature.as_bytes()),
+            signed,
+        }
     }
 
-    fn shard(&self, digest: u128) -> &Shard {
-        &self.shards[(digest >> 124) as usize % SHARDS]
+    fn shard(&self, index: u64) -> &Shard {
+        &self.shards[(index >> 60) as usize % SHARDS]
     }
 
     /// The principal of a cached token that is still valid at `now`.
-    pub(crate) fn get(&self, digest: u128, now: u64) -> Option<Principal> {
+    pub(crate) fn get(&self, key: CacheKey<'_>, now: u64) -> Option<Principal> {
         if !self.enabled() {
             return None;
         }
-        let shard = self.shard(digest);
+        let shard = self.shard(key.index);
         let found = {
             let map = shard.read().unwrap_or_else(|e| e.into_inner());
-            map.get(&digest)
+            map.get(&key.index)
+                .filter(|e| *e.signed == *key.signed)
                 .map(|e| (e.exp > now).then(|| e.principal.clone()))
         };
         match found {
             Some(Some(principal)) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
-                crate::telemetry::token_cache(true);
+                self.lookups.record(true);
                 Some(principal)
             }
             Some(None) => {
                 shard
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
-                    .remove(&digest);
+                    .remove(&key.index);
                 self.misses.fetch_add(1, Ordering::Relaxed);
-                crate::telemetry::token_cache(false);
+                self.lookups.record(false);
                 None
             }
             None => {
                 self.misses.fetch_add(1, Ordering::Relaxed);
-                crate::telemetry::token_cache(false);
+                self.lookups.record(false);
                 None
             }
         }
@@ -152,7 +178,7 @@ impl TokenCache {
     /// since `generation` was read (the key that verified it may be gone).
     pub(crate) fn insert(
         &self,
-        digest: u128,
+        key: CacheKey<'_>,
         principal: Principal,
         exp: u64,
         key_id: u64,
@@ -163,7 +189,7 @@ impl TokenCache {
             return;
         }
         let mut map = self
-            .shard(digest)
+            .shard(key.index)
             .write()
             .unwrap_or_else(|e| e.into_inner());
         // Checked under the shard lock: a rotation bumps the generation
@@ -172,15 +198,16 @@ impl TokenCache {
         if self.generation.load(Ordering::Acquire) != generation {
             return;
         }
-        if map.len() >= self.per_shard && !map.contains_key(&digest) {
+        if map.len() >= self.per_shard && !map.contains_key(&key.index) {
             map.retain(|_, e| e.exp > now);
             if let Some(&victim) = map.keys().next().filter(|_| map.len() >= self.per_shard) {
                 map.remove(&victim);
             }
         }
         map.insert(
-            digest,
+            key.index,
             Entry {
+                signed: key.signed.into(),
                 principal,
                 exp,
                 key_id,
@@ -216,6 +243,21 @@ impl TokenCache {
     }
 }
 
+/// Eight bytes from the OS random source.
+fn random_u64() -> Option<u64> {
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).ok()?;
+    Some(u64::from_le_bytes(seed))
+}
+
+/// The seed every cache of the process shares, from the OS random source
+/// (each cache adds its own per-cache seed).
+fn shared_seed() -> Option<&'static SharedSeed> {
+    static SEED: OnceLock<Option<SharedSeed>> = OnceLock::new();
+    SEED.get_or_init(|| random_u64().map(SharedSeed::from_u64))
+        .as_ref()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,7 +270,7 @@ mod tests {
     #[test]
     fn entry_never_outlives_exp() {
         let cache = TokenCache::new(64);
-        let d = cache.digest(b"a.b.c");
+        let d = cache.key("a.b.c");
         cache.insert(d, p("alice"), 1_000, 1, 900, 0);
         assert_eq!(cache.get(d, 999).unwrap().subject(), "alice");
         assert!(cache.get(d, 1_000).is_none());
@@ -238,7 +280,7 @@ mod tests {
     #[test]
     fn expired_tokens_are_not_inserted() {
         let cache = TokenCache::new(64);
-        let d = cache.digest(b"a.b.c");
+        let d = cache.key("a.b.c");
         cache.insert(d, p("alice"), 1_000, 1, 1_000, 0);
         assert!(cache.get(d, 0).is_none());
     }
@@ -247,8 +289,8 @@ mod tests {
     fn bounded_in_entries() {
         let cache = TokenCache::new(64);
         for i in 0..10_000u32 {
-            let d = cache.digest(&i.to_le_bytes());
-            cache.insert(d, p("x"), u64::MAX, 1, 0, 0);
+            let token = format!("h.p.{i}");
+            cache.insert(cache.key(&token), p("x"), u64::MAX, 1, 0, 0);
         }
         assert!(cache.len() <= 64, "{} entries", cache.len());
         assert!(cache.len() >= 48);
@@ -259,16 +301,17 @@ mod tests {
         let cache = TokenCache::new(SHARDS);
         // One slot per shard: fill it with a soon-expired entry, then insert
         // a long-lived one into the same shard.
-        let stale = cache.digest(b"stale");
+        let stale = cache.key("h.p.stale");
         cache.insert(stale, p("stale"), 10, 1, 0, 0);
         let mut other = 0u32;
-        let fresh = loop {
-            let d = cache.digest(&other.to_le_bytes());
-            if d >> 124 == stale >> 124 {
-                break d;
+        let token = loop {
+            let token = format!("h.p.{other}");
+            if cache.key(&token).index >> 60 == stale.index >> 60 {
+                break token;
             }
             other += 1;
         };
+        let fresh = cache.key(&token);
         cache.insert(fresh, p("fresh"), 1_000, 1, 20, 0);
         assert!(cache.get(fresh, 30).is_some());
         assert!(cache.get(stale, 5).is_none());
@@ -277,8 +320,8 @@ mod tests {
     #[test]
     fn rotation_drops_entries_of_removed_keys() {
         let cache = TokenCache::new(64);
-        let a = cache.digest(b"signed-by-1");
-        let b = cache.digest(b"signed-by-2");
+        let a = cache.key("h.p.signed-by-1");
+        let b = cache.key("h.p.signed-by-2");
         cache.insert(a, p("a"), 100, 1, 0, 0);
         cache.insert(b, p("b"), 100, 2, 0, 0);
         cache.retain_keys(&[2]);
@@ -289,7 +332,7 @@ mod tests {
     #[test]
     fn a_verification_racing_a_rotation_is_not_cached() {
         let cache = TokenCache::new(64);
-        let d = cache.digest(b"signed-by-1");
+        let d = cache.key("h.p.signed-by-1");
         // Keys read (generation taken), then key 1 removed, then the
         // verification with the old keys finishes.
         let before = cache.generation();
@@ -305,17 +348,47 @@ mod tests {
     }
 
     #[test]
-    fn digests_depend_on_every_byte_and_on_the_cache_key() {
+    fn a_hit_needs_the_same_signed_part_and_signature() {
+        let cache = TokenCache::new(64);
+        let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
+        cache.insert(cache.key(token), p("alice"), 100, 1, 0, 0);
+        assert!(cache.get(cache.key(token), 1).is_some());
+        // The signature moved onto another payload, header or none.
+        for forged in [
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJl",
+            "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl",
+            "eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl",
+            "c2lnbmF0dXJl",
+            ".c2lnbmF0dXJl",
+            // One character of the signature changed, or cut, or extended.
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJm",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJ",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlAA",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.",
+        ] {
+            assert!(cache.get(cache.key(forged), 1).is_none(), "{forged}");
+        }
+    }
+
+    #[test]
+    fn indexes_depend_on_every_signature_byte_and_on_the_cache_key() {
         let one = TokenCache::new(1);
         let two = TokenCache::new(1);
-        assert_ne!(one.digest(b"a.b.c"), one.digest(b"a.b.d"));
-        assert_ne!(one.digest(b"a.b.c"), two.digest(b"a.b.c"));
+        let token = format!("h.p.{}", "s".repeat(342));
+        let base = one.key(&token).index;
+        for at in 4..token.len() {
+            let mut other = token.clone().into_bytes();
+            other[at] = b't';
+            let other = String::from_utf8(other).unwrap();
+            assert_ne!(one.key(&other).index, base, "byte {at}");
+        }
+        assert_ne!(one.key("a.b.c").index, two.key("a.b.c").index);
     }
 
     #[test]
     fn zero_capacity_disables() {
         let cache = TokenCache::new(0);
-        let d = cache.digest(b"t");
+        let d = cache.key("t");
         cache.insert(d, p("a"), 100, 1, 0, 0);
         assert!(cache.get(d, 1).is_none());
     }

@@ -8,7 +8,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
-use super::cache::TokenCache;
+use super::cache::{CacheKey, TokenCache};
 use super::keys::{ALGORITHMS, KeySet, MIN_HMAC_SECRET_BYTES};
 use crate::ConfigError;
 use crate::guard::NowOrLater;
@@ -117,9 +117,10 @@ struct Inner {
 /// required; `exp` and `nbf` are checked with a leeway (30 s by default);
 /// `iss` and `aud` when configured.
 ///
-/// Verified tokens are cached (10 000 by default) until their `exp`, keyed
-/// by a keyed digest of the whole token; a key rotation drops the entries of
-/// removed keys.
+/// Verified tokens are cached (10 000 by default) until their `exp`, found
+/// by a keyed hash of their signature and matched on their whole signed
+/// part (the signature itself is never stored); a key rotation drops the
+/// entries of removed keys.
 ///
 /// Cloning is cheap and clones share keys and cache.
 #[derive(Clone)]
@@ -276,7 +277,7 @@ impl JwtAuth {
             return NowOrLater::Now(Err(Failure::invalid("the token is too large")));
         }
         let now = self.now();
-        let digest = inner.cache.digest(token.as_bytes());
+        let digest = inner.cache.key(token);
         if let Some(principal) = inner.cache.get(digest, now) {
             return NowOrLater::Now(Ok(principal));
         }
@@ -335,7 +336,7 @@ impl JwtAuth {
                         };
                         match keys {
                             Some(keys) => {
-                                let at = (digest, generation);
+                                let at = (this.inner.cache.key(&token), generation);
                                 this.verify_with(&token, &header, &keys, at, this.now())
                             }
                             None => Err(Failure::token(
@@ -382,7 +383,7 @@ impl JwtAuth {
         token: &str,
         header: &jsonwebtoken::Header,
         keys: &KeySet,
-        (digest, generation): (u128, u64),
+        (digest, generation): (CacheKey<'_>, u64),
         now: u64,
     ) -> Result<Principal, Failure> {
         let inner = &*self.inner;

@@ -15,12 +15,14 @@ pin_project! {
     pub struct LimitedBody<B> {
         #[pin]
         inner: Limited<B>,
-        tripped: Arc<AtomicBool>,
+        // `None` for a body whose exact size is known and within the limit:
+        // nothing to watch.
+        tripped: Option<Arc<AtomicBool>>,
     }
 }
 
 impl<B> LimitedBody<B> {
-    pub(super) fn new(body: B, limit: u64, tripped: Arc<AtomicBool>) -> Self {
+    pub(super) fn new(body: B, limit: u64, tripped: Option<Arc<AtomicBool>>) -> Self {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         Self {
             inner: Limited::new(body, limit),
@@ -46,8 +48,9 @@ where
         let frame = ready!(this.inner.poll_frame(cx));
         if let Some(Err(error)) = &frame
             && error.is::<LengthLimitError>()
+            && let Some(tripped) = this.tripped
         {
-            this.tripped.store(true, Ordering::Release);
+            tripped.store(true, Ordering::Release);
         }
         Poll::Ready(frame)
     }

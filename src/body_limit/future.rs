@@ -50,6 +50,13 @@ impl<F, R> ResponseFuture<F, R> {
         }
     }
 
+    pub(super) fn unwatched(future: F) -> Self {
+        Self {
+            inner: guard::ResponseFuture::inner(future),
+            watch: None,
+        }
+    }
+
     pub(super) fn reject(response: Response<Bytes>) -> Self {
         Self {
             inner: guard::ResponseFuture::reject(response),

@@ -98,16 +98,24 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let declared = declared_length(request.headers()).unwrap_or(0);
         if declared > self.limit || request.body().size_hint().lower() > self.limit {
             return ResponseFuture::reject(too_large(&self.responder, self.limit, &request));
         }
+        let limit = self.limit;
+        // A body of exact, known size within the limit cannot overflow it
+        // (the limit is still enforced on the bytes read): no watch, no
+        // copy of the head.
+        if request.body().size_hint().exact().is_some() {
+            let request = request.map(|body| LimitedBody::new(body, limit, None));
+            return ResponseFuture::unwatched(self.inner.call(request));
+        }
         let tripped = Arc::new(AtomicBool::new(false));
         let head = Head::of(&request);
-        let limit = self.limit;
         let flag = Arc::clone(&tripped);
-        let request = request.map(|body| LimitedBody::new(body, limit, flag));
+        let request = request.map(|body| LimitedBody::new(body, limit, Some(flag)));
         ResponseFuture::watch(
             self.inner.call(request),
             tripped,

@@ -123,6 +123,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         match self.check.check(&mut request) {
             Ok(()) => ResponseFuture::inner(self.inner.call(request)),
@@ -383,6 +384,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let Some((memo, decision)) = self.check.decide(&request) else {
             return AsyncResponseFuture {
@@ -409,12 +411,12 @@ where
                 let service = std::mem::replace(&mut self.inner, clone);
                 State::Pending {
                     pending,
-                    later: Some(Later {
+                    later: Some(Box::new(Later {
                         memo,
                         service,
                         request,
                         check: self.check.clone(),
-                    }),
+                    })),
                 }
             }
         };
@@ -453,7 +455,10 @@ pin_project! {
     {
         Inner { #[pin] future: S::Future, admitted: Option<C::Admitted> },
         Reject { response: Option<Response<Bytes>> },
-        Pending { pending: BoxFuture<C::Outcome>, later: Option<Later<S, B, C>> },
+        // Boxed: the pending state is rare (it already boxes its future),
+        // and inline it would make every layer's future as large as the
+        // inner service plus the request, copied at each layer.
+        Pending { pending: BoxFuture<C::Outcome>, later: Option<Box<Later<S, B, C>>> },
     }
 }
 
@@ -499,15 +504,15 @@ where
                 }
                 StateProj::Pending { pending, later } => {
                     let outcome = ready!(pending.as_mut().poll(cx));
-                    let Some(Later {
+                    let Some(later) = later.take() else {
+                        panic!("AsyncResponseFuture polled after completion");
+                    };
+                    let Later {
                         memo,
                         mut service,
                         mut request,
                         check,
-                    }) = later.take()
-                    else {
-                        panic!("AsyncResponseFuture polled after completion");
-                    };
+                    } = *later;
                     match check.apply(memo, outcome, &mut request) {
                         Ok(admitted) => State::Inner {
                             future: service.call(request),

@@ -178,6 +178,22 @@ struct Config {
 }
 
 impl Config {
+    /// Whether `headers` carry exactly one `Host` in the plain form
+    /// `name[:port]` or `[v6][:port]` naming an allowed host. `false` says
+    /// only that the full check must decide.
+    fn plain_host_allowed(&self, headers: &HeaderMap) -> bool {
+        let mut values = headers.get_all(HOST).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return false;
+        };
+        let Some((host, port)) = plain_host(value.as_bytes()) else {
+            return false;
+        };
+        self.hosts.iter().any(|allowed| {
+            allowed.host.eq_ignore_ascii_case(host) && allowed.port.is_none_or(|p| port == Some(p))
+        })
+    }
+
     fn host_allowed(&self, host: &HostPort) -> bool {
         self.hosts.iter().any(|allowed| {
             allowed.host == host.host && allowed.port.is_none_or(|port| host.port == Some(port))
@@ -185,6 +201,15 @@ impl Config {
     }
 
     fn check(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), Rejection> {
+        // The common request — one plain `Host`, no `Origin`, an
+        // origin-form target — admitted without copying or allocating;
+        // anything else, and every refusal, takes the full path below.
+        if uri.authority().is_none()
+            && !headers.contains_key(ORIGIN)
+            && self.plain_host_allowed(headers)
+        {
+            return Ok(());
+        }
         let host = request_host(uri, headers)?;
         if !self.host_allowed(&host) {
             return Err(Rejection::new(Reason::HostForbidden));
@@ -251,6 +276,50 @@ impl Config {
             _ => false,
         })
     }
+}
+
+/// A `Host` value of the plain forms `name[:port]` (letters, digits, `.`
+/// and `-`) and `[v6][:port]` (hex digits, `:` and `.`), as the host the
+/// full check would compare (brackets and one trailing dot dropped; still
+/// in its own letter case) and its port; `None` for anything else, which
+/// [`request_host`] then reads in full.
+fn plain_host(value: &[u8]) -> Option<(&str, Option<u16>)> {
+    let (host, rest) = if let Some(bracketed) = value.strip_prefix(b"[") {
+        let end = bracketed.iter().position(|&b| b == b']')?;
+        let host = &bracketed[..end];
+        if host.is_empty()
+            || !host
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return None;
+        }
+        (host, &bracketed[end + 1..])
+    } else {
+        let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
+        let host = &value[..end];
+        if !host
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        {
+            return None;
+        }
+        let host = host.strip_suffix(b".").unwrap_or(host);
+        (host, &value[end..])
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = match rest {
+        [] => None,
+        [b':', digits @ ..]
+            if (1..=5).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit) =>
+        {
+            Some(std::str::from_utf8(digits).ok()?.parse().ok()?)
+        }
+        _ => return None,
+    };
+    Some((std::str::from_utf8(host).ok()?, port))
 }
 
 /// The request's host: the `Host` header, or the URI authority (HTTP/2).
@@ -443,7 +512,7 @@ impl HostOrigin<(), DefaultResponder> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::{Response, StatusCode};
+    use http::{HeaderValue, Response, StatusCode};
     use tower::{ServiceBuilder, ServiceExt};
 
     async fn status(layer: HostOriginLayer, host: Option<&str>, origin: Option<&str>) -> u16 {
@@ -686,6 +755,78 @@ mod tests {
         assert_eq!(status(layer(), Some("127.0.0.1.:80"), None).await, 200);
         for host in ["localhost..", "localhost..:8000", "127.0.0.1.."] {
             assert_eq!(status(layer(), Some(host), None).await, 403, "{host}");
+        }
+    }
+
+    #[test]
+    fn the_plain_host_path_admits_only_what_the_full_reading_admits() {
+        let layers = [
+            HostOriginLayer::new(),
+            HostOriginLayer::new()
+                .try_allowed_hosts(["MCP.example.com:8443", "[2001:db8::1]", "10.0.0.1"])
+                .unwrap(),
+        ];
+        let hosts = [
+            "localhost",
+            "LOCALHOST:8080",
+            "localhost.",
+            "localhost..",
+            "localhost:",
+            "localhost:+80",
+            "localhost:080",
+            "localhost:0",
+            "localhost:65535",
+            "localhost:65536",
+            "localhost:99999",
+            "localhost:80:90",
+            "loc alhost",
+            "a@localhost",
+            "localhost/x",
+            "[::1]",
+            "[::1]:1",
+            "[::1",
+            "[]",
+            "[::1]x",
+            "[::1]:",
+            "[::1.]",
+            "::1",
+            "",
+            ".",
+            "127.0.0.1",
+            "127.0.0.1.:80",
+            "[::ffff:127.0.0.1]",
+            "mcp.example.com",
+            "mcp.example.com:8443",
+            "Mcp.Example.Com.:8443",
+            "mcp.example.com:443",
+            "[2001:DB8::1]:9",
+            "[2001:db8:0::1]",
+            "10.0.0.1:1",
+            "10.0.0.01",
+            "xn--localhost",
+            "-",
+        ];
+        for layer in &layers {
+            for host in hosts {
+                let mut headers = HeaderMap::new();
+                headers.insert(HOST, HeaderValue::from_str(host).unwrap());
+                let uri = Uri::from_static("/mcp");
+                let fast = layer.config.plain_host_allowed(&headers);
+                let full =
+                    request_host(&uri, &headers).is_ok_and(|host| layer.config.host_allowed(&host));
+                assert!(!fast || full, "{host}: admitted by the plain path only");
+                assert_eq!(
+                    layer.config.check(&uri, &headers).is_ok(),
+                    full,
+                    "{host}: the check must decide as the full reading"
+                );
+            }
+        }
+        // The plain path does serve the common forms.
+        let mut headers = HeaderMap::new();
+        for host in ["localhost:8000", "127.0.0.1", "[::1]:3000", "LocalHost."] {
+            headers.insert(HOST, HeaderValue::from_static(host));
+            assert!(layers[0].config.plain_host_allowed(&headers), "{host}");
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Request;
-use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use http::header::{Entry, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
 use super::key::KeyBy;
 use super::store::{Allowance, Quota, RateKey, Store};
@@ -31,6 +31,38 @@ pub(crate) struct Limit {
 }
 
 impl Limit {
+    /// The `RateLimit` item of `decision`: `"name";r=<remaining>;t=<seconds>`,
+    /// written on the stack (this runs for every admitted request) and
+    /// handed to `then`.
+    fn with_item<T>(&self, decision: &Allowance, then: impl FnOnce(&[u8]) -> T) -> T {
+        let (mut r, mut t) = ([0u8; 20], [0u8; 20]);
+        let remaining = decimal(&mut r, u64::from(decision.remaining));
+        let reset = decimal(&mut t, ceil_secs(decision.reset_after));
+        let parts: [&[u8]; 6] = [
+            b"\"",
+            self.name.as_bytes(),
+            b"\";r=",
+            remaining,
+            b";t=",
+            reset,
+        ];
+        let len = parts.iter().map(|p| p.len()).sum::<usize>();
+        let mut stack = [0u8; 96];
+        let mut heap = Vec::new();
+        let buf = if len <= stack.len() {
+            &mut stack[..len]
+        } else {
+            heap.resize(len, 0);
+            &mut heap[..]
+        };
+        let mut at = 0;
+        for part in parts {
+            buf[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        then(buf)
+    }
+
     pub(super) fn new(quota: Quota, name: &str) -> Self {
         let name = sf_string(name);
         let policy = format!(
@@ -96,9 +128,9 @@ impl Config {
     }
 
     /// Adds the rate-limit headers for `decision` under `limit` to
-    /// `headers`. Stacked layers each append their own `RateLimit` /
-    /// `RateLimit-Policy` item; the legacy headers keep the most restrictive
-    /// layer's values.
+    /// `headers`. Stacked layers each add their item to the one
+    /// `RateLimit` / `RateLimit-Policy` field (a list: inner layer first);
+    /// the legacy headers keep the most restrictive layer's values.
     pub(crate) fn write_headers(
         &self,
         limit: usize,
@@ -107,19 +139,10 @@ impl Config {
     ) {
         let limit = &self.limits[limit];
         if self.headers {
-            headers.append(RATELIMIT_POLICY, limit.policy.clone());
-            // `"name";r=<remaining>;t=<seconds>`, without the formatting
-            // machinery: this runs for every admitted request.
-            let mut value = Vec::with_capacity(limit.name.len() + 32);
-            value.push(b'"');
-            value.extend_from_slice(limit.name.as_bytes());
-            value.extend_from_slice(b"\";r=");
-            push_decimal(&mut value, u64::from(decision.remaining));
-            value.extend_from_slice(b";t=");
-            push_decimal(&mut value, ceil_secs(decision.reset_after));
-            if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
-                headers.append(RATELIMIT, value);
-            }
+            add_to_list(headers, RATELIMIT_POLICY, Item::Value(&limit.policy));
+            limit.with_item(decision, |item| {
+                add_to_list(headers, RATELIMIT, Item::Bytes(item));
+            });
         }
         if self.legacy {
             let tighter = headers
@@ -147,6 +170,48 @@ impl Config {
     }
 }
 
+/// An item of a list field: a value made once, or bytes.
+enum Item<'a> {
+    Value(&'a HeaderValue),
+    Bytes(&'a [u8]),
+}
+
+/// Adds `item` to the list field `name` (RFC 9651): as its only line when
+/// the field is absent, otherwise joined after the lines already there into
+/// one line, so stacked layers leave one line per field and no repeated
+/// header (a repeated name costs the response an extra allocation, and
+/// naive readers see only its first line).
+fn add_to_list(headers: &mut HeaderMap, name: HeaderName, item: Item<'_>) {
+    match headers.entry(name) {
+        Entry::Vacant(field) => {
+            let value = match item {
+                Item::Value(value) => value.clone(),
+                Item::Bytes(bytes) => match HeaderValue::from_bytes(bytes) {
+                    Ok(value) => value,
+                    Err(_) => return,
+                },
+            };
+            field.insert(value);
+        }
+        Entry::Occupied(mut field) => {
+            let item = match item {
+                Item::Value(value) => value.as_bytes(),
+                Item::Bytes(bytes) => bytes,
+            };
+            let len = field.iter().map(|v| v.len() + 2).sum::<usize>() + item.len();
+            let mut joined = Vec::with_capacity(len);
+            for line in field.iter() {
+                joined.extend_from_slice(line.as_bytes());
+                joined.extend_from_slice(b", ");
+            }
+            joined.extend_from_slice(item);
+            if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
+                field.insert(value);
+            }
+        }
+    }
+}
+
 /// The key of one tool rule's allowance for one `per` key:
 /// `tool:<rule>|<per>`.
 fn tool_key(tool: &str, per: &RateKey) -> RateKey {
@@ -165,9 +230,8 @@ fn tool_key(tool: &str, per: &RateKey) -> RateKey {
     RateKey::Text(s.into())
 }
 
-/// Appends `n` in decimal.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
+/// `n` in decimal, written at the end of `digits`.
+fn decimal(digits: &mut [u8; 20], mut n: u64) -> &[u8] {
     let mut start = digits.len();
     loop {
         start -= 1;
@@ -177,7 +241,7 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
             break;
         }
     }
-    out.extend_from_slice(&digits[start..]);
+    &digits[start..]
 }
 
 /// Whole seconds, rounded up.

@@ -127,12 +127,12 @@ impl KeyBy {
                     Some(ip) => text("anon:", &group(ip, *anonymous_v6_prefix).to_string()),
                     None => text("anon:", "-"),
                 },
-                _ => text("sub:", p.subject()),
+                _ => RateKey::Text(p.subject_key()),
             }),
             Self::ApiKeyId => principal()
                 .filter(|p| p.method() == AuthMethod::ApiKey)
-                .and_then(Principal::key_id)
-                .map(|id| text("key:", id)),
+                .and_then(Principal::key_id_key)
+                .map(RateKey::Text),
             Self::Namespace => principal()
                 .and_then(Principal::namespace)
                 .map(|ns| text("ns:", ns)),

@@ -49,7 +49,7 @@ pin_project! {
         Buffering {
             #[pin]
             body: Buffered<B>,
-            pending: Option<Pending<S, R>>,
+            pending: Option<Box<Pending<S, R>>>,
         },
         Calling { #[pin] future: F },
         Answered { response: Option<Response<Bytes>> },
@@ -98,7 +98,7 @@ where
                     Err(Unread::Unreadable) => State::Answered {
                         response: Some(unreadable_body()),
                     },
-                    Ok(bytes) => match pending.take() {
+                    Ok(bytes) => match pending.take().map(|p| *p) {
                         Some(Pending {
                             parts,
                             mut service,

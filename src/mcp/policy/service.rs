@@ -53,6 +53,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         if !self.config.inspect
             || request.method() != Method::POST
@@ -73,11 +74,14 @@ where
         let (parts, body) = request.into_parts();
         ResponseFuture::new(State::Buffering {
             body: Buffered::new(body, limit),
-            pending: Some(Pending {
+            // Boxed: only a body being read needs it, and inline it would
+            // make the pass-through future as large as the service plus
+            // the request head.
+            pending: Some(Box::new(Pending {
                 parts,
                 service,
                 config: self.config.clone(),
-            }),
+            })),
         })
     }
 }
