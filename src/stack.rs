@@ -13,17 +13,18 @@
 //! | [`ClientIpLayer`] | always (the peer address; `X-Forwarded-For` only with `MCP_TRUST_X_FORWARDED` from `MCP_TRUSTED_PROXIES`) |
 //! | [`IpFilterLayer`] | always; admits everyone while `MCP_ALLOWED_IPS` and `MCP_BLOCKED_IPS` are empty, and [reloadable](WardenLayer::ip_lists) |
 //! | [`ClientCertLayer`] | `MCP_CLIENT_CERT_REQUIRED` |
+//! | [`HostOriginLayer`] | always (`MCP_ALLOWED_HOSTS`, `MCP_ALLOWED_ORIGINS`) |
 //! | [`RateLimitLayer`] per client address | `MCP_RATE_LIMIT_ENABLED` (default) |
 //! | [`BodyLimitLayer`] | always (`MCP_HTTP_MAX_BODY_BYTES`) |
 //! | [`AuthLayer`] | always (`MCP_AUTH_MODE`; `none` admits everyone as anonymous, development only) |
-//! | [`HostOriginLayer`] | always (`MCP_ALLOWED_HOSTS`, `MCP_ALLOWED_ORIGINS`) |
 //! | [`McpPolicyLayer`] | `MCP_TOOL_SCOPES` or `MCP_TOOL_RATE_LIMITS` (otherwise bodies stream through unread) |
 //! | [`RateLimitLayer`] per principal and tool | `MCP_TOOL_RATE_LIMITS` |
 //! | [`RateLimitLayer`] per principal | `MCP_RATE_LIMIT_ENABLED` (default) |
 //!
 //! Cheap checks come first, so nothing unauthenticated is read beyond the
 //! body cap, and floods from one address are cut before any signature is
-//! checked. A layer that is off costs one branch.
+//! checked. A layer that is off costs one branch. The synchronous checks
+//! of the first four rows run in one guard ([`FrontChecks`]).
 //!
 //! Not included, because what they need is particular to your routes:
 //! [`NamespaceLayer`](crate::namespace::NamespaceLayer) (which namespace a
@@ -92,15 +93,16 @@ use tower_service::Service;
 use crate::auth::{Algorithm, ApiKeys, Auth, AuthLayer, JwtAuth};
 use crate::body::ResponseBody;
 use crate::body_limit::{BodyLimit, BodyLimitLayer};
-use crate::client_cert::{ClientCert, ClientCertLayer};
-use crate::client_ip::{ClientIpLayer, SetClientIp};
+use crate::client_cert::ClientCertLayer;
+use crate::client_ip::ClientIpLayer;
 use crate::config::{AuthMode, RateLimitStorage, WardenConfig};
 use crate::error::ConfigError;
-use crate::ip_filter::{IpFilter, IpFilterLayer, IpSet, IpSetHandle};
-use crate::mcp::{HostOrigin, HostOriginLayer, McpPolicy, McpPolicyLayer, ToolPolicy};
+use crate::guard::{Check, Guard};
+use crate::ip_filter::{IpFilterLayer, IpSet, IpSetHandle};
+use crate::mcp::{HostOriginLayer, McpPolicy, McpPolicyLayer, ToolPolicy};
 use crate::principal::{AuthMethod, Principal};
 use crate::rate_limit::{Allowance, KeyBy, MemoryStore, Quota, RateLimit, RateLimitLayer, Store};
-use crate::reject::DefaultResponder;
+use crate::reject::{DefaultResponder, Rejection};
 use crate::reload::ReloadHandle;
 
 /// The whole perimeter of a [`WardenConfig`]; see the [module docs](self).
@@ -860,12 +862,10 @@ fn redis_store(
 }
 
 /// The nested services, outermost first.
-type Stack<S> = SetClientIp<IpFilter<Optional<ClientCert<PerIp<S>>, PerIp<S>>>>;
+type Stack<S> = Guard<PerIp<S>, FrontChecks>;
 type PerIp<S> = Optional<RateLimit<Checked<S>, DefaultResponder>, Checked<S>>;
-type Checked<S> = BodyLimit<
-    Auth<HostOrigin<McpPolicy<PerTool<S>, DefaultResponder>>, DefaultResponder>,
-    DefaultResponder,
->;
+type Checked<S> =
+    BodyLimit<Auth<McpPolicy<PerTool<S>, DefaultResponder>, DefaultResponder>, DefaultResponder>;
 type PerTool<S> = Optional<RateLimit<PerPrincipal<S>, DefaultResponder>, PerPrincipal<S>>;
 type PerPrincipal<S> = Optional<RateLimit<S, DefaultResponder>, S>;
 
@@ -882,15 +882,51 @@ impl<S> Layer<S> for WardenLayer {
     fn layer(&self, inner: S) -> Warden<S> {
         let inner = optional(self.per_principal.as_ref(), inner);
         let inner = optional(self.per_tool.as_ref(), inner);
-        let inner = self.body_limit.layer(
-            self.auth
-                .layer(self.host_origin.layer(self.policy.layer(inner))),
-        );
+        let inner = self
+            .body_limit
+            .layer(self.auth.layer(self.policy.layer(inner)));
         let inner = optional(self.per_ip.as_ref(), inner);
-        let inner = optional(self.client_cert.as_ref(), inner);
+        let front = FrontChecks {
+            client_ip: self.client_ip.clone(),
+            ip_filter: self.ip_filter.clone(),
+            client_cert: self.client_cert.clone(),
+            host_origin: self.host_origin.clone(),
+        };
         Warden {
-            inner: self.client_ip.layer(self.ip_filter.layer(inner)),
+            inner: Guard::new(inner, front),
         }
+    }
+}
+
+/// The synchronous checks at the front of [`Warden`], in order: the
+/// client address ([`ClientIpLayer`]), the address lists
+/// ([`IpFilterLayer`]), the client certificate when required
+/// ([`ClientCertLayer`]), and `Host` / `Origin` ([`HostOriginLayer`]).
+/// Each decides exactly as its own layer would; run by one [`Guard`], they
+/// cost the request one call and its response one wrapper instead of four.
+#[derive(Clone, Debug)]
+pub struct FrontChecks {
+    client_ip: ClientIpLayer,
+    ip_filter: IpFilterLayer,
+    client_cert: Option<ClientCertLayer>,
+    host_origin: HostOriginLayer,
+}
+
+impl Check for FrontChecks {
+    type Responder = DefaultResponder;
+
+    #[inline]
+    fn check<B>(&self, request: &mut Request<B>) -> Result<(), Rejection> {
+        self.client_ip.check(request)?;
+        self.ip_filter.check(request)?;
+        if let Some(client_cert) = &self.client_cert {
+            client_cert.check(request)?;
+        }
+        self.host_origin.check(request)
+    }
+
+    fn responder(&self) -> &DefaultResponder {
+        &DefaultResponder
     }
 }
 

@@ -326,8 +326,12 @@ fn is_websocket_upgrade<B>(request: &Request<B>) -> bool {
             && request.headers().contains_key("sec-websocket-version"))
 }
 
-/// One header value, or a refusal when it is repeated or not text.
-fn single<'a>(headers: &'a http::HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, Failure> {
+/// One header value, without the spaces around it; a refusal when it is
+/// repeated or not text.
+fn single<'a>(
+    headers: &'a http::HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'a [u8]>, Failure> {
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {
         return Ok(None);
@@ -339,17 +343,30 @@ fn single<'a>(headers: &'a http::HeaderMap, name: &HeaderName) -> Result<Option<
             Some("invalid_request"),
         ));
     }
-    // `from_utf8` rather than `HeaderValue::to_str`: several times faster
-    // on a long token, and a non-ASCII credential fails verification anyway.
-    std::str::from_utf8(first.as_bytes())
-        .map(|v| Some(v.trim()))
-        .map_err(|_| {
-            Failure::new(
-                Reason::InvalidCredentials,
-                "the credential header is not valid text",
-                Some("invalid_request"),
-            )
-        })
+    Ok(Some(first.as_bytes().trim_ascii()))
+}
+
+/// `bytes` as text, or a refusal. `from_utf8` rather than
+/// `HeaderValue::to_str`: several times faster on a long token, and a
+/// non-ASCII credential fails verification anyway.
+fn text(bytes: &[u8]) -> Result<&str, Failure> {
+    std::str::from_utf8(bytes).map_err(|_| {
+        Failure::new(
+            Reason::InvalidCredentials,
+            "the credential header is not valid text",
+            Some("invalid_request"),
+        )
+    })
+}
+
+/// The token of `Bearer <token>` (the scheme in any letter case, then one
+/// or more spaces).
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") || rest.first() != Some(&b' ') {
+        return None;
+    }
+    Some(rest.trim_ascii_start())
 }
 
 fn query_param<'a>(query: &'a str, names: &[&str]) -> Option<&'a str> {
@@ -371,22 +388,23 @@ impl Config {
             Err(refusal) => return NowOrLater::Now(Err(refusal)),
         };
         if let Some(value) = bearer {
-            let token = match value.split_once(' ') {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-                _ => {
-                    return NowOrLater::Now(Err(Failure::new(
-                        Reason::InvalidCredentials,
-                        "only Bearer credentials are accepted in Authorization",
-                        Some("invalid_request"),
-                    )));
-                }
+            let Some(token) = bearer_token(value) else {
+                return NowOrLater::Now(Err(Failure::new(
+                    Reason::InvalidCredentials,
+                    "only Bearer credentials are accepted in Authorization",
+                    Some("invalid_request"),
+                )));
             };
-            return self.bearer(token);
+            return match text(token) {
+                Ok(token) => self.bearer(token),
+                Err(refusal) => NowOrLater::Now(Err(refusal)),
+            };
         }
-        let api_key = match single(headers, &self.api_key_header) {
-            Ok(v) => v,
-            Err(refusal) => return NowOrLater::Now(Err(refusal)),
-        };
+        let api_key =
+            match single(headers, &self.api_key_header).and_then(|v| v.map(text).transpose()) {
+                Ok(v) => v,
+                Err(refusal) => return NowOrLater::Now(Err(refusal)),
+            };
         if let Some(key) = api_key {
             return NowOrLater::Now(self.api_key(key));
         }

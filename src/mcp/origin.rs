@@ -190,7 +190,8 @@ impl Config {
             return false;
         };
         self.hosts.iter().any(|allowed| {
-            allowed.host.eq_ignore_ascii_case(host) && allowed.port.is_none_or(|p| port == Some(p))
+            allowed.host.as_bytes().eq_ignore_ascii_case(host)
+                && allowed.port.is_none_or(|p| port == Some(p))
         })
     }
 
@@ -283,7 +284,7 @@ impl Config {
 /// full check would compare (brackets and one trailing dot dropped; still
 /// in its own letter case) and its port; `None` for anything else, which
 /// [`request_host`] then reads in full.
-fn plain_host(value: &[u8]) -> Option<(&str, Option<u16>)> {
+fn plain_host(value: &[u8]) -> Option<(&[u8], Option<u16>)> {
     let (host, rest) = if let Some(bracketed) = value.strip_prefix(b"[") {
         let end = bracketed.iter().position(|&b| b == b']')?;
         let host = &bracketed[..end];
@@ -312,14 +313,19 @@ fn plain_host(value: &[u8]) -> Option<(&str, Option<u16>)> {
     }
     let port = match rest {
         [] => None,
-        [b':', digits @ ..]
-            if (1..=5).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit) =>
-        {
-            Some(std::str::from_utf8(digits).ok()?.parse().ok()?)
+        [b':', digits @ ..] if (1..=5).contains(&digits.len()) => {
+            let mut port = 0u32;
+            for &digit in digits {
+                if !digit.is_ascii_digit() {
+                    return None;
+                }
+                port = port * 10 + u32::from(digit - b'0');
+            }
+            Some(u16::try_from(port).ok()?)
         }
         _ => return None,
     };
-    Some((std::str::from_utf8(host).ok()?, port))
+    Some((host, port))
 }
 
 /// The request's host: the `Host` header, or the URI authority (HTTP/2).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Request;
-use http::header::{Entry, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
 use super::key::KeyBy;
 use super::store::{Allowance, Quota, RateKey, Store};
@@ -128,9 +128,9 @@ impl Config {
     }
 
     /// Adds the rate-limit headers for `decision` under `limit` to
-    /// `headers`. Stacked layers each add their item to the one
-    /// `RateLimit` / `RateLimit-Policy` field (a list: inner layer first);
-    /// the legacy headers keep the most restrictive layer's values.
+    /// `headers`. Stacked layers each append their own `RateLimit` /
+    /// `RateLimit-Policy` item; the legacy headers keep the most restrictive
+    /// layer's values.
     pub(crate) fn write_headers(
         &self,
         limit: usize,
@@ -139,9 +139,11 @@ impl Config {
     ) {
         let limit = &self.limits[limit];
         if self.headers {
-            add_to_list(headers, RATELIMIT_POLICY, Item::Value(&limit.policy));
+            headers.append(RATELIMIT_POLICY, limit.policy.clone());
             limit.with_item(decision, |item| {
-                add_to_list(headers, RATELIMIT, Item::Bytes(item));
+                if let Ok(value) = HeaderValue::from_bytes(item) {
+                    headers.append(RATELIMIT, value);
+                }
             });
         }
         if self.legacy {
@@ -167,48 +169,6 @@ impl Config {
             rejection = rejection.with_header(name.clone(), value.clone());
         }
         rejection
-    }
-}
-
-/// An item of a list field: a value made once, or bytes.
-enum Item<'a> {
-    Value(&'a HeaderValue),
-    Bytes(&'a [u8]),
-}
-
-/// Adds `item` to the list field `name` (RFC 9651): as its only line when
-/// the field is absent, otherwise joined after the lines already there into
-/// one line, so stacked layers leave one line per field and no repeated
-/// header (a repeated name costs the response an extra allocation, and
-/// naive readers see only its first line).
-fn add_to_list(headers: &mut HeaderMap, name: HeaderName, item: Item<'_>) {
-    match headers.entry(name) {
-        Entry::Vacant(field) => {
-            let value = match item {
-                Item::Value(value) => value.clone(),
-                Item::Bytes(bytes) => match HeaderValue::from_bytes(bytes) {
-                    Ok(value) => value,
-                    Err(_) => return,
-                },
-            };
-            field.insert(value);
-        }
-        Entry::Occupied(mut field) => {
-            let item = match item {
-                Item::Value(value) => value.as_bytes(),
-                Item::Bytes(bytes) => bytes,
-            };
-            let len = field.iter().map(|v| v.len() + 2).sum::<usize>() + item.len();
-            let mut joined = Vec::with_capacity(len);
-            for line in field.iter() {
-                joined.extend_from_slice(line.as_bytes());
-                joined.extend_from_slice(b", ");
-            }
-            joined.extend_from_slice(item);
-            if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
-                field.insert(value);
-            }
-        }
     }
 }
 

@@ -140,11 +140,8 @@ async fn a_token_is_required_and_a_valid_one_reaches_the_service() {
         *seen.client_ip.lock().unwrap(),
         Some("192.0.2.1".parse().unwrap())
     );
-    // Rate-limit headers of both limits an admitted request passed, one
-    // line per field.
-    let policies: Vec<_> = reply.headers.get_all("ratelimit-policy").iter().collect();
-    assert_eq!(policies.len(), 1);
-    assert_eq!(policies[0].to_str().unwrap().split(", ").count(), 2);
+    // Rate-limit headers of both limits an admitted request passed.
+    assert_eq!(reply.headers.get_all("ratelimit-policy").iter().count(), 2);
     // A forged token.
     let reply = call(
         &layer,
