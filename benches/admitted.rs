@@ -12,7 +12,9 @@
 //!
 //! Cases: `baseline`, `warden` (the reference server's defaults, HS256
 //! cached), `auth` (`AuthLayer` alone, HS256 cached), `limit`
-//! (`ClientIpLayer` + `RateLimitLayer`, one key, headers on).
+//! (`ClientIpLayer` + `RateLimitLayer`, one key, headers on), `client_ip`
+//! (`ClientIpLayer` alone, the peer address), `host` (`HostOriginLayer`
+//! alone).
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -28,6 +30,7 @@ use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_warden::auth::{Algorithm, AuthLayer, JwtAuth};
 use tower_warden::client_ip::ClientIpLayer;
 use tower_warden::config::WardenConfig;
+use tower_warden::mcp::HostOriginLayer;
 use tower_warden::rate_limit::{KeyBy, MemoryStore, Quota, RateLimitLayer};
 use tower_warden::stack::WardenLayer;
 
@@ -145,6 +148,8 @@ fn main() {
                 RateLimitLayer::new(quota, KeyBy::client_ip(), Arc::new(MemoryStore::new()));
             run(ClientIpLayer::new().layer(limit.layer(inner())), &bearer, n);
         }
+        "client_ip" => run(ClientIpLayer::new().layer(inner()), &bearer, n),
+        "host" => run(HostOriginLayer::new().layer(inner()), &bearer, n),
         other => panic!("unknown case {other}"),
     }
 }

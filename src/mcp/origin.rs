@@ -186,7 +186,17 @@ impl Config {
         let (Some(value), None) = (values.next(), values.next()) else {
             return false;
         };
-        let Some((host, port)) = plain_host(value.as_bytes()) else {
+        // The usual request spells an allowed name exactly, without a port:
+        // a byte comparison decides it (an allowed name is already
+        // normalized and valid; IPv6 literals need their brackets, so they
+        // take the parse below).
+        let value = value.as_bytes();
+        if self.hosts.iter().any(|allowed| {
+            allowed.port.is_none() && allowed.host.as_bytes() == value && !value.contains(&b':')
+        }) {
+            return true;
+        }
+        let Some((host, port)) = plain_host(value) else {
             return false;
         };
         self.hosts.iter().any(|allowed| {
@@ -807,6 +817,7 @@ mod tests {
             "mcp.example.com:443",
             "[2001:DB8::1]:9",
             "[2001:db8:0::1]",
+            "2001:db8::1",
             "10.0.0.1:1",
             "10.0.0.01",
             "xn--localhost",
