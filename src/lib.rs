@@ -18,6 +18,7 @@
 //! | [`SessionBindingLayer`](mcp::SessionBindingLayer) (feature `mcp`) | a session id used by anyone but the principal that opened it | — | 404 `session_not_found` |
 //! | [`CircuitBreakerLayer`](circuit_breaker::CircuitBreakerLayer) (feature `circuit-breaker`) | hammering a service that keeps failing: opens after N consecutive failures or a failure rate, probes when half-open; keyed per upstream with `CircuitBreakers` | — | 503 `circuit_open` with `Retry-After` |
 //! | [`NamespaceLayer`](namespace::NamespaceLayer) (feature `namespace`) | a tenant reaching into another tenant's namespace (path segment, header or resolver vs. the principal's) | [`Namespace`](namespace::Namespace) | 403 `namespace_forbidden` |
+//! | [`ResponseLimitLayer`](mcp::ResponseLimitLayer) (feature `response-limit`) | answers that are too large or never end: body bytes, and per event stream bytes per event, bytes, events and duration | — | 502 JSON-RPC error for a declared body over the cap; a cut stream ends with a JSON-RPC error event |
 //! | [`RateLimitLayer`](rate_limit::RateLimitLayer) (feature `rate-limit`) | callers that send too much: GCRA quotas per address, principal, API key, namespace, tool, header or your rule; in a bounded [`MemoryStore`](rate_limit::MemoryStore) or shared through Redis | — | 429 `rate_limited` with `Retry-After` |
 //!
 //! [`JsonRpcErrorsLayer`](mcp::JsonRpcErrorsLayer) (feature `mcp`) makes an
@@ -74,6 +75,7 @@
 //! | `client-cert` | yes | `ClientCertLayer` |
 //! | `body-limit` | yes | `BodyLimitLayer` (pulls in `http-body-util`) |
 //! | `mcp` | yes | `mcp::HostOriginLayer`, `mcp::JsonRpcErrorsLayer`, `mcp::McpPolicyLayer`, `mcp::SessionBindingLayer` |
+//! | `response-limit` | no | `mcp::ResponseLimitLayer` (with `mcp`; pulls in tokio's timer) |
 //! | `auth` | no | `auth::AuthLayer`, `JwtAuth`, `ApiKeys`, `RequireLayer` (with a backend below) |
 //! | `aws-lc-rs` | no | JWT signatures through aws-lc-rs |
 //! | `rust-crypto` | no | JWT signatures through RustCrypto instead |

@@ -365,6 +365,7 @@ impl PrincipalBuilder {
 pub struct McpCall {
     method: Box<str>,
     tool: Option<Box<str>>,
+    id: Option<Box<str>>,
 }
 
 impl McpCall {
@@ -374,7 +375,24 @@ impl McpCall {
         Self {
             method: method.into().into_boxed_str(),
             tool: tool.map(String::into_boxed_str),
+            id: None,
         }
+    }
+
+    /// The same call with the JSON-RPC `id` of its request, as JSON text
+    /// (`7`, `"a-1"`), so that an answer made in its place (an error cut
+    /// into a response stream) can name the request it answers.
+    #[must_use]
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into().into_boxed_str());
+        self
+    }
+
+    /// The JSON-RPC `id` of the request, as JSON text; `None` for a
+    /// notification or when it is not known.
+    #[must_use]
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
     }
 
     /// The JSON-RPC method (`initialize`, `tools/call`, ...).

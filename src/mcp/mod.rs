@@ -124,6 +124,8 @@ pub mod errors;
 pub(crate) mod json;
 mod origin;
 pub mod policy;
+#[cfg(feature = "response-limit")]
+pub mod response_limit;
 pub mod session;
 mod shared;
 
@@ -134,6 +136,10 @@ pub use errors::{
 pub use origin::{HostOrigin, HostOriginLayer, LOOPBACK_HOSTS};
 pub use policy::{
     body::McpPolicyBody, layer::McpPolicyLayer, rules::ToolPolicy, service::McpPolicy,
+};
+#[cfg(feature = "response-limit")]
+pub use response_limit::{
+    ResponseLimit, ResponseLimitBody, ResponseLimitExceeded, ResponseLimitLayer,
 };
 pub use session::{
     header::MCP_SESSION_ID, layer::SessionBindingLayer, service::SessionBinding,

@@ -344,7 +344,7 @@ async fn the_inner_service_sees_the_call_the_policy_and_the_same_body() {
     assert_eq!(reply.body, "{}");
     assert_eq!(
         probe.call.lock().unwrap().clone(),
-        Some(McpCall::new("tools/call", Some("echo".into())))
+        Some(McpCall::new("tools/call", Some("echo".into())).with_id("7"))
     );
     assert_eq!(probe.policy.lock().unwrap().clone(), Some(policy()));
     assert_eq!(probe.body.lock().unwrap().clone().unwrap(), body);
@@ -353,7 +353,7 @@ async fn the_inner_service_sees_the_call_the_policy_and_the_same_body() {
     let (_, probe) = run(McpPolicyLayer::new(policy()), request, Answer::json("{}")).await;
     assert_eq!(
         probe.call.lock().unwrap().clone(),
-        Some(McpCall::new("ping", None))
+        Some(McpCall::new("ping", None).with_id("1"))
     );
 }
 
