@@ -128,6 +128,8 @@ pub mod policy;
 pub mod response_limit;
 pub mod session;
 mod shared;
+#[cfg(feature = "tool-integrity")]
+pub mod tool_integrity;
 
 pub use buffer::RequestBody;
 pub use errors::{
