@@ -76,6 +76,7 @@
 //! | `body-limit` | yes | `BodyLimitLayer` (pulls in `http-body-util`) |
 //! | `mcp` | yes | `mcp::HostOriginLayer`, `mcp::JsonRpcErrorsLayer`, `mcp::McpPolicyLayer`, `mcp::SessionBindingLayer` |
 //! | `response-limit` | no | `mcp::ResponseLimitLayer` (with `mcp`; pulls in tokio's timer) |
+//! | `schema-firewall` | no | `mcp::schema_firewall`: tool arguments and results checked against the tool's schemas (with `mcp`; pulls in `jsonschema`, without its network and file retrieval) |
 //! | `tool-integrity` | no | `mcp::tool_integrity`: tool definitions pinned by digest, their changes, and a screen for hidden characters and phrases (with `mcp`; pulls in `sha2`) |
 //! | `auth` | no | `auth::AuthLayer`, `JwtAuth`, `ApiKeys`, `RequireLayer` (with a backend below) |
 //! | `aws-lc-rs` | no | JWT signatures through aws-lc-rs |

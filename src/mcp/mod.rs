@@ -126,6 +126,8 @@ mod origin;
 pub mod policy;
 #[cfg(feature = "response-limit")]
 pub mod response_limit;
+#[cfg(feature = "schema-firewall")]
+pub mod schema_firewall;
 pub mod session;
 mod shared;
 #[cfg(feature = "tool-integrity")]
