@@ -40,7 +40,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
@@ -206,6 +206,53 @@ impl ToolSchema {
         })
     }
 
+    /// Checks the `arguments` of a call against this (input) schema;
+    /// absent arguments are checked as `{}`. For a caller that keeps each
+    /// tool's compiled schema (per pinned tool), without a cache lookup.
+    ///
+    /// # Errors
+    ///
+    /// The first violation.
+    pub fn check_arguments(&self, arguments: Option<&Value>) -> Result<(), Refusal> {
+        let empty = json!({});
+        match self.first_violation(arguments.unwrap_or(&empty)) {
+            Some((path, message)) => Err(Refusal::Violation {
+                path,
+                message,
+                arguments: true,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks a `tools/call` `result` against this (output) schema: see
+    /// [`SchemaCache::check_result`].
+    ///
+    /// # Errors
+    ///
+    /// The first violation (a missing `structuredContent` is one).
+    pub fn check_result(&self, result: &Value) -> Result<(), Refusal> {
+        if result.get("isError").and_then(Value::as_bool) == Some(true) {
+            return Ok(());
+        }
+        let Some(structured) = result.get("structuredContent") else {
+            return Err(Refusal::Violation {
+                path: String::new(),
+                message: "the tool declares an output schema but returned no structuredContent"
+                    .into(),
+                arguments: false,
+            });
+        };
+        match self.first_violation(structured) {
+            Some((path, message)) => Err(Refusal::Violation {
+                path,
+                message,
+                arguments: false,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// The first place where `instance` fails the schema.
     fn first_violation(&self, instance: &Value) -> Option<(String, String)> {
         self.validator.validate(instance).err().map(|error| {
@@ -341,7 +388,9 @@ impl SchemaCache {
     ///
     /// The schema cannot be used ([`ToolSchema::compile`]).
     pub fn get(&self, schema: &Value) -> Result<ToolSchema, SchemaError> {
-        let key = self.inner.hasher.hash_one(schema.to_string());
+        let mut hasher = self.inner.hasher.build_hasher();
+        hash_value(schema, &mut hasher);
+        let key = hasher.finish();
         if let Some((kept, compiled)) = self.lock().get(&key)
             && kept == schema
         {
@@ -368,18 +417,11 @@ impl SchemaCache {
     ///
     /// The first violation, or the schema's own refusal.
     pub fn check_arguments(&self, tool: &Value, arguments: Option<&Value>) -> Result<(), Refusal> {
-        let Some(schema) = tool.get("inputSchema") else {
-            return Ok(());
-        };
-        let compiled = self.get(schema).map_err(Refusal::Schema)?;
-        let empty = json!({});
-        let arguments = arguments.unwrap_or(&empty);
-        match compiled.first_violation(arguments) {
-            Some((path, message)) => Err(Refusal::Violation {
-                path,
-                message,
-                arguments: true,
-            }),
+        match tool.get("inputSchema") {
+            Some(schema) => self
+                .get(schema)
+                .map_err(Refusal::Schema)?
+                .check_arguments(arguments),
             None => Ok(()),
         }
     }
@@ -394,28 +436,50 @@ impl SchemaCache {
     /// The first violation (a missing `structuredContent` is one, at the
     /// top level), or the schema's own refusal.
     pub fn check_result(&self, tool: &Value, result: &Value) -> Result<(), Refusal> {
-        let Some(schema) = tool.get("outputSchema") else {
-            return Ok(());
-        };
-        if result.get("isError").and_then(Value::as_bool) == Some(true) {
-            return Ok(());
-        }
-        let compiled = self.get(schema).map_err(Refusal::Schema)?;
-        let Some(structured) = result.get("structuredContent") else {
-            return Err(Refusal::Violation {
-                path: String::new(),
-                message: "the tool declares an output schema but returned no structuredContent"
-                    .into(),
-                arguments: false,
-            });
-        };
-        match compiled.first_violation(structured) {
-            Some((path, message)) => Err(Refusal::Violation {
-                path,
-                message,
-                arguments: false,
-            }),
+        match tool.get("outputSchema") {
+            Some(schema) => self
+                .get(schema)
+                .map_err(Refusal::Schema)?
+                .check_result(result),
             None => Ok(()),
+        }
+    }
+}
+
+/// Feeds `value` to `hasher` without writing it out as text.
+fn hash_value(value: &Value, hasher: &mut impl Hasher) {
+    match value {
+        Value::Null => hasher.write_u8(0),
+        Value::Bool(b) => {
+            hasher.write_u8(1);
+            hasher.write_u8(u8::from(*b));
+        }
+        Value::Number(n) => {
+            hasher.write_u8(2);
+            if let Some(f) = n.as_f64() {
+                hasher.write_u64(f.to_bits());
+            }
+        }
+        Value::String(s) => {
+            hasher.write_u8(3);
+            hasher.write(s.as_bytes());
+            hasher.write_u8(0xff);
+        }
+        Value::Array(items) => {
+            hasher.write_u8(4);
+            hasher.write_usize(items.len());
+            for item in items {
+                hash_value(item, hasher);
+            }
+        }
+        Value::Object(object) => {
+            hasher.write_u8(5);
+            hasher.write_usize(object.len());
+            for (key, item) in object {
+                hasher.write(key.as_bytes());
+                hasher.write_u8(0xff);
+                hash_value(item, hasher);
+            }
         }
     }
 }

@@ -1,0 +1,153 @@
+//! The MCP-aware defences per call, beside a plain cached-token check, in
+//! one run:
+//!
+//! * `mcp_defences/auth_cached_hs256`: `AuthLayer` with a cached HS256
+//!   token, minus nothing (a whole request through the layer and an empty
+//!   service), the reference figure;
+//! * `mcp_defences/baseline`: the empty service alone;
+//! * `mcp_defences/arguments_valid` / `arguments_invalid`: one
+//!   `SchemaCache::check_arguments` of a typical tool (five typed members,
+//!   a pattern, an enum, a local `$ref`; compiled once, a cache hit);
+//!   `arguments_valid_compiled`: the same check on a `ToolSchema` the
+//!   caller keeps per pinned tool (no cache lookup);
+//! * `mcp_defences/tool_digest` and `tool_screen`: pinning and screening
+//!   the same tool's definition (done once per listing, not per call).
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request, Response};
+use http_body_util::Empty;
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::{Value, json};
+use tokio::runtime::Runtime;
+use tower::{Layer, Service, ServiceExt, service_fn};
+use tower_warden::auth::{Algorithm, AuthLayer, JwtAuth};
+use tower_warden::mcp::schema_firewall::SchemaCache;
+use tower_warden::mcp::tool_integrity::{ToolDigest, ToolScreen};
+
+const SECRET: &str = "a bench secret of at least thirty-two bytes, for HS256";
+
+fn tool() -> Value {
+    json!({
+        "name": "create_issue",
+        "description": "Creates an issue in a repository the caller may write to.",
+        "inputSchema": {
+            "type": "object",
+            "properties": {
+                "owner": {"type": "string", "pattern": "^[A-Za-z0-9-]{1,39}$"},
+                "repo": {"type": "string", "maxLength": 100},
+                "title": {"type": "string", "minLength": 1, "maxLength": 256},
+                "labels": {"type": "array", "items": {"type": "string"}, "maxItems": 10},
+                "priority": {"enum": ["low", "normal", "high"]},
+                "assignee": {"$ref": "#/$defs/login"}
+            },
+            "required": ["owner", "repo", "title"],
+            "additionalProperties": false,
+            "$defs": {"login": {"type": "string", "maxLength": 39}}
+        },
+        "annotations": {"destructiveHint": false, "openWorldHint": true}
+    })
+}
+
+fn requests(bearer: &HeaderValue, n: u64) -> Vec<Request<Empty<Bytes>>> {
+    (0..n)
+        .map(|_| {
+            Request::post("/mcp")
+                .header(AUTHORIZATION, bearer.clone())
+                .body(Empty::new())
+                .unwrap()
+        })
+        .collect()
+}
+
+fn timed<S, B>(rt: &Runtime, service: &S, bearer: &HeaderValue, iters: u64) -> Duration
+where
+    S: Service<Request<Empty<Bytes>>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let batch = requests(bearer, iters);
+    let mut service = service.clone();
+    rt.block_on(async {
+        let start = Instant::now();
+        for request in batch {
+            let ready = service.ready().await.unwrap();
+            black_box(ready.call(request).await.unwrap());
+        }
+        start.elapsed()
+    })
+}
+
+fn defences(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tower_warden::auth::install_crypto_provider();
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": "alice", "scope": "*", "exp": 4_000_000_000u64}),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let bearer = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+    let inner = service_fn(|_: Request<Empty<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
+    });
+    let jwt = JwtAuth::builder()
+        .hmac_secret(SECRET, Algorithm::HS256)
+        .build()
+        .unwrap();
+    let auth = AuthLayer::jwt(jwt).layer(inner);
+    let first = rt.block_on(auth.clone().oneshot(requests(&bearer, 1).remove(0)));
+    assert_eq!(first.unwrap().status(), 200);
+
+    let cache = SchemaCache::new(1024);
+    let tool = tool();
+    let valid = json!({"owner": "octo-org", "repo": "tower", "title": "Flaky test",
+                       "labels": ["bug", "ci"], "priority": "high", "assignee": "alice"});
+    let invalid = json!({"owner": "octo-org", "repo": "tower", "title": "Flaky test",
+                         "labels": ["bug", "ci"], "priority": "urgent", "assignee": "alice"});
+    assert!(cache.check_arguments(&tool, Some(&valid)).is_ok());
+    assert!(cache.check_arguments(&tool, Some(&invalid)).is_err());
+    let screen = ToolScreen::new();
+    assert!(screen.screen(&tool).is_ok());
+
+    let mut group = c.benchmark_group("mcp_defences");
+    group.bench_function("baseline", |b| {
+        b.iter_custom(|iters| timed(&rt, &inner, &bearer, iters));
+    });
+    group.bench_function("auth_cached_hs256", |b| {
+        b.iter_custom(|iters| timed(&rt, &auth, &bearer, iters));
+    });
+    group.bench_function("arguments_valid", |b| {
+        b.iter(|| black_box(cache.check_arguments(black_box(&tool), Some(black_box(&valid)))));
+    });
+    let compiled = cache.get(&tool["inputSchema"]).unwrap();
+    group.bench_function("arguments_valid_compiled", |b| {
+        b.iter(|| black_box(compiled.check_arguments(Some(black_box(&valid)))));
+    });
+    group.bench_function("arguments_invalid", |b| {
+        b.iter(|| black_box(cache.check_arguments(black_box(&tool), Some(black_box(&invalid)))));
+    });
+    group.bench_function("tool_digest", |b| {
+        b.iter(|| black_box(ToolDigest::of(black_box(&tool))));
+    });
+    group.bench_function("tool_screen", |b| {
+        b.iter(|| black_box(screen.screen(black_box(&tool))));
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = defences
+}
+criterion_main!(benches);
