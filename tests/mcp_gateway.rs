@@ -187,6 +187,74 @@ async fn a_tenant_discovers_and_runs_upstream_tools_with_its_own_credential() {
 }
 
 #[tokio::test]
+async fn attack_arguments_the_tool_schema_does_not_allow_never_reach_the_upstream() {
+    let upstream = start(UPSTREAM_SECRET, &[]).await;
+    let gateway = start(GATEWAY_SECRET, &[]).await;
+    let alice = bearer("alice", "acme");
+    let connection = connect(&gateway, &alice, "up", &upstream).await;
+    let id = connection["id"].as_str().unwrap().to_owned();
+    let execute = api(&gateway, &format!("/{id}/tools/add/execute"));
+
+    // Over the REST API, before any listing: the gateway lists the tools
+    // first, then answers with a tool error naming the failing member. The
+    // upstream, had it seen the call, would have answered a JSON-RPC error
+    // (invalid params), not a tool result.
+    for (arguments, path) in [
+        (json!({"a": "two", "b": 3}), "/a"),
+        (json!({"a": 2}), "the top level"),
+    ] {
+        let run = call(
+            Method::POST,
+            &execute,
+            &alice,
+            Some(json!({ "arguments": arguments })),
+        )
+        .await;
+        assert_eq!(run.status, StatusCode::OK, "{:?}", run.body);
+        let result = &run.json()["result"];
+        assert_eq!(result["isError"], true, "{result}");
+        let text = result["content"][0]["text"].as_str().unwrap();
+        assert!(
+            text.starts_with(&format!("Invalid arguments for tool add: at {path}: ")),
+            "{text}"
+        );
+    }
+    // Valid arguments still pass.
+    let run = call(
+        Method::POST,
+        &execute,
+        &alice,
+        Some(json!({"arguments": {"a": 2, "b": 3}})),
+    )
+    .await;
+    assert_eq!(run.json()["result"]["content"][0]["text"], "5");
+
+    // Over MCP, the same gate.
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(gateway.url())
+            .auth_header(alice.trim_start_matches("Bearer ")),
+    );
+    let client = ClientConfig::default().serve(transport).await.unwrap();
+    let result = client
+        .call_tool(
+            CallToolRequestParams::new("up.add")
+                .with_arguments(serde_json::from_value(json!({"a": [1], "b": 3})).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.is_error, Some(true));
+    let value = serde_json::to_value(&result).unwrap();
+    let text = value["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("Invalid arguments for tool add: at /a: "),
+        "{text}"
+    );
+    client.cancel().await.unwrap();
+    gateway.stop().await;
+    upstream.stop().await;
+}
+
+#[tokio::test]
 async fn attack_another_namespace_cannot_see_use_or_delete_a_connection() {
     let upstream = start(UPSTREAM_SECRET, &[]).await;
     let gateway = start(GATEWAY_SECRET, &[]).await;

@@ -128,11 +128,18 @@ impl Refusal {
     }
 
     /// The `tools/call` result that answers the call instead: a tool
-    /// execution error (`isError: true`) whose text names `tool`, the
-    /// failing path and what was expected.
+    /// execution error (`isError: true`) whose text ([`text`](Self::text))
+    /// names `tool`, the failing path and what was expected.
     #[must_use]
     pub fn tool_result(&self, tool: &str) -> Value {
-        let text = match self {
+        json!({"content": [{"type": "text", "text": self.text(tool)}], "isError": true})
+    }
+
+    /// The text of [`tool_result`](Self::tool_result), for a caller that
+    /// builds the result with its own types.
+    #[must_use]
+    pub fn text(&self, tool: &str) -> String {
+        match self {
             Self::Violation {
                 path,
                 message,
@@ -146,8 +153,7 @@ impl Refusal {
                 display_path(path)
             ),
             Self::Schema(error) => format!("Tool {tool} cannot be called: {error}"),
-        };
-        json!({"content": [{"type": "text", "text": text}], "isError": true})
+        }
     }
 }
 

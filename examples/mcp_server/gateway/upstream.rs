@@ -12,12 +12,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig, JsonObject, Tool};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientConfig, ContentBlock, JsonObject, Tool,
+};
 use rmcp::service::{RunningService, ServiceError};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{RoleClient, ServiceExt};
+use serde_json::Value;
 use tower_warden::circuit_breaker::{BreakerState, CircuitBreakers};
+use tower_warden::mcp::schema_firewall::SchemaCache;
 
 use super::store::Connection;
 
@@ -290,6 +294,13 @@ where
 /// Each connection's last tool list, and when it was fetched.
 type ToolCache = HashMap<String, (tokio::time::Instant, Arc<Vec<Tool>>)>;
 
+/// Each connection's tool definitions as last listed, by tool name: what
+/// calls are checked against.
+type Definitions = HashMap<String, Arc<HashMap<String, Value>>>;
+
+/// How many distinct tool schemas stay compiled.
+const COMPILED_SCHEMAS: usize = 4096;
+
 /// The running clients of every connection, their breakers, and the tool
 /// lists they last gave.
 pub struct Upstreams {
@@ -300,6 +311,10 @@ pub struct Upstreams {
     tools: Mutex<ToolCache>,
     tools_ttl: Duration,
     fanout: usize,
+    /// Each connection's tool definitions as last listed.
+    definitions: Mutex<Definitions>,
+    /// Their compiled input and output schemas.
+    schemas: SchemaCache,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -322,6 +337,8 @@ impl Upstreams {
             tools: Mutex::new(HashMap::new()),
             tools_ttl: Duration::ZERO,
             fanout: 8,
+            definitions: Mutex::new(HashMap::new()),
+            schemas: SchemaCache::new(COMPILED_SCHEMAS),
         }
     }
 
@@ -369,6 +386,12 @@ impl Upstreams {
                 |client| async move { client.list_all_tools().await },
             )
             .await?;
+        let definitions = tools
+            .iter()
+            .filter_map(|tool| Some((tool.name.to_string(), serde_json::to_value(tool).ok()?)))
+            .collect();
+        self.definitions()
+            .insert(connection.id.clone(), Arc::new(definitions));
         if !self.tools_ttl.is_zero() {
             let mut cached = self.cached();
             cached.retain(|_, (at, _)| now.duration_since(*at) < self.tools_ttl);
@@ -381,27 +404,73 @@ impl Upstreams {
         self.tools.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Calls `tool` on `connection`'s upstream.
+    fn definitions(&self) -> std::sync::MutexGuard<'_, Definitions> {
+        self.definitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `tool`'s definition as `connection`'s upstream last listed it.
+    fn definition(&self, connection: &Connection, tool: &str) -> Option<Value> {
+        self.definitions()
+            .get(&connection.id)
+            .and_then(|tools| tools.get(tool).cloned())
+    }
+
+    /// Calls `tool` on `connection`'s upstream, through the schema
+    /// firewall: arguments its listed `inputSchema` does not allow are
+    /// answered with a tool error and never sent, and a result that does
+    /// not match its `outputSchema` is replaced by one. A tool this
+    /// process has not seen listed is listed first (once), so its schema
+    /// is known before any call reaches the upstream.
     pub async fn call_tool(
         &self,
         connection: &Connection,
         tool: &str,
         arguments: Option<JsonObject>,
     ) -> Result<CallToolResult, UpstreamError> {
+        let definition = match self.definition(connection, tool) {
+            Some(definition) => Some(definition),
+            None => {
+                self.list_tools(connection).await?;
+                self.definition(connection, tool)
+            }
+        };
+        if let Some(definition) = &definition {
+            let given = arguments.clone().map(Value::Object);
+            if let Err(refusal) = self.schemas.check_arguments(definition, given.as_ref()) {
+                tracing::debug!(connection = %connection.id, tool, %refusal, "gateway: arguments refused by the tool's schema");
+                return Ok(CallToolResult::error(vec![ContentBlock::text(
+                    refusal.text(tool),
+                )]));
+            }
+        }
         let mut params = CallToolRequestParams::new(tool.to_owned());
         if let Some(arguments) = arguments {
             params = params.with_arguments(arguments);
         }
-        self.guarded(connection, |client| async move {
-            client.call_tool(params).await
-        })
-        .await
+        let result = self
+            .guarded(connection, |client| async move {
+                client.call_tool(params).await
+            })
+            .await?;
+        if let Some(definition) = definition.filter(|d| d.get("outputSchema").is_some()) {
+            let answered = serde_json::to_value(&result).unwrap_or(Value::Null);
+            if let Err(refusal) = self.schemas.check_result(&definition, &answered) {
+                tracing::debug!(connection = %connection.id, tool, %refusal, "gateway: a result refused by the tool's output schema");
+                return Ok(CallToolResult::error(vec![ContentBlock::text(
+                    refusal.text(tool),
+                )]));
+            }
+        }
+        Ok(result)
     }
 
     /// Closes `id`'s client and drops its breaker (the connection is gone).
     pub fn forget(&self, id: &str) {
         let client = self.lock().remove(id);
         self.cached().remove(id);
+        self.definitions().remove(id);
         self.breakers.remove(id);
         if let Some(client) = client {
             close(client);
