@@ -19,6 +19,7 @@ use ipnet::IpNet;
 use serde_json::{Value, json};
 use tower_warden::ConfigError;
 use tower_warden::config::{Source, WardenConfig, redact_url};
+use tower_warden::mcp::tool_integrity::ToolScreen;
 
 /// The settings only the reference server reads, beside the perimeter's
 /// `tower_warden::config::VARIABLES`.
@@ -39,6 +40,8 @@ pub const NAMES: &[&str] = &[
     "MCP_GATEWAY_FANOUT",
     "MCP_GATEWAY_CREDENTIAL_KEY",
     "MCP_GATEWAY_SCOPE",
+    "MCP_GATEWAY_TOOL_SCREEN",
+    "MCP_GATEWAY_TOOL_SCREEN_PHRASES",
 ];
 
 /// Default `MCP_DATABASE_URL`: an SQLite file under `./data/`.
@@ -450,6 +453,12 @@ pub struct Gateway {
     pub tools_cache_ttl: Duration,
     /// `MCP_GATEWAY_FANOUT`.
     pub fanout: usize,
+    /// `MCP_GATEWAY_TOOL_SCREEN`: whether a tool the screen flags is
+    /// quarantined (`true`, the default) or only logged.
+    pub quarantine: bool,
+    /// `MCP_GATEWAY_TOOL_SCREEN_PHRASES`: the screen (its phrases replace
+    /// the default ones).
+    pub screen: ToolScreen,
     /// `CIRCUIT_BREAKER_FAILURE_THRESHOLD`, per upstream.
     pub breaker_failure_threshold: u32,
     /// `CIRCUIT_BREAKER_RESET_TIMEOUT`, per upstream.
@@ -495,6 +504,26 @@ impl Gateway {
             None => DEFAULT_GATEWAY_SCOPE.to_owned(),
         };
         let day_ms = 24 * 60 * 60 * 1000;
+        let quarantine = match source
+            .get("MCP_GATEWAY_TOOL_SCREEN")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("quarantine") => true,
+            Some("log") => false,
+            Some(_) => {
+                return Err(source.error(
+                    "MCP_GATEWAY_TOOL_SCREEN",
+                    "expected quarantine (hide and refuse a flagged tool) or log",
+                ));
+            }
+        };
+        let screen = match source.list("MCP_GATEWAY_TOOL_SCREEN_PHRASES")? {
+            Some(phrases) => ToolScreen::new()
+                .try_phrases(phrases)
+                .map_err(|e| source.error("MCP_GATEWAY_TOOL_SCREEN_PHRASES", e.to_string()))?,
+            None => ToolScreen::new(),
+        };
         Ok(Self {
             database_url,
             scope,
@@ -513,6 +542,8 @@ impl Gateway {
                     .unwrap_or(60_000),
             ),
             fanout: source.whole("MCP_GATEWAY_FANOUT", 1, 256)?.unwrap_or(8),
+            quarantine,
+            screen,
             breaker_failure_threshold: config.circuit_breaker_failure_threshold,
             breaker_reset_timeout: config.circuit_breaker_reset_timeout,
         })
@@ -530,6 +561,7 @@ impl Gateway {
             "gateway_fanout": self.fanout,
             "gateway_credential_key": self.credential_key.map(|_| "<redacted>"),
             "gateway_scope": self.scope,
+            "gateway_tool_screen": if self.quarantine { "quarantine" } else { "log" },
         });
         match view {
             Value::Object(map) => map,

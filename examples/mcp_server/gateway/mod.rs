@@ -109,6 +109,7 @@ pub async fn open(settings: &settings::Gateway) -> Result<Arc<Gateway>, ConfigEr
             },
         )
         .tools_cache_ttl(settings.tools_cache_ttl)
+        .tool_screen(settings.screen.clone(), settings.quarantine)
         .fanout(settings.fanout),
     }))
 }

@@ -22,6 +22,7 @@ use rmcp::{RoleClient, ServiceExt};
 use serde_json::Value;
 use tower_warden::circuit_breaker::{BreakerState, CircuitBreakers};
 use tower_warden::mcp::schema_firewall::SchemaCache;
+use tower_warden::mcp::tool_integrity::{Finding, ToolScreen};
 
 use super::store::Connection;
 
@@ -315,6 +316,13 @@ pub struct Upstreams {
     definitions: Mutex<Definitions>,
     /// Their compiled input and output schemas.
     schemas: SchemaCache,
+    /// Screens every listed tool for hidden characters and phrases.
+    screen: ToolScreen,
+    /// Whether a flagged tool is quarantined (hidden, its calls refused)
+    /// or only logged.
+    quarantine: bool,
+    /// Each connection's flagged tools, with what was found.
+    flagged: Mutex<HashMap<String, HashMap<String, Finding>>>,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -339,6 +347,9 @@ impl Upstreams {
             fanout: 8,
             definitions: Mutex::new(HashMap::new()),
             schemas: SchemaCache::new(COMPILED_SCHEMAS),
+            screen: ToolScreen::new(),
+            quarantine: true,
+            flagged: Mutex::new(HashMap::new()),
         }
     }
 
@@ -347,6 +358,17 @@ impl Upstreams {
     #[must_use]
     pub fn tools_cache_ttl(mut self, ttl: Duration) -> Self {
         self.tools_ttl = ttl;
+        self
+    }
+
+    /// Screens listed tools with `screen`; a flagged tool is quarantined
+    /// (hidden from listings, its calls answered with a tool error) when
+    /// `quarantine` is set (`MCP_GATEWAY_TOOL_SCREEN=quarantine`, the
+    /// default), only logged otherwise.
+    #[must_use]
+    pub fn tool_screen(mut self, screen: ToolScreen, quarantine: bool) -> Self {
+        self.screen = screen;
+        self.quarantine = quarantine;
         self
     }
 
@@ -386,12 +408,21 @@ impl Upstreams {
                 |client| async move { client.list_all_tools().await },
             )
             .await?;
-        let definitions = tools
+        let definitions: HashMap<String, Value> = tools
             .iter()
             .filter_map(|tool| Some((tool.name.to_string(), serde_json::to_value(tool).ok()?)))
             .collect();
+        let flagged = self.screen_all(connection, &definitions);
         self.definitions()
             .insert(connection.id.clone(), Arc::new(definitions));
+        let tools: Vec<Tool> = if self.quarantine {
+            tools
+                .into_iter()
+                .filter(|tool| !flagged.contains_key(tool.name.as_ref()))
+                .collect()
+        } else {
+            tools
+        };
         if !self.tools_ttl.is_zero() {
             let mut cached = self.cached();
             cached.retain(|_, (at, _)| now.duration_since(*at) < self.tools_ttl);
@@ -402,6 +433,52 @@ impl Upstreams {
 
     fn cached(&self) -> std::sync::MutexGuard<'_, ToolCache> {
         self.tools.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Screens every tool of a fresh listing; records and returns the
+    /// flagged ones, logging each once when it is first flagged.
+    fn screen_all(
+        &self,
+        connection: &Connection,
+        definitions: &HashMap<String, Value>,
+    ) -> HashMap<String, Finding> {
+        let flagged: HashMap<String, Finding> = definitions
+            .iter()
+            .filter_map(|(name, tool)| Some((name.clone(), self.screen.screen(tool).err()?)))
+            .collect();
+        let mut all = self.flagged.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = all.get(&connection.id);
+        for (tool, finding) in &flagged {
+            if before.and_then(|b| b.get(tool)) != Some(finding) {
+                tracing::warn!(
+                    connection = %connection.id,
+                    server = %connection.server_name,
+                    tool = %tool,
+                    %finding,
+                    quarantined = self.quarantine,
+                    "gateway: an upstream tool was flagged by the tool screen"
+                );
+            }
+        }
+        if flagged.is_empty() {
+            all.remove(&connection.id);
+        } else {
+            all.insert(connection.id.clone(), flagged.clone());
+        }
+        flagged
+    }
+
+    /// What the screen found in `tool` of `connection`, when it is
+    /// quarantined.
+    fn quarantined(&self, connection: &Connection, tool: &str) -> Option<Finding> {
+        if !self.quarantine {
+            return None;
+        }
+        self.flagged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&connection.id)
+            .and_then(|tools| tools.get(tool).cloned())
     }
 
     fn definitions(&self) -> std::sync::MutexGuard<'_, Definitions> {
@@ -436,6 +513,11 @@ impl Upstreams {
                 self.definition(connection, tool)
             }
         };
+        if let Some(finding) = self.quarantined(connection, tool) {
+            return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                "Tool {tool} is quarantined by the gateway ({finding}) until an operator reviews it"
+            ))]));
+        }
         if let Some(definition) = &definition {
             let given = arguments.clone().map(Value::Object);
             if let Err(refusal) = self.schemas.check_arguments(definition, given.as_ref()) {
@@ -471,6 +553,10 @@ impl Upstreams {
         let client = self.lock().remove(id);
         self.cached().remove(id);
         self.definitions().remove(id);
+        self.flagged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
         self.breakers.remove(id);
         if let Some(client) = client {
             close(client);
