@@ -379,6 +379,28 @@ impl McpCall {
         }
     }
 
+    /// The call a JSON-RPC message makes: its `method`, the `params.name`
+    /// of a `tools/call`, and its `id` when that is a string or a number.
+    /// `None` for a message without a string `method` (a response).
+    #[must_use]
+    pub fn of_message(message: &serde_json::Value) -> Option<Self> {
+        let method = message.get("method")?.as_str()?;
+        let tool = (method == "tools/call")
+            .then(|| message.get("params")?.get("name")?.as_str())
+            .flatten()
+            .map(str::to_owned);
+        let call = Self::new(method, tool);
+        Some(
+            match message
+                .get("id")
+                .filter(|id| id.is_string() || id.is_number())
+            {
+                Some(id) => call.with_id(id.to_string()),
+                None => call,
+            },
+        )
+    }
+
     /// The same call with the JSON-RPC `id` of its request, as JSON text
     /// (`7`, `"a-1"`), so that an answer made in its place (an error cut
     /// into a response stream) can name the request it answers.

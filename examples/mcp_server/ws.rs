@@ -363,12 +363,8 @@ async fn admit(
     *head.uri_mut() = parts.uri.clone();
     *head.headers_mut() = parts.headers.clone();
     *head.extensions_mut() = parts.extensions.clone();
-    if let Some(method) = method {
-        let tool = (method == "tools/call")
-            .then(|| field("params")?.get("name")?.as_str())
-            .flatten()
-            .map(str::to_owned);
-        head.extensions_mut().insert(McpCall::new(method, tool));
+    if let Some(call) = value.as_ref().and_then(McpCall::of_message) {
+        head.extensions_mut().insert(call);
     }
     // The one check of every way a tool is run (`WardenLayer::check_message`:
     // rate limits, tool policy, tool quotas), as for an HTTP request.

@@ -88,16 +88,7 @@ pub(super) fn admit<B, R: Respond>(
             _ => None,
         };
         if call.is_none() {
-            let first = McpCall::new(method, tool.map(str::to_owned));
-            call = Some(
-                match message
-                    .get("id")
-                    .filter(|id| id.is_string() || id.is_number())
-                {
-                    Some(id) => first.with_id(id.to_string()),
-                    None => first,
-                },
-            );
+            call = McpCall::of_message(message);
         }
         if let Some(tool) = tool {
             let missing = policy.missing_for(principal, tool);
