@@ -360,6 +360,14 @@ impl PrincipalBuilder {
     }
 }
 
+/// The tool a JSON-RPC message calls: the `params.name` of a `tools/call`.
+pub(crate) fn called_tool(message: &serde_json::Value) -> Option<&str> {
+    if message.get("method")?.as_str()? != "tools/call" {
+        return None;
+    }
+    message.get("params")?.get("name")?.as_str()
+}
+
 /// The JSON-RPC call an MCP request carries, as peeked from its body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct McpCall {
@@ -385,11 +393,7 @@ impl McpCall {
     #[must_use]
     pub fn of_message(message: &serde_json::Value) -> Option<Self> {
         let method = message.get("method")?.as_str()?;
-        let tool = (method == "tools/call")
-            .then(|| message.get("params")?.get("name")?.as_str())
-            .flatten()
-            .map(str::to_owned);
-        let call = Self::new(method, tool);
+        let call = Self::new(method, called_tool(message).map(str::to_owned));
         Some(
             match message
                 .get("id")

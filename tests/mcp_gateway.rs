@@ -99,6 +99,19 @@ async fn call(method: Method, url: &str, auth: &str, body: Option<Value>) -> Rep
     send(method, url, &headers, body).await
 }
 
+/// An MCP client (the official SDK) of `gateway`'s `/mcp`, with the
+/// bearer credential `auth`.
+async fn mcp_client(
+    gateway: &Server,
+    auth: &str,
+) -> rmcp::service::RunningService<rmcp::RoleClient, ClientConfig> {
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(gateway.url())
+            .auth_header(auth.trim_start_matches("Bearer ")),
+    );
+    ClientConfig::default().serve(transport).await.unwrap()
+}
+
 /// Registers `upstream` for the caller of `auth`; returns the connection.
 async fn connect(gateway: &Server, auth: &str, name: &str, upstream: &Server) -> Value {
     let credential = token(UPSTREAM_SECRET, "gateway", "default", &[]);
@@ -230,11 +243,7 @@ async fn attack_arguments_the_tool_schema_does_not_allow_never_reach_the_upstrea
     assert_eq!(run.json()["result"]["content"][0]["text"], "5");
 
     // Over MCP, the same gate.
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(gateway.url())
-            .auth_header(alice.trim_start_matches("Bearer ")),
-    );
-    let client = ClientConfig::default().serve(transport).await.unwrap();
+    let client = mcp_client(&gateway, &alice).await;
     let result = client
         .call_tool(
             CallToolRequestParams::new("up.add")
@@ -352,11 +361,7 @@ async fn attack_a_tool_hiding_instructions_is_quarantined_and_never_called() {
     assert!(!text.contains("the upstream ran add"));
 
     // Over MCP: not offered, and refused by name.
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(gateway.url())
-            .auth_header(alice.trim_start_matches("Bearer ")),
-    );
-    let client = ClientConfig::default().serve(transport).await.unwrap();
+    let client = mcp_client(&gateway, &alice).await;
     let listed: Vec<String> = client
         .list_all_tools()
         .await
@@ -500,11 +505,7 @@ async fn upstream_tools_are_offered_and_routed_on_the_mcp_endpoint() {
     let alice = bearer("alice", "acme");
     connect(&gateway, &alice, "up", &upstream).await;
 
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(gateway.url())
-            .auth_header(alice.trim_start_matches("Bearer ")),
-    );
-    let client = ClientConfig::default().serve(transport).await.unwrap();
+    let client = mcp_client(&gateway, &alice).await;
     let tools = client.list_all_tools().await.unwrap();
     let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
     names.sort();
@@ -723,11 +724,7 @@ async fn attack_a_gateway_registered_as_its_own_upstream_does_not_recurse() {
     )
     .await;
     assert_eq!(reply.status, StatusCode::CREATED);
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(gateway.url())
-            .auth_header(alice.trim_start_matches("Bearer ")),
-    );
-    let client = ClientConfig::default().serve(transport).await.unwrap();
+    let client = mcp_client(&gateway, &alice).await;
     let tools = tokio::time::timeout(Duration::from_secs(10), client.list_all_tools())
         .await
         .expect("no recursion")

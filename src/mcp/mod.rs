@@ -130,6 +130,7 @@ pub mod response_limit;
 pub mod schema_firewall;
 pub mod session;
 mod shared;
+pub(crate) mod sse;
 #[cfg(feature = "tool-integrity")]
 pub mod tool_integrity;
 

@@ -72,6 +72,7 @@ use tower_service::Service;
 
 use super::ErrorCode;
 use super::json::error_object;
+use super::sse::{Scan, is_event_stream};
 use crate::principal::McpCall;
 
 /// The error a capped body ends with (its `Display` says which limit).
@@ -288,18 +289,10 @@ fn limit<B: Body>(
     let deadline = Instant::now()
         .checked_add(limits.duration)
         .map(|at| Box::pin(tokio::time::sleep_until(at)));
-    let is_stream = parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/event-stream"));
-    let kind = if is_stream {
+    let kind = if is_event_stream(&parts.headers) {
         Kind::Events(Box::new(Events {
             pending: BytesMut::new(),
-            scanned: 0,
-            line_start: true,
-            after_cr: false,
+            scan: Scan::default(),
             events: 0,
             bytes: 0,
             limits: limits.clone(),
@@ -377,12 +370,7 @@ struct Events {
     /// Bytes of events not yet complete.
     pending: BytesMut,
     /// How far `pending` has been searched for the end of an event.
-    scanned: usize,
-    /// Whether the search stands at the start of a line.
-    line_start: bool,
-    /// Whether the last byte searched was a CR (a LF after it belongs to
-    /// the same line ending).
-    after_cr: bool,
+    scan: Scan,
     events: u64,
     bytes: u64,
     limits: Limits,
@@ -393,38 +381,13 @@ struct Events {
 }
 
 impl Events {
-    /// Where the next complete event in `pending` ends (after its blank
-    /// line), searching on from where the last search stopped. Line
-    /// endings are CRLF, LF or CR (the event-stream format).
-    fn next_end(&mut self) -> Option<usize> {
-        while self.scanned < self.pending.len() {
-            let byte = self.pending[self.scanned];
-            self.scanned += 1;
-            if std::mem::take(&mut self.after_cr) && byte == b'\n' {
-                continue;
-            }
-            match byte {
-                b'\r' | b'\n' => {
-                    self.after_cr = byte == b'\r';
-                    if self.line_start {
-                        return Some(self.scanned);
-                    }
-                    self.line_start = true;
-                }
-                _ => self.line_start = false,
-            }
-        }
-        None
-    }
-
     /// Takes in `data`; returns the complete events it may pass on, and
     /// sets `ending` when a limit is crossed.
     fn push(&mut self, data: &[u8]) -> Option<Bytes> {
         self.pending.extend_from_slice(data);
         let mut ready = 0;
         let mut crossed = None;
-        while let Some(end) = self.next_end() {
-            let len = end - ready;
+        while let Some(len) = self.scan.complete_event(&self.pending[ready..]) {
             if len > self.limits.event_bytes {
                 crossed = Some(ResponseLimitExceeded::Event);
             } else if self.events >= self.limits.events {
@@ -437,13 +400,12 @@ impl Events {
             }
             self.events += 1;
             self.bytes += len as u64;
-            ready = end;
+            ready += len;
         }
         if crossed.is_none() && self.pending.len() - ready > self.limits.event_bytes {
             crossed = Some(ResponseLimitExceeded::Event);
         }
         let out = self.pending.split_to(ready).freeze();
-        self.scanned -= ready;
         if let Some(crossed) = crossed {
             self.end(crossed);
         }
@@ -453,7 +415,7 @@ impl Events {
     /// Ends the stream with the error event for `crossed`.
     fn end(&mut self, crossed: ResponseLimitExceeded) {
         self.pending = BytesMut::new();
-        self.scanned = 0;
+        self.scan = Scan::default();
         let mut event = b"event: message\ndata: ".to_vec();
         event.extend_from_slice(&error_object(
             self.id.as_deref(),

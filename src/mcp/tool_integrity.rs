@@ -44,6 +44,7 @@ use std::fmt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::json::escape_into;
 use crate::error::ConfigError;
 
 /// The members of a tool definition that are pinned. Anything else a
@@ -158,7 +159,8 @@ impl fmt::Debug for ToolDigest {
 }
 
 /// `value` in canonical JSON: object keys sorted by their UTF-8 bytes, no
-/// white space, strings and numbers as `serde_json` writes them.
+/// white space, strings escaped as every JSON text of this crate is,
+/// numbers as `serde_json` writes them.
 fn canonical(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Object(object) => {
@@ -191,7 +193,9 @@ fn canonical(out: &mut Vec<u8>, value: &Value) {
 }
 
 fn canonical_string(out: &mut Vec<u8>, text: &str) {
-    out.extend_from_slice(Value::from(text).to_string().as_bytes());
+    out.push(b'"');
+    escape_into(out, text.as_bytes());
+    out.push(b'"');
 }
 
 /// The name of a tool definition.

@@ -295,9 +295,15 @@ where
 /// Each connection's last tool list, and when it was fetched.
 type ToolCache = HashMap<String, (tokio::time::Instant, Arc<Vec<Tool>>)>;
 
-/// Each connection's tool definitions as last listed, by tool name: what
-/// calls are checked against.
-type Definitions = HashMap<String, Arc<HashMap<String, Value>>>;
+/// A tool as its upstream last listed it: the definition calls are checked
+/// against, and what the tool screen found in it.
+struct Listed {
+    definition: Value,
+    finding: Option<Finding>,
+}
+
+/// Each connection's last listing, by tool name.
+type Listings = HashMap<String, Arc<HashMap<String, Listed>>>;
 
 /// How many distinct tool schemas stay compiled.
 const COMPILED_SCHEMAS: usize = 4096;
@@ -312,8 +318,8 @@ pub struct Upstreams {
     tools: Mutex<ToolCache>,
     tools_ttl: Duration,
     fanout: usize,
-    /// Each connection's tool definitions as last listed.
-    definitions: Mutex<Definitions>,
+    /// Each connection's tools as last listed.
+    listings: Mutex<Listings>,
     /// Their compiled input and output schemas.
     schemas: SchemaCache,
     /// Screens every listed tool for hidden characters and phrases.
@@ -321,8 +327,6 @@ pub struct Upstreams {
     /// Whether a flagged tool is quarantined (hidden, its calls refused)
     /// or only logged.
     quarantine: bool,
-    /// Each connection's flagged tools, with what was found.
-    flagged: Mutex<HashMap<String, HashMap<String, Finding>>>,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -345,11 +349,10 @@ impl Upstreams {
             tools: Mutex::new(HashMap::new()),
             tools_ttl: Duration::ZERO,
             fanout: 8,
-            definitions: Mutex::new(HashMap::new()),
+            listings: Mutex::new(HashMap::new()),
             schemas: SchemaCache::new(COMPILED_SCHEMAS),
             screen: ToolScreen::new(),
             quarantine: true,
-            flagged: Mutex::new(HashMap::new()),
         }
     }
 
@@ -408,17 +411,15 @@ impl Upstreams {
                 |client| async move { client.list_all_tools().await },
             )
             .await?;
-        let definitions: HashMap<String, Value> = tools
-            .iter()
-            .filter_map(|tool| Some((tool.name.to_string(), serde_json::to_value(tool).ok()?)))
-            .collect();
-        let flagged = self.screen_all(connection, &definitions);
-        self.definitions()
-            .insert(connection.id.clone(), Arc::new(definitions));
+        let listing = self.screen_all(connection, &tools);
         let tools: Vec<Tool> = if self.quarantine {
             tools
                 .into_iter()
-                .filter(|tool| !flagged.contains_key(tool.name.as_ref()))
+                .filter(|tool| {
+                    listing
+                        .get(tool.name.as_ref())
+                        .is_none_or(|listed| listed.finding.is_none())
+                })
                 .collect()
         } else {
             tools
@@ -435,21 +436,37 @@ impl Upstreams {
         self.tools.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Screens every tool of a fresh listing; records and returns the
-    /// flagged ones, logging each once when it is first flagged.
-    fn screen_all(
-        &self,
-        connection: &Connection,
-        definitions: &HashMap<String, Value>,
-    ) -> HashMap<String, Finding> {
-        let flagged: HashMap<String, Finding> = definitions
+    /// Screens every tool of a fresh listing and keeps the listing as what
+    /// calls are checked against; logs each flagged tool once, when it is
+    /// first flagged.
+    fn screen_all(&self, connection: &Connection, tools: &[Tool]) -> Arc<HashMap<String, Listed>> {
+        let listing: HashMap<String, Listed> = tools
             .iter()
-            .filter_map(|(name, tool)| Some((name.clone(), self.screen.screen(tool).err()?)))
+            .filter_map(|tool| {
+                let definition = serde_json::to_value(tool).ok()?;
+                let finding = self.screen.screen(&definition).err();
+                Some((
+                    tool.name.to_string(),
+                    Listed {
+                        definition,
+                        finding,
+                    },
+                ))
+            })
             .collect();
-        let mut all = self.flagged.lock().unwrap_or_else(PoisonError::into_inner);
-        let before = all.get(&connection.id);
-        for (tool, finding) in &flagged {
-            if before.and_then(|b| b.get(tool)) != Some(finding) {
+        let listing = Arc::new(listing);
+        let before = self
+            .listings()
+            .insert(connection.id.clone(), Arc::clone(&listing));
+        for (tool, listed) in listing.iter() {
+            let Some(finding) = &listed.finding else {
+                continue;
+            };
+            let known = before
+                .as_ref()
+                .and_then(|b| b.get(tool))
+                .and_then(|b| b.finding.as_ref());
+            if known != Some(finding) {
                 tracing::warn!(
                     connection = %connection.id,
                     server = %connection.server_name,
@@ -460,38 +477,23 @@ impl Upstreams {
                 );
             }
         }
-        if flagged.is_empty() {
-            all.remove(&connection.id);
-        } else {
-            all.insert(connection.id.clone(), flagged.clone());
-        }
-        flagged
+        listing
     }
 
-    /// What the screen found in `tool` of `connection`, when it is
-    /// quarantined.
-    fn quarantined(&self, connection: &Connection, tool: &str) -> Option<Finding> {
-        if !self.quarantine {
-            return None;
-        }
-        self.flagged
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn listings(&self) -> std::sync::MutexGuard<'_, Listings> {
+        self.listings.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `connection`'s last listing, when it holds `tool`.
+    fn listing_with(
+        &self,
+        connection: &Connection,
+        tool: &str,
+    ) -> Option<Arc<HashMap<String, Listed>>> {
+        self.listings()
             .get(&connection.id)
-            .and_then(|tools| tools.get(tool).cloned())
-    }
-
-    fn definitions(&self) -> std::sync::MutexGuard<'_, Definitions> {
-        self.definitions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// `tool`'s definition as `connection`'s upstream last listed it.
-    fn definition(&self, connection: &Connection, tool: &str) -> Option<Value> {
-        self.definitions()
-            .get(&connection.id)
-            .and_then(|tools| tools.get(tool).cloned())
+            .filter(|tools| tools.contains_key(tool))
+            .cloned()
     }
 
     /// Calls `tool` on `connection`'s upstream, through the schema
@@ -506,29 +508,34 @@ impl Upstreams {
         tool: &str,
         arguments: Option<JsonObject>,
     ) -> Result<CallToolResult, UpstreamError> {
-        let definition = match self.definition(connection, tool) {
-            Some(definition) => Some(definition),
+        let listing = match self.listing_with(connection, tool) {
+            Some(listing) => Some(listing),
             None => {
                 self.list_tools(connection).await?;
-                self.definition(connection, tool)
+                self.listing_with(connection, tool)
             }
         };
-        if let Some(finding) = self.quarantined(connection, tool) {
+        let listed = listing.as_ref().and_then(|tools| tools.get(tool));
+        if self.quarantine
+            && let Some(finding) = listed.and_then(|listed| listed.finding.as_ref())
+        {
             return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
                 "Tool {tool} is quarantined by the gateway ({finding}) until an operator reviews it"
             ))]));
         }
-        if let Some(definition) = &definition {
-            let given = arguments.clone().map(Value::Object);
-            if let Err(refusal) = self.schemas.check_arguments(definition, given.as_ref()) {
-                tracing::debug!(connection = %connection.id, tool, %refusal, "gateway: arguments refused by the tool's schema");
-                return Ok(CallToolResult::error(vec![ContentBlock::text(
-                    refusal.text(tool),
-                )]));
-            }
+        let given = arguments.map(Value::Object);
+        if let Some(listed) = listed
+            && let Err(refusal) = self
+                .schemas
+                .check_arguments(&listed.definition, given.as_ref())
+        {
+            tracing::debug!(connection = %connection.id, tool, %refusal, "gateway: arguments refused by the tool's schema");
+            return Ok(CallToolResult::error(vec![ContentBlock::text(
+                refusal.text(tool),
+            )]));
         }
         let mut params = CallToolRequestParams::new(tool.to_owned());
-        if let Some(arguments) = arguments {
+        if let Some(Value::Object(arguments)) = given {
             params = params.with_arguments(arguments);
         }
         let result = self
@@ -536,9 +543,9 @@ impl Upstreams {
                 client.call_tool(params).await
             })
             .await?;
-        if let Some(definition) = definition.filter(|d| d.get("outputSchema").is_some()) {
+        if let Some(listed) = listed.filter(|l| l.definition.get("outputSchema").is_some()) {
             let answered = serde_json::to_value(&result).unwrap_or(Value::Null);
-            if let Err(refusal) = self.schemas.check_result(&definition, &answered) {
+            if let Err(refusal) = self.schemas.check_result(&listed.definition, &answered) {
                 tracing::debug!(connection = %connection.id, tool, %refusal, "gateway: a result refused by the tool's output schema");
                 return Ok(CallToolResult::error(vec![ContentBlock::text(
                     refusal.text(tool),
@@ -552,11 +559,7 @@ impl Upstreams {
     pub fn forget(&self, id: &str) {
         let client = self.lock().remove(id);
         self.cached().remove(id);
-        self.definitions().remove(id);
-        self.flagged
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
+        self.listings().remove(id);
         self.breakers.remove(id);
         if let Some(client) = client {
             close(client);

@@ -10,7 +10,7 @@ use super::rules::{ToolPolicy, insufficient_scope};
 use super::tools_list::Filter;
 use crate::audit;
 use crate::mcp::buffer::RequestBody;
-use crate::principal::{McpCall, Principal};
+use crate::principal::{McpCall, Principal, called_tool};
 use crate::reject::{self, Reason, Rejection, Respond};
 
 /// How much of a request, and of a `tools/list` answer, is buffered.
@@ -74,19 +74,12 @@ pub(super) fn admit<B, R: Respond>(
         let Some(method) = message.get("method").and_then(Value::as_str) else {
             continue;
         };
-        let tool = match method {
-            "tools/call" => message
-                .get("params")
-                .and_then(|params| params.get("name"))
-                .and_then(Value::as_str),
-            "tools/list" => {
-                if let Some(id) = message.get("id").filter(|id| !id.is_null()) {
-                    lists.push(id.clone());
-                }
-                None
-            }
-            _ => None,
-        };
+        if method == "tools/list"
+            && let Some(id) = message.get("id").filter(|id| !id.is_null())
+        {
+            lists.push(id.clone());
+        }
+        let tool = called_tool(message);
         if call.is_none() {
             call = McpCall::of_message(message);
         }

@@ -11,19 +11,10 @@ use http::{HeaderMap, Response};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::sse::Scan;
 use super::tools_list::{Filter, FilterState, Mode, Phase};
 use crate::body::ResponseBody;
 use crate::mcp::buffer::is_json_media_type;
-
-/// Whether `headers` announce an event stream.
-fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/event-stream"))
-}
+use crate::mcp::sse::{Scan, is_event_stream};
 
 /// Whether the body is encoded (compressed) beyond reading.
 fn is_encoded(headers: &HeaderMap) -> bool {

@@ -110,7 +110,6 @@ mod future;
 pub(super) mod layer;
 pub(super) mod rules;
 pub(super) mod service;
-mod sse;
 mod tools_list;
 
 pub use future::ResponseFuture;

@@ -22,8 +22,8 @@ use tower_layer::Layer;
 
 use super::layer::McpPolicyLayer;
 use super::rules::{MAX_TOOL_NAME_CHARS, ToolPolicy, display_name};
-use super::sse::Scan;
 use crate::mcp::buffer::RequestBody;
+use crate::mcp::sse::Scan;
 use crate::principal::AuthMethod;
 use crate::principal::{McpCall, Principal};
 use crate::reject::{Reason, Rejection};

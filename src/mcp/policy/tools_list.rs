@@ -10,9 +10,9 @@ use http::HeaderMap;
 use serde_json::Value;
 
 use super::rules::ToolPolicy;
-use super::sse::{Scan, data_value, sse_lines};
 use crate::mcp::errors::code::ErrorCode;
 use crate::mcp::json;
+use crate::mcp::sse::{Scan, data_value, sse_lines};
 use crate::principal::Principal;
 
 /// The `tools/list` requests whose answers are still to be filtered, and

@@ -1,6 +1,6 @@
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -31,8 +31,17 @@ impl Body for Channel {
     }
 }
 
+/// An answer with `content_type` whose body is fed through `rx`.
+fn fed(content_type: &'static str, rx: mpsc::UnboundedReceiver<Bytes>) -> Response<Channel> {
+    let mut response = Response::new(Channel(rx));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, content_type.parse().unwrap());
+    response
+}
+
 /// A service answering with `content_type` and the chunks of `chunks`
-/// (then ends), or with a body held open while `hold` is kept.
+/// (then ends).
 fn answer(
     content_type: &'static str,
     chunks: Vec<&'static [u8]>,
@@ -42,11 +51,19 @@ fn answer(
         for chunk in &chunks {
             tx.send(Bytes::from_static(chunk)).unwrap();
         }
-        let mut response = Response::new(Channel(rx));
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, content_type.parse().unwrap());
-        std::future::ready(Ok(response))
+        std::future::ready(Ok(fed(content_type, rx)))
+    }
+}
+
+/// A service answering its one request with an event stream fed by the
+/// test through `rx` (held open while the sender lives).
+fn stream_of(
+    rx: mpsc::UnboundedReceiver<Bytes>,
+) -> impl Fn(Request<()>) -> std::future::Ready<Result<Response<Channel>, Infallible>> {
+    let rx = Mutex::new(Some(rx));
+    move |_| {
+        let rx = rx.lock().unwrap().take().expect("one request");
+        std::future::ready(Ok(fed("text/event-stream", rx)))
     }
 }
 
@@ -193,19 +210,9 @@ async fn a_stream_over_its_byte_limit_is_cut_between_events() {
 #[tokio::test(start_paused = true)]
 async fn a_stream_that_never_ends_is_cut_at_its_deadline() {
     let (tx, rx) = mpsc::unbounded_channel();
-    let body = Arc::new(Mutex::new(Some(rx)));
     let service = ServiceBuilder::new()
         .layer(ResponseLimitLayer::new().max_duration(Duration::from_secs(5)))
-        .service_fn(move |_: Request<()>| {
-            let rx = body.lock().unwrap().take().unwrap();
-            async move {
-                let mut response = Response::new(Channel(rx));
-                response
-                    .headers_mut()
-                    .insert(CONTENT_TYPE, "text/event-stream".parse().unwrap());
-                Ok::<_, Infallible>(response)
-            }
-        });
+        .service_fn(stream_of(rx));
     let response = service.oneshot(call("9")).await.unwrap();
     tx.send(Bytes::from_static(b"data: first\n\n")).unwrap();
     let mut body = response.into_body();
@@ -335,19 +342,9 @@ async fn an_unbounded_flood_of_events_holds_at_most_one_event_in_memory() {
     for _ in 0..100_000 {
         tx.send(Bytes::from_static(b"x")).unwrap();
     }
-    let rx = Mutex::new(Some(rx));
     let service = ServiceBuilder::new()
         .layer(ResponseLimitLayer::new().max_event_bytes(1024))
-        .service_fn(move |_: Request<()>| {
-            let rx = rx.lock().unwrap().take().unwrap();
-            async move {
-                let mut response = Response::new(Channel(rx));
-                response
-                    .headers_mut()
-                    .insert(CONTENT_TYPE, "text/event-stream".parse().unwrap());
-                Ok::<_, Infallible>(response)
-            }
-        });
+        .service_fn(stream_of(rx));
     let response = service.oneshot(call("1")).await.unwrap();
     let (out, error) = drain(response.into_body()).await;
     assert_eq!(error, None);

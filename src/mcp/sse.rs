@@ -1,7 +1,20 @@
-//! SSE framing: where an event ends, its lines, and its `data` values.
+//! SSE framing: whether a response is an event stream, where an event
+//! ends, its lines, and its `data` values.
+
+use http::HeaderMap;
+use http::header::CONTENT_TYPE;
+
+/// Whether `headers` announce an event stream.
+pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/event-stream"))
+}
 
 /// The lines of an SSE event (without their CR, LF or CRLF endings).
-pub(super) fn sse_lines(event: &[u8]) -> Vec<&[u8]> {
+pub(crate) fn sse_lines(event: &[u8]) -> Vec<&[u8]> {
     let mut lines = Vec::new();
     let mut start = 0;
     let mut i = 0;
@@ -31,7 +44,7 @@ pub(super) fn sse_lines(event: &[u8]) -> Vec<&[u8]> {
 }
 
 /// The value of a `data` field line, `None` for any other line.
-pub(super) fn data_value(line: &[u8]) -> Option<&[u8]> {
+pub(crate) fn data_value(line: &[u8]) -> Option<&[u8]> {
     if line == b"data" {
         return Some(b"");
     }
@@ -41,7 +54,7 @@ pub(super) fn data_value(line: &[u8]) -> Option<&[u8]> {
 
 /// Where the search for the end of the first buffered SSE event stopped.
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Scan {
+pub(crate) struct Scan {
     pos: usize,
     line_start: usize,
 }
@@ -49,7 +62,7 @@ pub(super) struct Scan {
 impl Scan {
     /// The length of the first complete event in `buffer` (through the
     /// blank line that ends it), resuming where the last call stopped.
-    pub(super) fn complete_event(&mut self, buffer: &[u8]) -> Option<usize> {
+    pub(crate) fn complete_event(&mut self, buffer: &[u8]) -> Option<usize> {
         while self.pos < buffer.len() {
             let i = self.pos;
             let end = match buffer[i] {
