@@ -157,6 +157,14 @@ fn the_servers_own_settings_follow_the_perimeters_rules() {
     assert_eq!(set.gateway.tools_cache_ttl, Duration::ZERO);
     assert!(!set.gateway.allow_private_upstreams);
     assert_eq!(set.gateway.credential_key.unwrap()[1], 0x11);
+    // The tool screen quarantines unless told to only log.
+    assert!(load(&[]).unwrap().gateway.quarantine);
+    assert!(
+        !load(&[("MCP_GATEWAY_TOOL_SCREEN", "log")])
+            .unwrap()
+            .gateway
+            .quarantine
+    );
     // Each refusal names its variable.
     for (name, bad) in [
         ("MCP_DATABASE_URL", "mysql://db/x"),
@@ -170,6 +178,9 @@ fn the_servers_own_settings_follow_the_perimeters_rules() {
         ("MCP_GATEWAY_TOOLS_CACHE_TTL", "1s"),
         ("MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS", "maybe"),
         ("MCP_GATEWAY_CREDENTIAL_KEY", "00112233"),
+        ("MCP_GATEWAY_TOOL_SCREEN", "off"),
+        ("MCP_GATEWAY_TOOL_SCREEN", "quarantine,log"),
+        ("MCP_GATEWAY_TOOL_SCREEN_PHRASES", ","),
     ] {
         let error = load(&[(name, bad)]).unwrap_err();
         assert_eq!(error.setting(), name, "{name}={bad:?}: {error}");
