@@ -11,7 +11,7 @@ use app::gateway::store;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use store::{ConnectionStore, NewConnection, StoreError};
+use store::{ConnectionStore, MAX_PINNED_TOOLS, NewConnection, Pin, StoreError};
 
 fn required() -> bool {
     std::env::var("TOWER_WARDEN_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
@@ -153,6 +153,93 @@ async fn durable_and_concurrent(url: &str) {
         .map(|c| c.server_name)
         .collect();
     assert_eq!(names.len(), 50);
+}
+
+fn pin(tool: &str, digest: &str) -> Pin {
+    Pin {
+        tool: tool.to_owned(),
+        digest: digest.to_owned(),
+        definition: format!(r#"{{"name":"{tool}","description":"{digest}"}}"#),
+    }
+}
+
+/// A connection's approved tools: pinned once on first use (a second
+/// first-use pin, as a racing instance would write, changes nothing),
+/// re-pinned and forgotten one by one, capped, and gone with the
+/// connection.
+async fn pins_round_trip(url: &str) {
+    let store = ConnectionStore::connect(url).await.unwrap();
+    let namespace = unique("pins");
+    let id = store.create(&namespace, new("pinned")).await.unwrap().id;
+    assert_eq!(store.pins(&id).await.unwrap(), None, "not yet pinned");
+
+    assert!(
+        store
+            .pin_first(&id, &[pin("b", "1"), pin("a", "1")])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store.pin_first(&id, &[pin("evil", "9")]).await.unwrap(),
+        "pinned once"
+    );
+    assert_eq!(
+        store.pins(&id).await.unwrap(),
+        Some(vec![pin("a", "1"), pin("b", "1")])
+    );
+
+    assert!(store.approve(&id, Ok(&pin("a", "2"))).await.unwrap());
+    assert!(store.approve(&id, Err("b")).await.unwrap());
+    assert_eq!(store.pins(&id).await.unwrap(), Some(vec![pin("a", "2")]));
+    // Approving the removal of the last tool leaves an empty, pinned set.
+    assert!(store.approve(&id, Err("a")).await.unwrap());
+    assert_eq!(store.pins(&id).await.unwrap(), Some(vec![]));
+
+    // Another store on the same database reads the same pins.
+    let again = ConnectionStore::connect(url).await.unwrap();
+    assert_eq!(again.pins(&id).await.unwrap(), Some(vec![]));
+
+    // At most MAX_PINNED_TOOLS per connection.
+    let many: Vec<Pin> = (0..MAX_PINNED_TOOLS + 6)
+        .map(|i| pin(&format!("t{i:05}"), "1"))
+        .collect();
+    let full = store.create(&namespace, new("full")).await.unwrap().id;
+    assert!(store.pin_first(&full, &many).await.unwrap());
+    assert_eq!(
+        store.pins(&full).await.unwrap().unwrap().len(),
+        MAX_PINNED_TOOLS
+    );
+    assert!(
+        !store
+            .approve(&full, Ok(&pin("one-more", "1")))
+            .await
+            .unwrap(),
+        "over the cap"
+    );
+    assert!(
+        store.approve(&full, Ok(&pin("t00000", "2"))).await.unwrap(),
+        "a re-pin is no more"
+    );
+
+    // Gone with the connection; an unknown connection pins nothing.
+    assert!(store.delete(&id).await.unwrap());
+    assert_eq!(store.pins(&id).await.unwrap(), None);
+    assert!(!store.approve(&id, Ok(&pin("a", "3"))).await.unwrap());
+    assert!(!store.pin_first(&id, &[pin("a", "3")]).await.unwrap());
+    assert!(store.delete(&full).await.unwrap());
+}
+
+#[tokio::test]
+async fn sqlite_keeps_approved_tools() {
+    let db = TempDb::new();
+    pins_round_trip(&db.url()).await;
+}
+
+#[tokio::test]
+async fn postgres_keeps_approved_tools() {
+    if let Some(url) = postgres("postgres_keeps_approved_tools") {
+        pins_round_trip(&url).await;
+    }
 }
 
 #[tokio::test]

@@ -292,7 +292,14 @@ impl ToolPins {
         &self,
         tools: impl IntoIterator<Item = &'a Value>,
     ) -> Result<ToolChanges, ToolError> {
-        let now = Self::from_tools(tools)?;
+        Ok(self.diff(&Self::from_tools(tools)?))
+    }
+
+    /// What differs between `now` (the pins of a listing now, from
+    /// [`ToolPins::from_tools`]) and these pins: [`ToolPins::changes`] for a
+    /// listing whose digests are needed anyway.
+    #[must_use]
+    pub fn diff(&self, now: &Self) -> ToolChanges {
         let mut changes = ToolChanges::default();
         for (name, digest) in &now.pins {
             match self.pins.get(name) {
@@ -307,7 +314,7 @@ impl ToolPins {
             .filter(|name| !now.pins.contains_key(*name))
             .cloned()
             .collect();
-        Ok(changes)
+        changes
     }
 }
 

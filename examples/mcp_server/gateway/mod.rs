@@ -95,18 +95,20 @@ pub async fn open(settings: &settings::Gateway) -> Result<Arc<Gateway>, ConfigEr
         .await
         .map_err(|e| ConfigError::new("MCP_DATABASE_URL", e.to_string()))?;
     let breakers = breakers(settings)?;
+    let store = store
+        .with_max_per_namespace(settings.max_connections)
+        .with_credential_key(
+            store::credential_key(settings.credential_key, settings.development)
+                .map_err(|e| ConfigError::new("MCP_GATEWAY_CREDENTIAL_KEY", e.to_string()))?,
+        );
     Ok(Arc::new(Gateway {
-        store: store
-            .with_max_per_namespace(settings.max_connections)
-            .with_credential_key(
-                store::credential_key(settings.credential_key, settings.development)
-                    .map_err(|e| ConfigError::new("MCP_GATEWAY_CREDENTIAL_KEY", e.to_string()))?,
-            ),
+        store: store.clone(),
         upstreams: Upstreams::new(
             breakers,
             upstream::Reach {
                 allow_private: settings.allow_private_upstreams,
             },
+            store,
         )
         .tools_cache_ttl(settings.tools_cache_ttl)
         .tool_screen(settings.screen.clone(), settings.quarantine)

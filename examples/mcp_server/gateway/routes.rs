@@ -6,7 +6,13 @@
 //! GET    /api/v1/mcp/connections/{id}/tools               → the upstream's tools
 //! POST   /api/v1/mcp/connections/{id}/tools/{tool}/execute {"arguments":{..}} → the result
 //! DELETE /api/v1/mcp/connections/{id}                     → 204
+//! GET    /api/v1/mcp/connections/{id}/tools/changes       → tools waiting for review (admin)
+//! POST   /api/v1/mcp/connections/{id}/tools/{tool}/approve {"digest":"…"|null} → 200 (admin)
 //! ```
+//!
+//! The two review routes need the role `MCP_ADMIN_ROLE` names (403
+//! `insufficient_scope` otherwise; with no admin role set, nobody reviews):
+//! a tenant cannot approve the tools of its own upstream.
 //!
 //! Every route requires the scope `MCP_GATEWAY_SCOPE` (403
 //! `insufficient_scope` otherwise) and works in the caller's namespace (the
@@ -41,7 +47,7 @@ use tower_warden::stack::WardenLayer;
 use super::super::problem::{problem, rejected};
 use super::Gateway;
 use super::store::{Connection, NewConnection, StoreError};
-use super::upstream::UpstreamError;
+use super::upstream::{ApproveError, UpstreamError};
 
 /// The connection API's path prefix.
 pub const CONNECTIONS: &str = "/api/v1/mcp/connections";
@@ -129,6 +135,11 @@ pub fn routes(gateway: Arc<Gateway>, access: Access) -> Router {
             &format!("{CONNECTIONS}/{{id}}/tools/{{tool}}/execute"),
             post(execute),
         )
+        .route(&format!("{CONNECTIONS}/{{id}}/tools/changes"), get(changes))
+        .route(
+            &format!("{CONNECTIONS}/{{id}}/tools/{{tool}}/approve"),
+            post(approve),
+        )
         .with_state(Arc::new(Api { gateway, access }))
         .route_layer(namespaces)
         // Outermost: without the scope, nothing about connections is told.
@@ -178,11 +189,20 @@ fn upstream_failed(error: &UpstreamError) -> Response {
         }
         UpstreamError::Refused(_) => problem(StatusCode::BAD_GATEWAY, "upstream_refused", detail),
         UpstreamError::Forbidden(_) => problem(StatusCode::FORBIDDEN, "upstream_forbidden", detail),
+        UpstreamError::Store(error) => store_failed(error),
     }
 }
 
 fn forbidden() -> Response {
     rejected(&Rejection::new(Reason::NamespaceForbidden))
+}
+
+/// The answer to a caller without the admin role on a review route.
+fn not_admin() -> Response {
+    rejected(
+        &Rejection::new(Reason::InsufficientScope)
+            .with_detail("reviewing upstream tools needs the role MCP_ADMIN_ROLE names"),
+    )
 }
 
 /// Who calls, and in which namespace: what `NamespaceLayer` and the auth
@@ -414,5 +434,110 @@ async fn execute(
                 .into_response()
         }
         Err(error) => upstream_failed(&error),
+    }
+}
+
+/// The tools of a connection that wait for an operator: flagged by the
+/// screen, added or changed since approval, or gone (a fresh listing).
+async fn changes(State(api): State<Arc<Api>>, caller: Caller, Path(id): Path<String>) -> Response {
+    if !caller.admin {
+        return not_admin();
+    }
+    let gateway = &api.gateway;
+    let connection = match owned(gateway, &caller, &id).await {
+        Ok(connection) => connection,
+        Err(response) => return response,
+    };
+    match gateway.upstreams.changes(&connection).await {
+        Ok(changes) => {
+            Json(json!({ "connection_id": connection.id, "changes": changes })).into_response()
+        }
+        Err(error) => upstream_failed(&error),
+    }
+}
+
+/// The body of `.../tools/{tool}/approve`: the digest of the definition
+/// the operator reviewed, or `null` to approve a tool's removal.
+#[derive(Debug, Deserialize)]
+struct ApproveBody {
+    digest: Option<String>,
+}
+
+/// Approves one tool as the operator reviewed it (re-pins it).
+async fn approve(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path((id, tool)): Path<(String, String)>,
+    extensions: axum::http::Extensions,
+    body: Result<Json<ApproveBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if !caller.admin {
+        return not_admin();
+    }
+    let gateway = &api.gateway;
+    let connection = match owned(gateway, &caller, &id).await {
+        Ok(connection) => connection,
+        Err(response) => return response,
+    };
+    let digest = match body {
+        Ok(Json(body)) => body.digest,
+        Err(rejection) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                rejection.body_text(),
+            );
+        }
+    };
+    match gateway
+        .upstreams
+        .approve(&connection, &tool, digest.as_deref())
+        .await
+    {
+        Ok(()) => {
+            let subject = extensions
+                .get::<Principal>()
+                .map(|p| p.subject().to_owned())
+                .unwrap_or_default();
+            tracing::info!(
+                target: tower_warden::audit::TARGET,
+                event = "tool_approved",
+                namespace = %connection.namespace,
+                connection = %connection.id,
+                server = %connection.server_name,
+                tool = %tool,
+                digest = digest.as_deref().unwrap_or("removed"),
+                subject = %subject,
+                "gateway: an operator approved an upstream tool"
+            );
+            Json(json!({ "connection_id": connection.id, "tool": tool, "digest": digest }))
+                .into_response()
+        }
+        Err(ApproveError::Unknown) => problem(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "the upstream does not offer this tool, and it has no approved definition",
+        ),
+        Err(ApproveError::Stale { now: Some(now) }) => problem(
+            StatusCode::CONFLICT,
+            "tool_changed",
+            format!(
+                "the tool's definition is not the one reviewed (its digest now is {now}): review it again"
+            ),
+        ),
+        Err(ApproveError::Stale { now: None }) => problem(
+            StatusCode::CONFLICT,
+            "tool_changed",
+            "the upstream no longer offers this tool: approve its removal with a null digest",
+        ),
+        Err(ApproveError::Full) => problem(
+            StatusCode::CONFLICT,
+            "tool_limit",
+            format!(
+                "this connection already has {} approved tools, the most it may have",
+                super::store::MAX_PINNED_TOOLS
+            ),
+        ),
+        Err(ApproveError::Upstream(error)) => upstream_failed(&error),
     }
 }

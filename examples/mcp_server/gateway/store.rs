@@ -16,19 +16,55 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 pub const MAX_TIMEOUT_MS: u64 = 300_000;
 
 /// The schema, one step per version; applied in order, each once.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE mcp_connections (
-        id TEXT PRIMARY KEY,
-        namespace TEXT NOT NULL,
-        server_name TEXT NOT NULL,
-        url TEXT NOT NULL,
-        timeout_ms BIGINT NOT NULL,
-        credential TEXT,
-        created_at_us BIGINT NOT NULL,
-        UNIQUE (namespace, server_name)
-    )",
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE mcp_connections (
+            id TEXT PRIMARY KEY,
+            namespace TEXT NOT NULL,
+            server_name TEXT NOT NULL,
+            url TEXT NOT NULL,
+            timeout_ms BIGINT NOT NULL,
+            credential TEXT,
+            created_at_us BIGINT NOT NULL,
+            UNIQUE (namespace, server_name)
+        )",
+    ),
+    // Each connection's approved tools: a digest of each definition, and
+    // the definition itself (what an operator compares a change with).
+    (
+        2,
+        "CREATE TABLE mcp_tool_pins (
+            connection_id TEXT NOT NULL,
+            tool TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            definition TEXT NOT NULL,
+            pinned_at_us BIGINT NOT NULL,
+            PRIMARY KEY (connection_id, tool)
+        )",
+    ),
+    // When the connection's tools were first pinned; NULL: not yet (the
+    // first listing pins them).
+    (
+        3,
+        "ALTER TABLE mcp_connections ADD COLUMN tools_pinned_at_us BIGINT",
+    ),
+];
+
+/// The most tools one connection keeps pinned.
+pub const MAX_PINNED_TOOLS: usize = 1024;
+
+/// An approved tool definition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pin {
+    /// The tool's name on its upstream.
+    pub tool: String,
+    /// [`ToolDigest`](tower_warden::mcp::tool_integrity::ToolDigest) of the
+    /// definition, in hex.
+    pub digest: String,
+    /// The definition as approved (JSON).
+    pub definition: String,
+}
 
 /// A registered upstream MCP server, owned by one namespace.
 #[derive(Clone, PartialEq, Eq, Serialize)]
@@ -400,13 +436,169 @@ impl ConnectionStore {
     ///
     /// The database failed.
     pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM mcp_connections WHERE id = $1")
+        let mut tx = self.pool.begin().await.map_err(|e| database(&e))?;
+        sqlx::query("DELETE FROM mcp_tool_pins WHERE connection_id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(|e| database(&e))?;
+        let done = sqlx::query("DELETE FROM mcp_connections WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| database(&e))?;
+        tx.commit().await.map_err(|e| database(&e))?;
         Ok(done.rows_affected() > 0)
     }
+
+    /// The approved tools of connection `id`, by name; `None` while its
+    /// tools have never been pinned (or the connection is gone).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn pins(&self, id: &str) -> Result<Option<Vec<Pin>>, StoreError> {
+        let pinned = sqlx::query("SELECT tools_pinned_at_us FROM mcp_connections WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| database(&e))?;
+        let pinned = match pinned {
+            Some(row) => row
+                .try_get::<Option<i64>, _>("tools_pinned_at_us")
+                .map_err(|e| database(&e))?
+                .is_some(),
+            None => false,
+        };
+        if !pinned {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT tool, digest, definition FROM mcp_tool_pins
+             WHERE connection_id = $1 ORDER BY tool",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| database(&e))?;
+        rows.iter()
+            .map(|row| {
+                let get = |e: sqlx::Error| database(&e);
+                Ok(Pin {
+                    tool: row.try_get("tool").map_err(get)?,
+                    digest: row.try_get("digest").map_err(get)?,
+                    definition: row.try_get("definition").map_err(get)?,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    /// Pins `pins` as connection `id`'s first approved tools (trust on
+    /// first use), unless its tools were pinned already — by another
+    /// instance sharing the store, say: then nothing is written and
+    /// `false` is answered. At most [`MAX_PINNED_TOOLS`] are kept.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn pin_first(&self, id: &str, pins: &[Pin]) -> Result<bool, StoreError> {
+        let now = now_us();
+        let mut tx = self.pool.begin().await.map_err(|e| database(&e))?;
+        let claimed = sqlx::query(
+            "UPDATE mcp_connections SET tools_pinned_at_us = $2
+             WHERE id = $1 AND tools_pinned_at_us IS NULL",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| database(&e))?;
+        if claimed.rows_affected() == 0 {
+            return Ok(false);
+        }
+        for pin in pins.iter().take(MAX_PINNED_TOOLS) {
+            upsert_pin(&mut tx, id, pin, now).await?;
+        }
+        tx.commit().await.map_err(|e| database(&e))?;
+        Ok(true)
+    }
+
+    /// Approves one tool of connection `id`: pins `pin` (replacing the
+    /// tool's earlier pin), or, for `Err(tool)`, forgets the pin of a tool
+    /// the upstream no longer offers. `false` when the connection is gone,
+    /// or already holds [`MAX_PINNED_TOOLS`] other pins.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn approve(&self, id: &str, pin: Result<&Pin, &str>) -> Result<bool, StoreError> {
+        let now = now_us();
+        let mut tx = self.pool.begin().await.map_err(|e| database(&e))?;
+        let found = sqlx::query(
+            "UPDATE mcp_connections SET tools_pinned_at_us = COALESCE(tools_pinned_at_us, $2)
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| database(&e))?;
+        if found.rows_affected() == 0 {
+            return Ok(false);
+        }
+        match pin {
+            Ok(pin) => {
+                let others: i64 = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM mcp_tool_pins WHERE connection_id = $1 AND tool <> $2",
+                )
+                .bind(id)
+                .bind(&pin.tool)
+                .fetch_one(&mut *tx)
+                .await
+                .and_then(|row| row.try_get("n"))
+                .map_err(|e| database(&e))?;
+                if usize::try_from(others).unwrap_or(usize::MAX) >= MAX_PINNED_TOOLS {
+                    return Ok(false);
+                }
+                upsert_pin(&mut tx, id, pin, now).await?;
+            }
+            Err(tool) => {
+                sqlx::query("DELETE FROM mcp_tool_pins WHERE connection_id = $1 AND tool = $2")
+                    .bind(id)
+                    .bind(tool)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| database(&e))?;
+            }
+        }
+        tx.commit().await.map_err(|e| database(&e))?;
+        Ok(true)
+    }
+}
+
+async fn upsert_pin(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    pin: &Pin,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO mcp_tool_pins (connection_id, tool, digest, definition, pinned_at_us)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (connection_id, tool) DO UPDATE
+         SET digest = excluded.digest, definition = excluded.definition,
+             pinned_at_us = excluded.pinned_at_us",
+    )
+    .bind(id)
+    .bind(&pin.tool)
+    .bind(&pin.digest)
+    .bind(&pin.definition)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| database(&e))?;
+    Ok(())
 }
 
 impl ConnectionStore {

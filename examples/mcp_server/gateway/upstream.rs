@@ -22,9 +22,9 @@ use rmcp::{RoleClient, ServiceExt};
 use serde_json::Value;
 use tower_warden::circuit_breaker::{BreakerState, CircuitBreakers};
 use tower_warden::mcp::schema_firewall::SchemaCache;
-use tower_warden::mcp::tool_integrity::{Finding, ToolScreen};
+use tower_warden::mcp::tool_integrity::{Finding, ToolDigest, ToolPins, ToolScreen};
 
-use super::store::Connection;
+use super::store::{Connection, ConnectionStore, Pin, StoreError};
 
 type Client = RunningService<RoleClient, ClientConfig>;
 
@@ -49,6 +49,9 @@ pub enum UpstreamError {
     /// address while `MCP_GATEWAY_ALLOW_PRIVATE_UPSTREAMS` is off): the
     /// upstream was not called.
     Forbidden(String),
+    /// The connection store, which holds the approved tools, failed: the
+    /// upstream's tools cannot be checked, so none is offered or called.
+    Store(StoreError),
 }
 
 impl std::fmt::Display for UpstreamError {
@@ -63,6 +66,7 @@ impl std::fmt::Display for UpstreamError {
             Self::Failed(why) => write!(f, "the upstream cannot be reached: {why}"),
             Self::Refused(error) => write!(f, "the upstream refused the call: {}", error.message),
             Self::Forbidden(why) => write!(f, "the upstream may not be reached: {why}"),
+            Self::Store(error) => error.fmt(f),
         }
     }
 }
@@ -83,6 +87,7 @@ impl UpstreamError {
                 "the upstream refused the call (JSON-RPC error {})",
                 error.code.0
             ),
+            Self::Store(_) => "the connection store is unavailable".to_owned(),
         }
     }
 }
@@ -295,15 +300,97 @@ where
 /// Each connection's last tool list, and when it was fetched.
 type ToolCache = HashMap<String, (tokio::time::Instant, Arc<Vec<Tool>>)>;
 
-/// A tool as its upstream last listed it: the definition calls are checked
-/// against, and what the tool screen found in it.
-struct Listed {
-    definition: Value,
-    finding: Option<Finding>,
+/// How a listed tool differs from the connection's approved tools.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Offered under a name that has no approved definition.
+    Added,
+    /// Offered with another definition than the approved one.
+    Changed,
 }
 
-/// Each connection's last listing, by tool name.
-type Listings = HashMap<String, Arc<HashMap<String, Listed>>>;
+/// A tool as its upstream last listed it: the definition calls are checked
+/// against, its digest, and why it is held back, if it is.
+struct Listed {
+    definition: Value,
+    digest: ToolDigest,
+    /// What the tool screen found in it (screened unless it is approved).
+    finding: Option<Finding>,
+    /// How it differs from its approved definition.
+    change: Option<Change>,
+}
+
+impl Listed {
+    /// Whether it waits for an operator: flagged by the screen, or not the
+    /// approved definition.
+    fn held(&self) -> bool {
+        self.finding.is_some() || self.change.is_some()
+    }
+
+    /// Why it is held, for the caller (a tool error) and the operator.
+    fn reason(&self) -> Option<String> {
+        match (&self.finding, self.change) {
+            (Some(finding), _) => Some(finding.to_string()),
+            (None, Some(Change::Changed)) => {
+                Some("its definition changed since it was approved".to_owned())
+            }
+            (None, Some(Change::Added)) => {
+                Some("it appeared after the connection's tools were approved".to_owned())
+            }
+            (None, None) => None,
+        }
+    }
+
+    /// The kind of finding, as audit events and metrics name it.
+    fn kind(&self) -> &'static str {
+        match (&self.finding, self.change) {
+            (Some(_), _) => "flagged",
+            (None, Some(Change::Changed)) => "changed",
+            (None, Some(Change::Added)) => "added",
+            (None, None) => "approved",
+        }
+    }
+}
+
+/// A connection's last listing: its tools by name, and the approved
+/// definitions of the tools that changed or are gone.
+#[derive(Default)]
+struct Listing {
+    tools: HashMap<String, Listed>,
+    pinned: HashMap<String, Pin>,
+}
+
+impl Listing {
+    /// Pinned tools the upstream no longer offers.
+    fn removed(&self) -> impl Iterator<Item = &Pin> {
+        self.pinned
+            .values()
+            .filter(|pin| !self.tools.contains_key(&pin.tool))
+    }
+}
+
+/// Each connection's last listing.
+type Listings = HashMap<String, Arc<Listing>>;
+
+/// What an operator's approval of one tool did not do.
+#[derive(Debug)]
+pub enum ApproveError {
+    /// The upstream does not offer the tool, and it has no pin to forget.
+    Unknown,
+    /// The tool's definition now is not the one whose digest was approved
+    /// (it changed after the operator looked).
+    Stale {
+        /// The digest of the definition offered now, when it is offered.
+        now: Option<String>,
+    },
+    /// The connection already holds as many pins as it may.
+    Full,
+    /// Listing the upstream, or the store, failed.
+    Upstream(UpstreamError),
+}
+
+/// The name metrics count tool findings under.
+pub const TOOL_FINDINGS: &str = "tower_warden_gateway_tool_findings_total";
 
 /// How many distinct tool schemas stay compiled.
 const COMPILED_SCHEMAS: usize = 4096;
@@ -324,9 +411,11 @@ pub struct Upstreams {
     schemas: SchemaCache,
     /// Screens every listed tool for hidden characters and phrases.
     screen: ToolScreen,
-    /// Whether a flagged tool is quarantined (hidden, its calls refused)
-    /// or only logged.
+    /// Whether a flagged or changed tool is quarantined (hidden, its calls
+    /// refused) or only logged.
     quarantine: bool,
+    /// Where each connection's approved tools are kept.
+    store: ConnectionStore,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -337,11 +426,11 @@ impl std::fmt::Debug for Upstreams {
 
 impl Upstreams {
     /// Upstreams whose breakers are built by `breakers`, reachable as
-    /// `reach` allows.
+    /// `reach` allows, their approved tools kept in `store`.
     /// Tool lists are not cached and `tools/list` asks 8 upstreams at a
     /// time until [`Upstreams::tools_cache_ttl`] and [`Upstreams::fanout`]
     /// say otherwise.
-    pub fn new(breakers: CircuitBreakers, reach: Reach) -> Self {
+    pub fn new(breakers: CircuitBreakers, reach: Reach, store: ConnectionStore) -> Self {
         Self {
             clients: Mutex::new(HashMap::new()),
             breakers,
@@ -353,6 +442,7 @@ impl Upstreams {
             schemas: SchemaCache::new(COMPILED_SCHEMAS),
             screen: ToolScreen::new(),
             quarantine: true,
+            store,
         }
     }
 
@@ -364,10 +454,11 @@ impl Upstreams {
         self
     }
 
-    /// Screens listed tools with `screen`; a flagged tool is quarantined
-    /// (hidden from listings, its calls answered with a tool error) when
-    /// `quarantine` is set (`MCP_GATEWAY_TOOL_SCREEN=quarantine`, the
-    /// default), only logged otherwise.
+    /// Screens listed tools with `screen`; a flagged tool, and a tool that
+    /// differs from its approved definition, is quarantined (hidden from
+    /// listings, its calls answered with a tool error) when `quarantine` is
+    /// set (`MCP_GATEWAY_TOOL_SCREEN=quarantine`, the default), only logged
+    /// otherwise.
     #[must_use]
     pub fn tool_screen(mut self, screen: ToolScreen, quarantine: bool) -> Self {
         self.screen = screen;
@@ -405,20 +496,15 @@ impl Upstreams {
         {
             return Ok(tools.as_ref().clone());
         }
-        let tools = self
-            .guarded(
-                connection,
-                |client| async move { client.list_all_tools().await },
-            )
-            .await?;
-        let listing = self.screen_all(connection, &tools);
+        let (tools, listing) = self.fetch(connection).await?;
         let tools: Vec<Tool> = if self.quarantine {
             tools
                 .into_iter()
                 .filter(|tool| {
                     listing
+                        .tools
                         .get(tool.name.as_ref())
-                        .is_none_or(|listed| listed.finding.is_none())
+                        .is_some_and(|listed| !listed.held())
                 })
                 .collect()
         } else {
@@ -436,48 +522,270 @@ impl Upstreams {
         self.tools.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Screens every tool of a fresh listing and keeps the listing as what
-    /// calls are checked against; logs each flagged tool once, when it is
-    /// first flagged.
-    fn screen_all(&self, connection: &Connection, tools: &[Tool]) -> Arc<HashMap<String, Listed>> {
-        let listing: HashMap<String, Listed> = tools
-            .iter()
-            .filter_map(|tool| {
-                let definition = serde_json::to_value(tool).ok()?;
-                let finding = self.screen.screen(&definition).err();
-                Some((
-                    tool.name.to_string(),
-                    Listed {
-                        definition,
-                        finding,
-                    },
-                ))
-            })
-            .collect();
-        let listing = Arc::new(listing);
+    /// A fresh listing of `connection`'s upstream, reviewed against its
+    /// approved tools ([`Upstreams::review`]) and kept as what calls are
+    /// checked against.
+    async fn fetch(
+        &self,
+        connection: &Connection,
+    ) -> Result<(Vec<Tool>, Arc<Listing>), UpstreamError> {
+        let tools = self
+            .guarded(
+                connection,
+                |client| async move { client.list_all_tools().await },
+            )
+            .await?;
+        let listing = Arc::new(self.review(connection, &tools).await?);
         let before = self
             .listings()
             .insert(connection.id.clone(), Arc::clone(&listing));
-        for (tool, listed) in listing.iter() {
-            let Some(finding) = &listed.finding else {
+        self.report(connection, before.as_deref(), &listing);
+        Ok((tools, listing))
+    }
+
+    /// Compares a listing with the connection's approved tools. The first
+    /// listing of a connection approves every tool the screen passes (trust
+    /// on first use); after that, a tool offered under a new name
+    /// ([`Change::Added`]) or with another definition ([`Change::Changed`])
+    /// waits for an operator, and so does any unapproved tool the screen
+    /// flags. Approved tools are not screened again.
+    async fn review(
+        &self,
+        connection: &Connection,
+        tools: &[Tool],
+    ) -> Result<Listing, UpstreamError> {
+        let definitions: Vec<Value> = tools
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()
+            .map_err(|e| UpstreamError::Failed(e.to_string()))?;
+        // Two definitions under one name: which one a client would call is
+        // anyone's guess; the listing is refused whole.
+        let now =
+            ToolPins::from_tools(&definitions).map_err(|e| UpstreamError::Failed(e.to_string()))?;
+        let pins = match self.store.pins(&connection.id).await {
+            Ok(Some(pins)) => pins,
+            Ok(None) => {
+                let first: Vec<Pin> = definitions
+                    .iter()
+                    .filter(|definition| self.screen.screen(definition).is_ok())
+                    .filter_map(|definition| pin_of(definition, &now))
+                    .collect();
+                // Another instance may have pinned first: read back what won.
+                self.store
+                    .pin_first(&connection.id, &first)
+                    .await
+                    .map_err(UpstreamError::Store)?;
+                self.store
+                    .pins(&connection.id)
+                    .await
+                    .map_err(UpstreamError::Store)?
+                    .unwrap_or_default()
+            }
+            Err(error) => return Err(UpstreamError::Store(error)),
+        };
+        let approved = ToolPins::from_digests(
+            pins.iter()
+                .filter_map(|pin| Some((pin.tool.clone(), ToolDigest::from_hex(&pin.digest)?))),
+        );
+        let changes = approved.diff(&now);
+        let change = |name: &String| {
+            if changes.added.binary_search(name).is_ok() {
+                Some(Change::Added)
+            } else if changes.changed.binary_search(name).is_ok() {
+                Some(Change::Changed)
+            } else {
+                None
+            }
+        };
+        let mut listing = Listing::default();
+        for definition in definitions {
+            let Some((name, digest)) = definition
+                .get("name")
+                .and_then(Value::as_str)
+                .and_then(|name| Some((name.to_owned(), *now.get(name)?)))
+            else {
                 continue;
             };
-            let known = before
-                .as_ref()
-                .and_then(|b| b.get(tool))
-                .and_then(|b| b.finding.as_ref());
-            if known != Some(finding) {
-                tracing::warn!(
-                    connection = %connection.id,
-                    server = %connection.server_name,
-                    tool = %tool,
-                    %finding,
-                    quarantined = self.quarantine,
-                    "gateway: an upstream tool was flagged by the tool screen"
-                );
-            }
+            let change = change(&name);
+            let finding = if change.is_some() {
+                self.screen.screen(&definition).err()
+            } else {
+                None
+            };
+            listing.tools.insert(
+                name,
+                Listed {
+                    definition,
+                    digest,
+                    finding,
+                    change,
+                },
+            );
         }
-        listing
+        listing.pinned = pins
+            .into_iter()
+            .filter(|pin| {
+                changes.changed.binary_search(&pin.tool).is_ok()
+                    || changes.removed.binary_search(&pin.tool).is_ok()
+            })
+            .map(|pin| (pin.tool.clone(), pin))
+            .collect();
+        Ok(listing)
+    }
+
+    /// One audit event and one count per finding that `listing` shows and
+    /// the listing `before` it did not: a tool that is held (flagged,
+    /// added, changed) or gone. Bounded: a tool held listing after listing
+    /// is reported once, until it changes again.
+    fn report(&self, connection: &Connection, before: Option<&Listing>, listing: &Listing) {
+        let action = if self.quarantine {
+            "quarantined"
+        } else {
+            "logged"
+        };
+        for (tool, listed) in &listing.tools {
+            if !listed.held() {
+                continue;
+            }
+            let known = before.and_then(|b| b.tools.get(tool)).is_some_and(|b| {
+                b.held() && b.digest == listed.digest && b.kind() == listed.kind()
+            });
+            if known {
+                continue;
+            }
+            let kind = listed.kind();
+            tracing::warn!(
+                target: tower_warden::audit::TARGET,
+                event = "tool_finding",
+                kind,
+                action,
+                namespace = %connection.namespace,
+                connection = %connection.id,
+                server = %connection.server_name,
+                tool = %tool,
+                digest = %listed.digest.to_hex(),
+                reason = listed.reason().unwrap_or_default(),
+                "gateway: an upstream tool waits for an operator's review"
+            );
+            metrics::counter!(TOOL_FINDINGS, "kind" => kind, "action" => action).increment(1);
+        }
+        for pin in listing.removed() {
+            let known = before.is_some_and(|b| {
+                b.pinned.contains_key(&pin.tool) && !b.tools.contains_key(&pin.tool)
+            });
+            if known {
+                continue;
+            }
+            tracing::warn!(
+                target: tower_warden::audit::TARGET,
+                event = "tool_finding",
+                kind = "removed",
+                action = "logged",
+                namespace = %connection.namespace,
+                connection = %connection.id,
+                server = %connection.server_name,
+                tool = %pin.tool,
+                "gateway: an approved upstream tool is no longer offered"
+            );
+            metrics::counter!(TOOL_FINDINGS, "kind" => "removed", "action" => "logged")
+                .increment(1);
+        }
+    }
+
+    /// What differs between the tools `connection`'s upstream offers now
+    /// (a fresh listing) and its approved tools: one entry per tool that
+    /// waits for an operator, with both definitions and their digests.
+    pub async fn changes(&self, connection: &Connection) -> Result<Vec<Value>, UpstreamError> {
+        self.reach
+            .check_url(&connection.url)
+            .map_err(UpstreamError::Forbidden)?;
+        let (_, listing) = self.fetch(connection).await?;
+        let pinned = |tool: &str| listing.pinned.get(tool);
+        let parse =
+            |pin: &Pin| serde_json::from_str::<Value>(&pin.definition).unwrap_or(Value::Null);
+        let mut changes: Vec<Value> = listing
+            .tools
+            .iter()
+            .filter(|(_, listed)| listed.held())
+            .map(|(tool, listed)| {
+                serde_json::json!({
+                    "tool": tool,
+                    "kind": listed.kind(),
+                    "reason": listed.reason(),
+                    "digest": listed.digest.to_hex(),
+                    "definition": listed.definition,
+                    "approved_digest": pinned(tool).map(|pin| pin.digest.clone()),
+                    "approved_definition": pinned(tool).map(parse),
+                })
+            })
+            .chain(listing.removed().map(|pin| {
+                serde_json::json!({
+                    "tool": pin.tool,
+                    "kind": "removed",
+                    "reason": "the upstream no longer offers it",
+                    "digest": null,
+                    "definition": null,
+                    "approved_digest": pin.digest,
+                    "approved_definition": parse(pin),
+                })
+            }))
+            .collect();
+        changes.sort_by(|a, b| a["tool"].as_str().cmp(&b["tool"].as_str()));
+        Ok(changes)
+    }
+
+    /// Approves `tool` of `connection` as a fresh listing shows it, if its
+    /// digest there is `digest` (what the operator reviewed): it is pinned,
+    /// and offered and callable again. `digest: None` approves the removal
+    /// of a tool the upstream no longer offers (its pin is forgotten: if it
+    /// comes back, it is new). The next listing or call reads the approval
+    /// (on every instance sharing the store, at its next listing).
+    pub async fn approve(
+        &self,
+        connection: &Connection,
+        tool: &str,
+        digest: Option<&str>,
+    ) -> Result<(), ApproveError> {
+        self.reach
+            .check_url(&connection.url)
+            .map_err(|why| ApproveError::Upstream(UpstreamError::Forbidden(why)))?;
+        let (_, listing) = self
+            .fetch(connection)
+            .await
+            .map_err(ApproveError::Upstream)?;
+        let offered = listing.tools.get(tool);
+        let approved = match (offered, digest) {
+            (Some(listed), Some(digest)) if listed.digest.to_hex() == digest => {
+                let pin = pin_of(
+                    &listed.definition,
+                    &ToolPins::from_digests([(tool.to_owned(), listed.digest)]),
+                )
+                .ok_or(ApproveError::Unknown)?;
+                self.store.approve(&connection.id, Ok(&pin)).await
+            }
+            (Some(listed), _) => {
+                return Err(ApproveError::Stale {
+                    now: Some(listed.digest.to_hex()),
+                });
+            }
+            (None, None) if listing.pinned.contains_key(tool) => {
+                self.store.approve(&connection.id, Err(tool)).await
+            }
+            (None, Some(_)) if listing.pinned.contains_key(tool) => {
+                return Err(ApproveError::Stale { now: None });
+            }
+            (None, _) => return Err(ApproveError::Unknown),
+        };
+        match approved {
+            Ok(true) => {}
+            Ok(false) => return Err(ApproveError::Full),
+            Err(error) => return Err(ApproveError::Upstream(UpstreamError::Store(error))),
+        }
+        // Calls and listings read the approval from a fresh listing.
+        self.listings().remove(&connection.id);
+        self.cached().remove(&connection.id);
+        Ok(())
     }
 
     fn listings(&self) -> std::sync::MutexGuard<'_, Listings> {
@@ -485,14 +793,10 @@ impl Upstreams {
     }
 
     /// `connection`'s last listing, when it holds `tool`.
-    fn listing_with(
-        &self,
-        connection: &Connection,
-        tool: &str,
-    ) -> Option<Arc<HashMap<String, Listed>>> {
+    fn listing_with(&self, connection: &Connection, tool: &str) -> Option<Arc<Listing>> {
         self.listings()
             .get(&connection.id)
-            .filter(|tools| tools.contains_key(tool))
+            .filter(|listing| listing.tools.contains_key(tool))
             .cloned()
     }
 
@@ -515,12 +819,12 @@ impl Upstreams {
                 self.listing_with(connection, tool)
             }
         };
-        let listed = listing.as_ref().and_then(|tools| tools.get(tool));
+        let listed = listing.as_ref().and_then(|listing| listing.tools.get(tool));
         if self.quarantine
-            && let Some(finding) = listed.and_then(|listed| listed.finding.as_ref())
+            && let Some(reason) = listed.and_then(Listed::reason)
         {
             return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
-                "Tool {tool} is quarantined by the gateway ({finding}) until an operator reviews it"
+                "Tool {tool} is quarantined by the gateway ({reason}) until an operator reviews it"
             ))]));
         }
         let given = arguments.map(Value::Object);
@@ -661,6 +965,16 @@ impl Upstreams {
         }
         Ok(kept)
     }
+}
+
+/// The pin of the tool `definition`, whose digest `pins` holds.
+fn pin_of(definition: &Value, pins: &ToolPins) -> Option<Pin> {
+    let tool = definition.get("name")?.as_str()?;
+    Some(Pin {
+        tool: tool.to_owned(),
+        digest: pins.get(tool)?.to_hex(),
+        definition: definition.to_string(),
+    })
 }
 
 /// Ends a client's session in the background (when no call holds it).
