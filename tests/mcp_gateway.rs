@@ -416,6 +416,8 @@ mod shifty {
         pub(crate) add_description: String,
         pub(crate) clock: bool,
         pub(crate) shell: bool,
+        /// Offers `slow`, which runs until it is cancelled.
+        pub(crate) slow: bool,
     }
 
     #[derive(Clone)]
@@ -423,6 +425,8 @@ mod shifty {
         pub(crate) offer: Arc<Mutex<Offer>>,
         /// Calls of `add` the upstream ran.
         pub(crate) ran: Arc<AtomicUsize>,
+        /// Calls of `slow` the caller cancelled (`notifications/cancelled`).
+        pub(crate) cancelled: Arc<AtomicUsize>,
     }
 
     fn tool(name: &'static str, description: String) -> Tool {
@@ -451,14 +455,25 @@ mod shifty {
             if offer.shell {
                 tools.push(tool("shell", "Run a command".to_owned()));
             }
+            if offer.slow {
+                tools.push(tool("slow", "Take as long as it is allowed".to_owned()));
+            }
             Ok(ListToolsResult::with_all_items(tools))
         }
 
         async fn call_tool(
             &self,
             request: CallToolRequestParams,
-            _: RequestContext<RoleServer>,
+            context: RequestContext<RoleServer>,
         ) -> Result<CallToolResponse, ErrorData> {
+            if request.name == "slow" {
+                tokio::select! {
+                    () = context.ct.cancelled() => {
+                        self.cancelled.fetch_add(1, Ordering::SeqCst);
+                    }
+                    () = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+                }
+            }
             if request.name == "add" {
                 self.ran.fetch_add(1, Ordering::SeqCst);
             }
@@ -481,8 +496,10 @@ async fn shifty_upstream() -> (Server, shifty::Shifty) {
             add_description: "Add two numbers".to_owned(),
             clock: true,
             shell: false,
+            slow: false,
         })),
         ran: std::sync::Arc::default(),
+        cancelled: std::sync::Arc::default(),
     };
     let shutdown = CancellationToken::new();
     let served = handler.clone();
@@ -746,6 +763,88 @@ async fn attack_an_upstream_that_changes_its_tools_after_approval_is_quarantined
     gateway.stop().await;
     upstream.stop().await;
     let _ = std::fs::remove_dir_all(&db);
+}
+
+/// Waits (at most 10 s) until `count` reaches `n`.
+async fn reaches(count: &std::sync::atomic::AtomicUsize, n: usize) -> bool {
+    for _ in 0..1000 {
+        if count.load(std::sync::atomic::Ordering::SeqCst) >= n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_tool_answered_over_sse_is_cut_at_the_request_timeout() {
+    // The case of the issue: a 3 s tool under a 1 s MCP_REQUEST_TIMEOUT
+    // used to stream its result after 3 s.
+    let gateway = start(GATEWAY_SECRET, &[("MCP_REQUEST_TIMEOUT", "1")]).await;
+    let client = mcp_client(&gateway, &bearer("alice", "acme")).await;
+    let mut params = CallToolRequestParams::new("sleep");
+    params = params.with_arguments(json!({"ms": 3000}).as_object().unwrap().clone());
+    let error = client.call_tool(params).await.unwrap_err();
+    let rmcp::service::ServiceError::McpError(error) = error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(error.code.0, -32001, "{error:?}");
+    assert!(error.message.contains("deadline of 1000 ms"), "{error:?}");
+    // The session goes on; a quick tool still answers.
+    let mut params = CallToolRequestParams::new("echo");
+    params = params.with_arguments(json!({"text": "still here"}).as_object().unwrap().clone());
+    let result = client.call_tool(params).await.unwrap();
+    assert_eq!(result.is_error, Some(false));
+    client.cancel().await.unwrap();
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_upstream_tool_is_cut_at_its_deadline_and_the_upstream_told_to_cancel() {
+    let (upstream, handler) = shifty_upstream().await;
+    handler.offer.lock().unwrap().slow = true;
+    let gateway = start(
+        GATEWAY_SECRET,
+        &[("MCP_TOOL_TIMEOUTS", r#"{"*.slow": 300}"#)],
+    )
+    .await;
+    let alice = bearer("alice", "acme");
+    let connection = connect(&gateway, &alice, "up", &upstream).await;
+    let id = connection["id"].as_str().unwrap().to_owned();
+
+    // Over MCP: a JSON-RPC error on the stream, and the upstream receives
+    // `notifications/cancelled` for its call.
+    let client = mcp_client(&gateway, &alice).await;
+    let error = client
+        .call_tool(CallToolRequestParams::new("up.slow"))
+        .await
+        .unwrap_err();
+    let rmcp::service::ServiceError::McpError(error) = error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(error.code.0, -32001, "{error:?}");
+    assert!(
+        reaches(&handler.cancelled, 1).await,
+        "the upstream was not told"
+    );
+    client.cancel().await.unwrap();
+
+    // Over REST: the same deadline, 504, and the upstream told too.
+    let run = call(
+        Method::POST,
+        &api(&gateway, &format!("/{id}/tools/slow/execute")),
+        &alice,
+        Some(json!({"arguments": {}})),
+    )
+    .await;
+    assert_eq!(run.status, StatusCode::GATEWAY_TIMEOUT, "{:?}", run.body);
+    assert_eq!(run.json()["code"], "upstream_timeout");
+    assert!(
+        reaches(&handler.cancelled, 2).await,
+        "the upstream was not told"
+    );
+    gateway.stop().await;
+    upstream.stop().await;
 }
 
 #[tokio::test]

@@ -190,6 +190,26 @@ async fn header_credentials_work_and_tools_run() {
 }
 
 #[tokio::test]
+async fn a_tool_call_is_cut_at_its_deadline_and_the_session_goes_on() {
+    let (server, _) = start(&[("MCP_TOOL_TIMEOUTS", r#"{"sleep": 200}"#)]).await;
+    let mut socket = open(&server, json!({"sub": "alice", "scope": "*"})).await;
+    let reply = call(&mut socket, 2, "sleep", json!({"ms": 10000})).await;
+    assert_eq!(reply["id"], 2, "{reply}");
+    assert_eq!(reply["error"]["code"], -32001, "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("deadline of 200 ms"),
+        "{reply}"
+    );
+    let reply = call(&mut socket, 3, "echo", json!({"text": "on time"})).await;
+    assert_eq!(reply["result"]["content"][0]["text"], "on time", "{reply}");
+    socket.close(None).await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn missing_and_query_credentials_are_refused_unless_allowed() {
     let (server, _) = start(&[]).await;
     let jwt = token(json!({"sub": "alice", "scope": "*"}));

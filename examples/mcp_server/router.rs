@@ -37,7 +37,7 @@ use tower_warden::stack::WardenLayer;
 use super::gateway::Gateway;
 use super::health::{HealthState, health, status_json};
 use super::settings::{SessionStorage, Settings};
-use super::tools::{ToolSource, Tools};
+use super::tools::{Deadlines, ToolSource, Tools};
 use super::{dev_token, ops, serving, ws};
 
 /// The perimeter of the settings, and how `/mcp` authenticates.
@@ -161,12 +161,23 @@ pub fn build(
     let warden = &auth.warden;
     let max_body = usize::try_from(settings.warden.max_body_bytes).unwrap_or(usize::MAX);
 
+    // How long each tool call may run, however it is reached (MCP over
+    // HTTP or WebSocket, the REST API).
+    let deadlines = Arc::new(Deadlines::new(
+        &settings.warden.tool_timeouts,
+        settings.warden.request_timeout,
+    ));
     // One rmcp handler per session, offering the gateway's tools too, with
     // the tool policy that filters `tools/list`.
     let make_tools: Arc<dyn Fn() -> Tools + Send + Sync> = {
         let source: Arc<dyn ToolSource> = gateway.clone();
         let policy = warden.tool_policy().cloned();
-        Arc::new(move || Tools::with_source(Arc::clone(&source)).with_policy(policy.clone()))
+        let deadlines = Arc::clone(&deadlines);
+        Arc::new(move || {
+            Tools::with_source(Arc::clone(&source))
+                .with_policy(policy.clone())
+                .with_deadlines(Some(Arc::clone(&deadlines)))
+        })
     };
 
     // `/mcp`. `route_layer`: the last one added is the outermost. This
@@ -210,7 +221,7 @@ pub fn build(
     let api_routes = ops::timeout(
         super::gateway::routes(
             Arc::clone(&gateway),
-            super::gateway::Access::of(&settings.gateway, warden),
+            super::gateway::Access::of(&settings.gateway, warden, deadlines),
         ),
         settings,
     );

@@ -8,7 +8,7 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock,
+    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode,
     Implementation, JsonObject, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
     ServerCapabilities, ServerConfig, Tool,
 };
@@ -18,6 +18,7 @@ use tower_warden::client_cert::ClientCertInfo;
 use tower_warden::client_ip::{ClientIp, peer_ip};
 use tower_warden::mcp::ToolPolicy;
 use tower_warden::principal::Principal;
+use tower_warden::tool_rules::ToolRules;
 
 /// The longest `sleep` accepted, in milliseconds.
 pub const MAX_SLEEP_MS: u64 = 10_000;
@@ -61,6 +62,40 @@ pub trait ToolSource: Send + Sync + 'static {
     ) -> BoxFuture<'a, Option<CallToolResult>>;
 }
 
+/// How long one call of each tool may run (`MCP_TOOL_TIMEOUTS`, else
+/// `MCP_REQUEST_TIMEOUT`): the whole call, on every transport, a result
+/// streamed over SSE or sent on a WebSocket included.
+#[derive(Clone, Debug)]
+pub struct Deadlines {
+    rules: ToolRules<Duration>,
+    default: Duration,
+}
+
+impl Deadlines {
+    /// `rules` by tool rule, `default` for every tool no rule matches.
+    pub fn new(rules: &[(String, Duration)], default: Duration) -> Self {
+        let mut table = ToolRules::new();
+        for (tool, deadline) in rules {
+            table.insert(tool.clone(), *deadline);
+        }
+        Self {
+            rules: table,
+            default,
+        }
+    }
+
+    /// How long a call of `tool` may run.
+    pub fn of(&self, tool: &str) -> Duration {
+        self.rules
+            .find(tool)
+            .map_or(self.default, |(_, deadline)| *deadline)
+    }
+}
+
+/// The JSON-RPC error code of a call cut at its deadline (the one MCP SDKs
+/// use for a request that timed out).
+pub const TIMED_OUT: ErrorCode = ErrorCode(-32001);
+
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -72,6 +107,8 @@ pub struct Tools {
     /// Per-tool scopes, checked here too, so that every transport (the
     /// WebSocket one included) enforces them.
     policy: Option<ToolPolicy>,
+    /// How long each tool may run; unbounded when `None`.
+    deadlines: Option<Arc<Deadlines>>,
 }
 
 impl std::fmt::Debug for Tools {
@@ -95,6 +132,7 @@ impl Tools {
             tool_router: Self::tool_router(),
             more: None,
             policy: None,
+            deadlines: None,
         }
     }
 
@@ -104,6 +142,7 @@ impl Tools {
             tool_router: Self::tool_router(),
             more: Some(more),
             policy: None,
+            deadlines: None,
         }
     }
 
@@ -112,6 +151,17 @@ impl Tools {
     #[must_use]
     pub fn with_policy(mut self, policy: Option<ToolPolicy>) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// The same handler, cutting each tool call at its deadline: the caller
+    /// gets a JSON-RPC error ([`TIMED_OUT`]) on whatever carries the
+    /// answer, the call's work is dropped and its cancellation token
+    /// cancelled, and an upstream tool's call is abandoned (rmcp's client
+    /// then sends the upstream `notifications/cancelled`).
+    #[must_use]
+    pub fn with_deadlines(mut self, deadlines: Option<Arc<Deadlines>>) -> Self {
+        self.deadlines = deadlines;
         self
     }
 
@@ -126,6 +176,41 @@ impl Tools {
             .get::<http::request::Parts>()
             .and_then(|parts| parts.extensions.get::<Principal>())
             .is_some_and(|principal| policy.allows(principal, tool))
+    }
+}
+
+impl Tools {
+    /// Runs a call the caller may make: a built-in tool, else one of the
+    /// source's.
+    async fn dispatch(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if !self.allowed(&context, &request.name) {
+            return Err(ErrorData::invalid_request(
+                format!(
+                    "insufficient_scope: the caller may not call {}",
+                    request.name
+                ),
+                None,
+            ));
+        }
+        if self.tool_router.has_route(&request.name) {
+            let call = ToolCallContext::new(self, request, context);
+            return self.tool_router.call(call).await;
+        }
+        if let (Some(more), Some(namespace)) = (&self.more, namespace_of(&context))
+            && let Some(result) = more
+                .call(&namespace, &request.name, request.arguments.clone())
+                .await
+        {
+            return Ok(result.into());
+        }
+        Err(ErrorData::invalid_params(
+            format!("tool not found: {}", request.name),
+            None,
+        ))
     }
 }
 
@@ -252,30 +337,27 @@ impl ServerHandler for Tools {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        if !self.allowed(&context, &request.name) {
-            return Err(ErrorData::invalid_request(
-                format!(
-                    "insufficient_scope: the caller may not call {}",
-                    request.name
-                ),
-                None,
-            ));
+        let Some(deadlines) = &self.deadlines else {
+            return self.dispatch(request, context).await;
+        };
+        let deadline = deadlines.of(&request.name);
+        let name = request.name.clone();
+        let cancel = context.ct.clone();
+        match tokio::time::timeout(deadline, self.dispatch(request, context)).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                cancel.cancel();
+                tracing::info!(tool = %name, deadline_ms = deadline.as_millis(), "tool call cut at its deadline");
+                Err(ErrorData::new(
+                    TIMED_OUT,
+                    format!(
+                        "the call of {name} ran past its deadline of {} ms and was cancelled",
+                        deadline.as_millis()
+                    ),
+                    None,
+                ))
+            }
         }
-        if self.tool_router.has_route(&request.name) {
-            let call = ToolCallContext::new(self, request, context);
-            return self.tool_router.call(call).await;
-        }
-        if let (Some(more), Some(namespace)) = (&self.more, namespace_of(&context))
-            && let Some(result) = more
-                .call(&namespace, &request.name, request.arguments.clone())
-                .await
-        {
-            return Ok(result.into());
-        }
-        Err(ErrorData::invalid_params(
-            format!("tool not found: {}", request.name),
-            None,
-        ))
     }
 
     fn get_info(&self) -> ServerConfig {

@@ -73,6 +73,7 @@
 //! | `MCP_CONFIG_FILE` | — | a TOML file with the same settings (see [below](#the-settings-file)); environment variables override it |
 //! | `MCP_CORS_ORIGINS` | empty (no CORS) | browser origins granted CORS; `*` (any origin) is refused in production |
 //! | `MCP_REQUEST_TIMEOUT` | `30` | seconds a request may take before it is answered 504 (1–86400) |
+//! | `MCP_TOOL_TIMEOUTS` | — | JSON object, tool → milliseconds one call may run, on every transport and stream: `{"search":5000,"*":30000}`; other tools get `MCP_REQUEST_TIMEOUT` |
 //! | `MCP_ADMIN_ROLE` | `admin` | the role that may read `/status` |
 //!
 //! Lists are written `a,b` or as a JSON array of strings `["a","b"]`. A

@@ -1,11 +1,11 @@
-//! Operations settings: the settings file, CORS, the request timeout and
-//! the admin role.
+//! Operations settings: the settings file, CORS, the request timeout, tool
+//! deadlines and the admin role.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use super::WardenConfig;
-use super::value::{is_host_name, list, path, whole};
+use super::value::{is_host_name, list, path, tool_numbers, whole};
 use super::vars::Vars;
 use crate::error::ConfigError;
 use crate::url_text::redact as redact_url;
@@ -49,6 +49,18 @@ pub(super) fn load(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
     }
     if let Some(seconds) = whole(vars, "MCP_REQUEST_TIMEOUT", 1, MAX_REQUEST_TIMEOUT_SECONDS)? {
         config.request_timeout = Duration::from_secs(seconds);
+    }
+    if let Some(text) = vars.get("MCP_TOOL_TIMEOUTS") {
+        config.tool_timeouts = tool_numbers(
+            "MCP_TOOL_TIMEOUTS",
+            text,
+            1,
+            MAX_REQUEST_TIMEOUT_SECONDS * 1000,
+            "milliseconds",
+        )?
+        .into_iter()
+        .map(|(tool, ms)| (tool, Duration::from_millis(ms)))
+        .collect();
     }
     if let Some(role) = vars.get("MCP_ADMIN_ROLE") {
         if role.len() > 128 || role.chars().any(|c| c.is_whitespace() || c.is_control()) {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::WardenConfig;
-use super::value::{boolean, path, whole};
+use super::value::{boolean, path, tool_numbers, whole};
 use super::vars::Vars;
 use crate::error::ConfigError;
 use crate::rate_limit::FailMode;
@@ -274,28 +274,17 @@ fn redis_url(text: &str) -> Result<String, ConfigError> {
 
 /// `MCP_TOOL_RATE_LIMITS`: `{"tool": requests_per_minute, ...}`.
 fn tool_rate_limits(text: &str) -> Result<Vec<(String, u32)>, ConfigError> {
-    let bad = |m: String| ConfigError::new("MCP_TOOL_RATE_LIMITS", m);
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
-    let object = value
-        .as_object()
-        .ok_or_else(|| bad("must be a JSON object: tool name → requests a minute".into()))?;
-    object
-        .iter()
-        .map(|(tool, limit)| {
-            limit
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .filter(|n| *n >= 1)
-                .map(|n| (tool.clone(), n))
-                .ok_or_else(|| {
-                    bad(format!(
-                        "the limit of `{tool}` must be a whole number of requests a minute from 1 to {}",
-                        u32::MAX
-                    ))
-                })
-        })
-        .collect()
+    let limits = tool_numbers(
+        "MCP_TOOL_RATE_LIMITS",
+        text,
+        1,
+        u64::from(u32::MAX),
+        "requests a minute",
+    )?;
+    Ok(limits
+        .into_iter()
+        .map(|(tool, n)| (tool, u32::try_from(n).unwrap_or(u32::MAX)))
+        .collect())
 }
 
 /// `error` from the Redis store's checks of its URL and CA certificates

@@ -434,6 +434,16 @@ declare_settings! {
             json!(c.request_timeout.as_secs())
         }),
     ];
+    /// `MCP_TOOL_TIMEOUTS`: tool rule → how long one call of the tool may
+    /// run (rules as in [`tool_scopes`](Self::tool_scopes)); a tool no rule
+    /// matches may run [`request_timeout`](Self::request_timeout).
+    tool_timeouts: Vec<(String, Duration)> = Vec::new(),
+    [
+        shown("MCP_TOOL_TIMEOUTS", |c| {
+            let rules = c.tool_timeouts.iter();
+            Value::Object(rules.map(|(t, d)| (t.clone(), json!(d.as_millis()))).collect())
+        }),
+    ];
     /// `MCP_ADMIN_ROLE`: the role that may read `/status`.
     admin_role: String = DEFAULT_ADMIN_ROLE.to_owned(),
     [

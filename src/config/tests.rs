@@ -709,9 +709,17 @@ fn operations_settings() {
             "https://app.example.com, http://localhost:6274",
         ),
         ("MCP_REQUEST_TIMEOUT", "5"),
+        ("MCP_TOOL_TIMEOUTS", r#"{"sleep": 250, "*.search": 60000}"#),
         ("MCP_ADMIN_ROLE", "ops"),
     ])
     .unwrap();
+    assert_eq!(
+        config.tool_timeouts,
+        [
+            ("*.search".to_owned(), Duration::from_secs(60)),
+            ("sleep".to_owned(), Duration::from_millis(250)),
+        ]
+    );
     assert_eq!(
         config.cors_origins,
         ["https://app.example.com", "http://localhost:6274"]
@@ -721,6 +729,7 @@ fn operations_settings() {
 
     let defaults = load(&[]).unwrap();
     assert_eq!(defaults.request_timeout, Duration::from_secs(30));
+    assert!(defaults.tool_timeouts.is_empty());
 }
 
 #[test]
@@ -728,6 +737,11 @@ fn bad_operations_settings_name_their_variable() {
     for (name, value) in [
         ("MCP_CORS_ORIGINS", "https://app.example.com/path"),
         ("MCP_CORS_ORIGINS", "app.example.com"),
+        ("MCP_TOOL_TIMEOUTS", "5000"),
+        ("MCP_TOOL_TIMEOUTS", r#"{"sleep": 0}"#),
+        ("MCP_TOOL_TIMEOUTS", r#"{"sleep": 1.5}"#),
+        ("MCP_TOOL_TIMEOUTS", r#"{"sleep": "5s"}"#),
+        ("MCP_TOOL_TIMEOUTS", r#"{"sleep": 86400001}"#),
         ("MCP_CORS_ORIGINS", "*,https://a.example"),
         ("MCP_REQUEST_TIMEOUT", "0"),
         ("MCP_REQUEST_TIMEOUT", "1.5"),

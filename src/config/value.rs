@@ -166,3 +166,35 @@ pub(crate) fn hex_array<const N: usize>(text: &str) -> Option<[u8; N]> {
     }
     Some(out)
 }
+
+/// A JSON object of tool rules (keys as in [`crate::tool_rules`]) to whole
+/// numbers from `min` to `max`: `{"search": 30, "*": 600}`. `what` names
+/// the number in errors ("requests a minute").
+pub(super) fn tool_numbers(
+    name: &'static str,
+    text: &str,
+    min: u64,
+    max: u64,
+    what: &str,
+) -> Result<Vec<(String, u64)>, ConfigError> {
+    let bad = |m: String| ConfigError::new(name, m);
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| bad(format!("must be a JSON object: tool name → {what}")))?;
+    object
+        .iter()
+        .map(|(tool, number)| {
+            number
+                .as_u64()
+                .filter(|n| (min..=max).contains(n))
+                .map(|n| (tool.clone(), n))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "the value of `{tool}` must be a whole number of {what} from {min} to {max}"
+                    ))
+                })
+        })
+        .collect()
+}

@@ -45,6 +45,7 @@ use tower_warden::reject::{Reason, Rejection, RequestHead};
 use tower_warden::stack::WardenLayer;
 
 use super::super::problem::{problem, rejected};
+use super::super::tools::Deadlines;
 use super::Gateway;
 use super::store::{Connection, NewConnection, StoreError};
 use super::upstream::{ApproveError, UpstreamError};
@@ -62,16 +63,23 @@ pub struct Access {
     pub scope: String,
     /// The perimeter whose tool policy and quotas a tool run here meets.
     pub warden: WardenLayer,
+    /// How long a tool run here may take (as over MCP).
+    pub deadlines: Arc<Deadlines>,
 }
 
 impl Access {
     /// The access rules of `settings`, with the tool rules of `warden` (the
-    /// perimeter in front of the routes).
-    pub fn of(settings: &super::super::settings::Gateway, warden: &WardenLayer) -> Self {
+    /// perimeter in front of the routes) and the tool `deadlines`.
+    pub fn of(
+        settings: &super::super::settings::Gateway,
+        warden: &WardenLayer,
+        deadlines: Arc<Deadlines>,
+    ) -> Self {
         Self {
             admin_role: settings.cross_namespace_role.clone(),
             scope: settings.scope.clone(),
             warden: warden.clone(),
+            deadlines,
         }
     }
 
@@ -419,15 +427,21 @@ async fn execute(
             );
         }
     };
-    let head = call_head(&extensions, Some(mcp_name(&connection, &tool)));
+    let name = mcp_name(&connection, &tool);
+    let deadline = api.access.deadlines.of(&name);
+    let head = call_head(&extensions, Some(name));
     if let Err(refused) = api.access.warden.check_call(&head).await {
         return rejected(refused.rejection());
     }
-    match gateway
-        .upstreams
-        .call_tool(&connection, &tool, arguments)
-        .await
-    {
+    // Cut at the tool's deadline as over MCP: the upstream call is
+    // abandoned, and the upstream told so (`notifications/cancelled`).
+    let called = tokio::time::timeout(
+        deadline,
+        gateway.upstreams.call_tool(&connection, &tool, arguments),
+    )
+    .await
+    .unwrap_or(Err(UpstreamError::Timeout));
+    match called {
         Ok(result) => {
             let value: Value = serde_json::to_value(&result).unwrap_or(Value::Null);
             Json(json!({ "connection_id": connection.id, "tool": tool, "result": value }))
