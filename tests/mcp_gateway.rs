@@ -847,6 +847,85 @@ async fn a_slow_upstream_tool_is_cut_at_its_deadline_and_the_upstream_told_to_ca
     upstream.stop().await;
 }
 
+/// A hostile upstream, written by hand: a well-formed MCP server until its
+/// tool `flood` is called, which it answers with an event stream that
+/// never ends.
+async fn flooding_upstream() -> Server {
+    use axum::response::IntoResponse;
+    async fn mcp(body: String) -> axum::response::Response {
+        let message: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let id = message["id"].clone();
+        let result = match message["method"].as_str() {
+            Some("initialize") => json!({
+                "protocolVersion": message["params"]["protocolVersion"],
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": "flood", "version": "1"},
+            }),
+            Some("tools/list") => json!({
+                "tools": [{"name": "flood", "inputSchema": {"type": "object"}}],
+            }),
+            Some("tools/call") => {
+                let event = bytes::Bytes::from_static(
+                    b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"more\"}}\n\n",
+                );
+                let endless = futures::stream::repeat_with(move || {
+                    Ok::<_, std::convert::Infallible>(event.clone())
+                });
+                return (
+                    [(http::header::CONTENT_TYPE, "text/event-stream")],
+                    axum::body::Body::from_stream(endless),
+                )
+                    .into_response();
+            }
+            _ => return StatusCode::ACCEPTED.into_response(),
+        };
+        axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response()
+    }
+    Server::serve(
+        axum::Router::new().route("/mcp", axum::routing::post(mcp)),
+        CancellationToken::new(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn attack_an_endless_upstream_answer_is_cut_by_the_cap() {
+    let upstream = flooding_upstream().await;
+    let gateway = start(GATEWAY_SECRET, &[]).await;
+    let alice = bearer("alice", "acme");
+    let connection = connect(&gateway, &alice, "up", &upstream).await;
+    let id = connection["id"].as_str().unwrap().to_owned();
+
+    // Over REST: 502 naming the cap, not a hang until the timeout.
+    let run = call(
+        Method::POST,
+        &api(&gateway, &format!("/{id}/tools/flood/execute")),
+        &alice,
+        Some(json!({"arguments": {}})),
+    )
+    .await;
+    assert_eq!(run.status, StatusCode::BAD_GATEWAY, "{:?}", run.body);
+    assert_eq!(run.json()["code"], "upstream_too_large");
+    let detail = run.json()["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains("more events"), "{detail}");
+
+    // Over MCP: a tool error the model can read.
+    let client = mcp_client(&gateway, &alice).await;
+    let result = client
+        .call_tool(CallToolRequestParams::new("up.flood"))
+        .await
+        .unwrap();
+    assert_eq!(result.is_error, Some(true));
+    let text = serde_json::to_value(&result.content).unwrap()[0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(text.contains("was cut"), "{text}");
+    client.cancel().await.unwrap();
+    gateway.stop().await;
+    upstream.stop().await;
+}
+
 #[tokio::test]
 async fn attack_another_namespace_cannot_see_use_or_delete_a_connection() {
     let upstream = start(UPSTREAM_SECRET, &[]).await;

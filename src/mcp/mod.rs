@@ -144,7 +144,7 @@ pub use policy::{
 };
 #[cfg(feature = "response-limit")]
 pub use response_limit::{
-    ResponseLimit, ResponseLimitBody, ResponseLimitExceeded, ResponseLimitLayer,
+    ResponseLimit, ResponseLimitBody, ResponseLimitExceeded, ResponseLimitLayer, StreamBudget,
 };
 pub use session::{
     header::MCP_SESSION_ID, layer::SessionBindingLayer, service::SessionBinding,

@@ -100,6 +100,34 @@ pub enum ResponseLimitExceeded {
 }
 
 impl ResponseLimitExceeded {
+    /// Every limit.
+    pub const ALL: [Self; 5] = [
+        Self::Body,
+        Self::Event,
+        Self::Stream,
+        Self::Events,
+        Self::Duration,
+    ];
+
+    /// The JSON-RPC error response a cut answer ends with:
+    /// `{"jsonrpc":"2.0","id":…,"error":{"code":-32000,"message":…}}`, the
+    /// message saying which limit. `id` is the request's id as JSON text
+    /// (`"7"`, `"\"a\""`); `None` writes `null`.
+    #[must_use]
+    pub fn json_rpc_error(self, id: Option<&str>) -> Vec<u8> {
+        error_object(id, ErrorCode::ServerError.code(), self.message())
+    }
+
+    /// The limit whose message (the `Display` text, and the `message` of
+    /// [`json_rpc_error`](Self::json_rpc_error)) is `message`: what a client
+    /// reading a cut answer learns from the error it ends with.
+    #[must_use]
+    pub fn from_message(message: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|limit| limit.message() == message)
+    }
+
     fn message(self) -> &'static str {
         match self {
             Self::Body => "the answer is larger than this server forwards",
@@ -118,6 +146,62 @@ impl fmt::Display for ResponseLimitExceeded {
 }
 
 impl StdError for ResponseLimitExceeded {}
+
+/// One event stream counted against the limits of a
+/// [`ResponseLimitLayer`] ([`ResponseLimitLayer::stream_budget`]): for code
+/// that receives events already split (an MCP client's event stream, say)
+/// and caps them as the layer caps the bytes it forwards.
+///
+/// ```
+/// use tower_warden::mcp::{ResponseLimitExceeded, ResponseLimitLayer};
+///
+/// let mut budget = ResponseLimitLayer::new().max_events(2).stream_budget();
+/// assert_eq!(budget.admit(100), Ok(()));
+/// assert_eq!(budget.admit(100), Ok(()));
+/// assert_eq!(budget.admit(100), Err(ResponseLimitExceeded::Events));
+/// ```
+#[derive(Clone, Debug)]
+pub struct StreamBudget {
+    limits: Limits,
+    events: u64,
+    bytes: u64,
+}
+
+impl StreamBudget {
+    /// Counts one event of `bytes`, or answers the limit it would cross
+    /// (then it is not counted): the event size, the number of events,
+    /// the bytes of the stream, checked in that order.
+    ///
+    /// # Errors
+    ///
+    /// The limit the event would cross.
+    pub fn admit(&mut self, bytes: usize) -> Result<(), ResponseLimitExceeded> {
+        if bytes > self.limits.event_bytes {
+            return Err(ResponseLimitExceeded::Event);
+        }
+        if self.events >= self.limits.events {
+            return Err(ResponseLimitExceeded::Events);
+        }
+        if self.bytes + bytes as u64 > self.limits.stream_bytes {
+            return Err(ResponseLimitExceeded::Stream);
+        }
+        self.events += 1;
+        self.bytes += bytes as u64;
+        Ok(())
+    }
+
+    /// The largest event, in bytes.
+    #[must_use]
+    pub fn max_event_bytes(&self) -> usize {
+        self.limits.event_bytes
+    }
+
+    /// How long the stream may last.
+    #[must_use]
+    pub fn max_duration(&self) -> Duration {
+        self.limits.duration
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Limits {
@@ -189,6 +273,16 @@ impl ResponseLimitLayer {
     /// sets no limit.
     pub fn max_duration(self, duration: Duration) -> Self {
         self.set(|l| l.duration = duration)
+    }
+
+    /// A fresh count of one event stream against these limits.
+    #[must_use]
+    pub fn stream_budget(&self) -> StreamBudget {
+        StreamBudget {
+            limits: Limits::clone(&self.limits),
+            events: 0,
+            bytes: 0,
+        }
     }
 }
 
@@ -293,9 +387,11 @@ fn limit<B: Body>(
         Kind::Events(Box::new(Events {
             pending: BytesMut::new(),
             scan: Scan::default(),
-            events: 0,
-            bytes: 0,
-            limits: limits.clone(),
+            budget: StreamBudget {
+                limits: limits.clone(),
+                events: 0,
+                bytes: 0,
+            },
             id,
             ending: None,
             done: false,
@@ -308,11 +404,7 @@ fn limit<B: Body>(
             .unwrap_or(0)
             .max(body.size_hint().lower());
         if declared > limits.body_bytes {
-            let answer = Bytes::from(error_object(
-                id.as_deref(),
-                ErrorCode::ServerError.code(),
-                ResponseLimitExceeded::Body.message(),
-            ));
+            let answer = Bytes::from(ResponseLimitExceeded::Body.json_rpc_error(id.as_deref()));
             parts.status = StatusCode::BAD_GATEWAY;
             parts.headers.remove(http::header::TRANSFER_ENCODING);
             parts.headers.remove(http::header::CONTENT_ENCODING);
@@ -371,9 +463,7 @@ struct Events {
     pending: BytesMut,
     /// How far `pending` has been searched for the end of an event.
     scan: Scan,
-    events: u64,
-    bytes: u64,
-    limits: Limits,
+    budget: StreamBudget,
     id: Option<Box<str>>,
     /// The error event still to send.
     ending: Option<Bytes>,
@@ -388,21 +478,13 @@ impl Events {
         let mut ready = 0;
         let mut crossed = None;
         while let Some(len) = self.scan.complete_event(&self.pending[ready..]) {
-            if len > self.limits.event_bytes {
-                crossed = Some(ResponseLimitExceeded::Event);
-            } else if self.events >= self.limits.events {
-                crossed = Some(ResponseLimitExceeded::Events);
-            } else if self.bytes + len as u64 > self.limits.stream_bytes {
-                crossed = Some(ResponseLimitExceeded::Stream);
-            }
-            if crossed.is_some() {
+            if let Err(limit) = self.budget.admit(len) {
+                crossed = Some(limit);
                 break;
             }
-            self.events += 1;
-            self.bytes += len as u64;
             ready += len;
         }
-        if crossed.is_none() && self.pending.len() - ready > self.limits.event_bytes {
+        if crossed.is_none() && self.pending.len() - ready > self.budget.max_event_bytes() {
             crossed = Some(ResponseLimitExceeded::Event);
         }
         let out = self.pending.split_to(ready).freeze();
@@ -417,11 +499,7 @@ impl Events {
         self.pending = BytesMut::new();
         self.scan = Scan::default();
         let mut event = b"event: message\ndata: ".to_vec();
-        event.extend_from_slice(&error_object(
-            self.id.as_deref(),
-            ErrorCode::ServerError.code(),
-            crossed.message(),
-        ));
+        event.extend_from_slice(&crossed.json_rpc_error(self.id.as_deref()));
         event.extend_from_slice(b"\n\n");
         self.ending = Some(Bytes::from(event));
         tracing::warn!(limit = ?crossed, "response limit: an event stream was cut");

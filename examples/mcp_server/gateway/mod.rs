@@ -5,8 +5,11 @@
 //! - [`routes`]: the REST connection API (`/api/v1/mcp/connections...`);
 //! - [`upstream`]: the MCP clients of the upstreams, their breakers and the
 //!   address rule for outgoing connections;
-//! - [`store`]: where connections are kept (SQLite or PostgreSQL).
+//! - [`store`]: where connections are kept (SQLite or PostgreSQL);
+//! - [`capped`]: the HTTP client of upstream calls, every answer capped.
 
+#[path = "capped.rs"]
+pub mod capped;
 #[path = "routes.rs"]
 pub mod routes;
 #[path = "store.rs"]

@@ -198,6 +198,7 @@ fn upstream_failed(error: &UpstreamError) -> Response {
         UpstreamError::Refused(_) => problem(StatusCode::BAD_GATEWAY, "upstream_refused", detail),
         UpstreamError::Forbidden(_) => problem(StatusCode::FORBIDDEN, "upstream_forbidden", detail),
         UpstreamError::Store(error) => store_failed(error),
+        UpstreamError::Capped(_) => problem(StatusCode::BAD_GATEWAY, "upstream_too_large", detail),
     }
 }
 

@@ -23,7 +23,9 @@ use serde_json::Value;
 use tower_warden::circuit_breaker::{BreakerState, CircuitBreakers};
 use tower_warden::mcp::schema_firewall::SchemaCache;
 use tower_warden::mcp::tool_integrity::{Finding, ToolDigest, ToolPins, ToolScreen};
+use tower_warden::mcp::{ResponseLimitExceeded, ResponseLimitLayer};
 
+use super::capped::Capped;
 use super::store::{Connection, ConnectionStore, Pin, StoreError};
 
 type Client = RunningService<RoleClient, ClientConfig>;
@@ -52,6 +54,9 @@ pub enum UpstreamError {
     /// The connection store, which holds the approved tools, failed: the
     /// upstream's tools cannot be checked, so none is offered or called.
     Store(StoreError),
+    /// The upstream's answer went over a cap on answers (the
+    /// `MAX_ANSWER_*` caps, or the connection's timeout) and was cut.
+    Capped(ResponseLimitExceeded),
 }
 
 impl std::fmt::Display for UpstreamError {
@@ -67,6 +72,7 @@ impl std::fmt::Display for UpstreamError {
             Self::Refused(error) => write!(f, "the upstream refused the call: {}", error.message),
             Self::Forbidden(why) => write!(f, "the upstream may not be reached: {why}"),
             Self::Store(error) => error.fmt(f),
+            Self::Capped(limit) => write!(f, "the upstream's answer was cut: {limit}"),
         }
     }
 }
@@ -88,6 +94,7 @@ impl UpstreamError {
                 error.code.0
             ),
             Self::Store(_) => "the connection store is unavailable".to_owned(),
+            Self::Capped(_) => self.to_string(),
         }
     }
 }
@@ -392,6 +399,15 @@ pub enum ApproveError {
 /// The name metrics count tool findings under.
 pub const TOOL_FINDINGS: &str = "tower_warden_gateway_tool_findings_total";
 
+/// The largest event of an upstream's answer stream (as rmcp caps a JSON
+/// answer).
+pub const MAX_ANSWER_EVENT_BYTES: usize = 16 << 20;
+/// The most bytes of one upstream answer stream.
+pub const MAX_ANSWER_STREAM_BYTES: u64 = 64 << 20;
+/// The most events of one upstream answer stream (progress and log
+/// notifications included).
+pub const MAX_ANSWER_EVENTS: u64 = 10_000;
+
 /// How many distinct tool schemas stay compiled.
 const COMPILED_SCHEMAS: usize = 4096;
 
@@ -416,6 +432,9 @@ pub struct Upstreams {
     quarantine: bool,
     /// Where each connection's approved tools are kept.
     store: ConnectionStore,
+    /// The caps on every upstream answer stream (its duration: the
+    /// connection's timeout).
+    caps: ResponseLimitLayer,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -443,6 +462,10 @@ impl Upstreams {
             screen: ToolScreen::new(),
             quarantine: true,
             store,
+            caps: ResponseLimitLayer::new()
+                .max_event_bytes(MAX_ANSWER_EVENT_BYTES)
+                .max_stream_bytes(MAX_ANSWER_STREAM_BYTES)
+                .max_events(MAX_ANSWER_EVENTS),
         }
     }
 
@@ -910,6 +933,12 @@ impl Upstreams {
         let outcome = tokio::time::timeout(timeout, async {
             let client = self.client(connection).await?;
             call(client).await.map_err(|error| match error {
+                // The error event that ends a capped answer.
+                ServiceError::McpError(data)
+                    if let Some(limit) = ResponseLimitExceeded::from_message(&data.message) =>
+                {
+                    UpstreamError::Capped(limit)
+                }
                 ServiceError::McpError(data) => UpstreamError::Refused(data),
                 other => UpstreamError::Failed(other.to_string()),
             })
@@ -948,8 +977,14 @@ impl Upstreams {
         if let Some(credential) = &connection.credential {
             config = config.auth_header(credential.clone());
         }
-        let transport =
-            StreamableHttpClientTransport::with_client(self.reach.http_client()?, config);
+        let caps = self
+            .caps
+            .clone()
+            .max_duration(Duration::from_millis(connection.timeout_ms));
+        let transport = StreamableHttpClientTransport::with_client(
+            Capped::new(self.reach.http_client()?, caps),
+            config,
+        );
         let client = ClientConfig::default()
             .serve(transport)
             .await
