@@ -73,7 +73,7 @@ use crate::reject;
 use crate::reject::{DefaultResponder, Reason, Rejection, RequestHead, Respond};
 
 /// The longest namespace name.
-pub const MAX_NAMESPACE_LEN: usize = 64;
+pub const MAX_NAMESPACE_LEN: usize = crate::principal::MAX_NAMESPACE_LEN;
 
 /// A valid namespace name, left in the request extensions by
 /// [`NamespaceLayer`]. Cheap to clone.
@@ -98,13 +98,7 @@ impl Namespace {
 /// Whether `name` is a valid namespace name.
 #[must_use]
 pub fn is_valid(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= MAX_NAMESPACE_LEN
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'_' || b == b'-')
+    crate::principal::is_valid_namespace(name)
 }
 
 impl Deref for Namespace {

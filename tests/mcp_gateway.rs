@@ -450,7 +450,11 @@ mod shifty {
             let offer = self.offer.lock().unwrap();
             let mut tools = vec![tool("add", offer.add_description.clone())];
             if offer.clock {
-                tools.push(tool("clock", "Tell the time".to_owned()));
+                // The one tool that says it is harmless.
+                let harmless = rmcp::model::ToolAnnotations::new()
+                    .read_only(true)
+                    .open_world(false);
+                tools.push(tool("clock", "Tell the time".to_owned()).with_annotations(harmless));
             }
             if offer.shell {
                 tools.push(tool("shell", "Run a command".to_owned()));
@@ -922,6 +926,99 @@ async fn attack_an_endless_upstream_answer_is_cut_by_the_cap() {
         .to_owned();
     assert!(text.contains("was cut"), "{text}");
     client.cancel().await.unwrap();
+    gateway.stop().await;
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn tool_rules_on_annotations_hold_over_rest_and_mcp() {
+    let (upstream, handler) = shifty_upstream().await;
+    let gateway = start(
+        GATEWAY_SECRET,
+        &[
+            (
+                "MCP_TOOL_ANNOTATION_SCOPES",
+                r#"{"destructiveHint": ["tools:write"]}"#,
+            ),
+            ("MCP_TOOL_ANNOTATIONS_OFF", r#"{"openWorldHint": ["kids"]}"#),
+        ],
+    )
+    .await;
+    let claims = |sub: &str, namespace: &str, scope: &str| {
+        format!(
+            "Bearer {}",
+            sign(
+                GATEWAY_SECRET,
+                json!({"sub": sub, "namespace": namespace, "scope": scope}),
+            )
+        )
+    };
+    let alice = bearer("alice", "acme");
+    let reader = claims("rita", "acme", "gateway:connections tools:read");
+    let writer = claims("walt", "acme", "gateway:connections tools:write");
+    let connection = connect(&gateway, &alice, "up", &upstream).await;
+    let id = connection["id"].as_str().unwrap().to_owned();
+    let execute = |tool: &str| api(&gateway, &format!("/{id}/tools/{tool}/execute"));
+
+    // `add` states no hints: destructive (and open-world) as MCP reads it.
+    assert_eq!(offered(&gateway, &reader, &id).await, ["clock"]);
+    let refused = call(Method::POST, &execute("add"), &reader, Some(json!({}))).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{:?}", refused.body);
+    assert_eq!(refused.json()["code"], "insufficient_scope");
+    assert!(refused.text().contains("tools:write"), "{}", refused.text());
+    let ran = call(Method::POST, &execute("clock"), &reader, Some(json!({}))).await;
+    assert_eq!(
+        ran.json()["result"]["content"][0]["text"],
+        "the upstream ran clock"
+    );
+    assert_eq!(offered(&gateway, &writer, &id).await, ["add", "clock"]);
+    let ran = call(Method::POST, &execute("add"), &writer, Some(json!({}))).await;
+    assert_eq!(
+        ran.json()["result"]["content"][0]["text"],
+        "the upstream ran add"
+    );
+    assert_eq!(handler.ran.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // Over MCP: the same, for the upstream's tools and the built-in ones
+    // (which say they are read-only and closed-world).
+    let client = mcp_client(&gateway, &reader).await;
+    let listed: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(listed.contains(&"up.clock".to_owned()), "{listed:?}");
+    assert!(listed.contains(&"echo".to_owned()), "{listed:?}");
+    assert!(!listed.contains(&"up.add".to_owned()), "{listed:?}");
+    let error = client
+        .call_tool(CallToolRequestParams::new("up.add"))
+        .await
+        .unwrap_err();
+    assert!(format!("{error:?}").contains("tools:write"), "{error:?}");
+    client.cancel().await.unwrap();
+    assert_eq!(handler.ran.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // Open-world tools are off in `kids`, whatever the scopes.
+    let kid = claims("kim", "kids", "*");
+    let theirs = connect(&gateway, &kid, "up", &upstream).await;
+    let theirs = theirs["id"].as_str().unwrap().to_owned();
+    assert_eq!(offered(&gateway, &kid, &theirs).await, ["clock"]);
+    let refused = call(
+        Method::POST,
+        &api(&gateway, &format!("/{theirs}/tools/add/execute")),
+        &kid,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused.text().contains("openWorldHint"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(handler.ran.load(std::sync::atomic::Ordering::SeqCst), 1);
     gateway.stop().await;
     upstream.stop().await;
 }

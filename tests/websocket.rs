@@ -210,6 +210,41 @@ async fn a_tool_call_is_cut_at_its_deadline_and_the_session_goes_on() {
 }
 
 #[tokio::test]
+async fn tool_rules_on_annotations_hold_per_message() {
+    // Every built-in tool says it is read-only: off in `kids`.
+    let (server, _) = start(&[("MCP_TOOL_ANNOTATIONS_OFF", r#"{"readOnlyHint": ["kids"]}"#)]).await;
+    let mut kid = open(
+        &server,
+        json!({"sub": "kim", "namespace": "kids", "scope": "*"}),
+    )
+    .await;
+    send(
+        &mut kid,
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}),
+    )
+    .await;
+    let listed = receive(&mut kid).await;
+    assert_eq!(listed["result"]["tools"], json!([]), "{listed}");
+    let reply = call(&mut kid, 3, "echo", json!({"text": "hi"})).await;
+    assert_eq!(reply["error"]["code"], -32600, "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("readOnlyHint"),
+        "{reply}"
+    );
+    let mut adult = open(
+        &server,
+        json!({"sub": "ana", "namespace": "acme", "scope": "*"}),
+    )
+    .await;
+    let reply = call(&mut adult, 2, "echo", json!({"text": "hi"})).await;
+    assert_eq!(reply["result"]["content"][0]["text"], "hi", "{reply}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn missing_and_query_credentials_are_refused_unless_allowed() {
     let (server, _) = start(&[]).await;
     let jwt = token(json!({"sub": "alice", "scope": "*"}));

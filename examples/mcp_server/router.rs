@@ -173,10 +173,13 @@ pub fn build(
         let source: Arc<dyn ToolSource> = gateway.clone();
         let policy = warden.tool_policy().cloned();
         let deadlines = Arc::clone(&deadlines);
+        let annotations = (!settings.gateway.annotations.is_empty())
+            .then(|| Arc::clone(&settings.gateway.annotations));
         Arc::new(move || {
             Tools::with_source(Arc::clone(&source))
                 .with_policy(policy.clone())
                 .with_deadlines(Some(Arc::clone(&deadlines)))
+                .with_annotations(annotations.clone())
         })
     };
 

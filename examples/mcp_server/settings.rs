@@ -459,6 +459,10 @@ pub struct Gateway {
     /// `MCP_GATEWAY_TOOL_SCREEN_PHRASES`: the screen (its phrases replace
     /// the default ones).
     pub screen: ToolScreen,
+    /// The rules on tool annotations (`MCP_TOOL_ANNOTATION_SCOPES`,
+    /// `MCP_TOOL_ANNOTATIONS_OFF`), for the built-in tools and the
+    /// upstreams' alike.
+    pub annotations: std::sync::Arc<tower_warden::tool_rules::AnnotationPolicy>,
     /// `CIRCUIT_BREAKER_FAILURE_THRESHOLD`, per upstream.
     pub breaker_failure_threshold: u32,
     /// `CIRCUIT_BREAKER_RESET_TIMEOUT`, per upstream.
@@ -544,6 +548,12 @@ impl Gateway {
             fanout: source.whole("MCP_GATEWAY_FANOUT", 1, 256)?.unwrap_or(8),
             quarantine,
             screen,
+            annotations: std::sync::Arc::new(
+                tower_warden::tool_rules::AnnotationPolicy::try_from_entries(
+                    &config.tool_annotation_scopes,
+                    &config.tool_annotations_off,
+                )?,
+            ),
             breaker_failure_threshold: config.circuit_breaker_failure_threshold,
             breaker_reset_timeout: config.circuit_breaker_reset_timeout,
         })

@@ -10,7 +10,7 @@ use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode,
     Implementation, JsonObject, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
-    ServerCapabilities, ServerConfig, Tool,
+    ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, schemars, tool, tool_handler, tool_router};
@@ -18,7 +18,7 @@ use tower_warden::client_cert::ClientCertInfo;
 use tower_warden::client_ip::{ClientIp, peer_ip};
 use tower_warden::mcp::ToolPolicy;
 use tower_warden::principal::Principal;
-use tower_warden::tool_rules::ToolRules;
+use tower_warden::tool_rules::{AnnotationPolicy, ToolRules};
 
 /// The longest `sleep` accepted, in milliseconds.
 pub const MAX_SLEEP_MS: u64 = 10_000;
@@ -52,14 +52,16 @@ pub trait ToolSource: Send + Sync + 'static {
     /// The tools `namespace` may use.
     fn tools_for<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Vec<Tool>>;
 
-    /// Runs `name` for `namespace`; `None` when `name` is not one of this
-    /// source's tools.
+    /// Runs `name` for `caller` in `namespace`; `None` when `name` is not
+    /// one of this source's tools. A refusal by the tool rules is an `Err`
+    /// (a JSON-RPC error, as the handler's own refusals are).
     fn call<'a>(
         &'a self,
         namespace: &'a str,
+        caller: Option<&'a Principal>,
         name: &'a str,
         arguments: Option<JsonObject>,
-    ) -> BoxFuture<'a, Option<CallToolResult>>;
+    ) -> BoxFuture<'a, Option<Result<CallToolResult, ErrorData>>>;
 }
 
 /// How long one call of each tool may run (`MCP_TOOL_TIMEOUTS`, else
@@ -109,6 +111,9 @@ pub struct Tools {
     policy: Option<ToolPolicy>,
     /// How long each tool may run; unbounded when `None`.
     deadlines: Option<Arc<Deadlines>>,
+    /// Rules on tool annotations (`MCP_TOOL_ANNOTATION_SCOPES`,
+    /// `MCP_TOOL_ANNOTATIONS_OFF`), checked beside `policy`.
+    annotations: Option<Arc<AnnotationPolicy>>,
 }
 
 impl std::fmt::Debug for Tools {
@@ -133,6 +138,7 @@ impl Tools {
             more: None,
             policy: None,
             deadlines: None,
+            annotations: None,
         }
     }
 
@@ -143,6 +149,7 @@ impl Tools {
             more: Some(more),
             policy: None,
             deadlines: None,
+            annotations: None,
         }
     }
 
@@ -165,17 +172,33 @@ impl Tools {
         self
     }
 
+    /// The same handler, hiding and refusing tools by their annotations
+    /// as `annotations` says.
+    #[must_use]
+    pub fn with_annotations(mut self, annotations: Option<Arc<AnnotationPolicy>>) -> Self {
+        self.annotations = annotations;
+        self
+    }
+
     /// Whether the caller of `context` may see and call `tool`. Without a
     /// principal (no auth layer in front) the policy cannot admit anyone.
     fn allowed(&self, context: &RequestContext<RoleServer>, tool: &str) -> bool {
         let Some(policy) = &self.policy else {
             return true;
         };
-        context
-            .extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<Principal>())
-            .is_some_and(|principal| policy.allows(principal, tool))
+        caller(context).is_some_and(|principal| policy.allows(principal, tool))
+    }
+
+    /// Why the caller of `context` may not see or call a tool with these
+    /// annotations, if it may not.
+    fn annotation_refusal(
+        &self,
+        context: &RequestContext<RoleServer>,
+        annotations: Option<&ToolAnnotations>,
+    ) -> Option<String> {
+        let policy = self.annotations.as_deref()?;
+        let annotations = annotations.and_then(|a| serde_json::to_value(a).ok());
+        policy.refusal(caller(context), annotations.as_ref())
     }
 }
 
@@ -196,16 +219,25 @@ impl Tools {
                 None,
             ));
         }
-        if self.tool_router.has_route(&request.name) {
+        if let Some(tool) = self.tool_router.get(&request.name) {
+            if let Some(refusal) = self.annotation_refusal(&context, tool.annotations.as_ref()) {
+                return Err(ErrorData::invalid_request(refusal, None));
+            }
             let call = ToolCallContext::new(self, request, context);
             return self.tool_router.call(call).await;
         }
+        // The source checks the annotations of its tools as it lists them.
         if let (Some(more), Some(namespace)) = (&self.more, namespace_of(&context))
-            && let Some(result) = more
-                .call(&namespace, &request.name, request.arguments.clone())
+            && let Some(answer) = more
+                .call(
+                    &namespace,
+                    caller(&context),
+                    &request.name,
+                    request.arguments.clone(),
+                )
                 .await
         {
-            return Ok(result.into());
+            return answer.map(Into::into);
         }
         Err(ErrorData::invalid_params(
             format!("tool not found: {}", request.name),
@@ -218,6 +250,14 @@ impl Tools {
 /// this stops a gateway registered as its own upstream, or a loop of
 /// gateways, from recursing.
 pub const GATEWAY_HOP: &str = "x-mcp-gateway-hop";
+
+/// The caller, as the auth layer left it.
+fn caller(context: &RequestContext<RoleServer>) -> Option<&Principal> {
+    context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Principal>())
+}
 
 /// The caller's namespace, from the principal the auth layer left; `None`
 /// for a gateway's own call.
@@ -239,12 +279,18 @@ fn text(text: impl Into<String>) -> CallToolResult {
 
 #[tool_router]
 impl Tools {
-    #[tool(description = "Return the given text unchanged")]
+    #[tool(
+        description = "Return the given text unchanged",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
     fn echo(&self, Parameters(EchoArgs { text: t }): Parameters<EchoArgs>) -> CallToolResult {
         text(t)
     }
 
-    #[tool(description = "Add two numbers")]
+    #[tool(
+        description = "Add two numbers",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
     fn add(
         &self,
         Parameters(AddArgs { a, b }): Parameters<AddArgs>,
@@ -259,7 +305,10 @@ impl Tools {
         Ok(text(sum.to_string()))
     }
 
-    #[tool(description = "Wait the given number of milliseconds (at most 10000), then answer")]
+    #[tool(
+        description = "Wait the given number of milliseconds (at most 10000), then answer",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
     async fn sleep(
         &self,
         Parameters(SleepArgs { ms }): Parameters<SleepArgs>,
@@ -278,7 +327,8 @@ impl Tools {
     }
 
     #[tool(
-        description = "What the server knows about the caller: client address (and later certificate and principal)"
+        description = "What the server knows about the caller: client address (and later certificate and principal)",
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     fn whoami(&self, context: RequestContext<RoleServer>) -> Result<CallToolResult, ErrorData> {
         let parts = context.extensions.get::<http::request::Parts>();
@@ -318,7 +368,12 @@ impl ServerHandler for Tools {
         let cache_hints = context
             .protocol_version()
             .is_some_and(|version| version >= ProtocolVersion::V_2026_07_28);
-        tools.retain(|tool| self.allowed(&context, &tool.name));
+        tools.retain(|tool| {
+            self.allowed(&context, &tool.name)
+                && self
+                    .annotation_refusal(&context, tool.annotations.as_ref())
+                    .is_none()
+        });
         let mut result = ListToolsResult::with_all_items(tools);
         if cache_hints {
             result.ttl_ms = Some(0);

@@ -73,6 +73,8 @@
 //! | `MCP_CONFIG_FILE` | — | a TOML file with the same settings (see [below](#the-settings-file)); environment variables override it |
 //! | `MCP_CORS_ORIGINS` | empty (no CORS) | browser origins granted CORS; `*` (any origin) is refused in production |
 //! | `MCP_REQUEST_TIMEOUT` | `30` | seconds a request may take before it is answered 504 (1–86400) |
+//! | `MCP_TOOL_ANNOTATION_SCOPES` | — | JSON object, tool hint → scopes a caller needs for tools with it: `{"destructiveHint":["tools:write"]}` (a hint a tool does not state takes MCP's default: destructive and open-world unless it says otherwise) |
+//! | `MCP_TOOL_ANNOTATIONS_OFF` | — | JSON object, tool hint → namespaces (or `*`) where tools with it are off: `{"openWorldHint":["kids"]}` |
 //! | `MCP_TOOL_TIMEOUTS` | — | JSON object, tool → milliseconds one call may run, on every transport and stream: `{"search":5000,"*":30000}`; other tools get `MCP_REQUEST_TIMEOUT` |
 //! | `MCP_ADMIN_ROLE` | `admin` | the role that may read `/status` |
 //!

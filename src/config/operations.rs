@@ -8,6 +8,7 @@ use super::WardenConfig;
 use super::value::{is_host_name, list, path, tool_numbers, whole};
 use super::vars::Vars;
 use crate::error::ConfigError;
+use crate::tool_rules::{AnnotationPolicy, parse_word_lists};
 use crate::url_text::redact as redact_url;
 
 /// Default `MCP_REQUEST_TIMEOUT`: 30 seconds.
@@ -61,6 +62,21 @@ pub(super) fn load(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
         .into_iter()
         .map(|(tool, ms)| (tool, Duration::from_millis(ms)))
         .collect();
+    }
+    let lists = |name: &'static str, what: &str| {
+        vars.get(name)
+            .map(|text| parse_word_lists(name, text, "tool hint", what))
+            .transpose()
+    };
+    let scopes = lists("MCP_TOOL_ANNOTATION_SCOPES", "scopes")?;
+    let off = lists("MCP_TOOL_ANNOTATIONS_OFF", "namespaces")?;
+    if scopes.is_some() || off.is_some() {
+        let scopes = scopes.unwrap_or_default();
+        let off = off.unwrap_or_default();
+        // Checked here, so that a bad rule stops start-up.
+        let _: AnnotationPolicy = AnnotationPolicy::try_from_entries(&scopes, &off)?;
+        config.tool_annotation_scopes = scopes;
+        config.tool_annotations_off = off;
     }
     if let Some(role) = vars.get("MCP_ADMIN_ROLE") {
         if role.len() > 128 || role.chars().any(|c| c.is_whitespace() || c.is_control()) {

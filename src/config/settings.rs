@@ -444,6 +444,25 @@ declare_settings! {
             Value::Object(rules.map(|(t, d)| (t.clone(), json!(d.as_millis()))).collect())
         }),
     ];
+    /// `MCP_TOOL_ANNOTATION_SCOPES`: tool hint (`destructiveHint`, …) →
+    /// scopes a caller needs for a tool with it; see
+    /// [`AnnotationPolicy`](crate::tool_rules::AnnotationPolicy).
+    tool_annotation_scopes: Vec<(String, Vec<String>)> = Vec::new(),
+    [
+        shown("MCP_TOOL_ANNOTATION_SCOPES", |c| {
+            let rules = c.tool_annotation_scopes.iter();
+            Value::Object(rules.map(|(h, s)| (h.clone(), json!(s))).collect())
+        }),
+    ];
+    /// `MCP_TOOL_ANNOTATIONS_OFF`: tool hint → namespaces (`*`: all) in
+    /// which tools with it are off.
+    tool_annotations_off: Vec<(String, Vec<String>)> = Vec::new(),
+    [
+        shown("MCP_TOOL_ANNOTATIONS_OFF", |c| {
+            let rules = c.tool_annotations_off.iter();
+            Value::Object(rules.map(|(h, n)| (h.clone(), json!(n))).collect())
+        }),
+    ];
     /// `MCP_ADMIN_ROLE`: the role that may read `/status`.
     admin_role: String = DEFAULT_ADMIN_ROLE.to_owned(),
     [

@@ -710,6 +710,14 @@ fn operations_settings() {
         ),
         ("MCP_REQUEST_TIMEOUT", "5"),
         ("MCP_TOOL_TIMEOUTS", r#"{"sleep": 250, "*.search": 60000}"#),
+        (
+            "MCP_TOOL_ANNOTATION_SCOPES",
+            r#"{"destructiveHint": "tools:write admin"}"#,
+        ),
+        (
+            "MCP_TOOL_ANNOTATIONS_OFF",
+            r#"{"openWorldHint": ["kids", "guests"]}"#,
+        ),
         ("MCP_ADMIN_ROLE", "ops"),
     ])
     .unwrap();
@@ -726,6 +734,20 @@ fn operations_settings() {
     );
     assert_eq!(config.request_timeout, Duration::from_secs(5));
     assert_eq!(config.admin_role, "ops");
+    assert_eq!(
+        config.tool_annotation_scopes,
+        [(
+            "destructiveHint".to_owned(),
+            vec!["tools:write".to_owned(), "admin".to_owned()]
+        )]
+    );
+    assert_eq!(
+        config.tool_annotations_off,
+        [(
+            "openWorldHint".to_owned(),
+            vec!["kids".to_owned(), "guests".to_owned()]
+        )]
+    );
 
     let defaults = load(&[]).unwrap();
     assert_eq!(defaults.request_timeout, Duration::from_secs(30));
@@ -737,6 +759,14 @@ fn bad_operations_settings_name_their_variable() {
     for (name, value) in [
         ("MCP_CORS_ORIGINS", "https://app.example.com/path"),
         ("MCP_CORS_ORIGINS", "app.example.com"),
+        ("MCP_TOOL_ANNOTATION_SCOPES", r#"{"safeHint": ["x"]}"#),
+        ("MCP_TOOL_ANNOTATION_SCOPES", r#"["destructiveHint"]"#),
+        ("MCP_TOOL_ANNOTATION_SCOPES", r#"{"destructiveHint": []}"#),
+        (
+            "MCP_TOOL_ANNOTATIONS_OFF",
+            r#"{"openWorldHint": "Acme Corp"}"#,
+        ),
+        ("MCP_TOOL_ANNOTATIONS_OFF", r#"{"openWorldHint": 3}"#),
         ("MCP_TOOL_TIMEOUTS", "5000"),
         ("MCP_TOOL_TIMEOUTS", r#"{"sleep": 0}"#),
         ("MCP_TOOL_TIMEOUTS", r#"{"sleep": 1.5}"#),

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use rmcp::model::{JsonObject, Tool};
 use tower_warden::ConfigError;
 use tower_warden::circuit_breaker::{CircuitBreaker, CircuitBreakers};
+use tower_warden::principal::Principal;
 
 use super::settings;
 use super::tools::{BoxFuture, ToolSource};
@@ -76,13 +77,18 @@ impl Gateway {
     pub async fn call(
         &self,
         namespace: &str,
+        caller: Option<&Principal>,
         name: &str,
         arguments: Option<JsonObject>,
     ) -> Option<Result<rmcp::model::CallToolResult, UpstreamError>> {
         let (server, tool) = name.split_once('.')?;
         let connections = self.store.list(namespace).await.ok()?;
         let connection = connections.iter().find(|c| c.server_name == server)?;
-        Some(self.upstreams.call_tool(connection, tool, arguments).await)
+        Some(
+            self.upstreams
+                .call_tool(connection, tool, arguments, caller)
+                .await,
+        )
     }
 }
 
@@ -115,6 +121,7 @@ pub async fn open(settings: &settings::Gateway) -> Result<Arc<Gateway>, ConfigEr
         )
         .tools_cache_ttl(settings.tools_cache_ttl)
         .tool_screen(settings.screen.clone(), settings.quarantine)
+        .annotations(std::sync::Arc::clone(&settings.annotations))
         .fanout(settings.fanout),
     }))
 }
@@ -146,18 +153,21 @@ impl ToolSource for Gateway {
     fn call<'a>(
         &'a self,
         namespace: &'a str,
+        caller: Option<&'a Principal>,
         name: &'a str,
         arguments: Option<JsonObject>,
-    ) -> BoxFuture<'a, Option<rmcp::model::CallToolResult>> {
+    ) -> BoxFuture<'a, Option<Result<rmcp::model::CallToolResult, rmcp::ErrorData>>> {
         Box::pin(async move {
             Some(
-                match Gateway::call(self, namespace, name, arguments).await? {
-                    Ok(result) => result,
-                    Err(error) => {
-                        rmcp::model::CallToolResult::error(vec![rmcp::model::ContentBlock::text(
-                            error.public_detail(),
-                        )])
+                match Gateway::call(self, namespace, caller, name, arguments).await? {
+                    Ok(result) => Ok(result),
+                    // Refused by the tool rules: as the handler refuses.
+                    Err(UpstreamError::Denied(why)) => {
+                        Err(rmcp::ErrorData::invalid_request(why, None))
                     }
+                    Err(error) => Ok(rmcp::model::CallToolResult::error(vec![
+                        rmcp::model::ContentBlock::text(error.public_detail()),
+                    ])),
                 },
             )
         })

@@ -199,6 +199,9 @@ fn upstream_failed(error: &UpstreamError) -> Response {
         UpstreamError::Forbidden(_) => problem(StatusCode::FORBIDDEN, "upstream_forbidden", detail),
         UpstreamError::Store(error) => store_failed(error),
         UpstreamError::Capped(_) => problem(StatusCode::BAD_GATEWAY, "upstream_too_large", detail),
+        UpstreamError::Denied(_) => {
+            rejected(&Rejection::new(Reason::InsufficientScope).with_detail(detail))
+        }
     }
 }
 
@@ -389,7 +392,14 @@ async fn tools(
         Ok(mut tools) => {
             let head = call_head(&extensions, None);
             let warden = &api.access.warden;
-            tools.retain(|tool| warden.may_call(&head, &mcp_name(&connection, &tool.name)));
+            let principal = extensions.get::<Principal>();
+            tools.retain(|tool| {
+                warden.may_call(&head, &mcp_name(&connection, &tool.name))
+                    && gateway
+                        .upstreams
+                        .annotation_refusal(principal, tool)
+                        .is_none()
+            });
             Json(json!({ "connection_id": connection.id, "tools": tools })).into_response()
         }
         Err(error) => upstream_failed(&error),
@@ -438,7 +448,9 @@ async fn execute(
     // abandoned, and the upstream told so (`notifications/cancelled`).
     let called = tokio::time::timeout(
         deadline,
-        gateway.upstreams.call_tool(&connection, &tool, arguments),
+        gateway
+            .upstreams
+            .call_tool(&connection, &tool, arguments, extensions.get::<Principal>()),
     )
     .await
     .unwrap_or(Err(UpstreamError::Timeout));

@@ -24,6 +24,8 @@ use tower_warden::circuit_breaker::{BreakerState, CircuitBreakers};
 use tower_warden::mcp::schema_firewall::SchemaCache;
 use tower_warden::mcp::tool_integrity::{Finding, ToolDigest, ToolPins, ToolScreen};
 use tower_warden::mcp::{ResponseLimitExceeded, ResponseLimitLayer};
+use tower_warden::principal::Principal;
+use tower_warden::tool_rules::AnnotationPolicy;
 
 use super::capped::Capped;
 use super::store::{Connection, ConnectionStore, Pin, StoreError};
@@ -54,6 +56,9 @@ pub enum UpstreamError {
     /// The connection store, which holds the approved tools, failed: the
     /// upstream's tools cannot be checked, so none is offered or called.
     Store(StoreError),
+    /// The tool rules on annotations refuse this caller the tool: the
+    /// upstream was not called.
+    Denied(String),
     /// The upstream's answer went over a cap on answers (the
     /// `MAX_ANSWER_*` caps, or the connection's timeout) and was cut.
     Capped(ResponseLimitExceeded),
@@ -73,6 +78,7 @@ impl std::fmt::Display for UpstreamError {
             Self::Forbidden(why) => write!(f, "the upstream may not be reached: {why}"),
             Self::Store(error) => error.fmt(f),
             Self::Capped(limit) => write!(f, "the upstream's answer was cut: {limit}"),
+            Self::Denied(why) => f.write_str(why),
         }
     }
 }
@@ -94,7 +100,7 @@ impl UpstreamError {
                 error.code.0
             ),
             Self::Store(_) => "the connection store is unavailable".to_owned(),
-            Self::Capped(_) => self.to_string(),
+            Self::Capped(_) | Self::Denied(_) => self.to_string(),
         }
     }
 }
@@ -435,6 +441,8 @@ pub struct Upstreams {
     /// The caps on every upstream answer stream (its duration: the
     /// connection's timeout).
     caps: ResponseLimitLayer,
+    /// Rules on tool annotations, checked before every call.
+    annotations: Arc<AnnotationPolicy>,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -466,6 +474,7 @@ impl Upstreams {
                 .max_event_bytes(MAX_ANSWER_EVENT_BYTES)
                 .max_stream_bytes(MAX_ANSWER_STREAM_BYTES)
                 .max_events(MAX_ANSWER_EVENTS),
+            annotations: Arc::default(),
         }
     }
 
@@ -487,6 +496,28 @@ impl Upstreams {
         self.screen = screen;
         self.quarantine = quarantine;
         self
+    }
+
+    /// Checks every call against `annotations` (`MCP_TOOL_ANNOTATION_SCOPES`,
+    /// `MCP_TOOL_ANNOTATIONS_OFF`), reading the tool's annotations as last
+    /// listed (pinned, so an upstream cannot claim a milder hint unseen).
+    #[must_use]
+    pub fn annotations(mut self, annotations: Arc<AnnotationPolicy>) -> Self {
+        self.annotations = annotations;
+        self
+    }
+
+    /// Why `caller` may not see or call `tool` (a definition as listed) by
+    /// the rules on annotations, if it may not.
+    pub fn annotation_refusal(&self, caller: Option<&Principal>, tool: &Tool) -> Option<String> {
+        if self.annotations.is_empty() {
+            return None;
+        }
+        let annotations = tool
+            .annotations
+            .as_ref()
+            .and_then(|a| serde_json::to_value(a).ok());
+        self.annotations.refusal(caller, annotations.as_ref())
     }
 
     /// Lists at most `n` upstreams at once for one `tools/list`
@@ -834,6 +865,7 @@ impl Upstreams {
         connection: &Connection,
         tool: &str,
         arguments: Option<JsonObject>,
+        caller: Option<&Principal>,
     ) -> Result<CallToolResult, UpstreamError> {
         let listing = match self.listing_with(connection, tool) {
             Some(listing) => Some(listing),
@@ -849,6 +881,14 @@ impl Upstreams {
             return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
                 "Tool {tool} is quarantined by the gateway ({reason}) until an operator reviews it"
             ))]));
+        }
+        // A tool not listed has no annotations: MCP's defaults (destructive,
+        // open-world) apply.
+        if let Some(refusal) = self.annotations.refusal(
+            caller,
+            listed.and_then(|listed| listed.definition.get("annotations")),
+        ) {
+            return Err(UpstreamError::Denied(refusal));
         }
         let given = arguments.map(Value::Object);
         if let Some(listed) = listed

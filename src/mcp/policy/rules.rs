@@ -9,7 +9,7 @@ use http::header::{HeaderValue, WWW_AUTHENTICATE};
 use crate::error::ConfigError;
 use crate::principal::Principal;
 use crate::reject::{Reason, Rejection};
-use crate::tool_rules::{ANY_TOOL, ToolRules, parse_tool_scopes};
+use crate::tool_rules::{ANY_TOOL, ToolRules, is_scope_token, parse_tool_scopes};
 
 /// The environment variable [`ToolPolicy::try_from_json`] reads its
 /// configuration from; configuration errors name it.
@@ -75,15 +75,6 @@ where
         }
     }
     out.into_boxed_slice()
-}
-
-/// Whether `scope` is an RFC 6750 `scope-token`: printable ASCII without
-/// space, `"` or `\`, so that it can be quoted in `WWW-Authenticate`.
-fn is_scope_token(scope: &str) -> bool {
-    !scope.is_empty()
-        && scope
-            .bytes()
-            .all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
 }
 
 impl ToolPolicy {
