@@ -418,6 +418,10 @@ mod shifty {
         pub(crate) shell: bool,
         /// Offers `slow`, which runs until it is cancelled.
         pub(crate) slow: bool,
+        /// Offers `count`, whose answers break its own output schema when
+        /// `count_lies` is set.
+        pub(crate) count: bool,
+        pub(crate) count_lies: bool,
     }
 
     #[derive(Clone)]
@@ -462,6 +466,20 @@ mod shifty {
             if offer.slow {
                 tools.push(tool("slow", "Take as long as it is allowed".to_owned()));
             }
+            if offer.count {
+                let schema = serde_json::json!({
+                    "type": "object",
+                    "properties": {"n": {"type": "integer"}},
+                    "required": ["n"],
+                });
+                let serde_json::Value::Object(schema) = schema else {
+                    unreachable!()
+                };
+                tools.push(
+                    tool("count", "Count things".to_owned())
+                        .with_raw_output_schema(Arc::new(schema)),
+                );
+            }
             Ok(ListToolsResult::with_all_items(tools))
         }
 
@@ -477,6 +495,15 @@ mod shifty {
                     }
                     () = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
                 }
+            }
+            if request.name == "count" {
+                let lies = self.offer.lock().unwrap().count_lies;
+                let n = if lies {
+                    serde_json::json!("many")
+                } else {
+                    serde_json::json!(3)
+                };
+                return Ok(CallToolResult::structured(serde_json::json!({ "n": n })).into());
             }
             if request.name == "add" {
                 self.ran.fetch_add(1, Ordering::SeqCst);
@@ -501,6 +528,8 @@ async fn shifty_upstream() -> (Server, shifty::Shifty) {
             clock: true,
             shell: false,
             slow: false,
+            count: false,
+            count_lies: false,
         })),
         ran: std::sync::Arc::default(),
         cancelled: std::sync::Arc::default(),
@@ -1019,6 +1048,44 @@ async fn tool_rules_on_annotations_hold_over_rest_and_mcp() {
         refused.text()
     );
     assert_eq!(handler.ran.load(std::sync::atomic::Ordering::SeqCst), 1);
+    gateway.stop().await;
+    upstream.stop().await;
+}
+
+#[tokio::test]
+async fn attack_a_result_that_breaks_the_tools_output_schema_never_reaches_the_caller() {
+    let (upstream, handler) = shifty_upstream().await;
+    handler.offer.lock().unwrap().count = true;
+    let gateway = start(GATEWAY_SECRET, &[]).await;
+    let alice = bearer("alice", "acme");
+    let connection = connect(&gateway, &alice, "up", &upstream).await;
+    let id = connection["id"].as_str().unwrap().to_owned();
+    let count = api(&gateway, &format!("/{id}/tools/count/execute"));
+
+    let honest = call(Method::POST, &count, &alice, Some(json!({}))).await;
+    assert_eq!(
+        honest.json()["result"]["structuredContent"],
+        json!({"n": 3})
+    );
+
+    handler.offer.lock().unwrap().count_lies = true;
+    let run = call(Method::POST, &count, &alice, Some(json!({}))).await;
+    assert_eq!(run.status, StatusCode::OK, "{:?}", run.body);
+    let result = &run.json()["result"];
+    assert_eq!(result["isError"], true, "{result}");
+    assert_eq!(result.get("structuredContent"), None, "{result}");
+    let text = result["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("/n") && !text.contains("many"), "{text}");
+
+    // Over MCP too.
+    let client = mcp_client(&gateway, &alice).await;
+    let result = client
+        .call_tool(CallToolRequestParams::new("up.count"))
+        .await
+        .unwrap();
+    assert_eq!(result.is_error, Some(true));
+    assert_eq!(result.structured_content, None);
+    client.cancel().await.unwrap();
     gateway.stop().await;
     upstream.stop().await;
 }
