@@ -399,6 +399,37 @@ async fn stateless_2026_revision() {
 }
 
 #[tokio::test]
+async fn a_tools_list_that_depends_on_the_caller_is_cached_privately() {
+    let list = json!({"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta": meta()}});
+    let headers = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/list"),
+    ];
+    // The same list for everyone: a shared cache may keep it.
+    let server = Server::start(&[]).await;
+    let reply = post(&server.url(), &headers, &list.to_string()).await;
+    assert_eq!(reply.message()["result"]["cacheScope"], "public");
+    server.stop().await;
+    // Filtered by the caller's scopes: never shared across tokens.
+    for rules in [
+        ("MCP_TOOL_SCOPES", r#"{"add": ["tools:add"]}"#),
+        (
+            "MCP_TOOL_ANNOTATIONS_OFF",
+            r#"{"destructiveHint": ["acme"]}"#,
+        ),
+    ] {
+        let server = Server::start(&[rules]).await;
+        let reply = post(&server.url(), &headers, &list.to_string()).await;
+        assert_eq!(
+            reply.message()["result"]["cacheScope"],
+            "private",
+            "{rules:?}"
+        );
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn origin_and_host_are_checked() {
     let server = Server::start(&[("MCP_ALLOWED_ORIGINS", "https://app.example.com")]).await;
     let url = server.url();
@@ -612,7 +643,17 @@ async fn ip_lists_guard_the_endpoint() {
 
 #[tokio::test]
 async fn mcp_requires_a_credential_and_challenges_without_one() {
-    let server = Server::start(&[("MCP_TOOL_SCOPES", r#"{"add":["tools:add"]}"#)]).await;
+    let server = Server::start(&[
+        (
+            "MCP_TOOL_SCOPES",
+            r#"{"add":["tools:add"],"echo":["tools:add","offline_access"]}"#,
+        ),
+        (
+            "MCP_TOOL_ANNOTATION_SCOPES",
+            r#"{"destructiveHint":["tools:write"]}"#,
+        ),
+    ])
+    .await;
     let url = server.url();
     let headers = [
         ("content-type", "application/json"),
@@ -669,7 +710,8 @@ async fn mcp_requires_a_credential_and_challenges_without_one() {
         let doc = reply.json();
         assert_eq!(doc["resource"], "http://127.0.0.1:8000/mcp");
         assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
-        assert_eq!(doc["scopes_supported"], json!(["tools:add"]));
+        // Every scope a tool rule needs; never `offline_access`.
+        assert_eq!(doc["scopes_supported"], json!(["tools:add", "tools:write"]));
         assert!(doc["authorization_servers"].is_array());
     }
     server.stop().await;

@@ -383,11 +383,16 @@ fn well_known(settings: &Settings, auth: &Auth) -> Router {
 
 /// The RFC 9728 protected-resource metadata document of `/mcp`.
 fn protected_resource_metadata(settings: &Settings, auth: &Auth) -> serde_json::Value {
+    // Every scope a rule on tools asks for; never `offline_access`
+    // (refresh tokens are the client's business with its authorization
+    // server, not a need of this resource).
     let mut scopes: Vec<&str> = settings
         .warden
         .tool_scopes
         .iter()
+        .chain(&settings.warden.tool_annotation_scopes)
         .flat_map(|(_, scopes)| scopes.iter().map(String::as_str))
+        .filter(|scope| *scope != "offline_access")
         .collect();
     scopes.sort_unstable();
     scopes.dedup();

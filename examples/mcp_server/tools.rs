@@ -360,7 +360,9 @@ impl ServerHandler for Tools {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let mut tools = self.tool_router.list_all();
-        let mut per_caller = false;
+        // Filtered by the caller's scopes, namespace or upstreams: the list
+        // is the caller's own, never to be shared by a cache.
+        let mut per_caller = self.policy.is_some() || self.annotations.is_some();
         if let (Some(more), Some(namespace)) = (&self.more, namespace_of(&context)) {
             tools.extend(more.tools_for(&namespace).await);
             per_caller = true;
