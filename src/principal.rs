@@ -434,6 +434,21 @@ impl McpCall {
     }
 }
 
+/// The longest namespace name.
+pub(crate) const MAX_NAMESPACE_LEN: usize = 64;
+
+/// Whether `name` is a valid namespace name: 1 to 64 of `a-z 0-9 _ -`,
+/// starting with a letter or digit. (Public as `namespace::is_valid`.)
+pub(crate) fn is_valid_namespace(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_NAMESPACE_LEN
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'_' || b == b'-')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,19 +522,4 @@ mod tests {
         assert_eq!(p.method(), AuthMethod::Anonymous);
         assert!(p.has_scope("tools:anything"));
     }
-}
-
-/// The longest namespace name.
-pub(crate) const MAX_NAMESPACE_LEN: usize = 64;
-
-/// Whether `name` is a valid namespace name: 1 to 64 of `a-z 0-9 _ -`,
-/// starting with a letter or digit. (Public as `namespace::is_valid`.)
-pub(crate) fn is_valid_namespace(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= MAX_NAMESPACE_LEN
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'_' || b == b'-')
 }
