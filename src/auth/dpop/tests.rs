@@ -1,0 +1,1 @@
+//! Tests of DPoP proofs and bound tokens.
