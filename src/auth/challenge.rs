@@ -92,18 +92,4 @@ mod tests {
             "DPoP algs=\"ES256 RS256\", error=\"invalid_dpop_proof\""
         );
     }
-
-    #[test]
-    fn dpop_challenge() {
-        let c = Challenge {
-            dpop: true,
-            algs: Some("ES256 RS256"),
-            error: Some("invalid_dpop_proof"),
-            ..Challenge::default()
-        };
-        assert_eq!(
-            c.to_header(),
-            "DPoP algs=\"ES256 RS256\", error=\"invalid_dpop_proof\""
-        );
-    }
 }

@@ -294,7 +294,9 @@ pub(crate) fn verify_proof(
         .and_then(Value::as_str)
         .ok_or_else(|| refuse("the DPoP proof has no access token hash (ath)"))?;
     if ath != sha256_b64(token.as_bytes()) {
-        return Err(refuse("the DPoP proof was made for another access token (ath)"));
+        return Err(refuse(
+            "the DPoP proof was made for another access token (ath)",
+        ));
     }
     let mut hasher = Sha256::new();
     hasher.update(jkt);
@@ -412,8 +414,7 @@ impl HttpUri {
         } else {
             target.origins.iter().any(|o| o.admits(self))
         };
-        origin_ok
-            && normalize_path(target.uri.path()).is_some_and(|path| path == self.path)
+        origin_ok && normalize_path(target.uri.path()).is_some_and(|path| path == self.path)
     }
 }
 

@@ -505,8 +505,8 @@ impl JwtAuth {
                 }
             }
         }
-        let cnf =
-            Confirmation::of_claims(&claims).map_err(|detail| fail(Reason::InvalidCredentials, detail))?;
+        let cnf = Confirmation::of_claims(&claims)
+            .map_err(|detail| fail(Reason::InvalidCredentials, detail))?;
         let Some(subject) = subject.filter(|s| !s.is_empty()) else {
             return Err(fail(
                 Reason::InvalidCredentials,

@@ -80,21 +80,21 @@ mod keys;
 mod layer;
 mod require;
 
+/// Whether DPoP-bound tokens are accepted or required (also
+/// [`config::DpopMode`](crate::config::DpopMode)).
+pub use crate::config::DpopMode;
 pub use api_key::{ApiKeys, DIGEST_PREFIX, MAX_KEY_BYTES, MIN_SALT_BYTES};
+pub use dpop::{
+    DEFAULT_DPOP_FUTURE_SKEW, DEFAULT_DPOP_MAX_AGE, DEFAULT_DPOP_REPLAY_CAPACITY, DPOP,
+    MAX_PROOF_BYTES,
+};
 #[cfg(feature = "jwks-url")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks-url")))]
 pub use jwks::JwksUrl;
 pub use jwt::{
     DEFAULT_CACHE_CAPACITY, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, JwtAuth, JwtAuthBuilder,
 };
-pub use dpop::{
-    DEFAULT_DPOP_FUTURE_SKEW, DEFAULT_DPOP_MAX_AGE, DEFAULT_DPOP_REPLAY_CAPACITY, DPOP,
-    MAX_PROOF_BYTES,
-};
 pub use keys::MIN_HMAC_SECRET_BYTES;
-/// Whether DPoP-bound tokens are accepted or required (also
-/// [`config::DpopMode`](crate::config::DpopMode)).
-pub use crate::config::DpopMode;
 pub use layer::{Auth, AuthLayer, ResponseFuture, X_API_KEY};
 pub use require::{Require, RequireLayer};
 

@@ -170,8 +170,10 @@ pub(super) fn load(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
             )
         })?;
     }
-    if let Some(mode) = vars.get("MCP_DPOP") {
-        config.dpop = match mode.to_ascii_lowercase().as_str() {
+    // Read as given: a blank value is an error, not the default (a
+    // security mode is never chosen by accident).
+    if let Some(mode) = vars.raw("MCP_DPOP") {
+        config.dpop = match mode.trim().to_ascii_lowercase().as_str() {
             "off" => DpopMode::Off,
             "allowed" => DpopMode::Allowed,
             "required" => DpopMode::Required,
@@ -193,8 +195,11 @@ pub(super) fn load(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
         ));
     }
     if let Some(text) = vars.get("MCP_DPOP_MAX_AGE_SECONDS") {
-        config.dpop_max_age_seconds =
-            text.parse().ok().filter(|s| (1..=300).contains(s)).ok_or_else(|| {
+        config.dpop_max_age_seconds = text
+            .parse()
+            .ok()
+            .filter(|s| (1..=300).contains(s))
+            .ok_or_else(|| {
                 ConfigError::new(
                     "MCP_DPOP_MAX_AGE_SECONDS",
                     format!("`{text}` is not a whole number of seconds from 1 to 300"),
