@@ -549,6 +549,25 @@ fn client_cert(extensions: &Extensions) -> Option<&[u8]> {
     }
 }
 
+/// Where the client certificate of a request is, read only when a token
+/// is bound to one (the admitted path of plain tokens never looks).
+#[derive(Clone, Copy)]
+enum CertOf<'a> {
+    /// In the request's extensions.
+    Request(&'a Extensions),
+    /// Taken out of them already (for a verification that waits on keys).
+    Der(Option<&'a [u8]>),
+}
+
+impl<'a> CertOf<'a> {
+    fn der(self) -> Option<&'a [u8]> {
+        match self {
+            Self::Request(extensions) => client_cert(extensions),
+            Self::Der(der) => der,
+        }
+    }
+}
+
 /// Checks what `verified` is bound to against what the request holds: the
 /// DPoP key it proved, the client certificate it came with. Then records
 /// a fresh proof against replays (only now: a proof for a refused token
@@ -556,7 +575,7 @@ fn client_cert(extensions: &Extensions) -> Option<&[u8]> {
 fn bind(
     verified: Verified,
     possession: Possession,
-    cert: Option<&[u8]>,
+    cert: CertOf<'_>,
     replay: &ReplayCache,
 ) -> Result<Admitted, Failure> {
     let subject = |failure: Failure| Failure {
@@ -594,7 +613,7 @@ fn bind(
         _ => {}
     }
     if let Some(x5t) = verified.cnf.x5t {
-        let refusal = match cert {
+        let refusal = match cert.der() {
             None => Some("the token is bound to a client certificate, and none was presented"),
             Some(der) if <[u8; 32]>::from(sha2::Sha256::digest(der)) != x5t => {
                 Some("the token is bound to another client certificate (cnf.x5t#S256)")
@@ -625,20 +644,20 @@ fn bind(
 fn bind_when(
     verified: NowOrLater<Result<Verified, Failure>>,
     possession: Possession,
-    cert: Option<&[u8]>,
+    extensions: &Extensions,
     replay: &Arc<ReplayCache>,
 ) -> NowOrLater<Result<Admitted, Failure>> {
     match verified {
-        NowOrLater::Now(result) => {
-            NowOrLater::Now(result.and_then(|v| bind(v, possession, cert, replay)))
-        }
+        NowOrLater::Now(result) => NowOrLater::Now(
+            result.and_then(|v| bind(v, possession, CertOf::Request(extensions), replay)),
+        ),
         NowOrLater::Later(pending) => {
-            let cert = cert.map(<[u8]>::to_vec);
+            let cert = client_cert(extensions).map(<[u8]>::to_vec);
             let replay = Arc::clone(replay);
             NowOrLater::Later(Box::pin(async move {
                 pending
                     .await
-                    .and_then(|v| bind(v, possession, cert.as_deref(), &replay))
+                    .and_then(|v| bind(v, possession, CertOf::Der(cert.as_deref()), &replay))
             }))
         }
     }
@@ -765,12 +784,11 @@ impl Config {
         if self.dpop_mode() == DpopMode::Required {
             return NowOrLater::Now(Err(Self::dpop_required()));
         }
-        let cert = client_cert(request.extensions());
-        let replay = &self.dpop.replay;
+        let (extensions, replay) = (request.extensions(), &self.dpop.replay);
         match (&self.jwt, &self.api_keys) {
-            (Some(jwt), None) => bind_when(jwt.verify(token), Possession::None, cert, replay),
+            (Some(jwt), None) => bind_when(jwt.verify(token), Possession::None, extensions, replay),
             (Some(jwt), Some(_)) if looks_like_jwt(token) => {
-                bind_when(jwt.verify(token), Possession::None, cert, replay)
+                bind_when(jwt.verify(token), Possession::None, extensions, replay)
             }
             (_, Some(_)) => NowOrLater::Now(self.api_key(token).map(Admitted::unbound)),
             (None, None) => NowOrLater::Now(Err(Failure::new(
@@ -831,8 +849,12 @@ impl Config {
                 }
             },
         };
-        let cert = client_cert(request.extensions());
-        bind_when(jwt.verify(token), possession, cert, &self.dpop.replay)
+        bind_when(
+            jwt.verify(token),
+            possession,
+            request.extensions(),
+            &self.dpop.replay,
+        )
     }
 
     fn api_key(&self, key: &str) -> Result<Principal, Failure> {
