@@ -13,7 +13,12 @@
 //! Needs `node` and `tests/oidc/node_modules` (`npm ci --prefix
 //! tests/oidc`, which `.ci/run` does). Without them the test says why and
 //! passes, unless `TOWER_WARDEN_REQUIRE_SERVICES=1`, when it fails.
-#![cfg(all(feature = "auth", feature = "client-cert", feature = "jwks-url"))]
+#![cfg(all(
+    feature = "auth",
+    feature = "client-cert",
+    feature = "jwks-url",
+    feature = "stack"
+))]
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
@@ -448,4 +453,83 @@ async fn certificate_bound_tokens_from_oidc_provider_need_their_certificate() {
     // The right certificate again.
     let response = call(layer, with_cert(&cert_a)).await;
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// The settings reach the layer: `MCP_DPOP=required` refuses a plain
+/// bearer token and answers with the DPoP challenge alone, and the proof's
+/// `htu` is compared with the origin of `MCP_RESOURCE_URL`, not with the
+/// address the server sees behind its proxy. No authorization server
+/// needed: the token is signed with the configured secret.
+#[tokio::test]
+async fn settings_require_dpop_and_name_the_public_origin() {
+    use tower_warden::config::WardenConfig;
+    use tower_warden::stack::WardenLayer;
+
+    const SECRET: &str = "a-jwt-secret-of-at-least-thirty-two-bytes";
+    const PUBLIC: &str = "https://mcp.public.example/mcp";
+    let config = WardenConfig::from_vars([
+        ("MCP_JWT_SECRET", SECRET),
+        ("MCP_RESOURCE_URL", PUBLIC),
+        ("MCP_DPOP", "required"),
+        ("MCP_DPOP_MAX_AGE_SECONDS", "30"),
+    ])
+    .unwrap();
+    let warden = WardenLayer::from_config(&config).unwrap();
+    let layer = warden.auth().clone();
+    tower_warden::auth::install_crypto_provider();
+    let key = DpopKey::new();
+    let sign = |claims: Value| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let jkt = {
+        let j = &key.jwk;
+        b64_sha256(
+            format!(
+                r#"{{"crv":"P-256","kty":"EC","x":{},"y":{}}}"#,
+                j["x"], j["y"]
+            )
+            .as_bytes(),
+        )
+    };
+    let claims = json!({"sub": "alice", "aud": PUBLIC, "exp": now() + 300});
+    let plain = sign(claims.clone());
+    let mut bound_claims = claims;
+    bound_claims["cnf"] = json!({"jkt": jkt});
+    let bound = sign(bound_claims);
+
+    // The server listens on 127.0.0.1:8000 behind the proxy.
+    let internal = |authorization: &str, proof: Option<&str>| {
+        let mut request = resource_request(authorization, proof);
+        request
+            .headers_mut()
+            .insert("host", "127.0.0.1:8000".parse().unwrap());
+        request
+    };
+    let response = call(layer.clone(), internal(&format!("Bearer {plain}"), None)).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let challenges: Vec<_> = response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .collect();
+    assert_eq!(challenges.len(), 1, "{challenges:?}");
+    assert!(challenges[0].to_str().unwrap().starts_with("DPoP algs="));
+
+    let proof = key.proof("POST", PUBLIC, Some(&bound));
+    let response = call(
+        layer.clone(),
+        internal(&format!("DPoP {bound}"), Some(&proof)),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK, "{}", response.body());
+
+    let proof = key.proof("POST", "http://127.0.0.1:8000/mcp", Some(&bound));
+    let response = call(layer, internal(&format!("DPoP {bound}"), Some(&proof))).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.body().contains("(htu)"), "{}", response.body());
 }
