@@ -647,9 +647,18 @@ fn bind_when(
     extensions: &Extensions,
     replay: &Arc<ReplayCache>,
 ) -> NowOrLater<Result<Admitted, Failure>> {
+    // A refusal of a request made with the DPoP scheme, whatever its
+    // cause (an expired token, a missing certificate), is told on the
+    // DPoP challenge (RFC 9449 §7.1).
+    let scheme = move |failure: Failure| match possession {
+        Possession::None => failure,
+        Possession::Proof(..) | Possession::Proven(_) => failure.on_dpop(),
+    };
     match verified {
         NowOrLater::Now(result) => NowOrLater::Now(
-            result.and_then(|v| bind(v, possession, CertOf::Request(extensions), replay)),
+            result
+                .and_then(|v| bind(v, possession, CertOf::Request(extensions), replay))
+                .map_err(scheme),
         ),
         NowOrLater::Later(pending) => {
             let cert = client_cert(extensions).map(<[u8]>::to_vec);
@@ -658,6 +667,7 @@ fn bind_when(
                 pending
                     .await
                     .and_then(|v| bind(v, possession, CertOf::Der(cert.as_deref()), &replay))
+                    .map_err(scheme)
             }))
         }
     }

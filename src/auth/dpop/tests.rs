@@ -352,6 +352,17 @@ async fn refuses_a_wrong_typ_symmetric_or_none_alg_and_a_private_jwk() {
             ),
             "does not fit its key",
         ),
+        (
+            key.sign(with(key.header(), "crit", json!(["exp"])), &c),
+            "critical header extensions",
+        ),
+        (
+            key.sign(
+                with(key.header(), "jwk", json!({"kty": "oct", "k": "c2VjcmV0"})),
+                &c,
+            ),
+            "private key",
+        ),
         ("not.a-proof".to_owned(), "not a signed JWT"),
     ];
     for (proof, detail) in cases {
@@ -835,4 +846,24 @@ fn paths_normalise_escapes_of_unreserved_characters_only() {
     assert_eq!(normalize_path("").unwrap(), "/");
     assert!(normalize_path("/%zz").is_none());
     assert!(normalize_path("/%4").is_none());
+}
+
+#[tokio::test]
+async fn a_refused_dpop_token_is_told_on_the_dpop_challenge() {
+    let (layer, _) = layer();
+    let key = Key::p256();
+    let expired = token_with_exp(&key, NOW - 3600);
+    let response = call(&layer, dpop_request(&expired, &[&key.proof(&expired)])).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        response.body().contains("token_expired"),
+        "{}",
+        response.body()
+    );
+    let found = challenges(&response);
+    assert_eq!(found[0], "Bearer", "{found:?}");
+    assert!(
+        found[1].starts_with("DPoP ") && found[1].contains("error=\"invalid_token\""),
+        "{found:?}"
+    );
 }
