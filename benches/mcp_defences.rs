@@ -4,6 +4,10 @@
 //! * `mcp_defences/auth_cached_hs256`: `AuthLayer` with a cached HS256
 //!   token, minus nothing (a whole request through the layer and an empty
 //!   service), the reference figure;
+//! * `mcp_defences/auth_dpop_es256`: the same with a DPoP-bound token
+//!   (cached) and a fresh ES256 proof per request (RFC 9449: `jwk`
+//!   thumbprint, signature, `htm`/`htu`/`iat`/`ath`, the `jti` recorded
+//!   against replays); the proofs are made before the clock starts;
 //! * `mcp_defences/baseline`: the empty service alone;
 //! * `mcp_defences/arguments_valid` / `arguments_invalid`: one
 //!   `SchemaCache::check_arguments` of a typical tool (five typed members,
@@ -17,6 +21,8 @@ use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::header::AUTHORIZATION;
@@ -24,9 +30,10 @@ use http::{HeaderValue, Request, Response};
 use http_body_util::Empty;
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
+use sha2::Digest as _;
 use tokio::runtime::Runtime;
 use tower::{Layer, Service, ServiceExt, service_fn};
-use tower_warden::auth::{Algorithm, AuthLayer, JwtAuth};
+use tower_warden::auth::{Algorithm, AuthLayer, DPOP, JwtAuth};
 use tower_warden::mcp::schema_firewall::SchemaCache;
 use tower_warden::mcp::tool_integrity::{ToolDigest, ToolScreen};
 
@@ -82,6 +89,88 @@ where
     })
 }
 
+/// A client's DPoP key (P-256), and proofs for `POST http://mcp.test/mcp`.
+struct ProofKey {
+    encoding: EncodingKey,
+    header: String,
+    jkt: String,
+}
+
+impl ProofKey {
+    fn new() -> Self {
+        let rng = aws_lc::rand::SystemRandom::new();
+        let alg = &aws_lc::signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+        let pkcs8 = aws_lc::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+        let pair = aws_lc::signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref()).unwrap();
+        let point = aws_lc::signature::KeyPair::public_key(&pair).as_ref();
+        let (x, y) = (
+            URL_SAFE_NO_PAD.encode(&point[1..33]),
+            URL_SAFE_NO_PAD.encode(&point[33..65]),
+        );
+        let jwk = json!({"kty": "EC", "crv": "P-256", "x": x, "y": y});
+        let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+        Self {
+            encoding: EncodingKey::from_ec_der(pkcs8.as_ref()),
+            header: URL_SAFE_NO_PAD
+                .encode(json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk}).to_string()),
+            jkt: URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(canonical)),
+        }
+    }
+
+    fn proof(&self, token: &str, jti: u64) -> HeaderValue {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = json!({"jti": jti.to_string(), "htm": "POST", "htu": "http://mcp.test/mcp",
+                            "iat": now, "ath": URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(token))});
+        let signed = format!(
+            "{}.{}",
+            self.header,
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature =
+            jsonwebtoken::crypto::sign(signed.as_bytes(), &self.encoding, Algorithm::ES256)
+                .unwrap();
+        HeaderValue::from_str(&format!("{signed}.{signature}")).unwrap()
+    }
+}
+
+/// `iters` DPoP requests through `service`, their proofs made first.
+fn timed_dpop<S, B>(
+    rt: &Runtime,
+    service: &S,
+    (key, token, next): (&ProofKey, &str, &mut u64),
+    iters: u64,
+) -> Duration
+where
+    S: Service<Request<Empty<Bytes>>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let authorization = HeaderValue::from_str(&format!("DPoP {token}")).unwrap();
+    let batch: Vec<_> = (0..iters)
+        .map(|_| {
+            *next += 1;
+            Request::post("http://mcp.test/mcp")
+                .header(AUTHORIZATION, authorization.clone())
+                .header(DPOP, key.proof(token, *next))
+                .body(Empty::new())
+                .unwrap()
+        })
+        .collect();
+    let mut service = service.clone();
+    rt.block_on(async {
+        let start = Instant::now();
+        for request in batch {
+            let ready = service.ready().await.unwrap();
+            let response = ready.call(request).await.unwrap();
+            debug_assert_eq!(response.status(), 200);
+            black_box(response);
+        }
+        start.elapsed()
+    })
+}
+
 fn defences(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -102,9 +191,32 @@ fn defences(c: &mut Criterion) {
         .hmac_secret(SECRET, Algorithm::HS256)
         .build()
         .unwrap();
+    // Room for every proof of a run within the 60 s iat window.
+    let dpop_auth = AuthLayer::jwt(jwt.clone())
+        .dpop_replay_capacity(2_000_000)
+        .layer(inner);
     let auth = AuthLayer::jwt(jwt).layer(inner);
     let first = rt.block_on(auth.clone().oneshot(requests(&bearer, 1).remove(0)));
     assert_eq!(first.unwrap().status(), 200);
+    let proof_key = ProofKey::new();
+    let bound = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": "alice", "scope": "*", "exp": 4_000_000_000u64,
+                "cnf": {"jkt": proof_key.jkt}}),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let mut next_jti = 0;
+    let admitted = rt.block_on(
+        dpop_auth.clone().oneshot(
+            Request::post("http://mcp.test/mcp")
+                .header(AUTHORIZATION, format!("DPoP {bound}"))
+                .header(DPOP, proof_key.proof(&bound, u64::MAX))
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        ),
+    );
+    assert_eq!(admitted.unwrap().status(), 200);
 
     let cache = SchemaCache::new(1024);
     let tool = tool();
@@ -123,6 +235,11 @@ fn defences(c: &mut Criterion) {
     });
     group.bench_function("auth_cached_hs256", |b| {
         b.iter_custom(|iters| timed(&rt, &auth, &bearer, iters));
+    });
+    group.bench_function("auth_dpop_es256", |b| {
+        b.iter_custom(|iters| {
+            timed_dpop(&rt, &dpop_auth, (&proof_key, &bound, &mut next_jti), iters)
+        });
     });
     group.bench_function("arguments_valid", |b| {
         b.iter(|| black_box(cache.check_arguments(black_box(&tool), Some(black_box(&valid)))));

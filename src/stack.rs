@@ -284,7 +284,18 @@ impl WardenLayer {
             }
         }
         .resource_metadata(metadata_url.clone())
-        .allow_query_credentials(config.ws_allow_query_auth);
+        .allow_query_credentials(config.ws_allow_query_auth)
+        .dpop(config.dpop)
+        .dpop_iat_window(
+            Duration::from_secs(config.dpop_max_age_seconds),
+            crate::auth::DEFAULT_DPOP_FUTURE_SKEW,
+        );
+        // A DPoP proof names the URL the client called: the resource URL's
+        // origin when one is set, else the request's own.
+        let auth = match &config.resource_url {
+            Some(url) => auth.try_dpop_origins([url])?,
+            None => auth,
+        };
 
         let max_body = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
         // The one reading of `MCP_TOOL_SCOPES` (`"*"` is the default).

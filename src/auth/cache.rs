@@ -35,7 +35,7 @@ use std::sync::OnceLock;
 use foldhash::SharedSeed;
 use foldhash::quality::SeedableRandomState;
 
-use crate::principal::Principal;
+use super::jwt::Verified;
 
 const SHARDS: usize = 16;
 
@@ -63,7 +63,9 @@ struct Entry {
     signed: Box<str>,
     /// The whole token's length, compared on every hit.
     len: usize,
-    principal: Principal,
+    /// The principal and the token's binding (`cnf`), which the caller
+    /// checks on every hit.
+    verified: Verified,
     exp: u64,
     key_id: u64,
 }
@@ -135,8 +137,9 @@ impl TokenCache {
         &self.shards[(index >> 60) as usize % SHARDS]
     }
 
-    /// The principal of a cached token that is still valid at `now`.
-    pub(crate) fn get(&self, key: CacheKey<'_>, now: u64) -> Option<Principal> {
+    /// The principal (and binding) of a cached token that is still valid
+    /// at `now`.
+    pub(crate) fn get(&self, key: CacheKey<'_>, now: u64) -> Option<Verified> {
         if !self.enabled() {
             return None;
         }
@@ -148,13 +151,13 @@ impl TokenCache {
                     e.len == key.token.len()
                         && key.token.as_bytes().starts_with(e.signed.as_bytes())
                 })
-                .map(|e| (e.exp > now).then(|| e.principal.clone()))
+                .map(|e| (e.exp > now).then(|| e.verified.clone()))
         };
         match found {
-            Some(Some(principal)) => {
+            Some(Some(verified)) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 self.lookups.record(true);
-                Some(principal)
+                Some(verified)
             }
             Some(None) => {
                 shard
@@ -184,7 +187,7 @@ impl TokenCache {
     pub(crate) fn insert(
         &self,
         key: CacheKey<'_>,
-        principal: Principal,
+        verified: Verified,
         exp: u64,
         key_id: u64,
         now: u64,
@@ -218,7 +221,7 @@ impl TokenCache {
                     .map_or(key.token, |(signed, _)| signed)
                     .into(),
                 len: key.token.len(),
-                principal,
+                verified,
                 exp,
                 key_id,
             },
@@ -271,10 +274,29 @@ fn shared_seed() -> Option<&'static SharedSeed> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::principal::AuthMethod;
+    use crate::auth::dpop::Confirmation;
+    use crate::principal::{AuthMethod, Principal};
 
-    fn p(name: &str) -> Principal {
-        Principal::builder(name, AuthMethod::Jwt).build()
+    fn p(name: &str) -> Verified {
+        Verified {
+            principal: Principal::builder(name, AuthMethod::Jwt).build(),
+            cnf: Confirmation::NONE,
+        }
+    }
+
+    #[test]
+    fn a_hit_keeps_the_binding_of_the_token() {
+        let cache = TokenCache::new(64);
+        let d = cache.key("a.b.c");
+        let bound = Verified {
+            cnf: Confirmation {
+                jkt: Some([7; 32]),
+                x5t: None,
+            },
+            ..p("alice")
+        };
+        cache.insert(d, bound, 1_000, 1, 900, 0);
+        assert_eq!(cache.get(d, 950).unwrap().cnf.jkt, Some([7; 32]));
     }
 
     #[test]
@@ -282,7 +304,7 @@ mod tests {
         let cache = TokenCache::new(64);
         let d = cache.key("a.b.c");
         cache.insert(d, p("alice"), 1_000, 1, 900, 0);
-        assert_eq!(cache.get(d, 999).unwrap().subject(), "alice");
+        assert_eq!(cache.get(d, 999).unwrap().principal.subject(), "alice");
         assert!(cache.get(d, 1_000).is_none());
         assert_eq!(cache.len(), 0, "an expired entry is dropped when seen");
     }

@@ -1,15 +1,12 @@
-//! `WWW-Authenticate: Bearer ...` challenges (RFC 6750 §3, RFC 9728 §5.1).
+//! `WWW-Authenticate: Bearer ...` challenges (RFC 6750 §3, RFC 9728 §5.1)
+//! and `WWW-Authenticate: DPoP ...` ones (RFC 9449 §7.1).
 
 use http::HeaderValue;
 
 /// Appends `name="value"` to a challenge, escaping `"` and `\` and dropping
 /// control characters so the header stays valid whatever the value.
-fn param(out: &mut String, name: &str, value: &str) {
-    out.push_str(if out.len() > "Bearer".len() {
-        ", "
-    } else {
-        " "
-    });
+fn param(out: &mut String, scheme: &str, name: &str, value: &str) {
+    out.push_str(if out.len() > scheme.len() { ", " } else { " " });
     out.push_str(name);
     out.push_str("=\"");
     for c in value.chars() {
@@ -25,9 +22,13 @@ fn param(out: &mut String, name: &str, value: &str) {
     out.push('"');
 }
 
-/// Builds one Bearer challenge.
+/// Builds one Bearer (or DPoP) challenge.
 #[derive(Debug, Default)]
 pub(crate) struct Challenge<'a> {
+    /// A `DPoP` challenge rather than a `Bearer` one.
+    pub(crate) dpop: bool,
+    /// The `algs` of a DPoP challenge.
+    pub(crate) algs: Option<&'a str>,
     pub(crate) realm: Option<&'a str>,
     pub(crate) error: Option<&'a str>,
     pub(crate) description: Option<&'a str>,
@@ -37,21 +38,20 @@ pub(crate) struct Challenge<'a> {
 
 impl Challenge<'_> {
     pub(crate) fn to_header(&self) -> HeaderValue {
-        let mut out = String::from("Bearer");
-        if let Some(realm) = self.realm {
-            param(&mut out, "realm", realm);
-        }
-        if let Some(error) = self.error {
-            param(&mut out, "error", error);
-        }
-        if let Some(description) = self.description {
-            param(&mut out, "error_description", description);
-        }
-        if let Some(scope) = self.scope {
-            param(&mut out, "scope", scope);
-        }
-        if let Some(url) = self.resource_metadata {
-            param(&mut out, "resource_metadata", url);
+        let scheme = if self.dpop { "DPoP" } else { "Bearer" };
+        let mut out = String::from(scheme);
+        let params = [
+            ("realm", self.realm),
+            ("algs", self.algs),
+            ("error", self.error),
+            ("error_description", self.description),
+            ("scope", self.scope),
+            ("resource_metadata", self.resource_metadata),
+        ];
+        for (name, value) in params {
+            if let Some(value) = value {
+                param(&mut out, scheme, name, value);
+            }
         }
         HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
     }
@@ -65,6 +65,8 @@ mod tests {
     fn bare_challenge_and_full_challenge() {
         assert_eq!(Challenge::default().to_header(), "Bearer");
         let c = Challenge {
+            dpop: false,
+            algs: None,
             realm: Some("mcp"),
             error: Some("insufficient_scope"),
             description: Some("say \"please\"\n"),
@@ -74,6 +76,20 @@ mod tests {
         assert_eq!(
             c.to_header(),
             "Bearer realm=\"mcp\", error=\"insufficient_scope\", error_description=\"say \\\"please\\\"\", scope=\"tools:add tools:echo\", resource_metadata=\"https://x/.well-known/oauth-protected-resource\""
+        );
+    }
+
+    #[test]
+    fn dpop_challenge() {
+        let c = Challenge {
+            dpop: true,
+            algs: Some("ES256 RS256"),
+            error: Some("invalid_dpop_proof"),
+            ..Challenge::default()
+        };
+        assert_eq!(
+            c.to_header(),
+            "DPoP algs=\"ES256 RS256\", error=\"invalid_dpop_proof\""
         );
     }
 }

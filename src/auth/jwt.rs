@@ -9,6 +9,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use super::cache::{CacheKey, TokenCache};
+use super::dpop::Confirmation;
 use super::keys::{ALGORITHMS, KeySet, MIN_HMAC_SECRET_BYTES};
 use crate::ConfigError;
 use crate::guard::NowOrLater;
@@ -42,6 +43,17 @@ pub struct Failure {
     pub(crate) oauth_error: Option<&'static str>,
     pub(crate) subject: Option<String>,
     pub(crate) kid: Option<String>,
+    /// The `error` belongs to the `DPoP` challenge (RFC 9449 §7.1), not to
+    /// the `Bearer` one.
+    pub(crate) dpop: bool,
+}
+
+/// A verified token: its principal and what it is bound to (`cnf`), which
+/// the caller checks on every request, cached or not.
+#[derive(Clone, Debug)]
+pub(crate) struct Verified {
+    pub(crate) principal: Principal,
+    pub(crate) cnf: Confirmation,
 }
 
 impl Failure {
@@ -57,7 +69,27 @@ impl Failure {
             oauth_error,
             subject: None,
             kid: None,
+            dpop: false,
         }
+    }
+
+    /// A refusal of a DPoP proof (`invalid_dpop_proof` on the `DPoP`
+    /// challenge).
+    pub(crate) fn proof(detail: &'static str) -> Self {
+        Self {
+            dpop: true,
+            ..Self::new(
+                Reason::InvalidCredentials,
+                detail,
+                Some("invalid_dpop_proof"),
+            )
+        }
+    }
+
+    /// The same refusal, its `error` on the `DPoP` challenge.
+    pub(crate) fn on_dpop(mut self) -> Self {
+        self.dpop = true;
+        self
     }
 
     /// A token's refusal: `invalid_token`, unless the keys are unavailable.
@@ -190,7 +222,7 @@ impl JwtAuth {
         }
     }
 
-    fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         (self.inner.clock)()
     }
 
@@ -271,15 +303,15 @@ impl JwtAuth {
     }
 
     /// Verifies `token`. A cache hit answers without any signature check.
-    pub(crate) fn verify(&self, token: &str) -> NowOrLater<Result<Principal, Failure>> {
+    pub(crate) fn verify(&self, token: &str) -> NowOrLater<Result<Verified, Failure>> {
         let inner = &*self.inner;
         if token.len() > inner.max_token_bytes {
             return NowOrLater::Now(Err(Failure::invalid("the token is too large")));
         }
         let now = self.now();
         let digest = inner.cache.key(token);
-        if let Some(principal) = inner.cache.get(digest, now) {
-            return NowOrLater::Now(Ok(principal));
+        if let Some(verified) = inner.cache.get(digest, now) {
+            return NowOrLater::Now(Ok(verified));
         }
         // Before the keys are read: a rotation after this point keeps the
         // result out of the cache.
@@ -385,7 +417,7 @@ impl JwtAuth {
         keys: &KeySet,
         (digest, generation): (CacheKey<'_>, u64),
         now: u64,
-    ) -> Result<Principal, Failure> {
+    ) -> Result<Verified, Failure> {
         let inner = &*self.inner;
         let kid = header.kid.as_deref();
         let key = match kid {
@@ -473,6 +505,8 @@ impl JwtAuth {
                 }
             }
         }
+        let cnf = Confirmation::of_claims(&claims)
+            .map_err(|detail| fail(Reason::InvalidCredentials, detail))?;
         let Some(subject) = subject.filter(|s| !s.is_empty()) else {
             return Err(fail(
                 Reason::InvalidCredentials,
@@ -491,11 +525,14 @@ impl JwtAuth {
             .scopes(strings(claims.get("scope")))
             .scopes(strings(claims.get("scp")))
             .scopes(strings(claims.get("permissions")));
-        let principal = builder.build();
+        let verified = Verified {
+            principal: builder.build(),
+            cnf,
+        };
         inner
             .cache
-            .insert(digest, principal.clone(), exp, key.id, now, generation);
-        Ok(principal)
+            .insert(digest, verified.clone(), exp, key.id, now, generation);
+        Ok(verified)
     }
 }
 

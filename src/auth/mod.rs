@@ -11,6 +11,13 @@
 //!   refetched when a token names a new `kid`. The key pins the algorithm;
 //!   the token never chooses it.
 //! * API keys ([`ApiKeys`]) kept only as salted HMAC-SHA-256 digests.
+//! * Sender-constrained tokens: `Authorization: DPoP <token>` with a
+//!   `DPoP` proof (RFC 9449; [`AuthLayer::dpop`], `MCP_DPOP`), and tokens
+//!   bound to a client certificate (`cnf.x5t#S256`, RFC 8705) checked
+//!   against the certificate a trusted proxy passed on (RFC 9440
+//!   `Client-Cert`, through
+//!   [`ClientCertLayer::rfc9440`](crate::client_cert::ClientCertLayer::rfc9440)).
+//!   A bound token is never accepted as a plain bearer token.
 //!
 //! [`RequireLayer`] then asks for scopes or roles (403
 //! `insufficient_scope`).
@@ -61,6 +68,15 @@
 //!   signature. Refusals go to the audit target `tower_warden::audit`.
 //! * Put [`ClientIpLayer`](crate::client_ip::ClientIpLayer) in front so that audit
 //!   events name the real client.
+//! * A DPoP proof must name this request's method and URL (`htm`, `htu`),
+//!   be at most 60 s old (5 s ahead), be signed by the key its token is
+//!   bound to (`cnf.jkt`), carry the token's hash (`ath`) and be new:
+//!   its `jti` is remembered (by key) for as long as the proof is
+//!   acceptable, in a bounded cache that refuses new proofs (503) rather
+//!   than forget live ones. Behind a proxy that rewrites `Host`, name the
+//!   public origin with [`AuthLayer::try_dpop_origins`].
+//! * The verified-token cache keeps each token's binding (`cnf`), and the
+//!   binding is checked on every request, cache hit or not.
 //!
 //! # Signature backends
 //!
@@ -72,6 +88,7 @@
 mod api_key;
 mod cache;
 mod challenge;
+mod dpop;
 #[cfg(feature = "jwks-url")]
 mod jwks;
 mod jwt;
@@ -79,7 +96,14 @@ mod keys;
 mod layer;
 mod require;
 
+/// Whether DPoP-bound tokens are accepted or required (also
+/// [`config::DpopMode`](crate::config::DpopMode)).
+pub use crate::config::DpopMode;
 pub use api_key::{ApiKeys, DIGEST_PREFIX, MAX_KEY_BYTES, MIN_SALT_BYTES};
+pub use dpop::{
+    DEFAULT_DPOP_FUTURE_SKEW, DEFAULT_DPOP_MAX_AGE, DEFAULT_DPOP_REPLAY_CAPACITY, DPOP,
+    MAX_PROOF_BYTES,
+};
 #[cfg(feature = "jwks-url")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks-url")))]
 pub use jwks::JwksUrl;

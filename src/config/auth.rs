@@ -58,6 +58,48 @@ impl fmt::Display for AuthMode {
     }
 }
 
+/// Whether sender-constrained (DPoP, RFC 9449) access tokens are
+/// accepted or required (`MCP_DPOP`).
+///
+/// Whatever the mode, a token bound to a DPoP key (`cnf.jkt`) is never
+/// accepted as a plain bearer token, and a token bound to a client
+/// certificate (`cnf.x5t#S256`, RFC 8705) only with that certificate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DpopMode {
+    /// `Authorization: DPoP` is refused; plain bearer tokens are accepted,
+    /// DPoP-bound ones are not (they need a proof this mode never checks).
+    Off,
+    /// Both: plain bearer tokens, and DPoP-bound tokens with a valid proof.
+    /// The default.
+    #[default]
+    Allowed,
+    /// Only DPoP-bound tokens with a valid proof; plain bearer tokens and
+    /// API keys are refused.
+    Required,
+}
+
+impl DpopMode {
+    /// The canonical name, e.g. `allowed`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Allowed => "allowed",
+            Self::Required => "required",
+        }
+    }
+}
+
+impl fmt::Display for DpopMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Default `MCP_DPOP_MAX_AGE_SECONDS`: how old a DPoP proof's `iat` may be.
+pub const DEFAULT_DPOP_MAX_AGE_SECONDS: u64 = 60;
+
 /// Default `MCP_JWT_LEEWAY_SECONDS`.
 pub const DEFAULT_JWT_LEEWAY_SECONDS: u64 = 30;
 /// Shortest `MCP_JWT_SECRET` accepted outside development, in bytes.
@@ -127,6 +169,42 @@ pub(super) fn load(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
                 format!("`{text}` is not a whole number of seconds from 0 to 300"),
             )
         })?;
+    }
+    // Read as given: a blank value is an error, not the default (a
+    // security mode is never chosen by accident).
+    if let Some(mode) = vars.raw("MCP_DPOP") {
+        config.dpop = match mode.trim().to_ascii_lowercase().as_str() {
+            "off" => DpopMode::Off,
+            "allowed" => DpopMode::Allowed,
+            "required" => DpopMode::Required,
+            _ => {
+                return Err(ConfigError::new(
+                    "MCP_DPOP",
+                    format!("`{mode}` is not one of off, allowed, required"),
+                ));
+            }
+        };
+    }
+    if config.dpop == DpopMode::Required && config.auth_mode.api_key() {
+        return Err(ConfigError::new(
+            "MCP_DPOP",
+            format!(
+                "`required` accepts only DPoP-bound tokens, but MCP_AUTH_MODE={} accepts API keys, which cannot be bound to a key",
+                config.auth_mode
+            ),
+        ));
+    }
+    if let Some(text) = vars.get("MCP_DPOP_MAX_AGE_SECONDS") {
+        config.dpop_max_age_seconds = text
+            .parse()
+            .ok()
+            .filter(|s| (1..=300).contains(s))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "MCP_DPOP_MAX_AGE_SECONDS",
+                    format!("`{text}` is not a whole number of seconds from 1 to 300"),
+                )
+            })?;
     }
     if let Some(text) = vars.get("MCP_RESOURCE_URL") {
         config.resource_url = Some(url("MCP_RESOURCE_URL", text, production)?);

@@ -49,6 +49,8 @@
 //! | `MCP_JWT_ISSUER` | — (not checked) | accepted `iss` values; required with `MCP_JWKS_URL` outside development |
 //! | `MCP_JWT_AUDIENCE` | the resource URL | accepted `aud` values (RFC 8707) |
 //! | `MCP_JWT_LEEWAY_SECONDS` | `30` | clock-skew allowance on `exp` / `nbf` (0–300) |
+//! | `MCP_DPOP` | `allowed` | DPoP-bound tokens (RFC 9449): `off`, `allowed` or `required` (only DPoP; not with API keys). A token bound to a key or a certificate is never accepted as a plain bearer token |
+//! | `MCP_DPOP_MAX_AGE_SECONDS` | `60` | how old a DPoP proof's `iat` may be (1–300); its `jti` is remembered that long |
 //! | `MCP_API_KEYS` | — | API keys, each granted every scope; at least 16 characters outside `development` |
 //! | `MCP_API_KEYS_FILE` | — | one JSON object per line: `id`, `digest`, `namespace`, `roles`, `scopes` |
 //! | `MCP_API_KEY_SALT` | random per start | salt of the key digests (at least 16 bytes; required with `MCP_API_KEYS_FILE`) |
@@ -144,7 +146,10 @@ mod tests;
 mod value;
 mod vars;
 
-pub use auth::{AuthMode, DEFAULT_JWT_LEEWAY_SECONDS, MIN_API_KEY_CHARS, MIN_JWT_SECRET_BYTES};
+pub use auth::{
+    AuthMode, DEFAULT_DPOP_MAX_AGE_SECONDS, DEFAULT_JWT_LEEWAY_SECONDS, DpopMode,
+    MIN_API_KEY_CHARS, MIN_JWT_SECRET_BYTES,
+};
 pub use breaker::{
     DEFAULT_CIRCUIT_BREAKER_FAILURE_THRESHOLD, DEFAULT_CIRCUIT_BREAKER_RESET_TIMEOUT,
 };

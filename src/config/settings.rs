@@ -21,9 +21,10 @@ use serde_json::{Value, json};
 
 use super::{
     AuthMode, DEFAULT_ADMIN_ROLE, DEFAULT_CIRCUIT_BREAKER_FAILURE_THRESHOLD,
-    DEFAULT_CIRCUIT_BREAKER_RESET_TIMEOUT, DEFAULT_JWT_LEEWAY_SECONDS, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_RATE_LIMIT_IPV6_PREFIX, DEFAULT_RATE_LIMIT_MAX_KEYS, DEFAULT_RATE_LIMIT_REDIS_PREFIX,
-    DEFAULT_REQUEST_TIMEOUT, Environment, RateLimitQuota, RateLimitStorage,
+    DEFAULT_CIRCUIT_BREAKER_RESET_TIMEOUT, DEFAULT_DPOP_MAX_AGE_SECONDS,
+    DEFAULT_JWT_LEEWAY_SECONDS, DEFAULT_MAX_BODY_BYTES, DEFAULT_RATE_LIMIT_IPV6_PREFIX,
+    DEFAULT_RATE_LIMIT_MAX_KEYS, DEFAULT_RATE_LIMIT_REDIS_PREFIX, DEFAULT_REQUEST_TIMEOUT,
+    DpopMode, Environment, RateLimitQuota, RateLimitStorage,
 };
 
 /// Default `MCP_CLIENT_CERT_HEADER`.
@@ -281,6 +282,18 @@ declare_settings! {
     jwt_leeway_seconds: u64 = DEFAULT_JWT_LEEWAY_SECONDS,
     [
         shown("MCP_JWT_LEEWAY_SECONDS", |c| json!(c.jwt_leeway_seconds)),
+    ];
+    /// `MCP_DPOP`: whether DPoP-bound (RFC 9449) tokens are accepted
+    /// (`allowed`, the default), required, or refused (`off`).
+    dpop: DpopMode = DpopMode::Allowed,
+    [
+        shown("MCP_DPOP", |c| json!(c.dpop.as_str())),
+    ];
+    /// `MCP_DPOP_MAX_AGE_SECONDS`: how old a DPoP proof's `iat` may be
+    /// (1–300); its `jti` is remembered that long to refuse replays.
+    dpop_max_age_seconds: u64 = DEFAULT_DPOP_MAX_AGE_SECONDS,
+    [
+        shown("MCP_DPOP_MAX_AGE_SECONDS", |c| json!(c.dpop_max_age_seconds)),
     ];
     /// `MCP_API_KEYS`: accepted API keys, each with every scope (secret).
     api_keys: Vec<String> = Vec::new(),

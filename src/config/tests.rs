@@ -1131,3 +1131,55 @@ fn the_stack_names_a_bad_redis_ca_file_by_its_variable() {
     assert_eq!(err.setting(), "MCP_REDIS_CA_FILE", "{err}");
     assert!(err.message().contains("no PEM certificate"), "{err}");
 }
+
+#[test]
+fn dpop_defaults_to_allowed_and_refuses_unknown_or_blank_modes() {
+    let config = load(&[]).unwrap();
+    assert_eq!(config.dpop, DpopMode::Allowed);
+    assert_eq!(config.dpop_max_age_seconds, DEFAULT_DPOP_MAX_AGE_SECONDS);
+    for (value, mode) in [
+        ("off", DpopMode::Off),
+        ("Allowed", DpopMode::Allowed),
+        ("REQUIRED", DpopMode::Required),
+    ] {
+        assert_eq!(load(&[("MCP_DPOP", value)]).unwrap().dpop, mode, "{value}");
+    }
+    for value in ["", " ", "on", "true", "optional", "none"] {
+        let error = load(&[("MCP_DPOP", value)]).unwrap_err();
+        assert_eq!(error.setting(), "MCP_DPOP", "{value:?}");
+    }
+    for value in ["0", "301", "-1", "1m", ""] {
+        if value.is_empty() {
+            // Blank: the default.
+            assert!(load(&[("MCP_DPOP_MAX_AGE_SECONDS", value)]).is_ok());
+            continue;
+        }
+        assert_eq!(
+            setting(&[("MCP_DPOP_MAX_AGE_SECONDS", value)]),
+            "MCP_DPOP_MAX_AGE_SECONDS",
+            "{value}"
+        );
+    }
+    assert_eq!(
+        load(&[("MCP_DPOP_MAX_AGE_SECONDS", "120")])
+            .unwrap()
+            .dpop_max_age_seconds,
+        120
+    );
+}
+
+#[test]
+fn dpop_required_refuses_api_keys_which_cannot_be_bound() {
+    for mode in ["api_key", "both"] {
+        let error = load(&[
+            ("MCP_AUTH_MODE", mode),
+            ("MCP_API_KEYS", "sk-a-long-enough-key-0001"),
+            ("MCP_DPOP", "required"),
+        ])
+        .unwrap_err();
+        assert_eq!(error.setting(), "MCP_DPOP", "{mode}");
+    }
+    let config = load(&[("MCP_DPOP", "required")]).unwrap();
+    assert_eq!(config.dpop, DpopMode::Required);
+    assert_eq!(config.redacted_json()["dpop"], "required");
+}
