@@ -121,6 +121,7 @@ pub mod body;
 #[cfg(feature = "body-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "body-limit")))]
 pub mod body_limit;
+mod challenge;
 mod cidr;
 #[cfg(feature = "circuit-breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]

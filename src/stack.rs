@@ -302,9 +302,10 @@ impl WardenLayer {
         let tool_policy = if config.tool_scopes.is_empty() {
             None
         } else {
-            Some(ToolPolicy::try_from_entries(
-                config.tool_scopes.iter().cloned(),
-            )?)
+            Some(
+                ToolPolicy::try_from_entries(config.tool_scopes.iter().cloned())?
+                    .resource_metadata(metadata_url.clone()),
+            )
         };
         let limits = Limits::of(config)?;
         // The tool a request calls is found by the policy layer, so it reads

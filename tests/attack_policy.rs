@@ -234,9 +234,16 @@ async fn a_default_tool_scope_guards_every_tool_over_http_websocket_and_the_gate
     for (id, tool) in [(3, "echo"), (4, "up.echo")] {
         let reply = http.call(id, tool, json!({"text": "x"})).await;
         assert_problem(&reply, StatusCode::FORBIDDEN, "insufficient_scope");
+        // The scope the call needs, and the metadata a client steps up
+        // from, as the 401 names it.
         assert_eq!(
             reply.headers[http::header::WWW_AUTHENTICATE],
-            r#"Bearer error="insufficient_scope", scope="tools:call""#
+            format!(
+                "Bearer error=\"insufficient_scope\", error_description=\"tool `{tool}` requires a scope \
+                 the caller was not granted: tools:call\", scope=\"tools:call\", \
+                 resource_metadata=\"http://127.0.0.1:8000/.well-known/oauth-protected-resource/mcp\""
+            )
+            .as_str()
         );
     }
     let mut socket = ws_open(&server, &nobody).await;

@@ -171,7 +171,7 @@ async fn the_principal_extractor_and_route_layer_auth() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(
         headers["www-authenticate"],
-        "Bearer error=\"insufficient_scope\", scope=\"notes:write\""
+        "Bearer error=\"insufficient_scope\", error_description=\"missing scope(s): notes:write\", scope=\"notes:write\""
     );
     // route_layer: an unknown path stays 404 rather than 401.
     let (status, _, _) = send(get_with("/nowhere", None)).await;

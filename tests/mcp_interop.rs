@@ -872,7 +872,9 @@ async fn tool_scopes_refuse_calls_and_filter_lists() {
     assert_eq!(refused.json()["code"], "insufficient_scope");
     assert_eq!(
         refused.headers["www-authenticate"],
-        "Bearer error=\"insufficient_scope\", scope=\"tools:add\""
+        "Bearer error=\"insufficient_scope\", error_description=\"tool `add` requires a scope the caller \
+         was not granted: tools:add\", scope=\"tools:add\", \
+         resource_metadata=\"http://127.0.0.1:8000/.well-known/oauth-protected-resource/mcp\""
     );
     // The default test token has every scope.
     let allowed = post(&url, &[], &initialize("2025-06-18")).await;

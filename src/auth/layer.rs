@@ -10,7 +10,6 @@ use sha2::Digest as _;
 use tower_layer::Layer;
 
 use super::api_key::ApiKeys;
-use super::challenge::Challenge;
 use super::dpop::{
     self, DEFAULT_DPOP_FUTURE_SKEW, DEFAULT_DPOP_MAX_AGE, DEFAULT_DPOP_REPLAY_CAPACITY, DPOP,
     Origin, Proof, ReplayCache, Target, Window,
@@ -18,6 +17,7 @@ use super::dpop::{
 use super::jwt::{Failure, JwtAuth, Verified};
 use crate::ConfigError;
 use crate::audit;
+use crate::challenge::Challenge;
 use crate::client_ip::ClientIp;
 use crate::config::DpopMode;
 use crate::guard::{AsyncCheck, AsyncGuard, AsyncResponseFuture, NowOrLater};

@@ -87,7 +87,6 @@
 
 mod api_key;
 mod cache;
-mod challenge;
 mod dpop;
 #[cfg(feature = "jwks-url")]
 mod jwks;

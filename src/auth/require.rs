@@ -6,8 +6,8 @@ use http::Request;
 use http::header::WWW_AUTHENTICATE;
 use tower_layer::Layer;
 
-use super::challenge::Challenge;
 use crate::audit;
+use crate::challenge::{self, Challenge};
 use crate::guard::{Check, Guard};
 use crate::principal::Principal;
 use crate::reject::{DefaultResponder, Reason, Rejection, Respond};
@@ -17,6 +17,8 @@ struct Requirements {
     scopes: Vec<String>,
     roles: Vec<String>,
     any_role: bool,
+    /// Named in the 403 challenge (RFC 9728 §5.1).
+    resource_metadata: Option<String>,
 }
 
 /// Refuses callers whose [`Principal`] lacks required scopes or roles.
@@ -24,8 +26,9 @@ struct Requirements {
 /// Place it after [`AuthLayer`](super::AuthLayer) (in axum, with
 /// `route_layer` on the routes that need it). A missing scope or role is
 /// 403 `insufficient_scope` with
-/// `WWW-Authenticate: Bearer error="insufficient_scope", scope="<missing>"`
-/// (RFC 6750 §3.1) and one audit event; a request without any principal is
+/// `WWW-Authenticate: Bearer error="insufficient_scope", error_description="…", scope="<missing>"`
+/// (RFC 6750 §3.1; and `resource_metadata="…"` when
+/// [set](Self::resource_metadata)) and one audit event; a request without any principal is
 /// 401 `unauthenticated` (the auth layer is missing in front).
 ///
 /// ```
@@ -92,6 +95,14 @@ impl<R> RequireLayer<R> {
         self
     }
 
+    /// Names the protected-resource metadata URL (RFC 9728) in the 403
+    /// challenge, as [`AuthLayer::resource_metadata`](super::AuthLayer::resource_metadata)
+    /// does in the 401 (MCP asks the two to agree).
+    pub fn resource_metadata(mut self, url: impl Into<String>) -> Self {
+        self.requirements_mut().resource_metadata = Some(url.into());
+        self
+    }
+
     /// Answers refusals with `responder`.
     pub fn responder<R2: Respond>(self, responder: R2) -> RequireLayer<R2> {
         RequireLayer {
@@ -102,12 +113,13 @@ impl<R> RequireLayer<R> {
 }
 
 /// The refusal for a principal that lacks `missing` scopes (or roles, when
-/// `missing` is empty). Shared with the MCP tool policy.
-pub(crate) fn insufficient_scope(
+/// `missing` is empty).
+fn insufficient_scope(
     principal: Option<&Principal>,
     extensions: &http::Extensions,
     missing: &[&str],
     detail: String,
+    resource_metadata: Option<&str>,
 ) -> Rejection {
     audit::denied(
         Reason::InsufficientScope,
@@ -116,15 +128,10 @@ pub(crate) fn insufficient_scope(
         principal.and_then(Principal::key_id),
         &detail,
     );
-    let scope = missing.join(" ");
-    let challenge = Challenge {
-        error: Some("insufficient_scope"),
-        scope: (!missing.is_empty()).then_some(scope.as_str()),
-        ..Challenge::default()
-    };
+    let challenge = challenge::insufficient_scope(missing, Some(&detail), resource_metadata);
     Rejection::new(Reason::InsufficientScope)
         .with_detail(detail)
-        .with_header(WWW_AUTHENTICATE, challenge.to_header())
+        .with_header(WWW_AUTHENTICATE, challenge)
 }
 
 impl<R: Respond> Check for RequireLayer<R> {
@@ -151,6 +158,7 @@ impl<R: Respond> Check for RequireLayer<R> {
                 request.extensions(),
                 &missing,
                 detail,
+                req.resource_metadata.as_deref(),
             ));
         }
         let roles_ok = req.roles.is_empty()
@@ -170,6 +178,7 @@ impl<R: Respond> Check for RequireLayer<R> {
                 request.extensions(),
                 &[],
                 detail,
+                req.resource_metadata.as_deref(),
             ));
         }
         Ok(())

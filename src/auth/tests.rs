@@ -838,7 +838,7 @@ async fn require_layer_checks_scopes_and_roles() {
     assert_eq!(reason(&denied), Some(Reason::InsufficientScope));
     assert_eq!(
         denied.headers()["www-authenticate"],
-        "Bearer error=\"insufficient_scope\", scope=\"admin:write admin:read\""
+        "Bearer error=\"insufficient_scope\", error_description=\"missing scope(s): admin:write admin:read\", scope=\"admin:write admin:read\""
     );
 
     let role = require(RequireLayer::role("admin"), with_principal(p.clone())).await;

@@ -6,7 +6,7 @@ use http::request::Parts;
 use http::{Request, Response};
 use serde_json::Value;
 
-use super::rules::{ToolPolicy, insufficient_scope};
+use super::rules::ToolPolicy;
 use super::tools_list::Filter;
 use crate::audit;
 use crate::mcp::buffer::RequestBody;
@@ -92,7 +92,7 @@ pub(super) fn admit<B, R: Respond>(
     }
 
     if !denied.is_empty() {
-        let rejection = insufficient_scope(&denied);
+        let rejection = policy.insufficient_scope(&denied);
         audit::denied(
             Reason::InsufficientScope,
             &parts.extensions,

@@ -4,8 +4,9 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use http::header::{HeaderValue, WWW_AUTHENTICATE};
+use http::header::WWW_AUTHENTICATE;
 
+use crate::challenge;
 use crate::error::ConfigError;
 use crate::principal::Principal;
 use crate::reject::{Reason, Rejection};
@@ -60,7 +61,15 @@ type Rules = ToolRules<Scopes>;
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[must_use]
-pub struct ToolPolicy(Arc<Rules>);
+pub struct ToolPolicy(Arc<Inner>);
+
+/// The rules, and what a refusal's challenge names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Inner {
+    rules: Rules,
+    /// The protected-resource metadata URL (RFC 9728) a 403 names.
+    resource_metadata: Option<Box<str>>,
+}
 
 fn boxed_scopes<I, T>(scopes: I) -> Scopes
 where
@@ -92,7 +101,9 @@ impl ToolPolicy {
         I: IntoIterator<Item = T>,
         T: Into<String>,
     {
-        Arc::make_mut(&mut self.0).insert(tool, boxed_scopes(scopes));
+        Arc::make_mut(&mut self.0)
+            .rules
+            .insert(tool, boxed_scopes(scopes));
         self
     }
 
@@ -103,7 +114,9 @@ impl ToolPolicy {
         I: IntoIterator<Item = T>,
         T: Into<String>,
     {
-        Arc::make_mut(&mut self.0).insert(ANY_TOOL, boxed_scopes(scopes));
+        Arc::make_mut(&mut self.0)
+            .rules
+            .insert(ANY_TOOL, boxed_scopes(scopes));
         self
     }
 
@@ -190,6 +203,15 @@ impl ToolPolicy {
         Ok(policy)
     }
 
+    /// Names the protected-resource metadata URL (RFC 9728) in the
+    /// challenge of every refusal, as the 401 of
+    /// [`AuthLayer`](crate::auth::AuthLayer) does (MCP asks the two to
+    /// agree, so a client can step up from either).
+    pub fn resource_metadata(mut self, url: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.0).resource_metadata = Some(url.into().into_boxed_str());
+        self
+    }
+
     /// The scopes required to call `tool`, in the order configured.
     pub fn required_scopes(&self, tool: &str) -> impl ExactSizeIterator<Item = &str> + '_ {
         self.requirement(tool).iter().map(|s| &**s)
@@ -209,7 +231,7 @@ impl ToolPolicy {
     }
 
     fn requirement(&self, tool: &str) -> &[Box<str>] {
-        self.0.find(tool).map_or(&[], |(_, scopes)| scopes)
+        self.0.rules.find(tool).map_or(&[], |(_, scopes)| scopes)
     }
 
     /// [`missing`](Self::missing) for a caller that may be absent; an absent
@@ -232,7 +254,7 @@ impl ToolPolicy {
     #[cfg(feature = "stack")]
     pub(crate) fn refusal(&self, principal: Option<&Principal>, tool: &str) -> Option<Rejection> {
         let missing = self.missing_for(principal, tool);
-        (!missing.is_empty()).then(|| insufficient_scope(&[(tool, missing)]))
+        (!missing.is_empty()).then(|| self.insufficient_scope(&[(tool, missing)]))
     }
 
     pub(crate) fn allows_for(&self, principal: Option<&Principal>, tool: &str) -> bool {
@@ -256,42 +278,40 @@ pub(super) fn display_name(name: &str) -> String {
     out
 }
 
-/// The 403 for calls of tools whose scopes the caller lacks.
-pub(super) fn insufficient_scope(denied: &[(&str, Vec<&str>)]) -> Rejection {
-    let mut scopes: Vec<&str> = Vec::new();
-    let mut detail = String::new();
-    for (tool, missing) in denied {
-        if !detail.is_empty() {
-            detail.push_str("; ");
-        }
-        let _ = write!(
-            detail,
-            "tool `{}` requires {} the caller was not granted: {}",
-            display_name(tool),
-            if missing.len() == 1 {
-                "a scope"
-            } else {
-                "scopes"
-            },
-            missing.join(" ")
-        );
-        for scope in missing {
-            if !scopes.contains(scope) {
-                scopes.push(scope);
+impl ToolPolicy {
+    /// The 403 for calls of tools whose scopes the caller lacks: every
+    /// scope the refused calls need in one challenge.
+    pub(super) fn insufficient_scope(&self, denied: &[(&str, Vec<&str>)]) -> Rejection {
+        let mut scopes: Vec<&str> = Vec::new();
+        let mut detail = String::new();
+        for (tool, missing) in denied {
+            if !detail.is_empty() {
+                detail.push_str("; ");
+            }
+            let _ = write!(
+                detail,
+                "tool `{}` requires {} the caller was not granted: {}",
+                display_name(tool),
+                if missing.len() == 1 {
+                    "a scope"
+                } else {
+                    "scopes"
+                },
+                missing.join(" ")
+            );
+            for scope in missing {
+                if !scopes.contains(scope) {
+                    scopes.push(scope);
+                }
             }
         }
+        let challenge = challenge::insufficient_scope(
+            &scopes,
+            Some(&detail),
+            self.0.resource_metadata.as_deref(),
+        );
+        Rejection::new(Reason::InsufficientScope)
+            .with_detail(detail)
+            .with_header(WWW_AUTHENTICATE, challenge)
     }
-    let challenge = format!(
-        "Bearer error=\"insufficient_scope\", scope=\"{}\"",
-        scopes.join(" ")
-    );
-    // Scopes built in code may hold characters a header cannot; then the
-    // challenge goes without them (the detail still names them).
-    let challenge = HeaderValue::from_str(&challenge)
-        .ok()
-        .filter(|_| scopes.iter().all(|s| is_scope_token(s)))
-        .unwrap_or_else(|| HeaderValue::from_static("Bearer error=\"insufficient_scope\""));
-    Rejection::new(Reason::InsufficientScope)
-        .with_detail(detail)
-        .with_header(WWW_AUTHENTICATE, challenge)
 }

@@ -267,7 +267,7 @@ async fn missing_scopes_are_refused_with_a_challenge() {
     assert_eq!(probe.calls.load(Ordering::SeqCst), 0, "inner not called");
     assert_eq!(
         reply.headers[WWW_AUTHENTICATE],
-        r#"Bearer error="insufficient_scope", scope="tools:add""#
+        r#"Bearer error="insufficient_scope", error_description="tool `add` requires a scope the caller was not granted: tools:add", scope="tools:add""#
     );
     assert_eq!(reply.headers[CONTENT_TYPE], "application/problem+json");
     let problem = reply.json();
@@ -283,7 +283,7 @@ async fn missing_scopes_are_refused_with_a_challenge() {
     let (reply, _) = call_tool("add", Some(caller(&[]))).await;
     assert_eq!(
         reply.headers[WWW_AUTHENTICATE],
-        r#"Bearer error="insufficient_scope", scope="tools:add math""#
+        r#"Bearer error="insufficient_scope", error_description="tool `add` requires scopes the caller was not granted: tools:add math", scope="tools:add math""#
     );
 }
 
@@ -307,7 +307,7 @@ async fn unlisted_tools_are_open_unless_a_default_is_set() {
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert_eq!(
         reply.headers[WWW_AUTHENTICATE],
-        r#"Bearer error="insufficient_scope", scope="tools:rest""#
+        r#"Bearer error="insufficient_scope", error_description="tool `whoami` requires a scope the caller was not granted: tools:rest", scope="tools:rest""#
     );
 }
 
@@ -324,7 +324,7 @@ async fn one_forbidden_call_refuses_a_batch() {
     assert_eq!(probe.calls.load(Ordering::SeqCst), 0);
     assert_eq!(
         reply.headers[WWW_AUTHENTICATE],
-        r#"Bearer error="insufficient_scope", scope="tools:add math""#
+        r#"Bearer error="insufficient_scope", error_description="tool `add` requires scopes the caller was not granted: tools:add math", scope="tools:add math""#
     );
 
     let batch = json!([call(1, "echo"), {"jsonrpc":"2.0","id":2,"method":"ping"}]);

@@ -1,5 +1,9 @@
 //! `WWW-Authenticate: Bearer ...` challenges (RFC 6750 §3, RFC 9728 §5.1)
-//! and `WWW-Authenticate: DPoP ...` ones (RFC 9449 §7.1).
+//! and `WWW-Authenticate: DPoP ...` ones (RFC 9449 §7.1): the one builder of
+//! the authentication layer's 401s and of every 403 `insufficient_scope`
+//! (scope requirements, tool policy).
+
+#![cfg_attr(not(any(feature = "auth", feature = "mcp")), allow(dead_code))]
 
 use http::HeaderValue;
 
@@ -34,6 +38,28 @@ pub(crate) struct Challenge<'a> {
     pub(crate) description: Option<&'a str>,
     pub(crate) scope: Option<&'a str>,
     pub(crate) resource_metadata: Option<&'a str>,
+}
+
+/// The challenge of a 403 for a caller that lacks `scopes` (RFC 6750 §3.1;
+/// MCP: `scope` names what the refused operation needs, and
+/// `resource_metadata` points at the resource's metadata as a 401 does).
+/// Scopes that are not RFC 6750 scope tokens (built in code) are left out
+/// of the header; the problem body still names them.
+pub(crate) fn insufficient_scope(
+    scopes: &[&str],
+    description: Option<&str>,
+    resource_metadata: Option<&str>,
+) -> HeaderValue {
+    let joined = scopes.join(" ");
+    let tokens = scopes.iter().all(|s| crate::tool_rules::is_scope_token(s));
+    Challenge {
+        error: Some("insufficient_scope"),
+        description,
+        scope: (tokens && !scopes.is_empty()).then_some(joined.as_str()),
+        resource_metadata,
+        ..Challenge::default()
+    }
+    .to_header()
 }
 
 impl Challenge<'_> {
