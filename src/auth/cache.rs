@@ -35,7 +35,7 @@ use std::sync::OnceLock;
 use foldhash::SharedSeed;
 use foldhash::quality::SeedableRandomState;
 
-use super::jwt::Verified;
+use super::verified::Verified;
 
 const SHARDS: usize = 16;
 
@@ -274,7 +274,7 @@ fn shared_seed() -> Option<&'static SharedSeed> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::dpop::Confirmation;
+    use crate::auth::verified::Confirmation;
     use crate::principal::{AuthMethod, Principal};
 
     fn p(name: &str) -> Verified {

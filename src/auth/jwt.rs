@@ -9,8 +9,8 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use super::cache::{CacheKey, TokenCache};
-use super::dpop::Confirmation;
 use super::keys::{ALGORITHMS, KeySet, MIN_HMAC_SECRET_BYTES};
+use super::verified::{Confirmation, Verified};
 use crate::ConfigError;
 use crate::guard::NowOrLater;
 use crate::principal::{AuthMethod, Principal};
@@ -46,14 +46,6 @@ pub struct Failure {
     /// The `error` belongs to the `DPoP` challenge (RFC 9449 §7.1), not to
     /// the `Bearer` one.
     pub(crate) dpop: bool,
-}
-
-/// A verified token: its principal and what it is bound to (`cnf`), which
-/// the caller checks on every request, cached or not.
-#[derive(Clone, Debug)]
-pub(crate) struct Verified {
-    pub(crate) principal: Principal,
-    pub(crate) cnf: Confirmation,
 }
 
 impl Failure {

@@ -14,7 +14,8 @@ use super::dpop::{
     self, DEFAULT_DPOP_FUTURE_SKEW, DEFAULT_DPOP_MAX_AGE, DEFAULT_DPOP_REPLAY_CAPACITY, DPOP,
     Origin, Proof, ReplayCache, Target, Window,
 };
-use super::jwt::{Failure, JwtAuth, Verified};
+use super::jwt::{Failure, JwtAuth};
+use super::verified::Verified;
 use crate::ConfigError;
 use crate::audit;
 use crate::challenge::Challenge;

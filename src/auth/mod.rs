@@ -94,6 +94,7 @@ mod jwt;
 mod keys;
 mod layer;
 mod require;
+mod verified;
 
 /// Whether DPoP-bound tokens are accepted or required (also
 /// [`config::DpopMode`](crate::config::DpopMode)).

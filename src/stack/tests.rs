@@ -422,7 +422,10 @@ async fn a_call_meets_the_tool_policy_then_the_quota_of_the_rule_it_matches() {
                     .headers()
                     .iter()
                     .any(|(name, value)| name == http::header::WWW_AUTHENTICATE
-                        && value == r#"Bearer error="insufficient_scope", scope="math""#),
+                        && value
+                            == "Bearer error=\"insufficient_scope\", error_description=\"tool `a.add` \
+                                requires a scope the caller was not granted: math\", scope=\"math\", \
+                                resource_metadata=\"http://127.0.0.1:8000/.well-known/oauth-protected-resource/mcp\""),
                 "{rejection:?}"
             );
         }
