@@ -144,7 +144,8 @@ struct Parts {
 pub enum CallRefused {
     /// The caller's scopes do not cover the tool (`MCP_TOOL_SCOPES`): 403
     /// `insufficient_scope` with `WWW-Authenticate: Bearer
-    /// error="insufficient_scope", scope="<missing scopes>"`.
+    /// error="insufficient_scope", error_description="…", scope="<missing
+    /// scopes>", resource_metadata="…"`.
     Scope(crate::reject::Rejection),
     /// Over a rate limit: 429 `rate_limited` with `Retry-After` and the
     /// rate-limit headers.

@@ -1043,7 +1043,8 @@ async fn attack_rest_execute_of_a_tool_beyond_the_callers_scopes_is_refused_befo
     assert_problem(&refused, StatusCode::FORBIDDEN, "insufficient_scope");
     assert_eq!(
         refused.headers[http::header::WWW_AUTHENTICATE],
-        r#"Bearer error="insufficient_scope", scope="math""#
+        "Bearer error=\"insufficient_scope\", error_description=\"tool `up.add` requires a scope the \
+         caller was not granted: math\", scope=\"math\", resource_metadata=\"http://127.0.0.1:8000/.well-known/oauth-protected-resource/mcp\""
     );
     assert_eq!(
         counts.calls.load(Ordering::SeqCst),
@@ -1076,7 +1077,8 @@ async fn attack_rest_execute_of_an_unlisted_tool_meets_the_default_scope() {
     assert_problem(&refused, StatusCode::FORBIDDEN, "insufficient_scope");
     assert_eq!(
         refused.headers[http::header::WWW_AUTHENTICATE],
-        r#"Bearer error="insufficient_scope", scope="tools:call""#
+        "Bearer error=\"insufficient_scope\", error_description=\"tool `up.echo` requires a scope the \
+         caller was not granted: tools:call\", scope=\"tools:call\", resource_metadata=\"http://127.0.0.1:8000/.well-known/oauth-protected-resource/mcp\""
     );
     assert!(rest_tool_names(&gateway, &caller, &id).await.is_empty());
     assert_eq!(
@@ -1221,7 +1223,8 @@ async fn attack_connection_routes_need_the_gateway_scope() {
         assert_problem(&reply, StatusCode::FORBIDDEN, "insufficient_scope");
         assert_eq!(
             reply.headers[http::header::WWW_AUTHENTICATE],
-            r#"Bearer error="insufficient_scope", scope="gateway:connections""#,
+            "Bearer error=\"insufficient_scope\", error_description=\"missing scope(s): \
+             gateway:connections\", scope=\"gateway:connections\"",
             "{method} {path}"
         );
     }

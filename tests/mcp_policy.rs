@@ -95,12 +95,16 @@ fn tool_call(id: u32, name: &str, arguments: Value) -> String {
     .to_string()
 }
 
-/// Asserts a 403 that challenges for `scope`.
-fn assert_insufficient_scope(reply: &Reply, scope: &str) {
+/// Asserts a 403 for calling `tool` that challenges for `scope`.
+fn assert_insufficient_scope(reply: &Reply, tool: &str, scope: &str) {
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert_eq!(
         reply.headers[http::header::WWW_AUTHENTICATE],
-        format!(r#"Bearer error="insufficient_scope", scope="{scope}""#).as_str()
+        format!(
+            "Bearer error=\"insufficient_scope\", error_description=\"tool `{tool}` requires a scope \
+             the caller was not granted: {scope}\", scope=\"{scope}\""
+        )
+        .as_str()
     );
 }
 
@@ -193,7 +197,7 @@ async fn raw_calls_get_403_insufficient_scope_with_a_challenge() {
 
     let call = tool_call(3, "add", json!({"a": 1, "b": 2}));
     let reply = post(&url, &headers, &call).await;
-    assert_insufficient_scope(&reply, "tools:add");
+    assert_insufficient_scope(&reply, "add", "tools:add");
     assert_eq!(
         reply.headers[http::header::CONTENT_TYPE],
         "application/problem+json"
@@ -232,6 +236,6 @@ async fn json_answers_are_filtered_and_callers_without_a_principal_see_nothing()
     assert!(tool_names(&reply.json()).is_empty());
 
     let reply = post(&url, &[], &tool_call(3, "whoami", json!({}))).await;
-    assert_insufficient_scope(&reply, "tools:admin");
+    assert_insufficient_scope(&reply, "whoami", "tools:admin");
     server.stop().await;
 }

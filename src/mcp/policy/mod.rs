@@ -15,8 +15,11 @@
 //!   [`ToolPolicy`](super::ToolPolicy) itself, so that a server's own handlers can consult it;
 //! * a `tools/call` whose tool needs scopes the caller's [`Principal`](crate::principal::Principal) lacks
 //!   is refused with 403 `insufficient_scope` and
-//!   `WWW-Authenticate: Bearer error="insufficient_scope", scope="<missing
-//!   scopes>"`, logged once on the [audit target](crate::audit). In a batch,
+//!   `WWW-Authenticate: Bearer error="insufficient_scope",
+//!   error_description="…", scope="<missing scopes>"` (and
+//!   `resource_metadata="…"` when the policy
+//!   [names one](super::ToolPolicy::resource_metadata)), logged once on the
+//!   [audit target](crate::audit). In a batch,
 //!   one forbidden call refuses the whole batch. The inner service is not
 //!   called;
 //! * the answer to a `tools/list` (JSON, or an SSE stream of JSON-RPC
@@ -89,7 +92,8 @@
 //! assert_eq!(response.status(), StatusCode::FORBIDDEN);
 //! assert_eq!(
 //!     response.headers()["www-authenticate"],
-//!     r#"Bearer error="insufficient_scope", scope="tools:add""#
+//!     "Bearer error=\"insufficient_scope\", error_description=\"tool `add` requires a scope \
+//!      the caller was not granted: tools:add\", scope=\"tools:add\""
 //! );
 //! # Ok(())
 //! # }
