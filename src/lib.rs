@@ -149,6 +149,10 @@ pub mod principal;
 pub mod rate_limit;
 pub mod reject;
 pub mod reload;
+mod replay;
+#[cfg(feature = "signature")]
+#[cfg_attr(docsrs, doc(cfg(feature = "signature")))]
+pub mod signature;
 #[cfg(feature = "stack")]
 #[cfg_attr(docsrs, doc(cfg(feature = "stack")))]
 pub mod stack;

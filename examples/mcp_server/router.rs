@@ -7,6 +7,8 @@
 //! └─ serving::peer_address
 //!    ├─ /health, /.well-known/oauth-protected-resource[/mcp]   (unguarded)
 //!    ├─ /metrics, unless MCP_METRICS_PORT        (its own IP allow list)
+//!    ├─ /webhooks, with MCP_WEBHOOK_SECRETS       (SignatureLayer: the
+//!    │           signature is the credential; MCP_REQUEST_TIMEOUT)
 //!    └─ ops::timeout: MCP_REQUEST_TIMEOUT over the whole request
 //!       └─ WardenLayer: client address → IP filter → client certificate →
 //!          rate limit per address → body cap → authentication →
@@ -276,6 +278,17 @@ pub fn build(
         .with_state(health_state)
         .merge(well_known(settings, auth))
         .merge(guarded);
+    // Signed webhooks: their senders hold no token; the signature is the
+    // credential, checked before the body reaches anything.
+    if let Some(signed) = &settings.webhooks.layer {
+        let hooks = Router::new().route_service(
+            "/webhooks",
+            tower::ServiceBuilder::new()
+                .layer(signed.clone())
+                .service_fn(webhook),
+        );
+        router = router.merge(ops::timeout(hooks, settings));
+    }
     if settings.metrics.port.is_none() {
         router = router.merge(ops::metrics_routes(settings)?);
     }
@@ -285,6 +298,32 @@ pub fn build(
         metrics,
     )?;
     Ok((router, reload))
+}
+
+/// `POST /webhooks`, once its signature is verified: one audit line (the
+/// delivery's id and event, never its body), then 204.
+async fn webhook(
+    request: axum::http::Request<axum::body::Body>,
+) -> Result<axum::http::Response<axum::body::Body>, std::convert::Infallible> {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(128).collect::<String>())
+    };
+    let delivery = header("webhook-id").or_else(|| header("x-github-delivery"));
+    let event = header("x-github-event");
+    tracing::info!(
+        target: tower_warden::audit::TARGET,
+        event = "webhook_received",
+        delivery = delivery.as_deref().unwrap_or("-"),
+        kind = event.as_deref().unwrap_or("-"),
+        "a signed webhook was received"
+    );
+    let mut response = axum::http::Response::new(axum::body::Body::empty());
+    *response.status_mut() = axum::http::StatusCode::NO_CONTENT;
+    Ok(response)
 }
 
 /// rmcp's Streamable HTTP service: one [`Tools`] per session, ended by

@@ -42,6 +42,9 @@ pub const NAMES: &[&str] = &[
     "MCP_GATEWAY_SCOPE",
     "MCP_GATEWAY_TOOL_SCREEN",
     "MCP_GATEWAY_TOOL_SCREEN_PHRASES",
+    "MCP_WEBHOOK_SECRETS",
+    "MCP_WEBHOOK_SCHEME",
+    "MCP_WEBHOOK_TOLERANCE_SECONDS",
 ];
 
 /// Default `MCP_DATABASE_URL`: an SQLite file under `./data/`.
@@ -73,6 +76,8 @@ pub struct Settings {
     pub gateway: Gateway,
     /// The RFC 9728 metadata of `/mcp`.
     pub metadata: Metadata,
+    /// Signed webhooks (`POST /webhooks`).
+    pub webhooks: Webhooks,
 }
 
 impl Settings {
@@ -129,6 +134,7 @@ impl Settings {
             sessions: Sessions::read(source, &config)?,
             gateway: Gateway::read(source, &config)?,
             metadata: Metadata::read(source, production)?,
+            webhooks: Webhooks::read(source, &config)?,
             warden: config,
         })
     }
@@ -169,6 +175,9 @@ impl Settings {
                 ),
             ]);
             map.extend(self.gateway.redacted());
+            // The scheme only: the secrets are never shown.
+            let scheme = self.webhooks.layer.as_ref().map(|l| l.scheme().as_str());
+            map.insert("webhook_scheme".to_owned(), json!(scheme));
         }
         all
     }
@@ -605,6 +614,70 @@ impl Metadata {
             authorization_servers: source
                 .urls("MCP_OAUTH_AUTHORIZATION_SERVERS", production)?
                 .unwrap_or_default(),
+        })
+    }
+}
+
+/// Signed webhooks: `POST /webhooks`, verified by a `SignatureLayer`.
+#[derive(Clone, Debug)]
+pub struct Webhooks {
+    /// The verifier of `MCP_WEBHOOK_SECRETS` (scheme `MCP_WEBHOOK_SCHEME`,
+    /// tolerance `MCP_WEBHOOK_TOLERANCE_SECONDS`); `None`: no webhook
+    /// route. Its `Debug` never shows a secret.
+    pub layer: Option<tower_warden::signature::SignatureLayer>,
+}
+
+impl Webhooks {
+    /// The webhook settings of `source`.
+    ///
+    /// # Errors
+    ///
+    /// An unknown scheme, an unusable secret, a tolerance outside 1–3600 s,
+    /// or a scheme or tolerance without secrets (set for nothing).
+    pub fn read(source: &Source, config: &WardenConfig) -> Result<Self, ConfigError> {
+        use tower_warden::signature::{SignatureLayer, SignatureScheme};
+        let scheme = match source.raw("MCP_WEBHOOK_SCHEME").map(str::trim) {
+            None => None,
+            Some("github") => Some(SignatureScheme::GitHub),
+            Some("standard") => Some(SignatureScheme::Standard),
+            Some(other) => {
+                return Err(source.error(
+                    "MCP_WEBHOOK_SCHEME",
+                    format!("`{other}` is not one of github, standard"),
+                ));
+            }
+        };
+        let tolerance = source.whole("MCP_WEBHOOK_TOLERANCE_SECONDS", 1, 3600)?;
+        let Some(secrets) = source.list("MCP_WEBHOOK_SECRETS")? else {
+            if scheme.is_some() || tolerance.is_some() {
+                let set = if scheme.is_some() {
+                    "MCP_WEBHOOK_SCHEME"
+                } else {
+                    "MCP_WEBHOOK_TOLERANCE_SECONDS"
+                };
+                return Err(source.error(set, "is set, but MCP_WEBHOOK_SECRETS is not"));
+            }
+            return Ok(Self { layer: None });
+        };
+        let scheme = scheme.unwrap_or(SignatureScheme::GitHub);
+        // Never the value in the message: these are secrets.
+        let layer = SignatureLayer::new(scheme, &secrets).map_err(|_| {
+            source.error(
+                "MCP_WEBHOOK_SECRETS",
+                match scheme {
+                    SignatureScheme::Standard => {
+                        "each secret must be `whsec_` and base64, none empty"
+                    }
+                    _ => "each secret must be non-empty",
+                },
+            )
+        })?;
+        Ok(Self {
+            layer: Some(
+                layer
+                    .tolerance(Duration::from_secs(tolerance.unwrap_or(300)))
+                    .max_body_bytes(config.max_body_bytes),
+            ),
         })
     }
 }

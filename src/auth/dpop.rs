@@ -7,9 +7,6 @@
 //! possession that comes with a request, reads the confirmation of a
 //! verified token, and remembers the proofs it has seen.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, Method, Uri};
@@ -20,6 +17,8 @@ use sha2::{Digest, Sha256};
 use super::jwt::Failure;
 use crate::ConfigError;
 use crate::reject::Reason;
+use crate::replay::Recorded;
+pub(crate) use crate::replay::ReplayCache;
 
 /// The `DPoP` request header.
 pub const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
@@ -388,90 +387,6 @@ fn normalize_path(path: &str) -> Option<String> {
         }
     }
     Some(out)
-}
-
-const SHARDS: usize = 16;
-
-#[derive(Debug, Default)]
-struct ReplayShard {
-    /// Replay key → until when it is remembered.
-    seen: HashMap<u128, u64>,
-    /// The earliest expiry in `seen` (nothing can be dropped before it).
-    next_expiry: u64,
-}
-
-/// What [`ReplayCache::record`] found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Recorded {
-    /// A proof not seen before, now remembered.
-    Fresh,
-    /// A proof seen before and still within its window.
-    Replayed,
-    /// Full of proofs still within their window: the proof is refused
-    /// (fail closed) rather than a remembered one forgotten.
-    Full,
-}
-
-/// The proofs seen recently, by a digest of key thumbprint and `jti`.
-///
-/// Bounded: `capacity` entries in 16 shards. Each entry is dropped once
-/// its proof's `iat` window has passed (then the proof is refused as too
-/// old anyway). A full shard first drops its expired entries (only when one
-/// can have expired: the shard knows its earliest expiry, so a full shard
-/// of live entries costs no sweep); if it is still full the new proof is
-/// refused, never a live entry evicted, which would let its proof be
-/// replayed.
-#[derive(Debug)]
-pub(crate) struct ReplayCache {
-    per_shard: usize,
-    shards: Box<[Mutex<ReplayShard>]>,
-}
-
-impl ReplayCache {
-    /// About `capacity` entries (at least one per shard).
-    pub(crate) fn new(capacity: usize) -> Self {
-        Self {
-            per_shard: capacity.div_ceil(SHARDS).max(1),
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-        }
-    }
-
-    /// Remembers the proof `key` until `until`, unless it was seen before.
-    pub(crate) fn record(&self, key: u128, until: u64, now: u64) -> Recorded {
-        let shard = &self.shards[(key % SHARDS as u128) as usize];
-        let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(&seen_until) = shard.seen.get(&key)
-            && seen_until > now
-        {
-            return Recorded::Replayed;
-        }
-        if shard.seen.len() >= self.per_shard && !shard.seen.contains_key(&key) {
-            if now < shard.next_expiry {
-                return Recorded::Full;
-            }
-            shard.seen.retain(|_, until| *until > now);
-            shard.next_expiry = shard.seen.values().copied().min().unwrap_or(u64::MAX);
-            if shard.seen.len() >= self.per_shard {
-                return Recorded::Full;
-            }
-        }
-        if shard.seen.is_empty() {
-            shard.next_expiry = until;
-        } else {
-            shard.next_expiry = shard.next_expiry.min(until);
-        }
-        shard.seen.insert(key, until);
-        Recorded::Fresh
-    }
-
-    /// Number of proofs remembered.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).seen.len())
-            .sum()
-    }
 }
 
 /// The refusal of a proof the replay cache would not take.

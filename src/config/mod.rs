@@ -164,7 +164,7 @@ pub use rate_limit::{
 };
 pub use settings::{VARIABLES, WardenConfig};
 
-#[cfg(feature = "auth")]
+#[cfg(any(feature = "auth", feature = "signature"))]
 pub(crate) use value::hex_array;
 
 pub use source::Source;
