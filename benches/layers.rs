@@ -14,12 +14,15 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
+use hmac::{Hmac, Mac};
 use http::{HeaderValue, Request, Response};
 use http_body_util::Full;
+use sha2::Sha256;
 use tower::{Layer, Service, service_fn};
 use tower_warden::body_limit::BodyLimitLayer;
 use tower_warden::client_cert::ClientCertLayer;
 use tower_warden::client_ip::ClientIpLayer;
+use tower_warden::signature::SignatureLayer;
 
 fn ready<F: Future>(future: F) -> F::Output {
     let mut cx = Context::from_waker(Waker::noop());
@@ -51,8 +54,21 @@ fn request() -> Request<Full<Bytes>> {
     request
 }
 
-fn bench_service<S, B>(c: &mut Criterion, group: &str, name: &str, mut service: S)
+fn bench_service<S, B>(c: &mut Criterion, group: &str, name: &str, service: S)
 where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    bench_requests(c, group, name, request, service);
+}
+
+fn bench_requests<S, B>(
+    c: &mut Criterion,
+    group: &str,
+    name: &str,
+    request: fn() -> Request<Full<Bytes>>,
+    mut service: S,
+) where
     S: Service<Request<Full<Bytes>>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
 {
@@ -72,6 +88,71 @@ where
             elapsed
         })
     });
+}
+
+/// The secret of the signed-webhook benches.
+const HOOK_SECRET: &[u8] = b"webhook secret of the benches";
+/// A 1 KiB webhook body.
+static HOOK_BODY: [u8; 1024] = [b'x'; 1024];
+
+/// A 1 KiB webhook delivery signed GitHub's way.
+fn signed() -> Request<Full<Bytes>> {
+    static SIGNATURE: std::sync::OnceLock<HeaderValue> = std::sync::OnceLock::new();
+    let signature = SIGNATURE.get_or_init(|| {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(HOOK_SECRET).unwrap();
+        mac.update(&HOOK_BODY);
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        HeaderValue::from_str(&format!("sha256={hex}")).unwrap()
+    });
+    Request::post(http::Uri::from_static("/webhooks"))
+        .header("content-type", HeaderValue::from_static("application/json"))
+        .header("x-hub-signature-256", signature.clone())
+        .body(Full::new(Bytes::from_static(&HOOK_BODY)))
+        .unwrap()
+}
+
+/// What one writes with the `hmac` crate directly, as the peer of
+/// `SignatureLayer`: collect the body, check the header's MAC, call on.
+fn hmac_directly() -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
+> + Clone {
+    service_fn(|request: Request<Full<Bytes>>| async move {
+        use http_body_util::BodyExt as _;
+        let (parts, body) = request.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        let claimed = parts
+            .headers
+            .get("x-hub-signature-256")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("sha256="))
+            .map(|hex| {
+                (0..hex.len())
+                    .step_by(2)
+                    .filter_map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                    .collect::<Vec<u8>>()
+            })
+            .unwrap_or_default();
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(HOOK_SECRET).unwrap();
+        mac.update(&body);
+        let status = if mac.verify_slice(&claimed).is_ok() {
+            200
+        } else {
+            401
+        };
+        let request = Request::from_parts(parts, Full::new(body));
+        black_box(request);
+        let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
+        *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        Ok::<_, Infallible>(response)
+    })
 }
 
 fn inner() -> impl Service<
@@ -144,6 +225,24 @@ fn layers(c: &mut Criterion) {
         "body_limit",
         "tower-http rejection (413)",
         tower_http::limit::RequestBodyLimitLayer::new(8).layer(inner_any()),
+    );
+
+    bench_requests(c, "signature", "no middleware (1 KiB)", signed, inner());
+    bench_requests(
+        c,
+        "signature",
+        "tower-warden GitHub (1 KiB)",
+        signed,
+        SignatureLayer::github([HOOK_SECRET])
+            .unwrap()
+            .layer(inner()),
+    );
+    bench_requests(
+        c,
+        "signature",
+        "hmac used directly (1 KiB)",
+        signed,
+        hmac_directly(),
     );
 }
 
