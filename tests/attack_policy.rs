@@ -388,3 +388,37 @@ async fn without_an_admin_role_setting_no_role_crosses_namespaces() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_gateways_schema_firewall_and_quarantine_hold_over_websocket() {
+    let upstream = start_with(UPSTREAM_SECRET, &[]).await;
+    // The screen flags the upstream's `echo` by a phrase of its
+    // description; `add` stays offered.
+    let server = start(&[("MCP_GATEWAY_TOOL_SCREEN_PHRASES", "text unchanged")]).await;
+    let owner = bearer(json!({"sub": "owner", "namespace": "acme", "scope": "*"}));
+    let reply = register(&server, &owner, "up", &upstream).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+
+    let mut socket = ws_open(&server, &owner).await;
+    let listed = ws_list(&mut socket, 2).await;
+    assert!(listed.contains(&"up.add".to_owned()), "{listed:?}");
+    assert!(!listed.contains(&"up.echo".to_owned()), "{listed:?}");
+    let reply = ws_call(&mut socket, 3, "up.echo", json!({"text": "x"})).await;
+    assert_eq!(reply["result"]["isError"], true, "{reply}");
+    let text = reply["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("quarantined"), "{text}");
+
+    // Arguments the tool's schema does not allow: the gateway's tool error
+    // (the upstream would have answered a JSON-RPC invalid-params error).
+    let reply = ws_call(&mut socket, 4, "up.add", json!({"a": "one", "b": 2})).await;
+    assert_eq!(reply["result"]["isError"], true, "{reply}");
+    let text = reply["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("Invalid arguments") && text.contains("/a"),
+        "{text}"
+    );
+    let reply = ws_call(&mut socket, 5, "up.add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(reply["result"]["content"][0]["text"], "3", "{reply}");
+    server.stop().await;
+    upstream.stop().await;
+}
