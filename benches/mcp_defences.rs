@@ -8,6 +8,9 @@
 //!   (cached) and a fresh ES256 proof per request (RFC 9449: `jwk`
 //!   thumbprint, signature, `htm`/`htu`/`iat`/`ath`, the `jti` recorded
 //!   against replays); the proofs are made before the clock starts;
+//! * `mcp_defences/auth_introspected_cached`: the same with an opaque
+//!   token whose introspection answer is cached (RFC 7662; the endpoint, a
+//!   local server, was asked once before the clock starts);
 //! * `mcp_defences/baseline`: the empty service alone;
 //! * `mcp_defences/arguments_valid` / `arguments_invalid`: one
 //!   `SchemaCache::check_arguments` of a typical tool (five typed members,
@@ -33,7 +36,7 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 use tokio::runtime::Runtime;
 use tower::{Layer, Service, ServiceExt, service_fn};
-use tower_warden::auth::{Algorithm, AuthLayer, DPOP, JwtAuth};
+use tower_warden::auth::{Algorithm, AuthLayer, ClientAuth, DPOP, Introspection, JwtAuth};
 use tower_warden::mcp::schema_firewall::SchemaCache;
 use tower_warden::mcp::tool_integrity::{ToolDigest, ToolScreen};
 
@@ -218,6 +221,32 @@ fn defences(c: &mut Criterion) {
     );
     assert_eq!(admitted.unwrap().status(), 200);
 
+    // An introspection endpoint on 127.0.0.1 that calls every token active.
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let endpoint = format!("http://{}/introspect", listener.local_addr().unwrap());
+    let answer = json!({"active": true, "sub": "alice", "scope": "*", "exp": 4_000_000_000u64});
+    let app = axum::Router::new().route(
+        "/introspect",
+        axum::routing::post(move || {
+            let answer = answer.clone();
+            async move { axum::Json(answer) }
+        }),
+    );
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let introspection = Introspection::builder(
+        endpoint,
+        "bench",
+        ClientAuth::SecretBasic("bench-secret".to_owned()),
+    )
+    .build()
+    .unwrap();
+    let opaque_auth = AuthLayer::introspection_only(introspection).layer(inner);
+    let opaque = HeaderValue::from_static("Bearer 8cTqJXtE0sN2vH7kM4wR9yL1pF6aD3gB5zU0xQ");
+    let primed = rt.block_on(opaque_auth.clone().oneshot(requests(&opaque, 1).remove(0)));
+    assert_eq!(primed.unwrap().status(), 200);
+
     let cache = SchemaCache::new(1024);
     let tool = tool();
     let valid = json!({"owner": "octo-org", "repo": "tower", "title": "Flaky test",
@@ -235,6 +264,9 @@ fn defences(c: &mut Criterion) {
     });
     group.bench_function("auth_cached_hs256", |b| {
         b.iter_custom(|iters| timed(&rt, &auth, &bearer, iters));
+    });
+    group.bench_function("auth_introspected_cached", |b| {
+        b.iter_custom(|iters| timed(&rt, &opaque_auth, &opaque, iters));
     });
     group.bench_function("auth_dpop_es256", |b| {
         b.iter_custom(|iters| {

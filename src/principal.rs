@@ -52,16 +52,21 @@ pub enum AuthMethod {
     ApiKey,
     /// No credential: authentication is switched off (development only).
     Anonymous,
+    /// An opaque access token the authorization server vouched for
+    /// (RFC 7662 introspection).
+    Introspected,
 }
 
 impl AuthMethod {
-    /// A short lowercase name: `jwt`, `api_key`, `anonymous`.
+    /// A short lowercase name: `jwt`, `api_key`, `anonymous`,
+    /// `introspected`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Jwt => "jwt",
             Self::ApiKey => "api_key",
             Self::Anonymous => "anonymous",
+            Self::Introspected => "introspected",
         }
     }
 }

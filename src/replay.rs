@@ -84,6 +84,14 @@ impl ReplayCache {
         Recorded::Fresh
     }
 
+    /// Whether `key` is remembered at `now` (without remembering it).
+    #[cfg(feature = "introspection")]
+    pub(crate) fn seen(&self, key: u128, now: u64) -> bool {
+        let shard = &self.shards[(key % SHARDS as u128) as usize];
+        let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+        shard.seen.get(&key).is_some_and(|&until| until > now)
+    }
+
     /// Number of entries remembered.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

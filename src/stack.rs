@@ -297,6 +297,7 @@ impl WardenLayer {
             Some(url) => auth.try_dpop_origins([url])?,
             None => auth,
         };
+        let auth = with_introspection(auth, config)?;
 
         let max_body = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
         // The one reading of `MCP_TOOL_SCOPES` (`"*"` is the default).
@@ -609,21 +610,88 @@ fn random_salt() -> Result<Vec<u8>, ConfigError> {
     Ok(salt)
 }
 
-/// The JWT verifier of `config`.
-fn jwt(config: &WardenConfig, warnings: &mut Vec<String>) -> Result<JwtAuth, ConfigError> {
-    let mut builder = JwtAuth::builder()
-        .leeway(Duration::from_secs(config.jwt_leeway_seconds))
-        .issuer(config.jwt_issuers.iter().cloned());
-    // A resource server accepts only tokens issued for it: outside
-    // development the audience is always checked, defaulting to the
-    // resource URL (set or derived).
-    let audiences: Vec<String> = if !config.jwt_audiences.is_empty() {
+/// `auth`, also asking `MCP_INTROSPECTION_URL` about opaque tokens when it
+/// is set: its audiences those of JWTs (the resource URL outside
+/// development), its issuers `MCP_JWT_ISSUER`.
+#[cfg(feature = "introspection")]
+fn with_introspection(auth: AuthLayer, config: &WardenConfig) -> Result<AuthLayer, ConfigError> {
+    use crate::auth::{ClientAuth, Introspection, IntrospectionFailMode};
+    let Some(url) = &config.introspection_url else {
+        return Ok(auth);
+    };
+    let secret = || {
+        config
+            .introspection_client_secret
+            .clone()
+            .unwrap_or_default()
+    };
+    let client_auth = match config.introspection_client_auth.as_deref() {
+        Some("client_secret_post") => ClientAuth::SecretPost(secret()),
+        Some("private_key_jwt") => {
+            let path = config
+                .introspection_client_key_file
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""));
+            let pem = std::fs::read(path).map_err(|e| {
+                ConfigError::new(
+                    "MCP_INTROSPECTION_CLIENT_KEY_FILE",
+                    format!("cannot read it: {e}"),
+                )
+            })?;
+            ClientAuth::private_key_pem(&pem, None)?
+        }
+        _ => ClientAuth::SecretBasic(secret()),
+    };
+    let introspection = Introspection::builder(
+        url.clone(),
+        config.introspection_client_id.clone().unwrap_or_default(),
+        client_auth,
+    )
+    .cache_ttl(Duration::from_secs(config.introspection_cache_ttl_seconds))
+    .fail_mode(if config.introspection_fail_mode == "cached" {
+        IntrospectionFailMode::Cached
+    } else {
+        IntrospectionFailMode::Closed
+    })
+    .issuer(config.jwt_issuers.iter().cloned())
+    .audience(audiences(config))
+    .leeway(Duration::from_secs(config.jwt_leeway_seconds))
+    .build()?;
+    Ok(auth.introspection(introspection))
+}
+
+/// Without the `introspection` feature, `MCP_INTROSPECTION_URL` cannot be
+/// honoured: refused rather than ignored.
+#[cfg(not(feature = "introspection"))]
+fn with_introspection(auth: AuthLayer, config: &WardenConfig) -> Result<AuthLayer, ConfigError> {
+    match config.introspection_url {
+        Some(_) => Err(ConfigError::new(
+            "MCP_INTROSPECTION_URL",
+            "this build has no token introspection (the `introspection` feature)",
+        )),
+        None => Ok(auth),
+    }
+}
+
+/// The audiences a token must name, JWT or introspected: a resource server
+/// accepts only tokens issued for it, so outside development the audience
+/// is always checked, defaulting to the resource URL (set or derived).
+fn audiences(config: &WardenConfig) -> Vec<String> {
+    if !config.jwt_audiences.is_empty() {
         config.jwt_audiences.clone()
     } else if config.resource_url.is_some() || config.environment.follows_production_rules() {
         vec![resource_url(config)]
     } else {
         Vec::new()
-    };
+    }
+}
+
+/// The JWT verifier of `config`.
+fn jwt(config: &WardenConfig, warnings: &mut Vec<String>) -> Result<JwtAuth, ConfigError> {
+    let mut builder = JwtAuth::builder()
+        .leeway(Duration::from_secs(config.jwt_leeway_seconds))
+        .issuer(config.jwt_issuers.iter().cloned());
+    let audiences = audiences(config);
     if audiences.is_empty() {
         warnings.push(
             "token audiences (aud) are not checked (development only): set MCP_RESOURCE_URL or MCP_JWT_AUDIENCE"

@@ -21,11 +21,7 @@
 ))]
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc::rand::SystemRandom;
 use aws_lc::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
@@ -40,81 +36,19 @@ use tower_warden::auth::{AuthLayer, DPOP, JwtAuth};
 use tower_warden::client_cert::ClientCertLayer;
 use tower_warden::principal::Principal;
 
+#[allow(dead_code)]
+#[path = "support/oidc.rs"]
+mod oidc;
+use oidc::{Provider, now, oidc_dir};
+
+fn start_provider(test: &str) -> Option<Provider> {
+    oidc::start_provider(test, &[("RESOURCE", RESOURCE.to_owned())])
+}
+
 /// The resource the provider issues tokens for (their `aud`), and the URL
 /// the proofs for it name.
 const RESOURCE: &str = "http://mcp.example.test/mcp";
 const CLIENT_SECRET: &str = "a-test-client-secret-of-some-length";
-
-fn required() -> bool {
-    std::env::var("TOWER_WARDEN_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
-}
-
-fn oidc_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc")
-}
-
-/// `oidc-provider`, killed when dropped.
-struct Provider {
-    child: Child,
-    issuer: String,
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the provider, or `None` (with the reason printed) to skip.
-fn start_provider(test: &str) -> Option<Provider> {
-    let skip = |why: &str| {
-        assert!(
-            !required(),
-            "{test}: {why} but TOWER_WARDEN_REQUIRE_SERVICES=1"
-        );
-        eprintln!("{test}: skipped: {why} (install node, then `npm ci --prefix tests/oidc`)");
-        None
-    };
-    let node = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if !node.is_ok_and(|s| s.success()) {
-        return skip("node is not installed");
-    }
-    if !oidc_dir().join("node_modules/oidc-provider").is_dir() {
-        return skip("tests/oidc/node_modules is missing");
-    }
-    let mut child = Command::new("node")
-        .arg("provider.js")
-        .current_dir(oidc_dir())
-        .env("RESOURCE", RESOURCE)
-        // Closed when the test ends, however it ends: the script then exits.
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node provider.js");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .expect("the provider's first line");
-    let started: Value = serde_json::from_str(&line)
-        .unwrap_or_else(|_| panic!("{test}: the provider did not start: {line:?}"));
-    Some(Provider {
-        child,
-        issuer: started["issuer"].as_str().unwrap().to_owned(),
-    })
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 fn b64_sha256(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(bytes))

@@ -76,7 +76,7 @@ type Shard = RwLock<HashMap<u64, Entry, BuildHasherDefault<Identity>>>;
 /// token) and the token.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct CacheKey<'a> {
-    index: u64,
+    pub(crate) index: u64,
     token: &'a str,
 }
 

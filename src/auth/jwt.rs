@@ -464,68 +464,106 @@ impl JwtAuth {
             return Err(Failure::invalid("the token's issuer is not accepted").kid(kid));
         }
         let subject = claims.get("sub").and_then(Value::as_str);
-        let fail = |reason, detail| Failure {
-            subject: subject.map(str::to_owned),
-            ..Failure::token(reason, detail).kid(kid)
-        };
-        let exp = match claims.get("exp").and_then(Value::as_u64) {
-            Some(exp) => exp,
-            None => {
-                return Err(fail(
-                    Reason::InvalidCredentials,
-                    "the token's exp is not a number",
-                ));
-            }
-        };
-        if now >= exp.saturating_add(inner.leeway) {
-            return Err(fail(Reason::TokenExpired, "the token has expired"));
-        }
-        if let Some(nbf) = claims.get("nbf") {
-            match nbf.as_u64() {
-                Some(nbf) if now.saturating_add(inner.leeway) >= nbf => {}
-                Some(_) => {
-                    return Err(fail(
-                        Reason::InvalidCredentials,
-                        "the token is not valid yet",
-                    ));
-                }
-                None => {
-                    return Err(fail(
-                        Reason::InvalidCredentials,
-                        "the token's nbf is not a number",
-                    ));
-                }
-            }
-        }
-        let cnf = Confirmation::of_claims(&claims)
-            .map_err(|detail| fail(Reason::InvalidCredentials, detail))?;
-        let Some(subject) = subject.filter(|s| !s.is_empty()) else {
-            return Err(fail(
-                Reason::InvalidCredentials,
-                "the token has no subject (sub)",
-            ));
-        };
-        let mut builder = Principal::builder(subject, AuthMethod::Jwt).expires_at_unix(exp);
-        if let Some(kid) = key.kid.as_deref().or(kid) {
-            builder = builder.key_id(kid);
-        }
-        if let Some(ns) = claims.get(&*inner.namespace_claim).and_then(Value::as_str) {
-            builder = builder.namespace(ns);
-        }
-        builder = builder
-            .roles(strings(claims.get("roles")))
-            .scopes(strings(claims.get("scope")))
-            .scopes(strings(claims.get("scp")))
-            .scopes(strings(claims.get("permissions")));
-        let verified = Verified {
-            principal: builder.build(),
-            cnf,
-        };
+        let (verified, exp) = verified_from_claims(
+            &claims,
+            subject,
+            Claims {
+                now,
+                leeway: inner.leeway,
+                namespace_claim: &inner.namespace_claim,
+                method: AuthMethod::Jwt,
+                kid: key.kid.as_deref().or(kid),
+            },
+        )
+        .map_err(|failure| failure.kid(kid))?;
         inner
             .cache
             .insert(digest, verified.clone(), exp, key.id, now, generation);
         Ok(verified)
     }
+}
+
+/// How a token's claims are read into a [`Verified`], after the token
+/// itself was checked (signature, or an introspection answer).
+pub(crate) struct Claims<'a> {
+    pub(crate) now: u64,
+    pub(crate) leeway: u64,
+    pub(crate) namespace_claim: &'a str,
+    pub(crate) method: AuthMethod,
+    /// The key id to record on the principal, if any.
+    pub(crate) kid: Option<&'a str>,
+}
+
+/// The principal and binding of a token whose `claims` are trusted, with
+/// its `exp`: the one reading of `exp`, `nbf`, `cnf`, the subject, the
+/// namespace claim, roles and scopes, for JWTs and introspected tokens
+/// alike. `subject` is the claim that names the caller (`sub`, or an
+/// introspected token's `client_id`).
+pub(crate) fn verified_from_claims(
+    claims: &Map<String, Value>,
+    subject: Option<&str>,
+    read: Claims<'_>,
+) -> Result<(Verified, u64), Failure> {
+    let fail = |reason, detail| Failure {
+        subject: subject.map(str::to_owned),
+        ..Failure::token(reason, detail)
+    };
+    let exp = match claims.get("exp").and_then(Value::as_u64) {
+        Some(exp) => exp,
+        None => {
+            return Err(fail(
+                Reason::InvalidCredentials,
+                "the token's exp is not a number",
+            ));
+        }
+    };
+    if read.now >= exp.saturating_add(read.leeway) {
+        return Err(fail(Reason::TokenExpired, "the token has expired"));
+    }
+    if let Some(nbf) = claims.get("nbf") {
+        match nbf.as_u64() {
+            Some(nbf) if read.now.saturating_add(read.leeway) >= nbf => {}
+            Some(_) => {
+                return Err(fail(
+                    Reason::InvalidCredentials,
+                    "the token is not valid yet",
+                ));
+            }
+            None => {
+                return Err(fail(
+                    Reason::InvalidCredentials,
+                    "the token's nbf is not a number",
+                ));
+            }
+        }
+    }
+    let cnf = Confirmation::of_claims(claims)
+        .map_err(|detail| fail(Reason::InvalidCredentials, detail))?;
+    let Some(subject) = subject.filter(|s| !s.is_empty()) else {
+        return Err(fail(
+            Reason::InvalidCredentials,
+            "the token has no subject (sub)",
+        ));
+    };
+    let mut builder = Principal::builder(subject, read.method).expires_at_unix(exp);
+    if let Some(kid) = read.kid {
+        builder = builder.key_id(kid);
+    }
+    if let Some(ns) = claims.get(read.namespace_claim).and_then(Value::as_str) {
+        builder = builder.namespace(ns);
+    }
+    builder = builder
+        .roles(strings(claims.get("roles")))
+        .scopes(strings(claims.get("scope")))
+        .scopes(strings(claims.get("scp")))
+        .scopes(strings(claims.get("permissions")));
+    Ok((
+        Verified {
+            principal: builder.build(),
+            cnf,
+        },
+        exp,
+    ))
 }
 
 /// A claim holding strings: an array of strings, or one space-separated

@@ -36,6 +36,10 @@ const QUERY_KEY_PARAMS: [&str; 2] = ["api_key", "apikey"];
 struct Config {
     jwt: Option<JwtAuth>,
     api_keys: Option<ApiKeys>,
+    /// Opaque tokens (not JWTs, not API keys) asked of the authorization
+    /// server.
+    #[cfg(feature = "introspection")]
+    introspection: Option<super::introspect::Introspection>,
     anonymous: bool,
     api_key_header: HeaderName,
     allow_query: bool,
@@ -153,6 +157,8 @@ impl AuthLayer {
             config: Arc::new(Config {
                 jwt,
                 api_keys,
+                #[cfg(feature = "introspection")]
+                introspection: None,
                 anonymous,
                 api_key_header: X_API_KEY,
                 allow_query: false,
@@ -187,6 +193,15 @@ impl AuthLayer {
         Self::with(Some(jwt), Some(keys), false)
     }
 
+    /// Accepts opaque access tokens, checked by `introspection` (RFC 7662),
+    /// and nothing else: add JWTs with [`AuthLayer::jwt`] and
+    /// [`introspection`](AuthLayer::introspection) instead to take both.
+    #[cfg(feature = "introspection")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "introspection")))]
+    pub fn introspection_only(introspection: super::introspect::Introspection) -> Self {
+        Self::with(None, None, false).introspection(introspection)
+    }
+
     /// Authentication switched off: every request gets
     /// [`Principal::anonymous`] (every scope), unless an outer layer already
     /// put a [`Principal`] in its extensions. For development only.
@@ -196,6 +211,16 @@ impl AuthLayer {
 }
 
 impl<R> AuthLayer<R> {
+    /// Also accepts opaque access tokens: a bearer token that does not look
+    /// like a JWT and is not a valid API key is asked of `introspection`'s
+    /// endpoint (RFC 7662).
+    #[cfg(feature = "introspection")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "introspection")))]
+    pub fn introspection(mut self, introspection: super::introspect::Introspection) -> Self {
+        self.config_mut().introspection = Some(introspection);
+        self
+    }
+
     fn config_mut(&mut self) -> &mut Config {
         Arc::make_mut(&mut self.config)
     }
@@ -796,6 +821,22 @@ impl Config {
             return NowOrLater::Now(Err(Self::dpop_required()));
         }
         let (extensions, replay) = (request.extensions(), &self.dpop.replay);
+        #[cfg(feature = "introspection")]
+        if let Some(introspection) = &self.introspection
+            && !(self.jwt.is_some() && looks_like_jwt(token))
+        {
+            // An API key first (checked here, no round trip), then the
+            // authorization server.
+            if let Some(Ok(principal)) = self.api_keys.as_ref().map(|_| self.api_key(token)) {
+                return NowOrLater::Now(Ok(Admitted::unbound(principal)));
+            }
+            return bind_when(
+                introspection.verify(token),
+                Possession::None,
+                extensions,
+                replay,
+            );
+        }
         match (&self.jwt, &self.api_keys) {
             (Some(jwt), None) => bind_when(jwt.verify(token), Possession::None, extensions, replay),
             (Some(jwt), Some(_)) if looks_like_jwt(token) => {

@@ -88,6 +88,8 @@
 mod api_key;
 mod cache;
 mod dpop;
+#[cfg(feature = "introspection")]
+mod introspect;
 #[cfg(feature = "jwks-url")]
 mod jwks;
 mod jwt;
@@ -103,6 +105,12 @@ pub use api_key::{ApiKeys, DIGEST_PREFIX, MAX_KEY_BYTES, MIN_SALT_BYTES};
 pub use dpop::{
     DEFAULT_DPOP_FUTURE_SKEW, DEFAULT_DPOP_MAX_AGE, DEFAULT_DPOP_REPLAY_CAPACITY, DPOP,
     MAX_PROOF_BYTES,
+};
+#[cfg(feature = "introspection")]
+#[cfg_attr(docsrs, doc(cfg(feature = "introspection")))]
+pub use introspect::{
+    ClientAuth, DEFAULT_INTROSPECTION_CACHE_TTL, Introspection, IntrospectionBuilder,
+    IntrospectionClocked, IntrospectionFailMode,
 };
 #[cfg(feature = "jwks-url")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks-url")))]

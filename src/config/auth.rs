@@ -4,7 +4,7 @@
 use std::fmt;
 
 use super::WardenConfig;
-use super::value::{boolean, list, path, url};
+use super::value::{boolean, list, path, url, whole};
 use super::vars::Vars;
 use crate::error::ConfigError;
 use crate::tool_rules::parse_tool_scopes;
@@ -161,6 +161,7 @@ pub(super) fn load(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
             "MCP_JWKS_URL needs MCP_JWT_ISSUER (the accepted `iss`) outside development",
         ));
     }
+    load_introspection(vars, config, production)?;
     config.ws_allow_query_auth = boolean(vars, "MCP_WS_ALLOW_QUERY_AUTH")?.unwrap_or(false);
     if let Some(text) = vars.get("MCP_JWT_LEEWAY_SECONDS") {
         config.jwt_leeway_seconds = text.parse().ok().filter(|s| *s <= 300).ok_or_else(|| {
@@ -312,5 +313,120 @@ pub(super) fn load(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
             ));
         }
     }
+    Ok(())
+}
+
+/// `MCP_INTROSPECTION_*`: all or nothing. With a URL: a client id and
+/// exactly one of a secret and a key file, and a client authentication
+/// that fits it; without one, none of the others (set for nothing is an
+/// error, not a silent no-op).
+fn load_introspection(
+    vars: &Vars,
+    config: &mut WardenConfig,
+    production: bool,
+) -> Result<(), ConfigError> {
+    config.introspection_url = vars
+        .get("MCP_INTROSPECTION_URL")
+        .map(|u| url("MCP_INTROSPECTION_URL", u, production))
+        .transpose()?;
+    config.introspection_client_id = vars.get("MCP_INTROSPECTION_CLIENT_ID").map(str::to_owned);
+    config.introspection_client_secret = vars
+        .get("MCP_INTROSPECTION_CLIENT_SECRET")
+        .map(str::to_owned);
+    config.introspection_client_key_file = path(vars, "MCP_INTROSPECTION_CLIENT_KEY_FILE")?;
+    let auth = vars.raw("MCP_INTROSPECTION_CLIENT_AUTH").map(str::trim);
+    if let Some(auth) = auth
+        && !matches!(
+            auth,
+            "client_secret_basic" | "client_secret_post" | "private_key_jwt"
+        )
+    {
+        return Err(ConfigError::new(
+            "MCP_INTROSPECTION_CLIENT_AUTH",
+            format!(
+                "`{auth}` is not one of client_secret_basic, client_secret_post, private_key_jwt"
+            ),
+        ));
+    }
+    if let Some(ttl) = whole(vars, "MCP_INTROSPECTION_CACHE_TTL_SECONDS", 0, 3600)? {
+        config.introspection_cache_ttl_seconds = ttl;
+    }
+    let fail_mode = vars.raw("MCP_INTROSPECTION_FAIL_MODE").map(str::trim);
+    if let Some(mode) = fail_mode {
+        if !matches!(mode, "closed" | "cached") {
+            return Err(ConfigError::new(
+                "MCP_INTROSPECTION_FAIL_MODE",
+                format!("`{mode}` is not one of closed, cached"),
+            ));
+        }
+        config.introspection_fail_mode = mode.to_owned();
+    }
+    if config.introspection_url.is_none() {
+        let set = [
+            (
+                "MCP_INTROSPECTION_CLIENT_ID",
+                config.introspection_client_id.is_some(),
+            ),
+            (
+                "MCP_INTROSPECTION_CLIENT_SECRET",
+                config.introspection_client_secret.is_some(),
+            ),
+            (
+                "MCP_INTROSPECTION_CLIENT_KEY_FILE",
+                config.introspection_client_key_file.is_some(),
+            ),
+            ("MCP_INTROSPECTION_CLIENT_AUTH", auth.is_some()),
+            (
+                "MCP_INTROSPECTION_CACHE_TTL_SECONDS",
+                vars.raw("MCP_INTROSPECTION_CACHE_TTL_SECONDS").is_some(),
+            ),
+            ("MCP_INTROSPECTION_FAIL_MODE", fail_mode.is_some()),
+        ];
+        if let Some((name, _)) = set.into_iter().find(|(_, set)| *set) {
+            return Err(ConfigError::new(
+                name,
+                "is set, but MCP_INTROSPECTION_URL is not",
+            ));
+        }
+        return Ok(());
+    }
+    if config
+        .introspection_client_id
+        .as_deref()
+        .is_none_or(str::is_empty)
+    {
+        return Err(ConfigError::new(
+            "MCP_INTROSPECTION_CLIENT_ID",
+            "MCP_INTROSPECTION_URL needs this server's client id",
+        ));
+    }
+    let auth = match (
+        &config.introspection_client_secret,
+        &config.introspection_client_key_file,
+        auth,
+    ) {
+        (Some(_), Some(_), _) => {
+            return Err(ConfigError::new(
+                "MCP_INTROSPECTION_CLIENT_KEY_FILE",
+                "set either MCP_INTROSPECTION_CLIENT_SECRET or a key file, not both",
+            ));
+        }
+        (None, None, _) => {
+            return Err(ConfigError::new(
+                "MCP_INTROSPECTION_CLIENT_SECRET",
+                "MCP_INTROSPECTION_URL needs a client secret or MCP_INTROSPECTION_CLIENT_KEY_FILE",
+            ));
+        }
+        (Some(_), None, None | Some("client_secret_basic")) => "client_secret_basic",
+        (Some(_), None, Some("client_secret_post")) => "client_secret_post",
+        (None, Some(_), None | Some("private_key_jwt")) => "private_key_jwt",
+        (_, _, Some(other)) => {
+            return Err(ConfigError::new(
+                "MCP_INTROSPECTION_CLIENT_AUTH",
+                format!("`{other}` does not fit the credential given (a secret or a key file)"),
+            ));
+        }
+    };
+    config.introspection_client_auth = Some(auth.to_owned());
     Ok(())
 }

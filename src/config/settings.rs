@@ -267,6 +267,56 @@ declare_settings! {
     [
         url("MCP_JWKS_URL", |c| json!(c.jwks_url)),
     ];
+    /// `MCP_INTROSPECTION_URL`: the authorization server's token
+    /// introspection endpoint (RFC 7662); set, opaque bearer tokens are
+    /// asked of it.
+    introspection_url: Option<String> = None,
+    [
+        url("MCP_INTROSPECTION_URL", |c| json!(c.introspection_url)),
+    ];
+    /// `MCP_INTROSPECTION_CLIENT_ID`: this server's client id at the
+    /// introspection endpoint.
+    introspection_client_id: Option<String> = None,
+    [
+        shown("MCP_INTROSPECTION_CLIENT_ID", |c| json!(c.introspection_client_id)),
+    ];
+    /// `MCP_INTROSPECTION_CLIENT_SECRET`: its client secret (secret).
+    introspection_client_secret: Option<String> = None,
+    [
+        secret("MCP_INTROSPECTION_CLIENT_SECRET", |c| {
+            json!(c.introspection_client_secret)
+        }),
+    ];
+    /// `MCP_INTROSPECTION_CLIENT_KEY_FILE`: a PEM private key for
+    /// `private_key_jwt` instead of a secret.
+    introspection_client_key_file: Option<PathBuf> = None,
+    [
+        shown("MCP_INTROSPECTION_CLIENT_KEY_FILE", |c| {
+            json!(c.introspection_client_key_file)
+        }),
+    ];
+    /// `MCP_INTROSPECTION_CLIENT_AUTH`: `client_secret_basic` (the default
+    /// with a secret), `client_secret_post`, or `private_key_jwt` (the
+    /// default with a key file).
+    introspection_client_auth: Option<String> = None,
+    [
+        shown("MCP_INTROSPECTION_CLIENT_AUTH", |c| json!(c.introspection_client_auth)),
+    ];
+    /// `MCP_INTROSPECTION_CACHE_TTL_SECONDS`: the longest an answer is
+    /// reused (never past the token's `exp`; 0: never).
+    introspection_cache_ttl_seconds: u64 = 60,
+    [
+        shown("MCP_INTROSPECTION_CACHE_TTL_SECONDS", |c| {
+            json!(c.introspection_cache_ttl_seconds)
+        }),
+    ];
+    /// `MCP_INTROSPECTION_FAIL_MODE`: `closed` (503 while the endpoint
+    /// cannot answer, the default) or `cached` (tokens it last called
+    /// active pass until their `exp`).
+    introspection_fail_mode: String = "closed".to_owned(),
+    [
+        shown("MCP_INTROSPECTION_FAIL_MODE", |c| json!(c.introspection_fail_mode)),
+    ];
     /// `MCP_JWT_ISSUER`: accepted `iss` values (empty: not checked).
     jwt_issuers: Vec<String> = Vec::new(),
     [

@@ -1071,6 +1071,10 @@ fn every_declared_secret_is_hidden_in_both_views() {
     let samples = [
         ("MCP_CLIENT_CERT_HEADER_VALUE", "declared-secret-header"),
         ("MCP_JWT_SECRET", "declared-secret-jwt-0123456789abcdef"),
+        (
+            "MCP_INTROSPECTION_CLIENT_SECRET",
+            "declared-secret-introspection",
+        ),
         ("MCP_API_KEYS", "declared-secret-api-key-0123"),
         ("MCP_API_KEY_SALT", "declared-secret-salt-0123"),
     ];
@@ -1081,7 +1085,20 @@ fn every_declared_secret_is_hidden_in_both_views() {
         .collect();
     assert_eq!(secrets, samples.map(|(name, _)| name));
     for (name, value) in samples {
-        let config = load(&[(name, value)]).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // What a secret needs beside it to be read at all.
+        let companions: &[(&str, &str)] = match name {
+            "MCP_INTROSPECTION_CLIENT_SECRET" => &[
+                (
+                    "MCP_INTROSPECTION_URL",
+                    "https://idp.example.com/introspect",
+                ),
+                ("MCP_INTROSPECTION_CLIENT_ID", "mcp-server"),
+            ],
+            _ => &[],
+        };
+        let mut vars = vec![(name, value)];
+        vars.extend_from_slice(companions);
+        let config = load(&vars).unwrap_or_else(|e| panic!("{name}: {e}"));
         let json = config.redacted_json();
         for view in [json.to_string(), format!("{config:?}")] {
             assert!(!view.contains(value), "{name} leaked: {view}");
@@ -1182,4 +1199,113 @@ fn dpop_required_refuses_api_keys_which_cannot_be_bound() {
     let config = load(&[("MCP_DPOP", "required")]).unwrap();
     assert_eq!(config.dpop, DpopMode::Required);
     assert_eq!(config.redacted_json()["dpop"], "required");
+}
+
+#[test]
+fn introspection_settings_are_all_or_nothing() {
+    let url = (
+        "MCP_INTROSPECTION_URL",
+        "https://idp.example.com/introspect",
+    );
+    let id = ("MCP_INTROSPECTION_CLIENT_ID", "mcp-server");
+    let secret = ("MCP_INTROSPECTION_CLIENT_SECRET", "s3cret-of-the-server");
+    let config = load(&[url, id, secret]).unwrap();
+    assert_eq!(
+        config.introspection_url.as_deref(),
+        Some("https://idp.example.com/introspect")
+    );
+    assert_eq!(
+        config.introspection_client_auth.as_deref(),
+        Some("client_secret_basic")
+    );
+    assert_eq!(config.introspection_cache_ttl_seconds, 60);
+    assert_eq!(config.introspection_fail_mode, "closed");
+    assert!(
+        !config.redacted_json().to_string().contains("s3cret"),
+        "the secret is never shown"
+    );
+    let post = load(&[
+        url,
+        id,
+        secret,
+        ("MCP_INTROSPECTION_CLIENT_AUTH", "client_secret_post"),
+        ("MCP_INTROSPECTION_CACHE_TTL_SECONDS", "0"),
+        ("MCP_INTROSPECTION_FAIL_MODE", "cached"),
+    ])
+    .unwrap();
+    assert_eq!(
+        post.introspection_client_auth.as_deref(),
+        Some("client_secret_post")
+    );
+    assert_eq!(post.introspection_cache_ttl_seconds, 0);
+    assert_eq!(post.introspection_fail_mode, "cached");
+
+    let key = ("MCP_INTROSPECTION_CLIENT_KEY_FILE", "Cargo.toml");
+    for (vars, name) in [
+        // Set for nothing: no URL.
+        (vec![id], "MCP_INTROSPECTION_CLIENT_ID"),
+        (vec![secret], "MCP_INTROSPECTION_CLIENT_SECRET"),
+        (
+            vec![("MCP_INTROSPECTION_FAIL_MODE", "cached")],
+            "MCP_INTROSPECTION_FAIL_MODE",
+        ),
+        // A URL without who asks, or with two credentials.
+        (vec![url, secret], "MCP_INTROSPECTION_CLIENT_ID"),
+        (vec![url, id], "MCP_INTROSPECTION_CLIENT_SECRET"),
+        (
+            vec![url, id, secret, key],
+            "MCP_INTROSPECTION_CLIENT_KEY_FILE",
+        ),
+        // A method that does not fit, unknown values.
+        (
+            vec![
+                url,
+                id,
+                secret,
+                ("MCP_INTROSPECTION_CLIENT_AUTH", "private_key_jwt"),
+            ],
+            "MCP_INTROSPECTION_CLIENT_AUTH",
+        ),
+        (
+            vec![
+                url,
+                id,
+                key,
+                ("MCP_INTROSPECTION_CLIENT_AUTH", "client_secret_basic"),
+            ],
+            "MCP_INTROSPECTION_CLIENT_AUTH",
+        ),
+        (
+            vec![url, id, secret, ("MCP_INTROSPECTION_CLIENT_AUTH", "none")],
+            "MCP_INTROSPECTION_CLIENT_AUTH",
+        ),
+        (
+            vec![url, id, secret, ("MCP_INTROSPECTION_FAIL_MODE", "open")],
+            "MCP_INTROSPECTION_FAIL_MODE",
+        ),
+        (
+            vec![
+                url,
+                id,
+                secret,
+                ("MCP_INTROSPECTION_CACHE_TTL_SECONDS", "3601"),
+            ],
+            "MCP_INTROSPECTION_CACHE_TTL_SECONDS",
+        ),
+        (
+            vec![("MCP_INTROSPECTION_URL", "idp.example.com"), id, secret],
+            "MCP_INTROSPECTION_URL",
+        ),
+    ] {
+        assert_eq!(setting(&vars), name, "{vars:?}");
+    }
+    // Production: https only.
+    let production = [
+        ("MCP_ENVIRONMENT", "production"),
+        ("MCP_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ("MCP_INTROSPECTION_URL", "http://idp.example.com/introspect"),
+        id,
+        secret,
+    ];
+    assert_eq!(setting(&production), "MCP_INTROSPECTION_URL");
 }
