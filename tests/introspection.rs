@@ -286,3 +286,55 @@ async fn answers_are_cached_bounded_and_expire_and_a_down_server_fails_closed_or
     let (status, ..) = call(&layer(cached), &last).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn the_perimeter_asks_the_endpoint_its_settings_name() {
+    use tower_warden::config::WardenConfig;
+    use tower_warden::stack::WardenLayer;
+
+    let Some(provider) = oidc::start_provider(
+        "the_perimeter_asks_the_endpoint_its_settings_name",
+        &[("RESOURCE", RESOURCE.to_owned())],
+    ) else {
+        return;
+    };
+    let url = endpoint(&provider);
+    let config = WardenConfig::from_vars([
+        (
+            "MCP_JWT_SECRET",
+            "a-jwt-secret-of-at-least-thirty-two-bytes",
+        ),
+        ("MCP_RESOURCE_URL", RESOURCE),
+        ("MCP_JWT_ISSUER", provider.issuer.as_str()),
+        ("MCP_INTROSPECTION_URL", url.as_str()),
+        ("MCP_INTROSPECTION_CLIENT_ID", "mcp-server"),
+        ("MCP_INTROSPECTION_CLIENT_SECRET", CLIENT_SECRET),
+        ("MCP_INTROSPECTION_CLIENT_AUTH", "client_secret_post"),
+    ])
+    .unwrap();
+    let auth = WardenLayer::from_config(&config).unwrap().auth().clone();
+    let token = opaque_token(&provider).await;
+    let (status, principal, _) = call(&auth, &token).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(principal.unwrap().namespace(), Some("acme"));
+    // The same perimeter still verifies JWTs itself, and refuses made-up
+    // opaque tokens on the endpoint's word.
+    let (status, ..) = call(&auth, "made-up-opaque-token").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Another resource URL: the provider's tokens name another audience.
+    let config = WardenConfig::from_vars([
+        (
+            "MCP_JWT_SECRET",
+            "a-jwt-secret-of-at-least-thirty-two-bytes",
+        ),
+        ("MCP_RESOURCE_URL", "http://other.example.test/mcp"),
+        ("MCP_INTROSPECTION_URL", url.as_str()),
+        ("MCP_INTROSPECTION_CLIENT_ID", "mcp-server"),
+        ("MCP_INTROSPECTION_CLIENT_SECRET", CLIENT_SECRET),
+    ])
+    .unwrap();
+    let auth = WardenLayer::from_config(&config).unwrap().auth().clone();
+    let (status, ..) = call(&auth, &token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
