@@ -298,6 +298,15 @@ impl WardenLayer {
             None => auth,
         };
         let auth = with_introspection(auth, config)?;
+        // The exchange needs the caller's verified token.
+        let auth = auth.keep_access_token(config.token_exchange_url.is_some());
+        #[cfg(not(feature = "token-exchange"))]
+        if config.token_exchange_url.is_some() {
+            return Err(ConfigError::new(
+                "MCP_TOKEN_EXCHANGE_URL",
+                "this build has no token exchange (the `token-exchange` feature)",
+            ));
+        }
 
         let max_body = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
         // The one reading of `MCP_TOOL_SCOPES` (`"*"` is the default).
@@ -615,33 +624,16 @@ fn random_salt() -> Result<Vec<u8>, ConfigError> {
 /// development), its issuers `MCP_JWT_ISSUER`.
 #[cfg(feature = "introspection")]
 fn with_introspection(auth: AuthLayer, config: &WardenConfig) -> Result<AuthLayer, ConfigError> {
-    use crate::auth::{ClientAuth, Introspection, IntrospectionFailMode};
+    use crate::auth::{Introspection, IntrospectionFailMode};
     let Some(url) = &config.introspection_url else {
         return Ok(auth);
     };
-    let secret = || {
-        config
-            .introspection_client_secret
-            .clone()
-            .unwrap_or_default()
-    };
-    let client_auth = match config.introspection_client_auth.as_deref() {
-        Some("client_secret_post") => ClientAuth::SecretPost(secret()),
-        Some("private_key_jwt") => {
-            let path = config
-                .introspection_client_key_file
-                .as_deref()
-                .unwrap_or(std::path::Path::new(""));
-            let pem = std::fs::read(path).map_err(|e| {
-                ConfigError::new(
-                    "MCP_INTROSPECTION_CLIENT_KEY_FILE",
-                    format!("cannot read it: {e}"),
-                )
-            })?;
-            ClientAuth::private_key_pem(&pem, None)?
-        }
-        _ => ClientAuth::SecretBasic(secret()),
-    };
+    let client_auth = client_auth(
+        config.introspection_client_auth.as_deref(),
+        config.introspection_client_secret.as_deref(),
+        config.introspection_client_key_file.as_deref(),
+        "MCP_INTROSPECTION_CLIENT_KEY_FILE",
+    )?;
     let introspection = Introspection::builder(
         url.clone(),
         config.introspection_client_id.clone().unwrap_or_default(),
@@ -658,6 +650,63 @@ fn with_introspection(auth: AuthLayer, config: &WardenConfig) -> Result<AuthLaye
     .leeway(Duration::from_secs(config.jwt_leeway_seconds))
     .build()?;
     Ok(auth.introspection(introspection))
+}
+
+/// The client authentication its settings give an OAuth client: the
+/// checked `MCP_*_CLIENT_AUTH`, and its secret or key file (`key_setting`).
+#[cfg(any(feature = "introspection", feature = "token-exchange"))]
+fn client_auth(
+    auth: Option<&str>,
+    secret: Option<&str>,
+    key_file: Option<&std::path::Path>,
+    key_setting: &'static str,
+) -> Result<crate::auth::ClientAuth, ConfigError> {
+    use crate::auth::ClientAuth;
+    let secret = || secret.unwrap_or_default().to_owned();
+    Ok(match auth {
+        Some("client_secret_post") => ClientAuth::SecretPost(secret()),
+        Some("private_key_jwt") => {
+            let path = key_file.unwrap_or(std::path::Path::new(""));
+            let pem = std::fs::read(path)
+                .map_err(|e| ConfigError::new(key_setting, format!("cannot read it: {e}")))?;
+            ClientAuth::private_key_pem(&pem, None).map_err(|e| e.for_setting(key_setting))?
+        }
+        _ => ClientAuth::SecretBasic(secret()),
+    })
+}
+
+/// The token exchange of `MCP_TOKEN_EXCHANGE_*` (RFC 8693), if its URL is
+/// set: the gateway's client credentials at the token endpoint, and the
+/// issuers `MCP_JWT_ISSUER` (audiences of a `private_key_jwt` assertion).
+/// [`WardenLayer::from_config`] keeps the callers' verified tokens for it
+/// when the URL is set.
+///
+/// # Errors
+///
+/// The key file cannot be read or holds no private key, or a setting is
+/// unusable.
+#[cfg(feature = "token-exchange")]
+#[cfg_attr(docsrs, doc(cfg(feature = "token-exchange")))]
+pub fn token_exchange(
+    config: &WardenConfig,
+) -> Result<Option<crate::auth::TokenExchange>, ConfigError> {
+    let Some(url) = &config.token_exchange_url else {
+        return Ok(None);
+    };
+    let auth = client_auth(
+        config.token_exchange_client_auth.as_deref(),
+        config.token_exchange_client_secret.as_deref(),
+        config.token_exchange_client_key_file.as_deref(),
+        "MCP_TOKEN_EXCHANGE_CLIENT_KEY_FILE",
+    )?;
+    crate::auth::TokenExchange::builder(
+        url.clone(),
+        config.token_exchange_client_id.clone().unwrap_or_default(),
+        auth,
+    )
+    .issuer(config.jwt_issuers.iter().cloned())
+    .build()
+    .map(Some)
 }
 
 /// Without the `introspection` feature, `MCP_INTROSPECTION_URL` cannot be

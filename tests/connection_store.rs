@@ -11,7 +11,7 @@ use app::gateway::store;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use store::{ConnectionStore, MAX_PINNED_TOOLS, NewConnection, Pin, StoreError};
+use store::{ConnectionStore, MAX_PINNED_TOOLS, NewConnection, Pin, StoreError, UpstreamAuth};
 
 fn required() -> bool {
     std::env::var("TOWER_WARDEN_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
@@ -72,6 +72,7 @@ fn new(name: &str) -> NewConnection {
         url: format!("https://{name}.upstream.example/mcp"),
         timeout_ms: 30_000,
         credential: None,
+        upstream_auth: UpstreamAuth::Credential,
     }
 }
 
@@ -104,6 +105,30 @@ async fn round_trip(url: &str) {
     assert_eq!(got, created);
     assert_eq!(got.credential.as_deref(), Some("upstream-secret-token"));
     assert!(store.get("not-an-id").await.unwrap().is_none());
+
+    // How the upstream is called is kept, and shown.
+    let exchanged = store
+        .create(
+            &b,
+            NewConnection {
+                upstream_auth: UpstreamAuth::TokenExchange,
+                ..new("exchanged")
+            },
+        )
+        .await
+        .unwrap();
+    let got = store.get(&exchanged.id).await.unwrap().unwrap();
+    assert_eq!(got.upstream_auth, UpstreamAuth::TokenExchange);
+    assert!(!got.has_credential);
+    assert!(
+        serde_json::to_string(&got)
+            .unwrap()
+            .contains("\"upstream_auth\":\"token_exchange\""),
+    );
+    assert_eq!(
+        store.get(&created.id).await.unwrap().unwrap().upstream_auth,
+        UpstreamAuth::Credential
+    );
 
     match store.create(&a, new("search")).await {
         Err(StoreError::Conflict(_)) => {}
@@ -331,6 +356,15 @@ async fn invalid_fields_are_refused_before_the_database() {
             "acme",
             NewConnection {
                 credential: Some("line\nbreak".into()),
+                ..new("a")
+            },
+        ),
+        // A credential and token exchange exclude each other.
+        (
+            "acme",
+            NewConnection {
+                credential: Some("a-token".into()),
+                upstream_auth: UpstreamAuth::TokenExchange,
                 ..new("a")
             },
         ),

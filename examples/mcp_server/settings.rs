@@ -472,6 +472,10 @@ pub struct Gateway {
     /// `MCP_TOOL_ANNOTATIONS_OFF`), for the built-in tools and the
     /// upstreams' alike.
     pub annotations: std::sync::Arc<tower_warden::tool_rules::AnnotationPolicy>,
+    /// `MCP_TOKEN_EXCHANGE_*`: how connections that ask for it exchange
+    /// the caller's token for the upstream's (`None`: they cannot be
+    /// registered).
+    pub token_exchange: Option<tower_warden::auth::TokenExchange>,
     /// `CIRCUIT_BREAKER_FAILURE_THRESHOLD`, per upstream.
     pub breaker_failure_threshold: u32,
     /// `CIRCUIT_BREAKER_RESET_TIMEOUT`, per upstream.
@@ -538,6 +542,7 @@ impl Gateway {
             None => ToolScreen::new(),
         };
         Ok(Self {
+            token_exchange: tower_warden::stack::token_exchange(config)?,
             database_url,
             scope,
             cross_namespace_role: config.cross_namespace_role.clone(),

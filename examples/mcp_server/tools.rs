@@ -49,8 +49,14 @@ pub struct SleepArgs {
 /// More tools, found per caller (the gateway's upstream tools). Boxed
 /// futures: called once per `tools/list` or routed `tools/call`.
 pub trait ToolSource: Send + Sync + 'static {
-    /// The tools `namespace` may use.
-    fn tools_for<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Vec<Tool>>;
+    /// The tools `namespace` may use, listed for the caller whose request
+    /// extensions are `caller` (its principal, and its access token when
+    /// the auth layer keeps it).
+    fn tools_for<'a>(
+        &'a self,
+        namespace: &'a str,
+        caller: Option<&'a http::Extensions>,
+    ) -> BoxFuture<'a, Vec<Tool>>;
 
     /// Runs `name` for `caller` in `namespace`; `None` when `name` is not
     /// one of this source's tools. A refusal by the tool rules is an `Err`
@@ -58,7 +64,7 @@ pub trait ToolSource: Send + Sync + 'static {
     fn call<'a>(
         &'a self,
         namespace: &'a str,
-        caller: Option<&'a Principal>,
+        caller: Option<&'a http::Extensions>,
         name: &'a str,
         arguments: Option<JsonObject>,
     ) -> BoxFuture<'a, Option<Result<CallToolResult, ErrorData>>>;
@@ -231,7 +237,7 @@ impl Tools {
             && let Some(answer) = more
                 .call(
                     &namespace,
-                    caller(&context),
+                    caller_extensions(&context),
                     &request.name,
                     request.arguments.clone(),
                 )
@@ -250,6 +256,14 @@ impl Tools {
 /// this stops a gateway registered as its own upstream, or a loop of
 /// gateways, from recursing.
 pub const GATEWAY_HOP: &str = "x-mcp-gateway-hop";
+
+/// The extensions of the caller's HTTP request, as the layers left them.
+fn caller_extensions(context: &RequestContext<RoleServer>) -> Option<&http::Extensions> {
+    context
+        .extensions
+        .get::<http::request::Parts>()
+        .map(|parts| &parts.extensions)
+}
 
 /// The caller, as the auth layer left it.
 fn caller(context: &RequestContext<RoleServer>) -> Option<&Principal> {
@@ -364,7 +378,10 @@ impl ServerHandler for Tools {
         // is the caller's own, never to be shared by a cache.
         let mut per_caller = self.policy.is_some() || self.annotations.is_some();
         if let (Some(more), Some(namespace)) = (&self.more, namespace_of(&context)) {
-            tools.extend(more.tools_for(&namespace).await);
+            tools.extend(
+                more.tools_for(&namespace, caller_extensions(&context))
+                    .await,
+            );
             per_caller = true;
         }
         let cache_hints = context

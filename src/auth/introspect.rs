@@ -18,14 +18,13 @@
 //!   last called active, until their own `exp`, while it cannot answer.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
 use super::cache::TokenCache;
 use super::jwt::{Claims, Failure, verified_from_claims};
+use super::oauth::{ClientAuth, Endpoint, Names};
 use super::verified::Verified;
 use crate::ConfigError;
 use crate::guard::NowOrLater;
@@ -33,72 +32,10 @@ use crate::principal::AuthMethod;
 use crate::reject::Reason;
 use crate::replay::ReplayCache;
 
-/// Largest introspection answer read (64 KiB).
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Default [`IntrospectionBuilder::cache_ttl`].
 pub const DEFAULT_INTROSPECTION_CACHE_TTL: Duration = Duration::from_secs(60);
 /// How long an inactive answer is remembered.
 const INACTIVE_TTL: u64 = 10;
-
-/// How the resource server authenticates to the introspection endpoint.
-#[derive(Clone)]
-#[non_exhaustive]
-pub enum ClientAuth {
-    /// HTTP Basic with the client id and secret (`client_secret_basic`).
-    SecretBasic(String),
-    /// The client id and secret in the form (`client_secret_post`).
-    SecretPost(String),
-    /// A JWT signed with the client's private key (`private_key_jwt`).
-    PrivateKeyJwt {
-        /// The signing key.
-        key: jsonwebtoken::EncodingKey,
-        /// Its algorithm (RS256, ES256, …).
-        algorithm: jsonwebtoken::Algorithm,
-        /// The `kid` to name, if the server knows the key by one.
-        kid: Option<String>,
-    },
-}
-
-impl std::fmt::Debug for ClientAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::SecretBasic(_) => "SecretBasic(..)",
-            Self::SecretPost(_) => "SecretPost(..)",
-            Self::PrivateKeyJwt { .. } => "PrivateKeyJwt(..)",
-        })
-    }
-}
-
-impl ClientAuth {
-    /// `private_key_jwt` with the PEM private key `pem` (RSA or EC P-256 /
-    /// P-384, PKCS#8 or the traditional forms).
-    ///
-    /// # Errors
-    ///
-    /// The PEM holds no RSA or EC private key.
-    pub fn private_key_pem(pem: &[u8], kid: Option<String>) -> Result<Self, ConfigError> {
-        use jsonwebtoken::{Algorithm, EncodingKey};
-        let text = std::str::from_utf8(pem).unwrap_or_default();
-        let (key, algorithm) = if text.contains("RSA PRIVATE KEY")
-            || (text.contains("PRIVATE KEY") && EncodingKey::from_rsa_pem(pem).is_ok())
-        {
-            (EncodingKey::from_rsa_pem(pem), Algorithm::RS256)
-        } else {
-            (EncodingKey::from_ec_pem(pem), Algorithm::ES256)
-        };
-        let key = key.map_err(|_| {
-            ConfigError::new(
-                "MCP_INTROSPECTION_CLIENT_KEY_FILE",
-                "not an RSA or EC private key in PEM",
-            )
-        })?;
-        Ok(Self::PrivateKeyJwt {
-            key,
-            algorithm,
-            kid,
-        })
-    }
-}
 
 /// What the crate does while the introspection endpoint cannot answer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -135,10 +72,7 @@ pub struct Introspection {
 }
 
 struct Inner {
-    url: String,
-    client_id: String,
-    auth: ClientAuth,
-    client: reqwest::Client,
+    endpoint: Endpoint,
     timeout: Duration,
     cache_ttl: Duration,
     fail_mode: IntrospectionFailMode,
@@ -159,9 +93,9 @@ impl std::fmt::Debug for Introspection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let inner = &*self.inner;
         f.debug_struct("Introspection")
-            .field("url", &crate::url_text::redact(&inner.url))
-            .field("client_id", &inner.client_id)
-            .field("auth", &inner.auth)
+            .field("url", &crate::url_text::redact(&inner.endpoint.url))
+            .field("client_id", &inner.endpoint.client_id)
+            .field("auth", inner.endpoint.auth())
             .field("cache_ttl", &inner.cache_ttl)
             .field("fail_mode", &inner.fail_mode)
             .finish_non_exhaustive()
@@ -318,106 +252,20 @@ impl Introspection {
 
     /// One request to the endpoint; its JSON object, or why not.
     async fn request(&self, token: &str) -> Result<Map<String, Value>, &'static str> {
-        let inner = &*self.inner;
-        let mut form = vec![
+        let form = vec![
             ("token", token.to_owned()),
             ("token_type_hint", "access_token".to_owned()),
         ];
-        let mut request = inner.client.post(&inner.url);
-        match &inner.auth {
-            ClientAuth::SecretBasic(secret) => {
-                // RFC 6749 §2.3.1: both form-encoded before Basic.
-                let pair = format!("{}:{}", form_encode(&inner.client_id), form_encode(secret));
-                request = request.header(
-                    http::header::AUTHORIZATION,
-                    format!("Basic {}", STANDARD.encode(pair)),
-                );
-            }
-            ClientAuth::SecretPost(secret) => {
-                form.push(("client_id", inner.client_id.clone()));
-                form.push(("client_secret", secret.clone()));
-            }
-            ClientAuth::PrivateKeyJwt {
-                key,
-                algorithm,
-                kid,
-            } => {
-                let assertion = self.assertion(key, *algorithm, kid.clone())?;
-                form.push(("client_id", inner.client_id.clone()));
-                form.push((
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
-                ));
-                form.push(("client_assertion", assertion));
-            }
-        }
-        let body: String = form
-            .iter()
-            .map(|(name, value)| format!("{name}={}", form_encode(value)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let response = request
-            .header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .header(http::header::ACCEPT, "application/json")
-            .body(body)
-            .send()
+        let answer = self
+            .inner
+            .endpoint
+            .post(form, self.now())
             .await
-            .map_err(|_| "the introspection endpoint cannot be reached")?;
-        if !response.status().is_success() {
+            .map_err(|e| e.why())?;
+        if !answer.status.is_success() {
             return Err("the introspection endpoint refused the request");
         }
-        if response
-            .content_length()
-            .is_some_and(|len| len > MAX_ANSWER_BYTES as u64)
-        {
-            return Err("the introspection answer is too large");
-        }
-        let mut bytes = Vec::new();
-        let mut response = response;
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|_| "the introspection answer was cut")?
-        {
-            if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err("the introspection answer is too large");
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(answer)) => Ok(answer),
-            _ => Err("the introspection answer is not a JSON object"),
-        }
-    }
-
-    /// A `private_key_jwt` client assertion, valid for a minute.
-    fn assertion(
-        &self,
-        key: &jsonwebtoken::EncodingKey,
-        algorithm: jsonwebtoken::Algorithm,
-        kid: Option<String>,
-    ) -> Result<String, &'static str> {
-        let inner = &*self.inner;
-        let now = self.now();
-        let mut jti = [0u8; 16];
-        getrandom::fill(&mut jti).map_err(|_| "no randomness for a client assertion")?;
-        let mut audience = vec![Value::String(inner.url.clone())];
-        audience.extend(inner.issuers.iter().cloned().map(Value::String));
-        let claims = serde_json::json!({
-            "iss": inner.client_id,
-            "sub": inner.client_id,
-            "aud": audience,
-            "jti": jti.iter().map(|b| format!("{b:02x}")).collect::<String>(),
-            "iat": now,
-            "exp": now + 60,
-        });
-        let mut header = jsonwebtoken::Header::new(algorithm);
-        header.kid = kid;
-        jsonwebtoken::encode(&header, &claims, key)
-            .map_err(|_| "the client assertion cannot be signed")
+        Ok(answer.body)
     }
 }
 
@@ -427,20 +275,6 @@ fn inactive() -> Failure {
 
 fn invalid(detail: &'static str) -> Failure {
     Failure::new(Reason::InvalidCredentials, detail, Some("invalid_token"))
-}
-
-/// `application/x-www-form-urlencoded` for one name or value: unreserved
-/// characters as they are, everything else percent-encoded.
-fn form_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 impl IntrospectionBuilder {
@@ -523,37 +357,25 @@ impl IntrospectionBuilder {
     /// The URL is not `http(s)://`, the client id is empty, a secret is
     /// empty, or the HTTP client cannot be built.
     pub fn build(self) -> Result<Introspection, ConfigError> {
-        let clock: Arc<dyn Fn() -> u64 + Send + Sync> = Arc::new(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs())
-        });
-        self.build_with(clock)
+        self.build_with(Arc::new(super::oauth::system_now))
     }
 
     fn build_with(
         self,
         clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     ) -> Result<Introspection, ConfigError> {
-        super::ensure_crypto_provider();
-        let bad = |setting: &'static str, why: &str| ConfigError::new(setting, why.to_owned());
-        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
-            return Err(bad("MCP_INTROSPECTION_URL", "not an http(s) URL"));
-        }
-        if self.client_id.is_empty() {
-            return Err(bad("MCP_INTROSPECTION_CLIENT_ID", "empty"));
-        }
-        if matches!(&self.auth, ClientAuth::SecretBasic(s) | ClientAuth::SecretPost(s) if s.is_empty())
-        {
-            return Err(bad("MCP_INTROSPECTION_CLIENT_SECRET", "empty"));
-        }
-        let client = match self.client {
-            Some(client) => client,
-            None => reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .map_err(|e| bad("MCP_INTROSPECTION_URL", &e.to_string()))?,
-        };
+        let endpoint = Endpoint::new(
+            Names {
+                url: "MCP_INTROSPECTION_URL",
+                client_id: "MCP_INTROSPECTION_CLIENT_ID",
+                client_secret: "MCP_INTROSPECTION_CLIENT_SECRET",
+            },
+            self.url,
+            self.client_id,
+            self.auth,
+            self.client,
+            self.issuers.clone(),
+        )?;
         let capacity = if self.cache_ttl.is_zero() {
             0
         } else {
@@ -561,10 +383,7 @@ impl IntrospectionBuilder {
         };
         Ok(Introspection {
             inner: Arc::new(Inner {
-                url: self.url,
-                client_id: self.client_id,
-                auth: self.auth,
-                client,
+                endpoint,
                 timeout: self.timeout,
                 cache_ttl: self.cache_ttl,
                 fail_mode: self.fail_mode,

@@ -22,7 +22,7 @@ use crate::challenge::Challenge;
 use crate::client_ip::ClientIp;
 use crate::config::DpopMode;
 use crate::guard::{AsyncCheck, AsyncGuard, AsyncResponseFuture, NowOrLater};
-use crate::principal::Principal;
+use crate::principal::{AuthMethod, Principal};
 use crate::reject::{DefaultResponder, Reason, Rejection, Respond};
 
 /// The header API keys are read from by default.
@@ -46,6 +46,8 @@ struct Config {
     realm: Option<String>,
     resource_metadata: Option<String>,
     dpop: DpopSettings,
+    /// Leave the verified token in the extensions ([`AccessToken`]).
+    keep_token: bool,
 }
 
 /// How DPoP proofs are checked.
@@ -57,6 +59,33 @@ struct DpopSettings {
     replay: Arc<ReplayCache>,
     /// Empty: the request's own origin.
     origins: Vec<Origin>,
+}
+
+/// The caller's verified access token, left in the request extensions by
+/// [`AuthLayer`] when
+/// [`keep_access_token`](AuthLayer::keep_access_token) is on, for a
+/// service that exchanges it. It is a credential: its `Debug` shows
+/// nothing of it; never log [`as_str`](Self::as_str).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(Arc<str>);
+
+impl AccessToken {
+    /// The token.
+    pub fn new(token: impl Into<Arc<str>>) -> Self {
+        Self(token.into())
+    }
+
+    /// The token's text (a credential).
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken(..)")
+    }
 }
 
 /// The key a request proved it holds with a DPoP proof, left in its
@@ -173,6 +202,7 @@ impl AuthLayer {
                     replay: Arc::new(ReplayCache::new(DEFAULT_DPOP_REPLAY_CAPACITY)),
                     origins: Vec::new(),
                 },
+                keep_token: false,
             }),
             responder: DefaultResponder,
         }
@@ -218,6 +248,16 @@ impl<R> AuthLayer<R> {
     #[cfg_attr(docsrs, doc(cfg(feature = "introspection")))]
     pub fn introspection(mut self, introspection: super::introspect::Introspection) -> Self {
         self.config_mut().introspection = Some(introspection);
+        self
+    }
+
+    /// Leaves the verified access token of each request admitted by one (a
+    /// JWT or an introspected token; never an API key) in its extensions as
+    /// an [`AccessToken`], for an inner service that exchanges it for an
+    /// upstream's token (RFC 8693). Off by default: the inner service sees
+    /// no more of the credential than it needs.
+    pub fn keep_access_token(mut self, keep: bool) -> Self {
+        self.config_mut().keep_token = keep;
         self
     }
 
@@ -481,6 +521,16 @@ impl<R: Respond> AsyncCheck for AuthLayer<R> {
                 if let Some(jkt) = admitted.proven {
                     request.extensions_mut().insert(ProvenKey(jkt));
                 }
+                if self.config.keep_token
+                    && matches!(
+                        admitted.principal.method(),
+                        AuthMethod::Jwt | AuthMethod::Introspected
+                    )
+                    && let Some(token) = self.config.presented_token(request)
+                {
+                    let token = AccessToken::new(token);
+                    request.extensions_mut().insert(token);
+                }
                 request.extensions_mut().insert(admitted.principal);
                 Ok(())
             }
@@ -725,6 +775,20 @@ impl Config {
             Some("invalid_token"),
         )
         .on_dpop()
+    }
+
+    /// The token `request` presented, as [`authenticate`](Self::authenticate)
+    /// read it: `Authorization: Bearer` or `DPoP`, else the query string of
+    /// a WebSocket upgrade when allowed.
+    fn presented_token<'a, B>(&self, request: &'a Request<B>) -> Option<&'a str> {
+        if let Ok(Some(value)) = single(request.headers(), &AUTHORIZATION) {
+            let token = bearer_token(value).or_else(|| dpop_token(value))?;
+            return text(token).ok();
+        }
+        if self.allow_query && is_websocket_upgrade(request) {
+            return query_param(request.uri().query()?, &QUERY_TOKEN_PARAMS);
+        }
+        None
     }
 
     fn authenticate<B>(&self, request: &Request<B>) -> NowOrLater<Result<Admitted, Failure>> {

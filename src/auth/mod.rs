@@ -88,6 +88,8 @@
 mod api_key;
 mod cache;
 mod dpop;
+#[cfg(feature = "token-exchange")]
+mod exchange;
 #[cfg(feature = "introspection")]
 mod introspect;
 #[cfg(feature = "jwks-url")]
@@ -95,6 +97,8 @@ mod jwks;
 mod jwt;
 mod keys;
 mod layer;
+#[cfg(any(feature = "introspection", feature = "token-exchange"))]
+mod oauth;
 mod require;
 mod verified;
 
@@ -106,11 +110,17 @@ pub use dpop::{
     DEFAULT_DPOP_FUTURE_SKEW, DEFAULT_DPOP_MAX_AGE, DEFAULT_DPOP_REPLAY_CAPACITY, DPOP,
     MAX_PROOF_BYTES,
 };
+#[cfg(feature = "token-exchange")]
+#[cfg_attr(docsrs, doc(cfg(feature = "token-exchange")))]
+pub use exchange::{
+    ACCESS_TOKEN_TYPE, DEFAULT_REFRESH_MARGIN, ExchangeError, ExchangeTarget, ExchangedToken,
+    TOKEN_EXCHANGE_GRANT, TokenExchange, TokenExchangeBuilder,
+};
 #[cfg(feature = "introspection")]
 #[cfg_attr(docsrs, doc(cfg(feature = "introspection")))]
 pub use introspect::{
-    ClientAuth, DEFAULT_INTROSPECTION_CACHE_TTL, Introspection, IntrospectionBuilder,
-    IntrospectionClocked, IntrospectionFailMode,
+    DEFAULT_INTROSPECTION_CACHE_TTL, Introspection, IntrospectionBuilder, IntrospectionClocked,
+    IntrospectionFailMode,
 };
 #[cfg(feature = "jwks-url")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks-url")))]
@@ -119,7 +129,13 @@ pub use jwt::{
     DEFAULT_CACHE_CAPACITY, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, JwtAuth, JwtAuthBuilder,
 };
 pub use keys::MIN_HMAC_SECRET_BYTES;
-pub use layer::{Auth, AuthLayer, ResponseFuture, X_API_KEY};
+pub use layer::{AccessToken, Auth, AuthLayer, ResponseFuture, X_API_KEY};
+#[cfg(any(feature = "introspection", feature = "token-exchange"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "introspection", feature = "token-exchange")))
+)]
+pub use oauth::ClientAuth;
 pub use require::{Require, RequireLayer};
 
 /// The JWT signature algorithms (re-exported from `jsonwebtoken`).

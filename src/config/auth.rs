@@ -162,6 +162,7 @@ pub(super) fn load(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
         ));
     }
     load_introspection(vars, config, production)?;
+    load_token_exchange(vars, config, production)?;
     config.ws_allow_query_auth = boolean(vars, "MCP_WS_ALLOW_QUERY_AUTH")?.unwrap_or(false);
     if let Some(text) = vars.get("MCP_JWT_LEEWAY_SECONDS") {
         config.jwt_leeway_seconds = text.parse().ok().filter(|s| *s <= 300).ok_or_else(|| {
@@ -316,25 +317,66 @@ pub(super) fn load(vars: &Vars, config: &mut WardenConfig) -> Result<(), ConfigE
     Ok(())
 }
 
-/// `MCP_INTROSPECTION_*`: all or nothing. With a URL: a client id and
-/// exactly one of a secret and a key file, and a client authentication
-/// that fits it; without one, none of the others (set for nothing is an
-/// error, not a silent no-op).
-fn load_introspection(
+/// The settings of one OAuth client of the authorization server
+/// (`<PREFIX>_URL`, `_CLIENT_ID`, `_CLIENT_SECRET`, `_CLIENT_KEY_FILE`,
+/// `_CLIENT_AUTH`).
+struct ClientNames {
+    url: &'static str,
+    client_id: &'static str,
+    client_secret: &'static str,
+    client_key_file: &'static str,
+    client_auth: &'static str,
+}
+
+const INTROSPECTION: ClientNames = ClientNames {
+    url: "MCP_INTROSPECTION_URL",
+    client_id: "MCP_INTROSPECTION_CLIENT_ID",
+    client_secret: "MCP_INTROSPECTION_CLIENT_SECRET",
+    client_key_file: "MCP_INTROSPECTION_CLIENT_KEY_FILE",
+    client_auth: "MCP_INTROSPECTION_CLIENT_AUTH",
+};
+
+const TOKEN_EXCHANGE: ClientNames = ClientNames {
+    url: "MCP_TOKEN_EXCHANGE_URL",
+    client_id: "MCP_TOKEN_EXCHANGE_CLIENT_ID",
+    client_secret: "MCP_TOKEN_EXCHANGE_CLIENT_SECRET",
+    client_key_file: "MCP_TOKEN_EXCHANGE_CLIENT_KEY_FILE",
+    client_auth: "MCP_TOKEN_EXCHANGE_CLIENT_AUTH",
+};
+
+/// One OAuth client, as its settings gave it.
+#[derive(Default)]
+struct ClientSettings {
+    url: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_key_file: Option<std::path::PathBuf>,
+    /// Decided from the credential given when not set.
+    client_auth: Option<String>,
+}
+
+/// One OAuth client's settings, all or nothing. With a URL: a client id
+/// and exactly one of a secret and a key file, and a client
+/// authentication that fits it; without one, none of the others — nor of
+/// `more`, the settings that only mean something with the URL (set for
+/// nothing is an error, not a silent no-op).
+fn load_client(
     vars: &Vars,
-    config: &mut WardenConfig,
+    names: &ClientNames,
+    more: &[&'static str],
     production: bool,
-) -> Result<(), ConfigError> {
-    config.introspection_url = vars
-        .get("MCP_INTROSPECTION_URL")
-        .map(|u| url("MCP_INTROSPECTION_URL", u, production))
-        .transpose()?;
-    config.introspection_client_id = vars.get("MCP_INTROSPECTION_CLIENT_ID").map(str::to_owned);
-    config.introspection_client_secret = vars
-        .get("MCP_INTROSPECTION_CLIENT_SECRET")
-        .map(str::to_owned);
-    config.introspection_client_key_file = path(vars, "MCP_INTROSPECTION_CLIENT_KEY_FILE")?;
-    let auth = vars.raw("MCP_INTROSPECTION_CLIENT_AUTH").map(str::trim);
+) -> Result<ClientSettings, ConfigError> {
+    let mut client = ClientSettings {
+        url: vars
+            .get(names.url)
+            .map(|u| url(names.url, u, production))
+            .transpose()?,
+        client_id: vars.get(names.client_id).map(str::to_owned),
+        client_secret: vars.get(names.client_secret).map(str::to_owned),
+        client_key_file: path(vars, names.client_key_file)?,
+        client_auth: None,
+    };
+    let auth = vars.raw(names.client_auth).map(str::trim);
     if let Some(auth) = auth
         && !matches!(
             auth,
@@ -342,17 +384,90 @@ fn load_introspection(
         )
     {
         return Err(ConfigError::new(
-            "MCP_INTROSPECTION_CLIENT_AUTH",
+            names.client_auth,
             format!(
                 "`{auth}` is not one of client_secret_basic, client_secret_post, private_key_jwt"
             ),
         ));
     }
+    if client.url.is_none() {
+        let set = [
+            (names.client_id, client.client_id.is_some()),
+            (names.client_secret, client.client_secret.is_some()),
+            (names.client_key_file, client.client_key_file.is_some()),
+            (names.client_auth, auth.is_some()),
+        ]
+        .into_iter()
+        .chain(more.iter().map(|name| (*name, vars.raw(name).is_some())));
+        if let Some((name, _)) = set.into_iter().find(|(_, set)| *set) {
+            return Err(ConfigError::new(
+                name,
+                format!("is set, but {} is not", names.url),
+            ));
+        }
+        return Ok(client);
+    }
+    if client.client_id.as_deref().is_none_or(str::is_empty) {
+        return Err(ConfigError::new(
+            names.client_id,
+            format!("{} needs this server's client id", names.url),
+        ));
+    }
+    let auth = match (&client.client_secret, &client.client_key_file, auth) {
+        (Some(_), Some(_), _) => {
+            return Err(ConfigError::new(
+                names.client_key_file,
+                format!("set either {} or a key file, not both", names.client_secret),
+            ));
+        }
+        (None, None, _) => {
+            return Err(ConfigError::new(
+                names.client_secret,
+                format!(
+                    "{} needs a client secret or {}",
+                    names.url, names.client_key_file
+                ),
+            ));
+        }
+        (Some(_), None, None | Some("client_secret_basic")) => "client_secret_basic",
+        (Some(_), None, Some("client_secret_post")) => "client_secret_post",
+        (None, Some(_), None | Some("private_key_jwt")) => "private_key_jwt",
+        (_, _, Some(other)) => {
+            return Err(ConfigError::new(
+                names.client_auth,
+                format!("`{other}` does not fit the credential given (a secret or a key file)"),
+            ));
+        }
+    };
+    client.client_auth = Some(auth.to_owned());
+    Ok(client)
+}
+
+/// `MCP_INTROSPECTION_*` (see [`load_client`]), its cache TTL and fail
+/// mode.
+fn load_introspection(
+    vars: &Vars,
+    config: &mut WardenConfig,
+    production: bool,
+) -> Result<(), ConfigError> {
+    let client = load_client(
+        vars,
+        &INTROSPECTION,
+        &[
+            "MCP_INTROSPECTION_CACHE_TTL_SECONDS",
+            "MCP_INTROSPECTION_FAIL_MODE",
+        ],
+        production,
+    )?;
+    config.introspection_url = client.url;
+    config.introspection_client_id = client.client_id;
+    config.introspection_client_secret = client.client_secret;
+    config.introspection_client_key_file = client.client_key_file;
+    config.introspection_client_auth = client.client_auth;
     if let Some(ttl) = whole(vars, "MCP_INTROSPECTION_CACHE_TTL_SECONDS", 0, 3600)? {
         config.introspection_cache_ttl_seconds = ttl;
     }
-    let fail_mode = vars.raw("MCP_INTROSPECTION_FAIL_MODE").map(str::trim);
-    if let Some(mode) = fail_mode {
+    if let Some(mode) = vars.raw("MCP_INTROSPECTION_FAIL_MODE").map(str::trim) {
         if !matches!(mode, "closed" | "cached") {
             return Err(ConfigError::new(
                 "MCP_INTROSPECTION_FAIL_MODE",
@@ -361,72 +476,20 @@ fn load_introspection(
         }
         config.introspection_fail_mode = mode.to_owned();
     }
-    if config.introspection_url.is_none() {
-        let set = [
-            (
-                "MCP_INTROSPECTION_CLIENT_ID",
-                config.introspection_client_id.is_some(),
-            ),
-            (
-                "MCP_INTROSPECTION_CLIENT_SECRET",
-                config.introspection_client_secret.is_some(),
-            ),
-            (
-                "MCP_INTROSPECTION_CLIENT_KEY_FILE",
-                config.introspection_client_key_file.is_some(),
-            ),
-            ("MCP_INTROSPECTION_CLIENT_AUTH", auth.is_some()),
-            (
-                "MCP_INTROSPECTION_CACHE_TTL_SECONDS",
-                vars.raw("MCP_INTROSPECTION_CACHE_TTL_SECONDS").is_some(),
-            ),
-            ("MCP_INTROSPECTION_FAIL_MODE", fail_mode.is_some()),
-        ];
-        if let Some((name, _)) = set.into_iter().find(|(_, set)| *set) {
-            return Err(ConfigError::new(
-                name,
-                "is set, but MCP_INTROSPECTION_URL is not",
-            ));
-        }
-        return Ok(());
-    }
-    if config
-        .introspection_client_id
-        .as_deref()
-        .is_none_or(str::is_empty)
-    {
-        return Err(ConfigError::new(
-            "MCP_INTROSPECTION_CLIENT_ID",
-            "MCP_INTROSPECTION_URL needs this server's client id",
-        ));
-    }
-    let auth = match (
-        &config.introspection_client_secret,
-        &config.introspection_client_key_file,
-        auth,
-    ) {
-        (Some(_), Some(_), _) => {
-            return Err(ConfigError::new(
-                "MCP_INTROSPECTION_CLIENT_KEY_FILE",
-                "set either MCP_INTROSPECTION_CLIENT_SECRET or a key file, not both",
-            ));
-        }
-        (None, None, _) => {
-            return Err(ConfigError::new(
-                "MCP_INTROSPECTION_CLIENT_SECRET",
-                "MCP_INTROSPECTION_URL needs a client secret or MCP_INTROSPECTION_CLIENT_KEY_FILE",
-            ));
-        }
-        (Some(_), None, None | Some("client_secret_basic")) => "client_secret_basic",
-        (Some(_), None, Some("client_secret_post")) => "client_secret_post",
-        (None, Some(_), None | Some("private_key_jwt")) => "private_key_jwt",
-        (_, _, Some(other)) => {
-            return Err(ConfigError::new(
-                "MCP_INTROSPECTION_CLIENT_AUTH",
-                format!("`{other}` does not fit the credential given (a secret or a key file)"),
-            ));
-        }
-    };
-    config.introspection_client_auth = Some(auth.to_owned());
+    Ok(())
+}
+
+/// `MCP_TOKEN_EXCHANGE_*` (see [`load_client`]).
+fn load_token_exchange(
+    vars: &Vars,
+    config: &mut WardenConfig,
+    production: bool,
+) -> Result<(), ConfigError> {
+    let client = load_client(vars, &TOKEN_EXCHANGE, &[], production)?;
+    config.token_exchange_url = client.url;
+    config.token_exchange_client_id = client.client_id;
+    config.token_exchange_client_secret = client.client_secret;
+    config.token_exchange_client_key_file = client.client_key_file;
+    config.token_exchange_client_auth = client.client_auth;
     Ok(())
 }

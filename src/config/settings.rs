@@ -317,6 +317,42 @@ declare_settings! {
     [
         shown("MCP_INTROSPECTION_FAIL_MODE", |c| json!(c.introspection_fail_mode)),
     ];
+    /// `MCP_TOKEN_EXCHANGE_URL`: the authorization server's token
+    /// endpoint, where a gateway exchanges the caller's access token for
+    /// one meant for an upstream (RFC 8693); set, `AuthLayer` keeps the
+    /// verified token for it.
+    token_exchange_url: Option<String> = None,
+    [
+        url("MCP_TOKEN_EXCHANGE_URL", |c| json!(c.token_exchange_url)),
+    ];
+    /// `MCP_TOKEN_EXCHANGE_CLIENT_ID`: the gateway's client id at the
+    /// token endpoint.
+    token_exchange_client_id: Option<String> = None,
+    [
+        shown("MCP_TOKEN_EXCHANGE_CLIENT_ID", |c| json!(c.token_exchange_client_id)),
+    ];
+    /// `MCP_TOKEN_EXCHANGE_CLIENT_SECRET`: its client secret (secret).
+    token_exchange_client_secret: Option<String> = None,
+    [
+        secret("MCP_TOKEN_EXCHANGE_CLIENT_SECRET", |c| {
+            json!(c.token_exchange_client_secret)
+        }),
+    ];
+    /// `MCP_TOKEN_EXCHANGE_CLIENT_KEY_FILE`: a PEM private key for
+    /// `private_key_jwt` instead of a secret.
+    token_exchange_client_key_file: Option<PathBuf> = None,
+    [
+        shown("MCP_TOKEN_EXCHANGE_CLIENT_KEY_FILE", |c| {
+            json!(c.token_exchange_client_key_file)
+        }),
+    ];
+    /// `MCP_TOKEN_EXCHANGE_CLIENT_AUTH`: `client_secret_basic` (the
+    /// default with a secret), `client_secret_post`, or `private_key_jwt`
+    /// (the default with a key file).
+    token_exchange_client_auth: Option<String> = None,
+    [
+        shown("MCP_TOKEN_EXCHANGE_CLIENT_AUTH", |c| json!(c.token_exchange_client_auth)),
+    ];
     /// `MCP_JWT_ISSUER`: accepted `iss` values (empty: not checked).
     jwt_issuers: Vec<String> = Vec::new(),
     [

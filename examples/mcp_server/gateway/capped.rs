@@ -26,18 +26,75 @@ use tower_warden::mcp::{ResponseLimitExceeded, ResponseLimitLayer, StreamBudget}
 
 type Events = BoxStream<'static, Result<Sse, SseError>>;
 
+/// The bearer token a caller's upstream client sends, replaced when the
+/// token exchanged for the caller is renewed (the MCP session stays). A
+/// credential: its `Debug` shows nothing of it.
+pub struct TokenCell(std::sync::RwLock<Arc<str>>);
+
+impl TokenCell {
+    /// A cell holding `token`.
+    pub fn new(token: &str) -> Self {
+        Self(std::sync::RwLock::new(Arc::from(token)))
+    }
+
+    /// Sends `token` from now on.
+    pub fn set(&self, token: &str) {
+        let mut held = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if **held != *token {
+            *held = Arc::from(token);
+        }
+    }
+
+    fn get(&self) -> String {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .to_string()
+    }
+}
+
+impl std::fmt::Debug for TokenCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenCell(..)")
+    }
+}
+
 /// reqwest's client, its answers capped by `caps`.
 #[derive(Clone, Debug)]
 pub struct Capped {
     inner: reqwest::Client,
     caps: ResponseLimitLayer,
+    /// Replaces the transport's bearer token (a caller's client).
+    token: Option<Arc<TokenCell>>,
 }
 
 impl Capped {
     /// `inner`, its event streams capped by `caps` (its body limit does not
     /// apply: JSON answers are rmcp's to cap).
     pub fn new(inner: reqwest::Client, caps: ResponseLimitLayer) -> Self {
-        Self { inner, caps }
+        Self {
+            inner,
+            caps,
+            token: None,
+        }
+    }
+
+    /// Sends the token in `cell` (as it is at each request) rather than
+    /// the transport's own.
+    pub fn with_token(mut self, cell: Option<Arc<TokenCell>>) -> Self {
+        self.token = cell;
+        self
+    }
+
+    /// The bearer token of a request: the cell's, else the transport's.
+    fn auth(&self, transport: Option<String>) -> Option<String> {
+        match &self.token {
+            Some(cell) => Some(cell.get()),
+            None => transport,
+        }
     }
 
     /// The largest event either cap allows.
@@ -87,7 +144,7 @@ impl StreamableHttpClient for Capped {
                 uri,
                 message,
                 session_id,
-                auth_header,
+                self.auth(auth_header),
                 custom_headers,
                 self.event_bytes(max_sse_event_size),
             )
@@ -109,7 +166,7 @@ impl StreamableHttpClient for Capped {
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<(), StreamableHttpError<Self::Error>> {
         self.inner
-            .delete_session(uri, session_id, auth_header, custom_headers)
+            .delete_session(uri, session_id, self.auth(auth_header), custom_headers)
             .await
     }
 
@@ -148,7 +205,7 @@ impl StreamableHttpClient for Capped {
                 uri,
                 session_id,
                 last_event_id,
-                auth_header,
+                self.auth(auth_header),
                 custom_headers,
                 self.event_bytes(max_sse_event_size),
             )

@@ -22,12 +22,11 @@ use std::sync::Arc;
 use rmcp::model::{JsonObject, Tool};
 use tower_warden::ConfigError;
 use tower_warden::circuit_breaker::{CircuitBreaker, CircuitBreakers};
-use tower_warden::principal::Principal;
 
 use super::settings;
 use super::tools::{BoxFuture, ToolSource};
 use store::ConnectionStore;
-use upstream::{UpstreamError, Upstreams};
+use upstream::{OnBehalf, UpstreamError, Upstreams};
 
 pub use routes::{Access, routes};
 
@@ -46,7 +45,7 @@ impl Gateway {
     /// Upstreams that fail (or whose breaker is open) are left out. At most
     /// `MCP_GATEWAY_FANOUT` upstreams are asked at once, and a list fetched
     /// within `MCP_GATEWAY_TOOLS_CACHE_TTL` is reused.
-    pub async fn tools_for(&self, namespace: &str) -> Vec<Tool> {
+    pub async fn tools_for(&self, namespace: &str, on: OnBehalf<'_>) -> Vec<Tool> {
         use futures::StreamExt as _;
         let Ok(connections) = self.store.list(namespace).await else {
             return Vec::new();
@@ -54,7 +53,7 @@ impl Gateway {
         let upstreams = &self.upstreams;
         let mut lists: Vec<_> = futures::stream::iter(connections.into_iter().enumerate())
             .map(move |(order, connection)| async move {
-                let tools = upstreams.list_tools(&connection).await.ok()?;
+                let tools = upstreams.list_tools(&connection, on).await.ok()?;
                 Some((order, connection.server_name, tools))
             })
             .buffer_unordered(upstreams.fanout_limit())
@@ -77,7 +76,7 @@ impl Gateway {
     pub async fn call(
         &self,
         namespace: &str,
-        caller: Option<&Principal>,
+        on: OnBehalf<'_>,
         name: &str,
         arguments: Option<JsonObject>,
     ) -> Option<Result<rmcp::model::CallToolResult, UpstreamError>> {
@@ -86,7 +85,7 @@ impl Gateway {
         let connection = connections.iter().find(|c| c.server_name == server)?;
         Some(
             self.upstreams
-                .call_tool(connection, tool, arguments, caller)
+                .call_tool(connection, tool, arguments, on)
                 .await,
         )
     }
@@ -122,6 +121,7 @@ pub async fn open(settings: &settings::Gateway) -> Result<Arc<Gateway>, ConfigEr
         .tools_cache_ttl(settings.tools_cache_ttl)
         .tool_screen(settings.screen.clone(), settings.quarantine)
         .annotations(std::sync::Arc::clone(&settings.annotations))
+        .token_exchange(settings.token_exchange.clone())
         .fanout(settings.fanout),
     }))
 }
@@ -146,20 +146,24 @@ fn breakers(settings: &settings::Gateway) -> Result<CircuitBreakers, ConfigError
 /// calls; an upstream that fails answers with a tool error the model can
 /// read.
 impl ToolSource for Gateway {
-    fn tools_for<'a>(&'a self, namespace: &'a str) -> BoxFuture<'a, Vec<Tool>> {
-        Box::pin(Gateway::tools_for(self, namespace))
+    fn tools_for<'a>(
+        &'a self,
+        namespace: &'a str,
+        caller: Option<&'a http::Extensions>,
+    ) -> BoxFuture<'a, Vec<Tool>> {
+        Box::pin(Gateway::tools_for(self, namespace, OnBehalf::of(caller)))
     }
 
     fn call<'a>(
         &'a self,
         namespace: &'a str,
-        caller: Option<&'a Principal>,
+        caller: Option<&'a http::Extensions>,
         name: &'a str,
         arguments: Option<JsonObject>,
     ) -> BoxFuture<'a, Option<Result<rmcp::model::CallToolResult, rmcp::ErrorData>>> {
         Box::pin(async move {
             Some(
-                match Gateway::call(self, namespace, caller, name, arguments).await? {
+                match Gateway::call(self, namespace, OnBehalf::of(caller), name, arguments).await? {
                     Ok(result) => Ok(result),
                     // Refused by the tool rules: as the handler refuses.
                     Err(UpstreamError::Denied(why)) => {

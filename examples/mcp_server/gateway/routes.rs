@@ -47,8 +47,8 @@ use tower_warden::stack::WardenLayer;
 use super::super::problem::{problem, rejected};
 use super::super::tools::Deadlines;
 use super::Gateway;
-use super::store::{Connection, NewConnection, StoreError};
-use super::upstream::{ApproveError, UpstreamError};
+use super::store::{Connection, NewConnection, StoreError, UpstreamAuth};
+use super::upstream::{ApproveError, OnBehalf, UpstreamError};
 
 /// The connection API's path prefix.
 pub const CONNECTIONS: &str = "/api/v1/mcp/connections";
@@ -202,6 +202,14 @@ fn upstream_failed(error: &UpstreamError) -> Response {
         UpstreamError::Denied(_) => {
             rejected(&Rejection::new(Reason::InsufficientScope).with_detail(detail))
         }
+        UpstreamError::Exchange(exchange) => {
+            let code = match exchange.status() {
+                StatusCode::UNAUTHORIZED => "token_exchange_refused",
+                StatusCode::FORBIDDEN => "token_exchange_forbidden",
+                _ => "token_exchange_failed",
+            };
+            problem(exchange.status(), code, detail)
+        }
     }
 }
 
@@ -275,6 +283,8 @@ struct CreateBody {
     namespace: Option<String>,
     /// A credential for the upstream (sent as a bearer token).
     credential: Option<String>,
+    /// `credential` (the default) or `token_exchange`.
+    upstream_auth: Option<UpstreamAuth>,
 }
 
 async fn create(
@@ -315,11 +325,20 @@ async fn create(
     if let Err(why) = gateway.upstreams.reach().check_url(&body.url) {
         return problem(StatusCode::BAD_REQUEST, "upstream_forbidden", why);
     }
+    let upstream_auth = body.upstream_auth.unwrap_or_default();
+    if upstream_auth == UpstreamAuth::TokenExchange && !gateway.upstreams.exchanges_tokens() {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "upstream_auth token_exchange needs MCP_TOKEN_EXCHANGE_URL on this server",
+        );
+    }
     let new = NewConnection {
         server_name: body.server_name,
         url: body.url,
         timeout_ms,
         credential: body.credential,
+        upstream_auth,
     };
     match gateway.store.create(&namespace, new).await {
         Ok(connection) => (StatusCode::CREATED, Json(connection)).into_response(),
@@ -388,7 +407,11 @@ async fn tools(
         Ok(connection) => connection,
         Err(response) => return response,
     };
-    match gateway.upstreams.list_tools(&connection).await {
+    match gateway
+        .upstreams
+        .list_tools(&connection, OnBehalf::of(Some(&extensions)))
+        .await
+    {
         Ok(mut tools) => {
             let head = call_head(&extensions, None);
             let warden = &api.access.warden;
@@ -448,9 +471,12 @@ async fn execute(
     // abandoned, and the upstream told so (`notifications/cancelled`).
     let called = tokio::time::timeout(
         deadline,
-        gateway
-            .upstreams
-            .call_tool(&connection, &tool, arguments, extensions.get::<Principal>()),
+        gateway.upstreams.call_tool(
+            &connection,
+            &tool,
+            arguments,
+            OnBehalf::of(Some(&extensions)),
+        ),
     )
     .await
     .unwrap_or(Err(UpstreamError::Timeout));
@@ -466,7 +492,12 @@ async fn execute(
 
 /// The tools of a connection that wait for an operator: flagged by the
 /// screen, added or changed since approval, or gone (a fresh listing).
-async fn changes(State(api): State<Arc<Api>>, caller: Caller, Path(id): Path<String>) -> Response {
+async fn changes(
+    State(api): State<Arc<Api>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    extensions: axum::http::Extensions,
+) -> Response {
     if !caller.admin {
         return not_admin();
     }
@@ -475,7 +506,11 @@ async fn changes(State(api): State<Arc<Api>>, caller: Caller, Path(id): Path<Str
         Ok(connection) => connection,
         Err(response) => return response,
     };
-    match gateway.upstreams.changes(&connection).await {
+    match gateway
+        .upstreams
+        .changes(&connection, OnBehalf::of(Some(&extensions)))
+        .await
+    {
         Ok(changes) => {
             Json(json!({ "connection_id": connection.id, "changes": changes })).into_response()
         }
@@ -518,7 +553,12 @@ async fn approve(
     };
     match gateway
         .upstreams
-        .approve(&connection, &tool, digest.as_deref())
+        .approve(
+            &connection,
+            &tool,
+            digest.as_deref(),
+            OnBehalf::of(Some(&extensions)),
+        )
         .await
     {
         Ok(()) => {

@@ -49,7 +49,35 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         "ALTER TABLE mcp_connections ADD COLUMN tools_pinned_at_us BIGINT",
     ),
+    // How the gateway authenticates to the upstream (`UpstreamAuth`).
+    (
+        4,
+        "ALTER TABLE mcp_connections ADD COLUMN upstream_auth TEXT NOT NULL DEFAULT 'credential'",
+    ),
 ];
+
+/// How the gateway authenticates its calls to a connection's upstream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamAuth {
+    /// The connection's stored credential as a bearer token, or nothing
+    /// when it has none.
+    #[default]
+    Credential,
+    /// The caller's access token exchanged at `MCP_TOKEN_EXCHANGE_URL`
+    /// for one whose resource is the upstream's URL (RFC 8693, RFC 8707).
+    TokenExchange,
+}
+
+impl UpstreamAuth {
+    /// Its column value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Credential => "credential",
+            Self::TokenExchange => "token_exchange",
+        }
+    }
+}
 
 /// The most tools one connection keeps pinned.
 pub const MAX_PINNED_TOOLS: usize = 1024;
@@ -83,6 +111,8 @@ pub struct Connection {
     pub created_at: i64,
     /// Whether a credential is kept for the upstream.
     pub has_credential: bool,
+    /// How the upstream is called.
+    pub upstream_auth: UpstreamAuth,
     /// The upstream credential: sent to the upstream, never serialized.
     #[serde(skip)]
     pub credential: Option<String>,
@@ -117,6 +147,9 @@ pub struct NewConnection {
     pub timeout_ms: u64,
     /// Sent to the upstream as a bearer token.
     pub credential: Option<String>,
+    /// How the upstream is called (a credential and token exchange
+    /// exclude each other).
+    pub upstream_auth: UpstreamAuth,
 }
 
 /// Why the store refused or failed.
@@ -364,11 +397,13 @@ impl ConnectionStore {
             has_credential: new.credential.is_some(),
             credential: new.credential,
             credential_unreadable: false,
+            upstream_auth: new.upstream_auth,
         };
         let inserted = sqlx::query(
             "INSERT INTO mcp_connections
-                (id, namespace, server_name, url, timeout_ms, credential, created_at_us)
-             SELECT $1, $2, $3, $4, $5, $6, $7
+                (id, namespace, server_name, url, timeout_ms, credential, created_at_us,
+                 upstream_auth)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $9
              WHERE (SELECT COUNT(*) FROM mcp_connections WHERE namespace = $2) < $8",
         )
         .bind(&connection.id)
@@ -379,6 +414,7 @@ impl ConnectionStore {
         .bind(sealed)
         .bind(created_us)
         .bind(i64::from(self.max_per_namespace))
+        .bind(connection.upstream_auth.as_str())
         .execute(&self.pool)
         .await;
         match inserted {
@@ -399,7 +435,8 @@ impl ConnectionStore {
     /// The database failed.
     pub async fn list(&self, namespace: &str) -> Result<Vec<Connection>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, namespace, server_name, url, timeout_ms, credential, created_at_us
+            "SELECT id, namespace, server_name, url, timeout_ms, credential, created_at_us,
+                    upstream_auth
              FROM mcp_connections WHERE namespace = $1 ORDER BY created_at_us, id",
         )
         .bind(namespace)
@@ -420,7 +457,8 @@ impl ConnectionStore {
             return Ok(None);
         }
         let found = sqlx::query(
-            "SELECT id, namespace, server_name, url, timeout_ms, credential, created_at_us
+            "SELECT id, namespace, server_name, url, timeout_ms, credential, created_at_us,
+                    upstream_auth
              FROM mcp_connections WHERE id = $1",
         )
         .bind(id)
@@ -608,6 +646,20 @@ impl ConnectionStore {
         let stored: Option<String> = row.try_get("credential").map_err(get)?;
         let id: String = row.try_get("id").map_err(get)?;
         let has_credential = stored.is_some();
+        let upstream_auth = match row
+            .try_get::<String, _>("upstream_auth")
+            .map_err(get)?
+            .as_str()
+        {
+            "credential" => UpstreamAuth::Credential,
+            "token_exchange" => UpstreamAuth::TokenExchange,
+            // Written by hand or by a later version: not guessed at.
+            other => {
+                return Err(StoreError::Database(format!(
+                    "connection {id} has an unknown upstream_auth `{other}`"
+                )));
+            }
+        };
         let credential = match stored {
             None => None,
             Some(text) => match text.strip_prefix(SEALED) {
@@ -626,6 +678,7 @@ impl ConnectionStore {
             created_at: row.try_get::<i64, _>("created_at_us").map_err(get)? / 1_000_000,
             has_credential,
             credential,
+            upstream_auth,
         })
     }
 }
@@ -795,6 +848,11 @@ fn validate(namespace: &str, new: &NewConnection) -> Result<(), StoreError> {
         .is_some_and(|c| c.is_empty() || c.len() > 8192 || !c.bytes().all(|b| b.is_ascii_graphic()))
     {
         return invalid("credential must be 1 to 8192 visible ASCII characters");
+    }
+    if new.upstream_auth == UpstreamAuth::TokenExchange && new.credential.is_some() {
+        return invalid(
+            "a connection authenticates either with its credential or by token exchange, not both",
+        );
     }
     Ok(())
 }

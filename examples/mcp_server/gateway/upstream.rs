@@ -1,11 +1,14 @@
 //! Upstream MCP servers, reached with rmcp's Streamable HTTP client: one
-//! client per connection, each call through the connection's own circuit
+//! client per connection (per connection and caller when the connection
+//! exchanges tokens), each call through the connection's own circuit
 //! breaker and timeout.
 //!
 //! The caller's credential is never passed on (MCP forbids token
-//! passthrough): a connection may carry its own upstream credential, sent
-//! as `Authorization: Bearer …`, and nothing else from the caller's request
-//! reaches the upstream.
+//! passthrough): a connection carries its own upstream credential, sent as
+//! `Authorization: Bearer …`, or exchanges the caller's token at
+//! `MCP_TOKEN_EXCHANGE_URL` for one whose resource is the upstream
+//! ([`UpstreamAuth::TokenExchange`]); nothing else from the caller's
+//! request reaches the upstream.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -20,6 +23,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::Value;
+use tower_warden::auth::{AccessToken, ExchangeError, ExchangeTarget, TokenExchange};
 use tower_warden::circuit_breaker::{BreakerState, CircuitBreakers};
 use tower_warden::mcp::schema_firewall::SchemaCache;
 use tower_warden::mcp::tool_integrity::{Finding, ToolDigest, ToolPins, ToolScreen};
@@ -27,10 +31,50 @@ use tower_warden::mcp::{ResponseLimitExceeded, ResponseLimitLayer};
 use tower_warden::principal::Principal;
 use tower_warden::tool_rules::AnnotationPolicy;
 
-use super::capped::Capped;
-use super::store::{Connection, ConnectionStore, Pin, StoreError};
+use super::capped::{Capped, TokenCell};
+use super::store::{Connection, ConnectionStore, Pin, StoreError, UpstreamAuth};
 
 type Client = RunningService<RoleClient, ClientConfig>;
+
+/// The most upstream clients held for callers of token-exchange
+/// connections (one MCP session each); a new caller past it closes one.
+const MAX_CALLER_CLIENTS: usize = 1024;
+
+/// Who an upstream call is made for: the caller's principal and, when the
+/// auth layer kept it, its verified access token (what a token-exchange
+/// connection exchanges).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OnBehalf<'a> {
+    /// The caller.
+    pub principal: Option<&'a Principal>,
+    /// Its access token.
+    pub token: Option<&'a AccessToken>,
+}
+
+impl<'a> OnBehalf<'a> {
+    /// The caller of a request with these extensions.
+    pub fn of(extensions: Option<&'a http::Extensions>) -> Self {
+        Self {
+            principal: extensions.and_then(http::Extensions::get),
+            token: extensions.and_then(http::Extensions::get),
+        }
+    }
+}
+
+/// Which client a call uses: the connection's own, or one per caller.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ClientKey {
+    connection: String,
+    /// The caller's subject (token-exchange connections only).
+    caller: Option<String>,
+}
+
+/// A running client, and the token its requests carry when it is a
+/// caller's.
+struct Held {
+    client: Arc<Client>,
+    token: Option<Arc<TokenCell>>,
+}
 
 use super::super::tools::GATEWAY_HOP;
 
@@ -62,6 +106,11 @@ pub enum UpstreamError {
     /// The upstream's answer went over a cap on answers (the
     /// `MAX_ANSWER_*` caps, or the connection's timeout) and was cut.
     Capped(ResponseLimitExceeded),
+    /// The connection exchanges the caller's token, and no token came: the
+    /// caller has none to exchange (an API key, no credential), the
+    /// authorization server refused, or could not be asked. The upstream
+    /// was not called.
+    Exchange(ExchangeError),
 }
 
 impl std::fmt::Display for UpstreamError {
@@ -79,6 +128,7 @@ impl std::fmt::Display for UpstreamError {
             Self::Store(error) => error.fmt(f),
             Self::Capped(limit) => write!(f, "the upstream's answer was cut: {limit}"),
             Self::Denied(why) => f.write_str(why),
+            Self::Exchange(error) => error.fmt(f),
         }
     }
 }
@@ -101,6 +151,17 @@ impl UpstreamError {
             ),
             Self::Store(_) => "the connection store is unavailable".to_owned(),
             Self::Capped(_) | Self::Denied(_) => self.to_string(),
+            Self::Exchange(ExchangeError::Refused { error }) => format!(
+                "the authorization server refused to exchange the caller's token for this \
+                 upstream ({error})"
+            ),
+            Self::Exchange(ExchangeError::Unreachable(_)) => {
+                "the authorization server cannot be reached to exchange the caller's token"
+                    .to_owned()
+            }
+            Self::Exchange(_) => {
+                "the authorization server gave no usable token for this upstream".to_owned()
+            }
         }
     }
 }
@@ -420,7 +481,9 @@ const COMPILED_SCHEMAS: usize = 4096;
 /// The running clients of every connection, their breakers, and the tool
 /// lists they last gave.
 pub struct Upstreams {
-    clients: Mutex<HashMap<String, Arc<Client>>>,
+    clients: Mutex<HashMap<ClientKey, Held>>,
+    /// Exchanges callers' tokens for token-exchange connections.
+    exchange: Option<TokenExchange>,
     breakers: CircuitBreakers,
     reach: Reach,
     /// Each connection's tool list and when it was fetched.
@@ -460,6 +523,7 @@ impl Upstreams {
     pub fn new(breakers: CircuitBreakers, reach: Reach, store: ConnectionStore) -> Self {
         Self {
             clients: Mutex::new(HashMap::new()),
+            exchange: None,
             breakers,
             reach,
             tools: Mutex::new(HashMap::new()),
@@ -520,6 +584,20 @@ impl Upstreams {
         self.annotations.refusal(caller, annotations.as_ref())
     }
 
+    /// Exchanges callers' tokens with `exchange` (`MCP_TOKEN_EXCHANGE_*`)
+    /// for the connections that ask for it; without one, such connections
+    /// are refused at registration and their calls fail.
+    #[must_use]
+    pub fn token_exchange(mut self, exchange: Option<TokenExchange>) -> Self {
+        self.exchange = exchange;
+        self
+    }
+
+    /// Whether connections may exchange callers' tokens.
+    pub fn exchanges_tokens(&self) -> bool {
+        self.exchange.is_some()
+    }
+
     /// Lists at most `n` upstreams at once for one `tools/list`
     /// (`MCP_GATEWAY_FANOUT`, at least 1).
     #[must_use]
@@ -540,7 +618,11 @@ impl Upstreams {
 
     /// The tools of `connection`'s upstream (every page): the list fetched
     /// within the cache's lifetime, else a fresh one (kept when it came).
-    pub async fn list_tools(&self, connection: &Connection) -> Result<Vec<Tool>, UpstreamError> {
+    pub async fn list_tools(
+        &self,
+        connection: &Connection,
+        on: OnBehalf<'_>,
+    ) -> Result<Vec<Tool>, UpstreamError> {
         self.reach
             .check_url(&connection.url)
             .map_err(UpstreamError::Forbidden)?;
@@ -550,7 +632,7 @@ impl Upstreams {
         {
             return Ok(tools.as_ref().clone());
         }
-        let (tools, listing) = self.fetch(connection).await?;
+        let (tools, listing) = self.fetch(connection, on).await?;
         let tools: Vec<Tool> = if self.quarantine {
             tools
                 .into_iter()
@@ -582,12 +664,12 @@ impl Upstreams {
     async fn fetch(
         &self,
         connection: &Connection,
+        on: OnBehalf<'_>,
     ) -> Result<(Vec<Tool>, Arc<Listing>), UpstreamError> {
         let tools = self
-            .guarded(
-                connection,
-                |client| async move { client.list_all_tools().await },
-            )
+            .guarded(connection, on, |client| async move {
+                client.list_all_tools().await
+            })
             .await?;
         let listing = Arc::new(self.review(connection, &tools).await?);
         let before = self
@@ -750,11 +832,15 @@ impl Upstreams {
     /// What differs between the tools `connection`'s upstream offers now
     /// (a fresh listing) and its approved tools: one entry per tool that
     /// waits for an operator, with both definitions and their digests.
-    pub async fn changes(&self, connection: &Connection) -> Result<Vec<Value>, UpstreamError> {
+    pub async fn changes(
+        &self,
+        connection: &Connection,
+        on: OnBehalf<'_>,
+    ) -> Result<Vec<Value>, UpstreamError> {
         self.reach
             .check_url(&connection.url)
             .map_err(UpstreamError::Forbidden)?;
-        let (_, listing) = self.fetch(connection).await?;
+        let (_, listing) = self.fetch(connection, on).await?;
         let pinned = |tool: &str| listing.pinned.get(tool);
         let parse =
             |pin: &Pin| serde_json::from_str::<Value>(&pin.definition).unwrap_or(Value::Null);
@@ -800,12 +886,13 @@ impl Upstreams {
         connection: &Connection,
         tool: &str,
         digest: Option<&str>,
+        on: OnBehalf<'_>,
     ) -> Result<(), ApproveError> {
         self.reach
             .check_url(&connection.url)
             .map_err(|why| ApproveError::Upstream(UpstreamError::Forbidden(why)))?;
         let (_, listing) = self
-            .fetch(connection)
+            .fetch(connection, on)
             .await
             .map_err(ApproveError::Upstream)?;
         let offered = listing.tools.get(tool);
@@ -865,12 +952,13 @@ impl Upstreams {
         connection: &Connection,
         tool: &str,
         arguments: Option<JsonObject>,
-        caller: Option<&Principal>,
+        on: OnBehalf<'_>,
     ) -> Result<CallToolResult, UpstreamError> {
+        let caller = on.principal;
         let listing = match self.listing_with(connection, tool) {
             Some(listing) => Some(listing),
             None => {
-                self.list_tools(connection).await?;
+                self.list_tools(connection, on).await?;
                 self.listing_with(connection, tool)
             }
         };
@@ -906,7 +994,7 @@ impl Upstreams {
             params = params.with_arguments(arguments);
         }
         let result = self
-            .guarded(connection, |client| async move {
+            .guarded(connection, on, |client| async move {
                 client.call_tool(params).await
             })
             .await?;
@@ -922,13 +1010,21 @@ impl Upstreams {
         Ok(result)
     }
 
-    /// Closes `id`'s client and drops its breaker (the connection is gone).
+    /// Closes `id`'s clients and drops its breaker (the connection is
+    /// gone).
     pub fn forget(&self, id: &str) {
-        let client = self.lock().remove(id);
+        let mut gone = Vec::new();
+        self.lock().retain(|key, held| {
+            let keep = key.connection != id;
+            if !keep {
+                gone.push(Arc::clone(&held.client));
+            }
+            keep
+        });
         self.cached().remove(id);
         self.listings().remove(id);
         self.breakers.remove(id);
-        if let Some(client) = client {
+        for client in gone {
             close(client);
         }
     }
@@ -938,15 +1034,52 @@ impl Upstreams {
         self.breakers.states()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Client>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, Held>> {
         self.clients.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs `call` on `connection`'s client, through its breaker and
-    /// within its timeout (connecting first if needed). A transport
-    /// failure or a timeout counts against the breaker and drops the
-    /// client, so the next call connects afresh.
-    async fn guarded<T, F, Fut>(&self, connection: &Connection, call: F) -> Result<T, UpstreamError>
+    /// The client a call on `connection` for `on` uses: the connection's
+    /// own, or — when it exchanges tokens — the caller's (one MCP session
+    /// per caller, so an upstream that ties sessions to users sees each
+    /// user in its own). A caller without an access token to exchange (an
+    /// API key, no credential) is refused.
+    fn client_key(
+        &self,
+        connection: &Connection,
+        on: OnBehalf<'_>,
+    ) -> Result<ClientKey, UpstreamError> {
+        let caller = match connection.upstream_auth {
+            UpstreamAuth::Credential => None,
+            UpstreamAuth::TokenExchange => match (on.principal, on.token) {
+                (Some(principal), Some(_)) => Some(principal.subject().to_owned()),
+                _ => {
+                    return Err(UpstreamError::Denied(
+                        "this upstream is called with a token exchanged for the caller's \
+                         access token, and the caller has none (API keys cannot be exchanged)"
+                            .to_owned(),
+                    ));
+                }
+            },
+        };
+        Ok(ClientKey {
+            connection: connection.id.clone(),
+            caller,
+        })
+    }
+
+    /// Runs `call` on `connection`'s client for `on`, through its breaker
+    /// and within its timeout (exchanging the caller's token and
+    /// connecting first if needed). A transport failure, a timeout, or a
+    /// token endpoint that cannot be reached counts against the breaker (a
+    /// transport failure or a timeout also drops the client, so the next
+    /// call connects afresh); an exchange the authorization server refused
+    /// counts neither way.
+    async fn guarded<T, F, Fut>(
+        &self,
+        connection: &Connection,
+        on: OnBehalf<'_>,
+        call: F,
+    ) -> Result<T, UpstreamError>
     where
         F: FnOnce(Arc<Client>) -> Fut,
         Fut: Future<Output = Result<T, ServiceError>>,
@@ -965,13 +1098,18 @@ impl Upstreams {
                 "its stored credential cannot be read; register the connection again".to_owned(),
             ));
         }
+        let key = self.client_key(connection, on)?;
         let breaker = self.breakers.get_or_insert(&connection.id);
         let permit = breaker.try_acquire().map_err(|open| UpstreamError::Open {
             retry_after: open.retry_after(),
         })?;
         let timeout = Duration::from_millis(connection.timeout_ms);
         let outcome = tokio::time::timeout(timeout, async {
-            let client = self.client(connection).await?;
+            let token = match (&key.caller, on.token) {
+                (Some(_), Some(token)) => Some(self.exchanged(connection, token).await?),
+                _ => None,
+            };
+            let client = self.client(connection, &key, token.as_deref()).await?;
             call(client).await.map_err(|error| match error {
                 // The error event that ends a capped answer.
                 ServiceError::McpError(data)
@@ -991,19 +1129,51 @@ impl Upstreams {
         }
         match &outcome {
             Ok(_) | Err(UpstreamError::Refused(_)) => permit.success(),
+            // The upstream was not called: no verdict on it.
+            Err(UpstreamError::Exchange(error)) if !error.is_unreachable() => drop(permit),
+            Err(UpstreamError::Exchange(_)) => permit.failure(),
             Err(_) => {
                 permit.failure();
-                if let Some(client) = self.lock().remove(&connection.id) {
-                    close(client);
+                if let Some(held) = self.lock().remove(&key) {
+                    close(held.client);
                 }
             }
         }
         outcome
     }
 
-    async fn client(&self, connection: &Connection) -> Result<Arc<Client>, UpstreamError> {
-        if let Some(client) = self.lock().get(&connection.id) {
-            return Ok(Arc::clone(client));
+    /// A token for `connection`'s upstream (its URL as the resource) in
+    /// exchange for the caller's `token`.
+    async fn exchanged(
+        &self,
+        connection: &Connection,
+        token: &AccessToken,
+    ) -> Result<Arc<str>, UpstreamError> {
+        let Some(exchange) = &self.exchange else {
+            return Err(UpstreamError::Forbidden(
+                "it exchanges tokens, and this gateway has no MCP_TOKEN_EXCHANGE_URL".to_owned(),
+            ));
+        };
+        exchange
+            .exchange(token.as_str(), &ExchangeTarget::resource(&connection.url))
+            .await
+            .map(|exchanged| Arc::from(exchanged.as_str()))
+            .map_err(UpstreamError::Exchange)
+    }
+
+    /// The running client of `key`, else a new one; `token` (an exchanged
+    /// token) is what a caller's client sends from now on.
+    async fn client(
+        &self,
+        connection: &Connection,
+        key: &ClientKey,
+        token: Option<&str>,
+    ) -> Result<Arc<Client>, UpstreamError> {
+        if let Some(held) = self.lock().get(key) {
+            if let (Some(cell), Some(token)) = (&held.token, token) {
+                cell.set(token);
+            }
+            return Ok(Arc::clone(&held.client));
         }
         // Marks the call as the gateway's own: a gateway receiving it (this
         // one, registered as its own upstream, or another in a loop) offers
@@ -1014,15 +1184,18 @@ impl Upstreams {
         )]);
         let mut config = StreamableHttpClientTransportConfig::with_uri(connection.url.clone())
             .custom_headers(hop);
-        if let Some(credential) = &connection.credential {
+        if let (UpstreamAuth::Credential, Some(credential)) =
+            (connection.upstream_auth, &connection.credential)
+        {
             config = config.auth_header(credential.clone());
         }
         let caps = self
             .caps
             .clone()
             .max_duration(Duration::from_millis(connection.timeout_ms));
+        let cell = token.map(|token| Arc::new(TokenCell::new(token)));
         let transport = StreamableHttpClientTransport::with_client(
-            Capped::new(self.reach.http_client()?, caps),
+            Capped::new(self.reach.http_client()?, caps).with_token(cell.clone()),
             config,
         );
         let client = ClientConfig::default()
@@ -1030,11 +1203,30 @@ impl Upstreams {
             .await
             .map_err(|e| UpstreamError::Failed(e.to_string()))?;
         let client = Arc::new(client);
-        let kept = Arc::clone(
-            self.lock()
-                .entry(connection.id.clone())
-                .or_insert_with(|| Arc::clone(&client)),
-        );
+        let (kept, evicted) = {
+            let mut clients = self.lock();
+            let evicted = if key.caller.is_some()
+                && !clients.contains_key(key)
+                && clients.keys().filter(|k| k.caller.is_some()).count() >= MAX_CALLER_CLIENTS
+            {
+                let victim = clients.keys().find(|k| k.caller.is_some()).cloned();
+                victim.and_then(|victim| clients.remove(&victim))
+            } else {
+                None
+            };
+            let held = clients.entry(key.clone()).or_insert_with(|| Held {
+                client: Arc::clone(&client),
+                token: cell,
+            });
+            // Another call connected first: its client, with this token.
+            if let (Some(cell), Some(token)) = (&held.token, token) {
+                cell.set(token);
+            }
+            (Arc::clone(&held.client), evicted)
+        };
+        if let Some(evicted) = evicted {
+            close(evicted.client);
+        }
         if !Arc::ptr_eq(&kept, &client) {
             close(client);
         }
