@@ -170,6 +170,29 @@ impl std::error::Error for ExchangeError {}
 
 /// A token endpoint and how to exchange tokens at it. Built by
 /// [`TokenExchange::builder`]; cloning is cheap (clones share the cache).
+///
+/// With [`AuthLayer::keep_access_token`](super::AuthLayer::keep_access_token)
+/// in front, a service exchanges the caller's verified token for one meant
+/// for the upstream it is about to call:
+///
+/// ```no_run
+/// use tower_warden::auth::{AccessToken, ClientAuth, ExchangeTarget, TokenExchange};
+///
+/// # async fn call(request: http::Request<()>) -> Result<(), Box<dyn std::error::Error>> {
+/// let exchange = TokenExchange::builder(
+///     "https://idp.example.com/oauth2/token",
+///     "mcp-gateway",
+///     ClientAuth::SecretBasic("the gateway's secret".into()),
+/// )
+/// .build()?;
+/// let caller = request.extensions().get::<AccessToken>().ok_or("no token")?;
+/// let target = ExchangeTarget::resource("https://search.internal/mcp");
+/// let token = exchange.exchange(caller.as_str(), &target).await?;
+/// let authorization = format!("Bearer {}", token.as_str()); // for the upstream
+/// # let _ = authorization;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct TokenExchange {
     inner: Arc<Inner>,
@@ -488,5 +511,224 @@ impl TokenExchangeBuilder {
                     .unwrap_or_else(|| Arc::new(super::oauth::system_now)),
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Answer shapes a real authorization server rarely gives (errors,
+    //! missing fields, no expiry), from a scripted endpoint on 127.0.0.1;
+    //! the exchange against a real one is in `tests/token_exchange.rs`.
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    /// An endpoint answering `status` and `body` to every request; how
+    /// many it received; the last form it was sent.
+    struct Endpoint {
+        url: String,
+        asked: Arc<AtomicU64>,
+        last: Arc<Mutex<String>>,
+    }
+
+    async fn endpoint(status: u16, body: Value) -> Endpoint {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/token", listener.local_addr().unwrap());
+        let asked = Arc::new(AtomicU64::new(0));
+        let last = Arc::new(Mutex::new(String::new()));
+        let (count, form) = (Arc::clone(&asked), Arc::clone(&last));
+        let route = axum::routing::post(move |request: String| {
+            count.fetch_add(1, Ordering::SeqCst);
+            *form.lock().unwrap() = request;
+            let body = body.clone();
+            async move {
+                (
+                    StatusCode::from_u16(status).unwrap(),
+                    [("content-type", "application/json")],
+                    body.to_string(),
+                )
+            }
+        });
+        let router = axum::Router::new().route("/token", route);
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Endpoint { url, asked, last }
+    }
+
+    fn exchange(url: &str, now: Arc<AtomicU64>) -> TokenExchange {
+        TokenExchange::builder(url, "gateway", ClientAuth::SecretPost("s3cret".into()))
+            .clock(move || now.load(Ordering::SeqCst))
+            .cache_capacity(2)
+            .build()
+            .unwrap()
+    }
+
+    fn issued(expires_in: Option<u64>) -> Value {
+        let mut body = serde_json::json!({
+            "access_token": "upstream-token",
+            "issued_token_type": ACCESS_TOKEN_TYPE,
+            "token_type": "Bearer",
+        });
+        if let Some(secs) = expires_in {
+            body["expires_in"] = secs.into();
+        }
+        body
+    }
+
+    #[tokio::test]
+    async fn the_form_names_the_grant_the_subject_and_the_target() {
+        let server = endpoint(200, issued(Some(300))).await;
+        let exchange = exchange(&server.url, Arc::new(AtomicU64::new(1000)));
+        let target = ExchangeTarget::resource("https://up.example/mcp")
+            .audience("up")
+            .scope("tools:call");
+        let token = exchange.exchange("caller token", &target).await.unwrap();
+        assert_eq!(token.as_str(), "upstream-token");
+        assert_eq!(token.expires_at(), Some(1300));
+        assert!(!format!("{token:?}").contains("upstream-token"));
+        let form = server.last.lock().unwrap().clone();
+        for part in [
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange",
+            "subject_token=caller%20token",
+            "subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token",
+            "resource=https%3A%2F%2Fup.example%2Fmcp",
+            "audience=up",
+            "scope=tools%3Acall",
+            "client_id=gateway",
+            "client_secret=s3cret",
+        ] {
+            assert!(form.split('&').any(|p| p == part), "{part} not in {form}");
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_are_reused_until_the_margin_before_expiry_per_caller_and_target() {
+        let server = endpoint(200, issued(Some(300))).await;
+        let now = Arc::new(AtomicU64::new(1000));
+        let exchange = exchange(&server.url, Arc::clone(&now));
+        let up = ExchangeTarget::resource("https://up.example/mcp");
+        exchange.exchange("alice", &up).await.unwrap();
+        exchange.exchange("alice", &up).await.unwrap();
+        assert_eq!(server.asked.load(Ordering::SeqCst), 1);
+        // Another caller, another target: asked again.
+        exchange.exchange("bob", &up).await.unwrap();
+        exchange
+            .exchange(
+                "alice",
+                &ExchangeTarget::resource("https://other.example/mcp"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(server.asked.load(Ordering::SeqCst), 3);
+        // Bounded: two entries at most.
+        assert_eq!(exchange.cached_tokens(), 2);
+        // 30 s before expiry (1300): renewed.
+        now.store(1270, Ordering::SeqCst);
+        exchange.exchange("bob", &up).await.unwrap();
+        assert_eq!(server.asked.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_token_without_expiry_is_used_once() {
+        let server = endpoint(200, issued(None)).await;
+        let exchange = exchange(&server.url, Arc::new(AtomicU64::new(1000)));
+        let up = ExchangeTarget::resource("https://up.example/mcp");
+        exchange.exchange("alice", &up).await.unwrap();
+        exchange.exchange("alice", &up).await.unwrap();
+        assert_eq!(server.asked.load(Ordering::SeqCst), 2);
+        assert_eq!(exchange.cached_tokens(), 0);
+    }
+
+    #[tokio::test]
+    async fn refusals_and_failures_are_typed() {
+        let up = ExchangeTarget::resource("https://up.example/mcp");
+        let now = Arc::new(AtomicU64::new(1000));
+        let cases = [
+            (
+                400,
+                serde_json::json!({"error": "invalid_grant"}),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                400,
+                serde_json::json!({"error": "invalid_target"}),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                401,
+                serde_json::json!({"error": "invalid_client"}),
+                StatusCode::BAD_GATEWAY,
+            ),
+            (
+                503,
+                serde_json::json!({"error": "temporarily_unavailable"}),
+                StatusCode::BAD_GATEWAY,
+            ),
+            (
+                200,
+                serde_json::json!({"token_type": "Bearer"}),
+                StatusCode::BAD_GATEWAY,
+            ),
+            (
+                200,
+                serde_json::json!({"access_token": "t", "token_type": "DPoP"}),
+                StatusCode::BAD_GATEWAY,
+            ),
+            (
+                200,
+                serde_json::json!({"access_token": "t", "token_type": "Bearer",
+                                   "issued_token_type": "urn:ietf:params:oauth:token-type:id_token"}),
+                StatusCode::BAD_GATEWAY,
+            ),
+            (
+                200,
+                serde_json::json!(["not", "an", "object"]),
+                StatusCode::BAD_GATEWAY,
+            ),
+        ];
+        for (status, body, expected) in cases {
+            let server = endpoint(status, body.clone()).await;
+            let error = exchange(&server.url, Arc::clone(&now))
+                .exchange("alice", &up)
+                .await
+                .unwrap_err();
+            assert_eq!(error.status(), expected, "{status} {body}: {error}");
+            assert_eq!(error.is_unreachable(), status == 503, "{status} {body}");
+        }
+        // Nobody listening.
+        let closed = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}/token", listener.local_addr().unwrap())
+        };
+        let error = exchange(&closed, now)
+            .exchange("alice", &up)
+            .await
+            .unwrap_err();
+        assert!(error.is_unreachable(), "{error}");
+        assert_eq!(error.status(), StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn settings_errors_name_the_exchange_settings() {
+        let error =
+            TokenExchange::builder("ftp://x", "gateway", ClientAuth::SecretBasic("s".into()))
+                .build()
+                .unwrap_err();
+        assert_eq!(error.setting(), "MCP_TOKEN_EXCHANGE_URL");
+        let error = TokenExchange::builder(
+            "https://as.example/token",
+            "",
+            ClientAuth::SecretBasic("s".into()),
+        )
+        .build()
+        .unwrap_err();
+        assert_eq!(error.setting(), "MCP_TOKEN_EXCHANGE_CLIENT_ID");
+        let error = TokenExchange::builder(
+            "https://as.example/token",
+            "g",
+            ClientAuth::SecretBasic(String::new()),
+        )
+        .build()
+        .unwrap_err();
+        assert_eq!(error.setting(), "MCP_TOKEN_EXCHANGE_CLIENT_SECRET");
     }
 }

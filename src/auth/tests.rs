@@ -942,3 +942,70 @@ async fn auth_layer_accepts_the_tokens_of_its_jwt_auth() {
     assert_eq!(reason, Reason::Unauthenticated);
     assert_eq!(challenge, "Bearer");
 }
+
+/// What the inner service saw of the access token.
+async fn kept_token(layer: AuthLayer, request: Request<()>) -> (StatusCode, Option<AccessToken>) {
+    let service =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service_fn(|request: Request<()>| async move {
+                let mut response = Response::new(String::new());
+                let token = request.extensions().get::<AccessToken>().cloned();
+                response.extensions_mut().insert(token);
+                Ok::<_, Infallible>(response)
+            });
+    let response = service.oneshot(request).await.unwrap();
+    let token = response
+        .extensions()
+        .get::<Option<AccessToken>>()
+        .cloned()
+        .flatten();
+    (response.status(), token)
+}
+
+#[tokio::test]
+async fn the_verified_token_is_kept_for_the_inner_service_only_when_asked() {
+    let clock = Clock::new();
+    let keys = ApiKeys::new("a-server-side-salt-value").unwrap();
+    keys.insert_key(
+        "sk-live-0123456789",
+        Principal::builder("bot", AuthMethod::ApiKey).build(),
+    )
+    .unwrap();
+    let layer = AuthLayer::jwt_or_api_key(hmac_auth(&clock), keys);
+    let token = hs256(&claims());
+
+    // Off by default.
+    let (status, kept) = kept_token(layer.clone(), bearer(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(kept.is_none());
+
+    let layer = layer.keep_access_token(true);
+    let (status, kept) = kept_token(layer.clone(), bearer(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    let kept = kept.expect("the verified token");
+    assert_eq!(kept.as_str(), token);
+    assert!(!format!("{kept:?}").contains(&token));
+    // A cached verification keeps it too.
+    let (_, again) = kept_token(layer.clone(), bearer(&token)).await;
+    assert_eq!(again.unwrap().as_str(), token);
+
+    // An API key is no token to exchange: never kept, as a header or as
+    // a bearer value.
+    let with_key = Request::builder()
+        .header("x-api-key", "sk-live-0123456789")
+        .body(())
+        .unwrap();
+    let (status, kept) = kept_token(layer.clone(), with_key).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(kept.is_none());
+    let (status, kept) = kept_token(layer.clone(), bearer("sk-live-0123456789")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(kept.is_none());
+
+    // A refused token is not handed on either.
+    clock.set(NOW + 10 * 3600);
+    let (status, kept) = kept_token(layer, bearer(&token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(kept.is_none());
+}

@@ -1075,6 +1075,10 @@ fn every_declared_secret_is_hidden_in_both_views() {
             "MCP_INTROSPECTION_CLIENT_SECRET",
             "declared-secret-introspection",
         ),
+        (
+            "MCP_TOKEN_EXCHANGE_CLIENT_SECRET",
+            "declared-secret-token-exchange",
+        ),
         ("MCP_API_KEYS", "declared-secret-api-key-0123"),
         ("MCP_API_KEY_SALT", "declared-secret-salt-0123"),
     ];
@@ -1093,6 +1097,10 @@ fn every_declared_secret_is_hidden_in_both_views() {
                     "https://idp.example.com/introspect",
                 ),
                 ("MCP_INTROSPECTION_CLIENT_ID", "mcp-server"),
+            ],
+            "MCP_TOKEN_EXCHANGE_CLIENT_SECRET" => &[
+                ("MCP_TOKEN_EXCHANGE_URL", "https://idp.example.com/token"),
+                ("MCP_TOKEN_EXCHANGE_CLIENT_ID", "mcp-gateway"),
             ],
             _ => &[],
         };
@@ -1308,4 +1316,62 @@ fn introspection_settings_are_all_or_nothing() {
         secret,
     ];
     assert_eq!(setting(&production), "MCP_INTROSPECTION_URL");
+}
+
+#[test]
+fn token_exchange_settings_are_all_or_nothing_as_introspections_are() {
+    let url = ("MCP_TOKEN_EXCHANGE_URL", "https://idp.example.com/token");
+    let id = ("MCP_TOKEN_EXCHANGE_CLIENT_ID", "gateway");
+    let secret = ("MCP_TOKEN_EXCHANGE_CLIENT_SECRET", "s3cret-of-the-gateway");
+    let config = load(&[url, id, secret]).unwrap();
+    assert_eq!(
+        config.token_exchange_url.as_deref(),
+        Some("https://idp.example.com/token")
+    );
+    assert_eq!(
+        config.token_exchange_client_auth.as_deref(),
+        Some("client_secret_basic")
+    );
+    assert!(config.introspection_url.is_none());
+    assert!(!config.redacted_json().to_string().contains("s3cret"));
+    let key = ("MCP_TOKEN_EXCHANGE_CLIENT_KEY_FILE", "Cargo.toml");
+    let config = load(&[url, id, key]).unwrap();
+    assert_eq!(
+        config.token_exchange_client_auth.as_deref(),
+        Some("private_key_jwt")
+    );
+    for (vars, name) in [
+        (vec![id], "MCP_TOKEN_EXCHANGE_CLIENT_ID"),
+        (vec![key], "MCP_TOKEN_EXCHANGE_CLIENT_KEY_FILE"),
+        (vec![url, secret], "MCP_TOKEN_EXCHANGE_CLIENT_ID"),
+        (vec![url, id], "MCP_TOKEN_EXCHANGE_CLIENT_SECRET"),
+        (
+            vec![url, id, secret, key],
+            "MCP_TOKEN_EXCHANGE_CLIENT_KEY_FILE",
+        ),
+        (
+            vec![
+                url,
+                id,
+                secret,
+                ("MCP_TOKEN_EXCHANGE_CLIENT_AUTH", "private_key_jwt"),
+            ],
+            "MCP_TOKEN_EXCHANGE_CLIENT_AUTH",
+        ),
+        (
+            vec![url, id, secret, ("MCP_TOKEN_EXCHANGE_CLIENT_AUTH", "none")],
+            "MCP_TOKEN_EXCHANGE_CLIENT_AUTH",
+        ),
+        (
+            vec![
+                ("MCP_TOKEN_EXCHANGE_URL", "ftp://idp.example.com/token"),
+                id,
+                secret,
+            ],
+            "MCP_TOKEN_EXCHANGE_URL",
+        ),
+    ] {
+        let error = load(&vars).unwrap_err();
+        assert_eq!(error.setting(), name, "{vars:?}: {error}");
+    }
 }
