@@ -316,6 +316,8 @@ impl<R> ClientCertLayer<R> {
 }
 
 impl<R: Respond> Check for ClientCertLayer<R> {
+    const LAYER: &'static str = "client_cert";
+
     type Responder = R;
 
     #[inline]

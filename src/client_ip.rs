@@ -472,6 +472,8 @@ impl<R> ClientIpLayer<R> {
 }
 
 impl<R: Respond> Check for ClientIpLayer<R> {
+    const LAYER: &'static str = "client_ip";
+
     type Responder = R;
 
     #[inline]

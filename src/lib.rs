@@ -145,6 +145,9 @@ pub mod metrics;
 #[cfg(feature = "namespace")]
 #[cfg_attr(docsrs, doc(cfg(feature = "namespace")))]
 pub mod namespace;
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod otel;
 pub mod principal;
 pub mod rate_limit;
 pub mod reject;

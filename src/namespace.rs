@@ -377,6 +377,8 @@ impl RequireNamespace<(), DefaultResponder> {
 }
 
 impl<R: Respond> AsyncCheck for NamespaceLayer<R> {
+    const LAYER: &'static str = "namespace";
+
     type Responder = R;
     /// The namespace the request asks for, or a rejection.
     type Outcome = Resolved;

@@ -717,12 +717,13 @@ pub(crate) fn render<R: Respond, B>(
     request: &Request<B>,
 ) -> Response<Bytes> {
     tracing::debug!(
-        target: "tower_warden",
-        code = rejection.reason().code(),
+        target: crate::telemetry::DECISIONS,
+        layer = rejection.reason().layer(),
+        reason = rejection.reason().code(),
         status = rejection.status().as_u16(),
         method = %request.method(),
         path = request.uri().path(),
-        "request rejected"
+        "refused"
     );
     let mut response = responder.respond(&rejection, &RequestHead::of(request));
     response.extensions_mut().insert(rejection);

@@ -104,6 +104,7 @@ use crate::principal::{AuthMethod, Principal};
 use crate::rate_limit::{Allowance, KeyBy, MemoryStore, Quota, RateLimit, RateLimitLayer, Store};
 use crate::reject::{DefaultResponder, Rejection};
 use crate::reload::ReloadHandle;
+use crate::telemetry::admitted;
 
 /// The whole perimeter of a [`WardenConfig`]; see the [module docs](self).
 /// Clones share every layer's state (keys, quotas, IP lists).
@@ -1047,12 +1048,18 @@ impl Check for FrontChecks {
 
     #[inline]
     fn check<B>(&self, request: &mut Request<B>) -> Result<(), Rejection> {
+        // Each part records its own admission (`LAYER` stays empty).
         self.client_ip.check(request)?;
+        admitted(<ClientIpLayer as Check>::LAYER);
         self.ip_filter.check(request)?;
+        admitted(<IpFilterLayer as Check>::LAYER);
         if let Some(client_cert) = &self.client_cert {
             client_cert.check(request)?;
+            admitted(<ClientCertLayer as Check>::LAYER);
         }
-        self.host_origin.check(request)
+        self.host_origin.check(request)?;
+        admitted(<HostOriginLayer as Check>::LAYER);
+        Ok(())
     }
 
     fn responder(&self) -> &DefaultResponder {

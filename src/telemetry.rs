@@ -31,6 +31,105 @@ pub const JWKS_REFRESHES: &str = "tower_warden_jwks_refreshes_total";
 /// Verified-token cache lookups, labelled `result`.
 pub const TOKEN_CACHE: &str = "tower_warden_token_cache_total";
 
+/// The `tracing` target of each layer's decision on a request: `admitted`
+/// (field `layer`) or `refused` (fields `layer` and `reason`), at DEBUG
+/// level, inside the request's span.
+pub const DECISIONS: &str = "tower_warden::decision";
+
+/// Whether anything may listen at `level`: one relaxed load, so that with
+/// no subscriber (or none that verbose) the calls below cost a branch.
+#[inline(always)]
+fn listened(level: tracing::Level) -> bool {
+    level <= tracing::level_filters::LevelFilter::current()
+}
+
+/// `layer` admitted the request; nothing for an empty name.
+#[inline(always)]
+pub(crate) fn admitted(layer: &'static str) {
+    if listened(tracing::Level::DEBUG) && !layer.is_empty() {
+        tracing::debug!(target: DECISIONS, layer, "admitted");
+    }
+}
+
+/// The request's principal, on the request span (`enduser.id`); the
+/// subject only, never a credential.
+#[inline]
+pub(crate) fn subject(subject: &str) {
+    if !listened(tracing::Level::INFO) {
+        return;
+    }
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        span.record("enduser.id", subject);
+    }
+}
+
+/// The JSON-RPC message of the request, on the request span: the method,
+/// the tool of a `tools/call`, the request id; the span is renamed
+/// `{method} {tool}` as the MCP conventions name server spans.
+#[inline]
+pub(crate) fn mcp_message(method: &str, tool: Option<&str>, id: Option<&serde_json::Value>) {
+    if !listened(tracing::Level::INFO) {
+        return;
+    }
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return;
+    }
+    let method = bounded(method);
+    span.record("mcp.method.name", method);
+    let tool = tool.map(bounded);
+    if let Some(tool) = tool {
+        span.record("gen_ai.tool.name", tool);
+    }
+    rename(&span, method, tool);
+    match id {
+        Some(serde_json::Value::String(id)) => {
+            span.record("jsonrpc.request.id", bounded(id));
+        }
+        Some(serde_json::Value::Number(id)) => {
+            span.record("jsonrpc.request.id", tracing::field::display(id));
+        }
+        _ => {}
+    }
+}
+
+/// Renames an OpenTelemetry span already started (recording `otel.name`
+/// only names a span before it starts); nothing without an OpenTelemetry
+/// layer.
+#[inline]
+fn rename(span: &tracing::Span, method: &str, tool: Option<&str>) {
+    #[cfg(feature = "otel")]
+    {
+        use opentelemetry::trace::TraceContextExt as _;
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        let context = span.context();
+        let started = context.span();
+        if started.span_context().is_valid() {
+            started.update_name(match tool {
+                Some(tool) => format!("{method} {tool}"),
+                None => method.to_owned(),
+            });
+        }
+    }
+    #[cfg(not(feature = "otel"))]
+    let _ = (span, method, tool);
+}
+
+/// At most 128 bytes of a caller's text (cut at a character boundary), so
+/// a span attribute stays small whatever the message said.
+fn bounded(text: &str) -> &str {
+    const MAX: usize = 128;
+    if text.len() <= MAX {
+        return text;
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// A circuit breaker's state as a gauge value: 0 closed, 1 half-open, 2 open.
 #[inline]
 pub(crate) fn breaker_state(breaker: &str, state: &'static str, value: f64) {

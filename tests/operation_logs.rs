@@ -90,7 +90,7 @@ async fn json_logs_and_the_audit_file_carry_the_request_id() {
     ]);
     let sink = Sink::default();
     let writer = sink.clone();
-    let subscriber = app::ops::log_subscriber(&config, move || writer.clone()).unwrap();
+    let subscriber = app::ops::log_subscriber(&config, move || writer.clone(), None).unwrap();
     let _guard = tracing::subscriber::set_default(subscriber);
     let shutdown = CancellationToken::new();
     let server = Server::serve(app::router(&config, &shutdown).await.unwrap(), shutdown).await;

@@ -66,6 +66,7 @@ async fn a_bad_log_filter_or_audit_file_is_a_start_up_error() {
     let error = app::ops::log_subscriber(
         &config(&[("MCP_LOG_LEVEL", "info,tower_warden=loud")]),
         std::io::sink,
+        None,
     )
     .err()
     .unwrap();
@@ -73,6 +74,7 @@ async fn a_bad_log_filter_or_audit_file_is_a_start_up_error() {
     let error = app::ops::log_subscriber(
         &config(&[("MCP_AUDIT_LOG_FILE", "/nonexistent-dir/audit.jsonl")]),
         std::io::sink,
+        None,
     )
     .err()
     .unwrap();

@@ -28,7 +28,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match ops::log_subscriber(&settings, std::io::stderr) {
+    // Traces (OTEL_*): the exporter runs on a thread of its own.
+    let traces = match settings
+        .traces
+        .as_ref()
+        .map(|traces| traces.install())
+        .transpose()
+    {
+        Ok(traces) => traces,
+        Err(error) => {
+            eprintln!("mcp_server: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match ops::log_subscriber(&settings, std::io::stderr, traces.as_ref()) {
         Ok(subscriber) => {
             if tracing::subscriber::set_global_default(subscriber).is_err() {
                 eprintln!("mcp_server: a log subscriber is already installed");
@@ -50,13 +63,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(settings)) {
+    if let Some(config) = &settings.traces {
+        tracing::info!(endpoint = ?config, "traces exported over OTLP/HTTP");
+    }
+    let code = match runtime.block_on(run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("mcp_server: {message}");
             ExitCode::from(2)
         }
+    };
+    drop(runtime);
+    // The spans still queued go out before the process ends.
+    if let Some(traces) = traces
+        && let Err(error) = traces.shutdown()
+    {
+        eprintln!("mcp_server: the last traces were not exported: {error}");
     }
+    code
 }
 
 async fn run(settings: Settings) -> Result<(), String> {

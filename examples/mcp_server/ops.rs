@@ -33,6 +33,7 @@ use tower_warden::ConfigError;
 use tower_warden::auth::{JwtAuth, RequireLayer};
 use tower_warden::ip_filter::{IpFilterLayer, IpSet};
 use tower_warden::metrics::{MetricsLayer, REQUEST_DURATION};
+use tower_warden::otel::{self, Tracing};
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::{EnvFilter, filter_fn};
 use tracing_subscriber::fmt::MakeWriter;
@@ -47,7 +48,8 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The log subscriber of `config`: `MCP_LOG_LEVEL` (else `RUST_LOG`, else
 /// `info`) in `MCP_LOG_FORMAT` to `console`, plus every audit event as a JSON
-/// line in `MCP_AUDIT_LOG_FILE` whatever the level. Lines logged while a
+/// line in `MCP_AUDIT_LOG_FILE` whatever the level, plus the spans of
+/// `traces` (OpenTelemetry, when configured). Lines logged while a
 /// request is served carry its `request_id` (in JSON, under `span`).
 ///
 /// # Errors
@@ -57,6 +59,7 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn log_subscriber<W>(
     settings: &Settings,
     console: W,
+    traces: Option<&Tracing>,
 ) -> Result<impl tracing::Subscriber + Send + Sync + 'static, ConfigError>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
@@ -110,7 +113,10 @@ where
         }
         None => None,
     };
-    Ok(tracing_subscriber::registry().with(console).with(audit))
+    Ok(tracing_subscriber::registry()
+        .with(console)
+        .with(audit)
+        .with(traces.map(|traces| traces.layer())))
 }
 
 /// Request ids: a random per-process prefix and a counter, so ids are
@@ -205,23 +211,14 @@ pub fn around(
             HeaderValue::from_static(value),
         ))
     });
+    // The request span: a child of the caller's `traceparent`, filled in
+    // by the layers (subject, MCP method and tool, each decision).
     let trace = TraceLayer::new_for_http()
-        .make_span_with(|request: &http::Request<Body>| {
-            let id = request
-                .headers()
-                .get(&X_REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            tracing::info_span!(
-                "request",
-                request_id = %id,
-                method = %request.method(),
-                path = request.uri().path(),
-            )
-        })
+        .make_span_with(otel::request_span)
         .on_request(())
         .on_response(
-            |response: &http::Response<Body>, latency: Duration, _: &tracing::Span| {
+            |response: &http::Response<Body>, latency: Duration, span: &tracing::Span| {
+                otel::record_response(span, response);
                 let status = response.status().as_u16();
                 let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
                 // A refusal is one line per request an attacker controls:
@@ -249,9 +246,26 @@ pub fn around(
             .layer(axum::middleware::map_request(sanitize_request_id))
             .layer(SetRequestIdLayer::new(X_REQUEST_ID, RequestIds::new()))
             .layer(trace)
+            .layer(axum::middleware::map_request(remember_span))
             .layer(PropagateRequestIdLayer::new(X_REQUEST_ID)),
     ))
 }
+
+/// Keeps the trace context of the request's span in its extensions, so
+/// that work done for it elsewhere (an MCP tool call, run by the session's
+/// task) continues its trace. The context, not the span: a span kept by a
+/// long-lived task would never end, and never be exported.
+async fn remember_span(mut request: Request) -> Request {
+    if let Some(context) = otel::trace_context(&tracing::Span::current()) {
+        request.extensions_mut().insert(RequestTrace(context));
+    }
+    request
+}
+
+/// The W3C trace context (`traceparent`, `tracestate`) of the request's
+/// span.
+#[derive(Clone, Debug)]
+pub struct RequestTrace(pub (String, Option<String>));
 
 /// Whether clients reach this server over TLS (the resource URL is
 /// `https://`): then responses carry HSTS.

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use tower_warden::ConfigError;
 use tower_warden::config::{Source, WardenConfig, redact_url};
 use tower_warden::mcp::tool_integrity::ToolScreen;
+use tower_warden::otel::OtelConfig;
 
 /// The settings only the reference server reads, beside the perimeter's
 /// `tower_warden::config::VARIABLES`.
@@ -78,6 +79,9 @@ pub struct Settings {
     pub metadata: Metadata,
     /// Signed webhooks (`POST /webhooks`).
     pub webhooks: Webhooks,
+    /// OpenTelemetry traces: the standard `OTEL_*` variables; `None` (off)
+    /// unless an OTLP endpoint is set.
+    pub traces: Option<OtelConfig>,
 }
 
 impl Settings {
@@ -87,7 +91,9 @@ impl Settings {
     ///
     /// The first invalid setting, or an unknown `MCP_*` name.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::read(&Source::from_env(NAMES)?)
+        let mut settings = Self::read(&Source::from_env(NAMES)?)?;
+        settings.traces = OtelConfig::from_env()?;
+        Ok(settings)
     }
 
     /// The settings of `(name, value)` pairs (and the settings file they
@@ -103,7 +109,13 @@ impl Settings {
         K: AsRef<str>,
         V: AsRef<str>,
     {
-        Self::read(&Source::from_vars(vars, NAMES)?)
+        let vars: Vec<(String, String)> = vars
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
+            .collect();
+        let mut settings = Self::read(&Source::from_vars(vars.iter().cloned(), NAMES)?)?;
+        settings.traces = OtelConfig::from_vars(vars)?;
+        Ok(settings)
     }
 
     /// The perimeter's settings alone, read again from the environment and
@@ -136,6 +148,7 @@ impl Settings {
             metadata: Metadata::read(source, production)?,
             webhooks: Webhooks::read(source, &config)?,
             warden: config,
+            traces: None,
         })
     }
 
@@ -151,6 +164,10 @@ impl Settings {
             map.extend([
                 ("log_level".to_owned(), json!(self.logs.level)),
                 ("log_format".to_owned(), json!(self.logs.format.as_str())),
+                (
+                    "otel_traces_endpoint".to_owned(),
+                    json!(self.traces.as_ref().map(|t| redact_url(t.endpoint()))),
+                ),
                 ("audit_log_file".to_owned(), json!(self.logs.audit_file)),
                 (
                     "metrics_allowed_ips".to_owned(),

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::ops::RequestTrace;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
@@ -17,8 +18,10 @@ use rmcp::{ErrorData, RoleServer, ServerHandler, schemars, tool, tool_handler, t
 use tower_warden::client_cert::ClientCertInfo;
 use tower_warden::client_ip::{ClientIp, peer_ip};
 use tower_warden::mcp::ToolPolicy;
+use tower_warden::otel;
 use tower_warden::principal::Principal;
 use tower_warden::tool_rules::{AnnotationPolicy, ToolRules};
+use tracing::Instrument as _;
 
 /// The longest `sleep` accepted, in milliseconds.
 pub const MAX_SLEEP_MS: u64 = 10_000;
@@ -250,6 +253,76 @@ impl Tools {
             None,
         ))
     }
+
+    /// A call under its deadline, when deadlines are set.
+    async fn timed(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let Some(deadlines) = &self.deadlines else {
+            return self.dispatch(request, context).await;
+        };
+        let deadline = deadlines.of(&request.name);
+        let name = request.name.clone();
+        let cancel = context.ct.clone();
+        match tokio::time::timeout(deadline, self.dispatch(request, context)).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                cancel.cancel();
+                tracing::info!(tool = %name, deadline_ms = deadline.as_millis(), "tool call cut at its deadline");
+                Err(ErrorData::new(
+                    TIMED_OUT,
+                    format!(
+                        "the call of {name} ran past its deadline of {} ms and was cancelled",
+                        deadline.as_millis()
+                    ),
+                    None,
+                ))
+            }
+        }
+    }
+}
+
+/// The span of one tool call, `tools/call {tool}`, in the caller's trace:
+/// a child of the HTTP request's span, or of the `_meta.traceparent` the
+/// client sent (SEP-414) when the request's span is not in that trace
+/// (then linked to the request's span).
+fn tool_span(tool: &str, context: &RequestContext<RoleServer>) -> tracing::Span {
+    let request = context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<RequestTrace>())
+        .map(|trace| &trace.0);
+    // A caller's name, bounded before it becomes an attribute.
+    let tool: String = tool.chars().take(128).collect();
+    // A root for `tracing` (the session's task outlives the request); its
+    // OpenTelemetry parent is set below.
+    let span = tracing::info_span!(
+        parent: None,
+        "tool call",
+        otel.name = format!("tools/call {tool}"),
+        mcp.method.name = "tools/call",
+        gen_ai.operation.name = "execute_tool",
+        gen_ai.tool.name = tool.as_str(),
+    );
+    let trace_of = |traceparent: &str| traceparent.split('-').nth(1).map(str::to_owned);
+    let meta = context.meta.get_traceparent();
+    let request_trace = request.and_then(|(parent, _)| trace_of(parent));
+    match (meta, request) {
+        (Some(meta), _) if trace_of(meta) != request_trace => {
+            if otel::set_parent(&span, meta, context.meta.get_tracestate())
+                && let Some((parent, state)) = request
+            {
+                otel::add_link(&span, parent, state.as_deref());
+            }
+        }
+        (_, Some((parent, state))) => {
+            otel::set_parent(&span, parent, state.as_deref());
+        }
+        _ => {}
+    }
+    span
 }
 
 /// A request from a gateway (this one or another) gets no upstream tools:
@@ -411,27 +484,8 @@ impl ServerHandler for Tools {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let Some(deadlines) = &self.deadlines else {
-            return self.dispatch(request, context).await;
-        };
-        let deadline = deadlines.of(&request.name);
-        let name = request.name.clone();
-        let cancel = context.ct.clone();
-        match tokio::time::timeout(deadline, self.dispatch(request, context)).await {
-            Ok(answer) => answer,
-            Err(_) => {
-                cancel.cancel();
-                tracing::info!(tool = %name, deadline_ms = deadline.as_millis(), "tool call cut at its deadline");
-                Err(ErrorData::new(
-                    TIMED_OUT,
-                    format!(
-                        "the call of {name} ran past its deadline of {} ms and was cancelled",
-                        deadline.as_millis()
-                    ),
-                    None,
-                ))
-            }
-        }
+        let span = tool_span(&request.name, &context);
+        self.timed(request, context).instrument(span).await
     }
 
     fn get_info(&self) -> ServerConfig {

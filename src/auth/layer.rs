@@ -499,6 +499,8 @@ impl Auth<(), DefaultResponder> {
 }
 
 impl<R: Respond> AsyncCheck for AuthLayer<R> {
+    const LAYER: &'static str = "auth";
+
     type Responder = R;
     /// The principal (and the DPoP key it proved), or why not.
     type Outcome = Result<Admitted, Failure>;
@@ -531,6 +533,7 @@ impl<R: Respond> AsyncCheck for AuthLayer<R> {
                     let token = AccessToken::new(token);
                     request.extensions_mut().insert(token);
                 }
+                crate::telemetry::subject(admitted.principal.subject());
                 request.extensions_mut().insert(admitted.principal);
                 Ok(())
             }

@@ -135,6 +135,8 @@ fn insufficient_scope(
 }
 
 impl<R: Respond> Check for RequireLayer<R> {
+    const LAYER: &'static str = "auth";
+
     type Responder = R;
 
     fn check<B>(&self, request: &mut Request<B>) -> Result<(), Rejection> {

@@ -68,6 +68,12 @@ pub trait Check: Clone {
     /// How refusals are answered.
     type Responder: Respond;
 
+    /// The name this rule's admissions are recorded under, as a DEBUG
+    /// event `admitted` on the target `tower_warden::decision` in the
+    /// request's span (refusals are recorded under their reason's layer);
+    /// empty, the default: not recorded.
+    const LAYER: &'static str = "";
+
     /// Admits `request` (possibly annotating it) or refuses it.
     ///
     /// # Errors
@@ -126,7 +132,10 @@ where
     #[inline]
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         match self.check.check(&mut request) {
-            Ok(()) => ResponseFuture::inner(self.inner.call(request)),
+            Ok(()) => {
+                crate::telemetry::admitted(C::LAYER);
+                ResponseFuture::inner(self.inner.call(request))
+            }
             Err(rejection) => {
                 ResponseFuture::reject(reject::render(self.check.responder(), rejection, &request))
             }
@@ -288,6 +297,12 @@ impl<T: std::fmt::Debug> std::fmt::Debug for NowOrLater<T> {
 /// # }
 /// ```
 pub trait AsyncCheck: Clone {
+    /// The name this rule's admissions are recorded under, as a DEBUG
+    /// event `admitted` on the target `tower_warden::decision` in the
+    /// request's span (refusals are recorded under their reason's layer);
+    /// empty, the default: not recorded.
+    const LAYER: &'static str = "";
+
     /// How refusals are answered.
     type Responder: Respond;
     /// What a decision comes to, before it is applied.
@@ -396,10 +411,13 @@ where
         };
         let state = match decision {
             NowOrLater::Now(outcome) => match self.check.apply(memo, outcome, &mut request) {
-                Ok(admitted) => State::Inner {
-                    future: self.inner.call(request),
-                    admitted: Some(admitted),
-                },
+                Ok(admitted) => {
+                    crate::telemetry::admitted(C::LAYER);
+                    State::Inner {
+                        future: self.inner.call(request),
+                        admitted: Some(admitted),
+                    }
+                }
                 Err(rejection) => State::Reject {
                     response: Some(reject::render(self.check.responder(), rejection, &request)),
                 },
@@ -514,10 +532,13 @@ where
                         check,
                     } = *later;
                     match check.apply(memo, outcome, &mut request) {
-                        Ok(admitted) => State::Inner {
-                            future: service.call(request),
-                            admitted: Some(admitted),
-                        },
+                        Ok(admitted) => {
+                            crate::telemetry::admitted(C::LAYER);
+                            State::Inner {
+                                future: service.call(request),
+                                admitted: Some(admitted),
+                            }
+                        }
                         Err(rejection) => State::Reject {
                             response: Some(reject::render(check.responder(), rejection, &request)),
                         },

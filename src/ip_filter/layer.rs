@@ -131,6 +131,8 @@ impl<R> IpFilterLayer<R> {
 }
 
 impl<R: Respond> Check for IpFilterLayer<R> {
+    const LAYER: &'static str = "ip_filter";
+
     type Responder = R;
 
     #[inline]

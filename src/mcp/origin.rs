@@ -494,6 +494,8 @@ impl<R> HostOriginLayer<R> {
 }
 
 impl<R: Respond> Check for HostOriginLayer<R> {
+    const LAYER: &'static str = "mcp_origin";
+
     type Responder = R;
 
     #[inline]

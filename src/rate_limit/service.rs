@@ -47,6 +47,8 @@ impl std::fmt::Debug for Counted {
 }
 
 impl<R: Respond> AsyncCheck for RateLimitLayer<R> {
+    const LAYER: &'static str = "rate_limit";
+
     type Responder = R;
     type Outcome = Allowance;
     /// The limit the request is counted against.

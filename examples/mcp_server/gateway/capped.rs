@@ -17,12 +17,13 @@ use std::sync::Arc;
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
 use http::{HeaderName, HeaderValue};
-use rmcp::model::ClientJsonRpcMessage;
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest, RequestParamsMeta as _};
 use rmcp::transport::streamable_http_client::{
     SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
 };
 use sse_stream::Sse;
 use tower_warden::mcp::{ResponseLimitExceeded, ResponseLimitLayer, StreamBudget};
+use tower_warden::otel;
 
 type Events = BoxStream<'static, Result<Sse, SseError>>;
 
@@ -103,6 +104,27 @@ impl Capped {
     }
 }
 
+/// The W3C trace context of a tool call's `_meta` (SEP-414), copied to
+/// the `traceparent` and `tracestate` headers, so that an upstream that
+/// reads only HTTP headers continues the trace too.
+fn trace_headers(message: &ClientJsonRpcMessage, headers: &mut HashMap<HeaderName, HeaderValue>) {
+    let ClientJsonRpcMessage::Request(request) = message else {
+        return;
+    };
+    let ClientRequest::CallToolRequest(call) = &request.request else {
+        return;
+    };
+    let fields = [
+        (otel::TRACEPARENT, call.params.traceparent()),
+        (otel::TRACESTATE, call.params.tracestate()),
+    ];
+    for (name, value) in fields {
+        if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(name, value);
+        }
+    }
+}
+
 impl StreamableHttpClient for Capped {
     type Error = reqwest::Error;
 
@@ -138,6 +160,8 @@ impl StreamableHttpClient for Capped {
             ClientJsonRpcMessage::Request(request) => serde_json::to_string(&request.id).ok(),
             _ => None,
         };
+        let mut custom_headers = custom_headers;
+        trace_headers(&message, &mut custom_headers);
         let answer = self
             .inner
             .post_message_with_max_sse_event_size(

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientConfig, ContentBlock, JsonObject, Tool,
+    CallToolRequestParams, CallToolResult, ClientConfig, ContentBlock, JsonObject,
+    RequestParamsMeta as _, Tool,
 };
 use rmcp::service::{RunningService, ServiceError};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -28,8 +29,10 @@ use tower_warden::circuit_breaker::{BreakerState, CircuitBreakers};
 use tower_warden::mcp::schema_firewall::SchemaCache;
 use tower_warden::mcp::tool_integrity::{Finding, ToolDigest, ToolPins, ToolScreen};
 use tower_warden::mcp::{ResponseLimitExceeded, ResponseLimitLayer};
+use tower_warden::otel;
 use tower_warden::principal::Principal;
 use tower_warden::tool_rules::AnnotationPolicy;
+use tracing::Instrument as _;
 
 use super::capped::{Capped, TokenCell};
 use super::store::{Connection, ConnectionStore, Pin, StoreError, UpstreamAuth};
@@ -993,10 +996,27 @@ impl Upstreams {
         if let Some(Value::Object(arguments)) = given {
             params = params.with_arguments(arguments);
         }
+        // The upstream continues this trace: `_meta.traceparent` (SEP-414),
+        // which the transport also sends as the `traceparent` header.
+        let span = tracing::info_span!(
+            "upstream call",
+            otel.name = format!("tools/call {tool}"),
+            otel.kind = "client",
+            mcp.method.name = "tools/call",
+            gen_ai.tool.name = tool,
+            gateway.connection = %connection.id,
+        );
+        if let Some((parent, state)) = otel::trace_context(&span) {
+            params.set_traceparent(&parent);
+            if let Some(state) = state {
+                params.set_tracestate(&state);
+            }
+        }
         let result = self
             .guarded(connection, on, |client| async move {
                 client.call_tool(params).await
             })
+            .instrument(span)
             .await?;
         if let Some(listed) = listed.filter(|l| l.definition.get("outputSchema").is_some()) {
             let answered = serde_json::to_value(&result).unwrap_or(Value::Null);
@@ -1198,8 +1218,17 @@ impl Upstreams {
             Capped::new(self.reach.http_client()?, caps).with_token(cell.clone()),
             config,
         );
+        // The session's task lives as long as the client: under a span of
+        // its own, not the span of the call that opened it (which would
+        // then never end).
+        let session = tracing::info_span!(
+            parent: None,
+            "upstream session",
+            gateway.connection = %connection.id,
+        );
         let client = ClientConfig::default()
             .serve(transport)
+            .instrument(session)
             .await
             .map_err(|e| UpstreamError::Failed(e.to_string()))?;
         let client = Arc::new(client);

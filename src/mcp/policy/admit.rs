@@ -8,10 +8,10 @@ use serde_json::Value;
 
 use super::rules::ToolPolicy;
 use super::tools_list::Filter;
-use crate::audit;
 use crate::mcp::buffer::RequestBody;
 use crate::principal::{McpCall, Principal, called_tool};
 use crate::reject::{self, Reason, Rejection, Respond};
+use crate::{audit, telemetry};
 
 /// How much of a request, and of a `tools/list` answer, is buffered.
 #[derive(Clone, Copy, Debug)]
@@ -70,6 +70,7 @@ pub(super) fn admit<B, R: Respond>(
     let mut call = None;
     let mut denied: Vec<(&str, Vec<&str>)> = Vec::new();
     let mut lists = Vec::new();
+    let mut traced = false;
     for message in messages {
         let Some(method) = message.get("method").and_then(Value::as_str) else {
             continue;
@@ -80,6 +81,11 @@ pub(super) fn admit<B, R: Respond>(
             lists.push(id.clone());
         }
         let tool = called_tool(message);
+        if !traced {
+            // The request span names the first message of a batch.
+            telemetry::mcp_message(method, tool, message.get("id"));
+            traced = true;
+        }
         if call.is_none() {
             call = McpCall::of_message(message);
         }
@@ -114,6 +120,7 @@ pub(super) fn admit<B, R: Respond>(
         parts.extensions.insert(call);
     }
     parts.extensions.insert(policy.clone());
+    telemetry::admitted("mcp_policy");
     Admission::Call {
         request: Request::from_parts(parts, RequestBody::full(bytes)),
         filter,
