@@ -82,6 +82,10 @@
 //! | `aws-lc-rs` | no | JWT signatures through aws-lc-rs |
 //! | `rust-crypto` | no | JWT signatures through RustCrypto instead |
 //! | `jwks-url` | no | `auth::JwksUrl` (reqwest + rustls) |
+//! | `introspection` | no | `auth::Introspection`: opaque access tokens checked at the authorization server (RFC 7662) |
+//! | `token-exchange` | no | `auth::TokenExchange`: the caller's token exchanged for an upstream's (RFC 8693) |
+//! | `otel` | no | `otel`: the request span the layers fill in, W3C trace context in and out, OTLP/HTTP export from the `OTEL_*` variables |
+//! | `signature` | no | `signature::SignatureLayer`: HMAC-SHA256 signed webhooks |
 //! | `circuit-breaker` | no | `circuit_breaker::CircuitBreaker`, `CircuitBreakerLayer`, `CircuitBreakers` |
 //! | `namespace` | no | `namespace::NamespaceLayer`, `Namespace` |
 //! | `rate-limit` | no | `rate_limit::RateLimitLayer`, `MemoryStore` (governor) |

@@ -9,7 +9,9 @@ const README: &str = include_str!("../README.md");
 
 /// Every variable read: the perimeter's and the reference server's own.
 fn known(name: &str) -> bool {
-    tower_warden::config::VARIABLES.contains(&name) || server_settings::NAMES.contains(&name)
+    tower_warden::config::VARIABLES.contains(&name)
+        || server_settings::NAMES.contains(&name)
+        || tower_warden::otel::VARIABLES.contains(&name)
 }
 const CI: &str = include_str!("../.ci/run");
 

@@ -45,6 +45,7 @@
 //! | `OTEL_EXPORTER_OTLP_(TRACES_)HEADERS` | headers for the collector (`key=value,...`), read by the exporter |
 //! | `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` | the resource, read by the SDK |
 //! | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | the sampler, read by the SDK (default: parent-based, always on) |
+//! | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | batching, read by the SDK (5 000 ms, 2 048 spans, 512 per export); a full queue drops spans |
 //! | `OTEL_TRACES_EXPORTER` | `otlp` (default) or `none` (off) |
 //! | `OTEL_SDK_DISABLED` | `true`: off |
 //!
@@ -117,6 +118,29 @@ pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 const REQUEST_ID: &str = "x-request-id";
+
+/// The variables that configure traces: those [`OtelConfig`] reads, then
+/// those the exporter and the SDK read themselves (headers, resource,
+/// sampler, batching).
+pub const VARIABLES: &[&str] = &[
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+];
 
 /// Where and how traces are exported, read from the `OTEL_*` variables
 /// (see the [module docs](self)).
