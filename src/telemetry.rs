@@ -118,7 +118,7 @@ fn rename(span: &tracing::Span, method: &str, tool: Option<&str>) {
 
 /// At most 128 bytes of a caller's text (cut at a character boundary), so
 /// a span attribute stays small whatever the message said.
-fn bounded(text: &str) -> &str {
+pub(crate) fn bounded(text: &str) -> &str {
     const MAX: usize = 128;
     if text.len() <= MAX {
         return text;

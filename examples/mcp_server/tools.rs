@@ -289,10 +289,8 @@ impl Tools {
 /// client sent (SEP-414) when the request's span is not in that trace
 /// (then linked to the request's span).
 fn tool_span(tool: &str, context: &RequestContext<RoleServer>) -> tracing::Span {
-    let request = context
-        .extensions
-        .get::<http::request::Parts>()
-        .and_then(|parts| parts.extensions.get::<RequestTrace>())
+    let request = caller_extensions(context)
+        .and_then(|extensions| extensions.get::<RequestTrace>())
         .map(|trace| &trace.0);
     // A caller's name, bounded before it becomes an attribute.
     let tool: String = tool.chars().take(128).collect();
@@ -340,10 +338,7 @@ fn caller_extensions(context: &RequestContext<RoleServer>) -> Option<&http::Exte
 
 /// The caller, as the auth layer left it.
 fn caller(context: &RequestContext<RoleServer>) -> Option<&Principal> {
-    context
-        .extensions
-        .get::<http::request::Parts>()
-        .and_then(|parts| parts.extensions.get::<Principal>())
+    caller_extensions(context)?.get::<Principal>()
 }
 
 /// The caller's namespace, from the principal the auth layer left; `None`

@@ -102,6 +102,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::error::ConfigError;
 use crate::reject::Rejection;
+use crate::telemetry::bounded;
 
 pub use crate::telemetry::DECISIONS;
 
@@ -374,10 +375,13 @@ impl Tracing {
 /// Its signature fits tower-http's `TraceLayer::make_span_with`.
 pub fn request_span<B>(request: &Request<B>) -> Span {
     let method = request.method().as_str();
+    // What the caller wrote, bounded before it becomes an attribute.
     let request_id = request
         .headers()
         .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok());
+        .and_then(|v| v.to_str().ok())
+        .map(bounded);
+    let path = bounded(request.uri().path());
     let span = tracing::info_span!(
         target: TARGET,
         "request",
@@ -385,7 +389,7 @@ pub fn request_span<B>(request: &Request<B>) -> Span {
         otel.kind = "server",
         otel.status_code = Empty,
         http.request.method = method,
-        url.path = request.uri().path(),
+        url.path = path,
         request_id,
         enduser.id = Empty,
         mcp.method.name = Empty,

@@ -229,7 +229,12 @@ fn an_admitted_mcp_call_names_the_span_after_its_method_and_tool() {
 fn long_or_invalid_caller_text_does_not_reach_the_span_unbounded() {
     let long = "x".repeat(10_000);
     let spans = traced(|| {
-        let span = request_span(&request(Some("00-not-a-trace-01")));
+        let mut request = request(Some("00-not-a-trace-01"));
+        *request.uri_mut() = format!("/{long}").parse().unwrap();
+        request
+            .headers_mut()
+            .insert("x-request-id", long.parse().unwrap());
+        let span = request_span(&request);
         span.in_scope(|| {
             crate::telemetry::mcp_message("tools/call", Some(&long), Some(&serde_json::json!(long)))
         });
@@ -242,6 +247,8 @@ fn long_or_invalid_caller_text_does_not_reach_the_span_unbounded() {
     );
     assert_eq!(text(span, "gen_ai.tool.name").map(|t| t.len()), Some(128));
     assert_eq!(text(span, "jsonrpc.request.id").map(|t| t.len()), Some(128));
+    assert_eq!(text(span, "url.path").map(|t| t.len()), Some(128));
+    assert_eq!(text(span, "request_id").map(|t| t.len()), Some(128));
 }
 
 #[test]

@@ -489,7 +489,6 @@ impl Handle {
 impl StateStore for Handle {
     type Key = Probe;
 
-    #[inline]
     fn measure_and_replace<T, F, E>(&self, key: &Probe, f: F) -> Result<T, E>
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
