@@ -81,6 +81,41 @@ async fn a_bad_log_filter_or_audit_file_is_a_start_up_error() {
     assert_eq!(error.setting(), "MCP_AUDIT_LOG_FILE");
 }
 
+#[test]
+fn trace_settings_are_read_from_the_same_source_and_bad_ones_stop_start_up() {
+    use tower_warden::otel::Incoming;
+
+    let plain = config(&[]);
+    assert_eq!(plain.traces.incoming, Incoming::Continue);
+    assert!(
+        plain.traces.export.is_none(),
+        "off unless an endpoint is set"
+    );
+    let linked = config(&[
+        ("MCP_TRACE_INCOMING", "link"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+    ]);
+    assert_eq!(linked.traces.incoming, Incoming::Link);
+    assert_eq!(
+        linked.traces.export.as_ref().map(|e| e.endpoint()),
+        Some("http://127.0.0.1:4318/v1/traces")
+    );
+    assert_eq!(linked.redacted_json()["trace_incoming"], "link");
+
+    for (name, value) in [
+        ("MCP_TRACE_INCOMING", "follow"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+    ] {
+        let mut all = vec![
+            ("MCP_JWT_SECRET", SECRET),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+        ];
+        all.push((name, value));
+        let error = Settings::from_vars(all).unwrap_err();
+        assert_eq!(error.setting(), name, "{name}={value}");
+    }
+}
+
 fn metric(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())

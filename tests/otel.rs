@@ -412,6 +412,37 @@ async fn a_gateway_tool_call_is_one_trace_from_the_caller_to_the_upstream() {
     assert!(!attrs.contains_key("enduser.id"));
     assert_eq!(decisions(refusal, "refused"), ["auth"]);
 
+    // MCP_TRACE_INCOMING=link: a caller's unsampled traceparent can
+    // neither hide its refusal nor place it in the caller's trace.
+    let guarded = start(UPSTREAM_SECRET, &[("MCP_TRACE_INCOMING", "link")]).await;
+    let hiding = "00-1bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b8-00";
+    let refused = mcp_support::post(
+        &guarded.url(),
+        &[("traceparent", hiding)],
+        &call.to_string(),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let linked = wait_for(&traces, &received, |spans| {
+        spans
+            .iter()
+            .find(|s| {
+                s.links
+                    .iter()
+                    .any(|l| hex(&l.trace_id) == "1bf92f3577b34da6a3ce929d0e0e4737")
+            })
+            .cloned()
+    })
+    .await;
+    assert_ne!(hex(&linked.trace_id), "1bf92f3577b34da6a3ce929d0e0e4737");
+    assert!(linked.parent_span_id.is_empty());
+    assert_eq!(hex(&linked.links[0].span_id), "00f067aa0ba902b8");
+    assert_eq!(
+        attributes(&linked)["tower_warden.reason"],
+        "unauthenticated"
+    );
+
+    guarded.stop().await;
     gateway.stop().await;
     upstream.stop().await;
     tokio::task::spawn_blocking(move || traces.shutdown())

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
     // Traces (OTEL_*): the exporter runs on a thread of its own.
     let traces = match settings
         .traces
+        .export
         .as_ref()
         .map(|traces| traces.install())
         .transpose()
@@ -63,7 +64,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(config) = &settings.traces {
+    if let Some(config) = &settings.traces.export {
         tracing::info!(endpoint = ?config, "traces exported over OTLP/HTTP");
     }
     let code = match runtime.block_on(run(settings)) {

@@ -211,10 +211,12 @@ pub fn around(
             HeaderValue::from_static(value),
         ))
     });
-    // The request span: a child of the caller's `traceparent`, filled in
-    // by the layers (subject, MCP method and tool, each decision).
+    // The request span: a child of the caller's `traceparent`, or linked
+    // to it (`MCP_TRACE_INCOMING`); filled in by the layers (subject, MCP
+    // method and tool, each decision).
+    let incoming = settings.traces.incoming;
     let trace = TraceLayer::new_for_http()
-        .make_span_with(otel::request_span)
+        .make_span_with(move |request: &http::Request<Body>| incoming.request_span(request))
         .on_request(())
         .on_response(
             |response: &http::Response<Body>, latency: Duration, span: &tracing::Span| {

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tower_warden::ConfigError;
 use tower_warden::config::{Source, WardenConfig, redact_url};
 use tower_warden::mcp::tool_integrity::ToolScreen;
-use tower_warden::otel::OtelConfig;
+use tower_warden::otel::{Incoming, OtelConfig};
 
 /// The settings only the reference server reads, beside the perimeter's
 /// `tower_warden::config::VARIABLES`.
@@ -46,6 +46,7 @@ pub const NAMES: &[&str] = &[
     "MCP_WEBHOOK_SECRETS",
     "MCP_WEBHOOK_SCHEME",
     "MCP_WEBHOOK_TOLERANCE_SECONDS",
+    "MCP_TRACE_INCOMING",
 ];
 
 /// Default `MCP_DATABASE_URL`: an SQLite file under `./data/`.
@@ -79,9 +80,8 @@ pub struct Settings {
     pub metadata: Metadata,
     /// Signed webhooks (`POST /webhooks`).
     pub webhooks: Webhooks,
-    /// OpenTelemetry traces: the standard `OTEL_*` variables; `None` (off)
-    /// unless an OTLP endpoint is set.
-    pub traces: Option<OtelConfig>,
+    /// OpenTelemetry traces.
+    pub traces: Traces,
 }
 
 impl Settings {
@@ -92,7 +92,7 @@ impl Settings {
     /// The first invalid setting, or an unknown `MCP_*` name.
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut settings = Self::read(&Source::from_env(NAMES)?)?;
-        settings.traces = OtelConfig::from_env()?;
+        settings.traces.export = OtelConfig::from_env()?;
         Ok(settings)
     }
 
@@ -114,7 +114,7 @@ impl Settings {
             .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
             .collect();
         let mut settings = Self::read(&Source::from_vars(vars.iter().cloned(), NAMES)?)?;
-        settings.traces = OtelConfig::from_vars(vars)?;
+        settings.traces.export = OtelConfig::from_vars(vars)?;
         Ok(settings)
     }
 
@@ -148,7 +148,7 @@ impl Settings {
             metadata: Metadata::read(source, production)?,
             webhooks: Webhooks::read(source, &config)?,
             warden: config,
-            traces: None,
+            traces: Traces::read(source)?,
         })
     }
 
@@ -166,7 +166,16 @@ impl Settings {
                 ("log_format".to_owned(), json!(self.logs.format.as_str())),
                 (
                     "otel_traces_endpoint".to_owned(),
-                    json!(self.traces.as_ref().map(|t| redact_url(t.endpoint()))),
+                    json!(
+                        self.traces
+                            .export
+                            .as_ref()
+                            .map(|t| redact_url(t.endpoint()))
+                    ),
+                ),
+                (
+                    "trace_incoming".to_owned(),
+                    json!(self.traces.incoming.as_str()),
                 ),
                 ("audit_log_file".to_owned(), json!(self.logs.audit_file)),
                 (
@@ -224,6 +233,38 @@ impl Listen {
             config_file: config.config_file.clone(),
             loopback_hosts_only: config.allowed_hosts == WardenConfig::default().allowed_hosts,
         }
+    }
+}
+
+/// OpenTelemetry traces.
+#[derive(Clone, Debug, Default)]
+pub struct Traces {
+    /// Where spans go: the standard `OTEL_*` variables; `None` (off) unless
+    /// an OTLP endpoint is set.
+    pub export: Option<OtelConfig>,
+    /// `MCP_TRACE_INCOMING`: what a request's span makes of the caller's
+    /// `traceparent` (`continue`, the default, or `link`).
+    pub incoming: Incoming,
+}
+
+impl Traces {
+    /// `MCP_TRACE_INCOMING` of `source` (the `OTEL_*` variables are read
+    /// beside it, from the environment).
+    ///
+    /// # Errors
+    ///
+    /// A value other than `continue` or `link`.
+    pub fn read(source: &Source) -> Result<Self, ConfigError> {
+        let incoming = match source.get("MCP_TRACE_INCOMING") {
+            None => Incoming::default(),
+            Some(text) => text
+                .parse()
+                .map_err(|e: String| source.error("MCP_TRACE_INCOMING", e))?,
+        };
+        Ok(Self {
+            export: None,
+            incoming,
+        })
     }
 }
 

@@ -7,7 +7,9 @@
 //!
 //! [`request_span`] opens the span of one request: a child of the caller's
 //! trace when the request carries a valid `traceparent` (and `tracestate`)
-//! header, a new trace otherwise. Give it to tower-http's `TraceLayer`
+//! header, a new trace otherwise; [`Incoming::Link`] starts a new trace in
+//! any case and links the caller's span, for callers who should not pick
+//! the trace nor switch sampling off. Give it to tower-http's `TraceLayer`
 //! (`make_span_with`) outside the perimeter, and [`record_response`] to its
 //! `on_response`. While the request is served, the layers fill the span in:
 //!
@@ -371,44 +373,98 @@ impl Tracing {
 }
 
 /// Opens the span of one request (see the [module docs](self)): the
-/// `traceparent` header, when valid, makes it a child of the caller's span.
-/// Its signature fits tower-http's `TraceLayer::make_span_with`.
+/// `traceparent` header, when valid, makes it a child of the caller's span
+/// ([`Incoming::Continue`]). Its signature fits tower-http's
+/// `TraceLayer::make_span_with`.
 pub fn request_span<B>(request: &Request<B>) -> Span {
-    let method = request.method().as_str();
-    // What the caller wrote, bounded before it becomes an attribute.
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(bounded);
-    let path = bounded(request.uri().path());
-    let span = tracing::info_span!(
-        target: TARGET,
-        "request",
-        otel.name = method,
-        otel.kind = "server",
-        otel.status_code = Empty,
-        http.request.method = method,
-        url.path = path,
-        request_id,
-        enduser.id = Empty,
-        mcp.method.name = Empty,
-        gen_ai.tool.name = Empty,
-        jsonrpc.request.id = Empty,
-        tower_warden.decision = Empty,
-        tower_warden.layer = Empty,
-        tower_warden.reason = Empty,
-        http.response.status_code = Empty,
-        error.type = Empty,
-    );
-    if !span.is_disabled() && request.headers().contains_key(TRACEPARENT) {
-        let parent = TraceContextPropagator::new().extract(&Headers(request.headers()));
-        if parent.span().span_context().is_valid() {
-            // Only fails when no OpenTelemetry layer is installed.
-            let _ = span.set_parent(parent);
+    Incoming::Continue.request_span(request)
+}
+
+/// What a request's span makes of the trace context the caller sent
+/// (`traceparent`, `tracestate`).
+///
+/// A caller that may set `traceparent` chooses the trace its requests are
+/// recorded in, and with a parent-based sampler (the default) whether they
+/// are recorded at all: the sampled flag `00` turns tracing off for its
+/// requests, refusals included. Where callers are not trusted with that,
+/// [`Link`](Self::Link) keeps their context as a link only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Incoming {
+    /// The request's span is a child of the caller's span: one trace from
+    /// the caller on (W3C Trace Context's way).
+    #[default]
+    Continue,
+    /// The request's span starts a trace of this process's own, sampled by
+    /// its sampler, and links the caller's span.
+    Link,
+}
+
+impl Incoming {
+    /// The setting's name for it: `continue` or `link`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Continue => "continue",
+            Self::Link => "link",
         }
     }
-    span
+
+    /// Opens the span of one request (see the [module docs](self)), with
+    /// the caller's trace context taken as `self` says.
+    pub fn request_span<B>(self, request: &Request<B>) -> Span {
+        let method = request.method().as_str();
+        // What the caller wrote, bounded before it becomes an attribute.
+        let request_id = request
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(bounded);
+        let path = bounded(request.uri().path());
+        let span = tracing::info_span!(
+            target: TARGET,
+            "request",
+            otel.name = method,
+            otel.kind = "server",
+            otel.status_code = Empty,
+            http.request.method = method,
+            url.path = path,
+            request_id,
+            enduser.id = Empty,
+            mcp.method.name = Empty,
+            gen_ai.tool.name = Empty,
+            jsonrpc.request.id = Empty,
+            tower_warden.decision = Empty,
+            tower_warden.layer = Empty,
+            tower_warden.reason = Empty,
+            http.response.status_code = Empty,
+            error.type = Empty,
+        );
+        if !span.is_disabled() && request.headers().contains_key(TRACEPARENT) {
+            let caller = TraceContextPropagator::new().extract(&Headers(request.headers()));
+            let context = caller.span().span_context().clone();
+            if context.is_valid() {
+                match self {
+                    // Only fails when no OpenTelemetry layer is installed.
+                    Self::Continue => drop(span.set_parent(caller)),
+                    Self::Link => span.add_link(context),
+                }
+            }
+        }
+        span
+    }
+}
+
+impl std::str::FromStr for Incoming {
+    type Err = String;
+
+    /// `continue` or `link`, in any case.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "continue" => Ok(Self::Continue),
+            "link" => Ok(Self::Link),
+            _ => Err(format!("`{text}` is not one of continue, link")),
+        }
+    }
 }
 
 /// Records on `span` how the request ended: the status, and whether the

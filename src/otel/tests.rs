@@ -298,3 +298,47 @@ fn without_a_subscriber_nothing_is_traced_and_nothing_fails() {
     assert!(!set_parent(&span, PARENT, None));
     record_response(&span, &Response::new(()));
 }
+
+#[test]
+fn attack_a_caller_cannot_turn_tracing_off_or_pick_the_trace_when_its_context_is_linked() {
+    // The caller's span, with the sampled flag off.
+    let unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+
+    // Continued, the caller's flag decides (parent-based sampling):
+    // nothing of the request is recorded.
+    let spans = traced(|| drop(request_span(&request(Some(unsampled)))));
+    assert!(spans.is_empty(), "{spans:?}");
+
+    // Linked: a trace of this process's own, recorded, the caller's span
+    // kept as a link.
+    let spans = traced(|| drop(Incoming::Link.request_span(&request(Some(unsampled)))));
+    assert_eq!(spans.len(), 1);
+    let span = &spans[0];
+    let caller = TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap();
+    assert_ne!(span.span_context.trace_id(), caller);
+    assert_eq!(span.parent_span_id, SpanId::INVALID);
+    let links: Vec<_> = span.links.iter().collect();
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].span_context.trace_id(), caller);
+    assert_eq!(
+        links[0].span_context.span_id(),
+        SpanId::from_hex("b7ad6b7169203331").unwrap()
+    );
+
+    // Without a caller's context, both start a trace.
+    let spans = traced(|| drop(Incoming::Link.request_span(&request(None))));
+    assert_eq!(spans.len(), 1);
+    assert!(spans[0].links.is_empty());
+}
+
+#[test]
+fn incoming_reads_its_two_names_and_refuses_others() {
+    for incoming in [Incoming::Continue, Incoming::Link] {
+        assert_eq!(incoming.as_str().parse::<Incoming>(), Ok(incoming));
+    }
+    assert_eq!(" LINK ".parse::<Incoming>(), Ok(Incoming::Link));
+    assert_eq!(Incoming::default(), Incoming::Continue);
+    for bad in ["", "follow", "true"] {
+        assert!(bad.parse::<Incoming>().is_err(), "{bad:?}");
+    }
+}
