@@ -16,17 +16,12 @@
 //! (`ClientIpLayer` alone, the peer address), `host` (`HostOriginLayer`
 //! alone).
 
-use std::convert::Infallible;
 use std::hint::black_box;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
-use http::header::{AUTHORIZATION, HOST};
 use http::{HeaderValue, Request, Response};
-use http_body_util::Empty;
-use tower::{Layer, Service, ServiceExt, service_fn};
+use tower::{Layer, Service, ServiceExt};
 use tower_warden::auth::{Algorithm, AuthLayer, JwtAuth};
 use tower_warden::client_ip::ClientIpLayer;
 use tower_warden::config::WardenConfig;
@@ -34,36 +29,10 @@ use tower_warden::mcp::HostOriginLayer;
 use tower_warden::rate_limit::{KeyBy, MemoryStore, Quota, RateLimitLayer};
 use tower_warden::stack::WardenLayer;
 
-const SECRET: &str = "a bench secret of at least thirty-two bytes, for HS256";
+#[path = "support/admitted.rs"]
+mod admitted;
 
-type Body = Empty<Bytes>;
-
-fn token() -> String {
-    tower_warden::auth::install_crypto_provider();
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(Algorithm::HS256),
-        &serde_json::json!({"sub": "alice", "scope": "*", "exp": 4_000_000_000u64}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
-}
-
-fn request(bearer: &HeaderValue) -> Request<Body> {
-    let mut request = Request::post("/mcp")
-        .header(HOST, "localhost")
-        .header(AUTHORIZATION, bearer.clone())
-        .body(Empty::new())
-        .unwrap();
-    request
-        .extensions_mut()
-        .insert(SocketAddr::from(([192, 0, 2, 1], 40000)));
-    request
-}
-
-fn inner<B: Send + 'static>()
--> impl Service<Request<B>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone {
-    service_fn(|_: Request<B>| async { Ok::<_, Infallible>(Response::new(Empty::new())) })
-}
+use admitted::{Body, SECRET, inner, request, token};
 
 fn run<S, B>(service: S, bearer: &HeaderValue, n: usize)
 where

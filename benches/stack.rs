@@ -20,18 +20,16 @@
 //! it stops. The quotas are large enough that nothing is refused.
 
 use std::convert::Infallible;
-use std::hint::black_box;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::header::{AUTHORIZATION, HOST};
+use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response};
 use http_body_util::Empty;
 use tokio::runtime::Runtime;
-use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+use tower::{Layer, Service, ServiceBuilder, service_fn};
 use tower_warden::auth::{Algorithm, AuthLayer, JwtAuth};
 use tower_warden::body_limit::BodyLimitLayer;
 use tower_warden::client_ip::ClientIpLayer;
@@ -42,63 +40,17 @@ use tower_warden::metrics::MetricsLayer;
 use tower_warden::rate_limit::{KeyBy, MemoryStore, Quota, RateLimitLayer, Store};
 use tower_warden::stack::WardenLayer;
 
-const SECRET: &str = "a bench secret of at least thirty-two bytes, for HS256";
+#[path = "support/admitted.rs"]
+mod admitted;
 
-type Body = Empty<Bytes>;
-
-fn token() -> String {
-    tower_warden::auth::install_crypto_provider();
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(Algorithm::HS256),
-        &serde_json::json!({"sub": "alice", "scope": "*", "exp": 4_000_000_000u64}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
-}
-
-fn request(bearer: &HeaderValue) -> Request<Body> {
-    let mut request = Request::post("/mcp")
-        .header(HOST, "localhost")
-        .header(AUTHORIZATION, bearer.clone())
-        .body(Empty::new())
-        .unwrap();
-    request
-        .extensions_mut()
-        .insert(SocketAddr::from(([192, 0, 2, 1], 40000)));
-    request
-}
-
-fn inner<B: Send + 'static>()
--> impl Service<Request<B>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone {
-    service_fn(|_: Request<B>| async { Ok::<_, Infallible>(Response::new(Empty::new())) })
-}
+use admitted::{Body, SECRET, inner, request, token};
 
 fn bench<S, B>(c: &mut Criterion, rt: &Runtime, name: &str, service: S, bearer: &HeaderValue)
 where
     S: Service<Request<Body>, Response = Response<B>> + Clone,
     S::Error: std::fmt::Debug,
 {
-    let check = rt
-        .block_on(service.clone().oneshot(request(bearer)))
-        .unwrap();
-    assert_eq!(check.status(), 200, "{name} must admit the request");
-    c.bench_function(&format!("stack/{name}"), |b| {
-        let mut service = service.clone();
-        b.iter_custom(|iters| {
-            let requests: Vec<_> = (0..iters).map(|_| request(bearer)).collect();
-            let mut responses = Vec::with_capacity(requests.len());
-            let elapsed = rt.block_on(async {
-                let start = Instant::now();
-                for request in requests {
-                    let ready = service.ready().await.unwrap();
-                    responses.push(black_box(ready.call(request).await.unwrap()));
-                }
-                start.elapsed()
-            });
-            drop(responses);
-            elapsed
-        });
-    });
+    admitted::bench(c, rt, &format!("stack/{name}"), service, || request(bearer));
 }
 
 fn stack(c: &mut Criterion) {

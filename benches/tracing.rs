@@ -18,32 +18,47 @@
 //!   `tracing-opentelemetry` alone (no parent from the headers, no
 //!   decisions).
 
-use std::convert::Infallible;
 use std::hint::black_box;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::header::{AUTHORIZATION, HOST};
 use http::{HeaderValue, Request, Response};
-use http_body_util::Empty;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use tokio::runtime::Runtime;
-use tower::{Layer, Service, ServiceExt, service_fn};
+use tower::{Layer, Service};
 use tower_http::trace::TraceLayer;
-use tower_warden::auth::Algorithm;
 use tower_warden::config::WardenConfig;
 use tower_warden::otel::{self, Tracing};
 use tower_warden::stack::WardenLayer;
 use tracing_subscriber::layer::SubscriberExt as _;
 
-const SECRET: &str = "a bench secret of at least thirty-two bytes, for HS256";
 const PARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
-type Body = Empty<Bytes>;
+#[path = "support/admitted.rs"]
+mod admitted;
+
+use admitted::{Body, SECRET, inner, token};
+
+/// The shared request, carrying the caller's trace context.
+fn request(bearer: &HeaderValue) -> Request<Body> {
+    let mut request = admitted::request(bearer);
+    request
+        .headers_mut()
+        .insert("traceparent", HeaderValue::from_static(PARENT));
+    request
+}
+
+fn bench<S, B>(c: &mut Criterion, rt: &Runtime, name: &str, service: S, bearer: &HeaderValue)
+where
+    S: Service<Request<Body>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    admitted::bench(c, rt, &format!("tracing/{name}"), service, || {
+        request(bearer)
+    });
+}
 
 /// Drops every span it is given.
 #[derive(Debug)]
@@ -60,62 +75,6 @@ fn provider() -> SdkTracerProvider {
     SdkTracerProvider::builder()
         .with_batch_exporter(Discard)
         .build()
-}
-
-fn token() -> String {
-    tower_warden::auth::install_crypto_provider();
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(Algorithm::HS256),
-        &serde_json::json!({"sub": "alice", "scope": "*", "exp": 4_000_000_000u64}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
-}
-
-fn request(bearer: &HeaderValue) -> Request<Body> {
-    let mut request = Request::post("/mcp")
-        .header(HOST, "localhost")
-        .header(AUTHORIZATION, bearer.clone())
-        .header("traceparent", PARENT)
-        .body(Empty::new())
-        .unwrap();
-    request
-        .extensions_mut()
-        .insert(SocketAddr::from(([192, 0, 2, 1], 40000)));
-    request
-}
-
-fn inner<B: Send + 'static>()
--> impl Service<Request<B>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone {
-    service_fn(|_: Request<B>| async { Ok::<_, Infallible>(Response::new(Empty::new())) })
-}
-
-fn bench<S, B>(c: &mut Criterion, rt: &Runtime, name: &str, service: S, bearer: &HeaderValue)
-where
-    S: Service<Request<Body>, Response = Response<B>> + Clone,
-    S::Error: std::fmt::Debug,
-{
-    let check = rt
-        .block_on(service.clone().oneshot(request(bearer)))
-        .unwrap();
-    assert_eq!(check.status(), 200, "{name} must admit the request");
-    c.bench_function(&format!("tracing/{name}"), |b| {
-        let mut service = service.clone();
-        b.iter_custom(|iters| {
-            let requests: Vec<_> = (0..iters).map(|_| request(bearer)).collect();
-            let mut responses = Vec::with_capacity(requests.len());
-            let elapsed = rt.block_on(async {
-                let start = Instant::now();
-                for request in requests {
-                    let ready = service.ready().await.unwrap();
-                    responses.push(black_box(ready.call(request).await.unwrap()));
-                }
-                start.elapsed()
-            });
-            drop(responses);
-            elapsed
-        });
-    });
 }
 
 fn tracing(c: &mut Criterion) {
