@@ -253,21 +253,17 @@ pub fn around(
     ))
 }
 
-/// Keeps the trace context of the request's span in its extensions, so
-/// that work done for it elsewhere (an MCP tool call, run by the session's
-/// task) continues its trace. The context, not the span: a span kept by a
-/// long-lived task would never end, and never be exported.
+/// Keeps the trace context of the request's span in its extensions
+/// (`otel::TraceContext`), so that work done for it elsewhere (an MCP tool
+/// call, run by the session's task) continues its trace. The context, not
+/// the span: a span kept by a long-lived task would never end, and never
+/// be exported.
 async fn remember_span(mut request: Request) -> Request {
-    if let Some(context) = otel::trace_context(&tracing::Span::current()) {
-        request.extensions_mut().insert(RequestTrace(context));
+    if let Some(context) = otel::TraceContext::of(&tracing::Span::current()) {
+        request.extensions_mut().insert(context);
     }
     request
 }
-
-/// The W3C trace context (`traceparent`, `tracestate`) of the request's
-/// span.
-#[derive(Clone, Debug)]
-pub struct RequestTrace(pub (String, Option<String>));
 
 /// Whether clients reach this server over TLS (the resource URL is
 /// `https://`): then responses carry HSTS.

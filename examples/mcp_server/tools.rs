@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::ops::RequestTrace;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
@@ -284,43 +283,15 @@ impl Tools {
     }
 }
 
-/// The span of one tool call, `tools/call {tool}`, in the caller's trace:
-/// a child of the HTTP request's span, or of the `_meta.traceparent` the
-/// client sent (SEP-414) when the request's span is not in that trace
-/// (then linked to the request's span).
+/// The span of one tool call, in the trace of the HTTP request that
+/// carried it, or of the message's `_meta.traceparent` (`otel::tool_span`).
 fn tool_span(tool: &str, context: &RequestContext<RoleServer>) -> tracing::Span {
-    let request = caller_extensions(context)
-        .and_then(|extensions| extensions.get::<RequestTrace>())
-        .map(|trace| &trace.0);
-    // A caller's name, bounded before it becomes an attribute.
-    let tool: String = tool.chars().take(128).collect();
-    // A root for `tracing` (the session's task outlives the request); its
-    // OpenTelemetry parent is set below.
-    let span = tracing::info_span!(
-        parent: None,
-        "tool call",
-        otel.name = format!("tools/call {tool}"),
-        mcp.method.name = "tools/call",
-        gen_ai.operation.name = "execute_tool",
-        gen_ai.tool.name = tool.as_str(),
-    );
-    let trace_of = |traceparent: &str| traceparent.split('-').nth(1).map(str::to_owned);
-    let meta = context.meta.get_traceparent();
-    let request_trace = request.and_then(|(parent, _)| trace_of(parent));
-    match (meta, request) {
-        (Some(meta), _) if trace_of(meta) != request_trace => {
-            if otel::set_parent(&span, meta, context.meta.get_tracestate())
-                && let Some((parent, state)) = request
-            {
-                otel::add_link(&span, parent, state.as_deref());
-            }
-        }
-        (_, Some((parent, state))) => {
-            otel::set_parent(&span, parent, state.as_deref());
-        }
-        _ => {}
-    }
-    span
+    let request = caller_extensions(context).and_then(|e| e.get::<otel::TraceContext>());
+    let message = context
+        .meta
+        .get_traceparent()
+        .map(|parent| otel::TraceContext::new(parent, context.meta.get_tracestate()));
+    otel::tool_span(tool, request, message.as_ref())
 }
 
 /// A request from a gateway (this one or another) gets no upstream tools:

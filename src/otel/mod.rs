@@ -104,7 +104,6 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::error::ConfigError;
 use crate::reject::Rejection;
-use crate::telemetry::bounded;
 
 pub use crate::telemetry::DECISIONS;
 
@@ -439,15 +438,14 @@ impl Incoming {
             http.response.status_code = Empty,
             error.type = Empty,
         );
-        if !span.is_disabled() && request.headers().contains_key(TRACEPARENT) {
-            let caller = TraceContextPropagator::new().extract(&Headers(request.headers()));
-            let context = caller.span().span_context().clone();
-            if context.is_valid() {
-                match self {
-                    // Only fails when no OpenTelemetry layer is installed.
-                    Self::Continue => drop(span.set_parent(caller)),
-                    Self::Link => span.add_link(context),
-                }
+        if !span.is_disabled()
+            && request.headers().contains_key(TRACEPARENT)
+            && let Some(caller) = remote(request.headers())
+        {
+            match self {
+                // Only fails when no OpenTelemetry layer is installed.
+                Self::Continue => drop(span.set_parent(caller)),
+                Self::Link => span.add_link(caller.span().span_context().clone()),
             }
         }
         span
@@ -494,69 +492,138 @@ pub fn record_response<B>(span: &Span, response: &Response<B>) {
     }
 }
 
-/// The W3C `traceparent` (and `tracestate`, when not empty) of `span`, to
-/// pass its trace on: in the headers of an upstream request, or in the
-/// `_meta` of an MCP message. `None` when the span is not traced.
-pub fn trace_context(span: &Span) -> Option<(String, Option<String>)> {
-    if span.is_disabled() {
-        return None;
+/// A W3C trace context as text: `traceparent`, and `tracestate` when not
+/// empty. What a span passes on ([`TraceContext::of`]), and what an MCP
+/// message's `_meta` carries (SEP-414).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TraceContext {
+    /// The `traceparent` value.
+    pub traceparent: String,
+    /// The `tracestate` value; `None` when empty.
+    pub tracestate: Option<String>,
+}
+
+impl TraceContext {
+    /// The context `traceparent` (with `tracestate`) names, as carried in
+    /// the `_meta` of an MCP message; checked where it is used.
+    pub fn new(traceparent: impl Into<String>, tracestate: Option<&str>) -> Self {
+        Self {
+            traceparent: traceparent.into(),
+            tracestate: tracestate.filter(|s| !s.is_empty()).map(str::to_owned),
+        }
     }
-    let context = span.context();
-    if !context.span().span_context().is_valid() {
-        return None;
+
+    /// The context of `span`, to pass its trace on: in the headers of an
+    /// upstream request, or in the `_meta` of an MCP message. `None` when
+    /// the span is not traced.
+    pub fn of(span: &Span) -> Option<Self> {
+        if span.is_disabled() {
+            return None;
+        }
+        let context = span.context();
+        if !context.span().span_context().is_valid() {
+            return None;
+        }
+        let mut fields = Fields::default();
+        TraceContextPropagator::new().inject_context(&context, &mut fields);
+        Some(Self::new(fields.traceparent?, fields.tracestate.as_deref()))
     }
-    let mut fields = Fields::default();
-    TraceContextPropagator::new().inject_context(&context, &mut fields);
-    let parent = fields.traceparent?;
-    Some((parent, fields.tracestate.filter(|s| !s.is_empty())))
+
+    /// The remote context it names, when valid.
+    fn remote(&self) -> Option<opentelemetry::Context> {
+        let mut headers = HeaderMap::new();
+        headers.insert(TRACEPARENT, HeaderValue::from_str(&self.traceparent).ok()?);
+        if let Some(value) = self
+            .tracestate
+            .as_deref()
+            .and_then(|s| HeaderValue::from_str(s).ok())
+        {
+            headers.insert(TRACESTATE, value);
+        }
+        remote(&headers)
+    }
 }
 
 /// Puts the trace context of `span` in `headers` (`traceparent`, and
 /// `tracestate` when not empty), replacing what was there. Nothing when
 /// the span is not traced.
 pub fn inject(span: &Span, headers: &mut HeaderMap) {
-    if let Some((parent, state)) = trace_context(span) {
-        if let Ok(value) = HeaderValue::from_str(&parent) {
+    if let Some(context) = TraceContext::of(span) {
+        if let Ok(value) = HeaderValue::from_str(&context.traceparent) {
             headers.insert(TRACEPARENT, value);
         }
-        match state.and_then(|s| HeaderValue::from_str(&s).ok()) {
+        match context
+            .tracestate
+            .and_then(|s| HeaderValue::from_str(&s).ok())
+        {
             Some(value) => headers.insert(TRACESTATE, value),
             None => headers.remove(TRACESTATE),
         };
     }
 }
 
-/// Makes `span` a child of the W3C context `traceparent` (with
-/// `tracestate`), as carried in the `_meta` of an MCP message; call it
-/// before the span is first entered. Whether it did: `false` for an
-/// invalid `traceparent` or when no OpenTelemetry layer is installed.
-pub fn set_parent(span: &Span, traceparent: &str, tracestate: Option<&str>) -> bool {
+/// Makes `span` a child of `parent` (from an MCP message's `_meta`, say);
+/// call it before the span is first entered. Whether it did: `false` for
+/// an invalid `traceparent` or when no OpenTelemetry layer is installed.
+pub fn set_parent(span: &Span, parent: &TraceContext) -> bool {
     if span.is_disabled() {
         return false;
     }
-    extract(traceparent, tracestate).is_some_and(|parent| span.set_parent(parent).is_ok())
+    parent
+        .remote()
+        .is_some_and(|parent| span.set_parent(parent).is_ok())
 }
 
-/// Links `span` to the span of the W3C context `traceparent` (with
-/// `tracestate`): related work in another trace, as when an MCP message's
-/// `_meta` names another parent than the HTTP request's. Whether it did.
-pub fn add_link(span: &Span, traceparent: &str, tracestate: Option<&str>) -> bool {
-    let Some(context) = extract(traceparent, tracestate) else {
-        return false;
-    };
-    let linked = context.span().span_context().clone();
-    span.add_link(linked);
-    !span.is_disabled()
-}
-
-/// The remote context of `traceparent` (with `tracestate`), when valid.
-fn extract(traceparent: &str, tracestate: Option<&str>) -> Option<opentelemetry::Context> {
-    let mut headers = HeaderMap::new();
-    headers.insert(TRACEPARENT, HeaderValue::from_str(traceparent).ok()?);
-    if let Some(value) = tracestate.and_then(|s| HeaderValue::from_str(s).ok()) {
-        headers.insert(TRACESTATE, value);
+/// The span of one MCP tool call, `tools/call {tool}`, for the task that
+/// runs it (not the request's: an MCP session's task outlives requests).
+/// A child of `request`, the context of the HTTP request that carried the
+/// call; or of `message`, the message's `_meta` context, when that names
+/// another trace than the request's (then linked to the request's span).
+pub fn tool_span(
+    tool: &str,
+    request: Option<&TraceContext>,
+    message: Option<&TraceContext>,
+) -> Span {
+    let tool = bounded(tool);
+    let span = tracing::info_span!(
+        parent: None,
+        "tool call",
+        otel.name = format!("tools/call {tool}"),
+        mcp.method.name = "tools/call",
+        gen_ai.operation.name = "execute_tool",
+        gen_ai.tool.name = tool,
+    );
+    if span.is_disabled() {
+        return span;
     }
-    let context = TraceContextPropagator::new().extract(&Headers(&headers));
+    let trace = |context: &opentelemetry::Context| context.span().span_context().trace_id();
+    let request = request.and_then(TraceContext::remote);
+    match (message.and_then(TraceContext::remote), request) {
+        (Some(message), request) if request.as_ref().map(trace) != Some(trace(&message)) => {
+            // Only fails when no OpenTelemetry layer is installed.
+            let _ = span.set_parent(message);
+            if let Some(request) = request {
+                span.add_link(request.span().span_context().clone());
+            }
+        }
+        (_, Some(request)) => {
+            let _ = span.set_parent(request);
+        }
+        _ => {}
+    }
+    span
+}
+
+/// At most 128 bytes of a caller's text (cut at a character boundary), so
+/// that a span attribute stays small whatever the caller sent.
+pub fn bounded(text: &str) -> &str {
+    crate::telemetry::bounded(text)
+}
+
+/// The remote context `headers` carry (`traceparent`, `tracestate`), when
+/// valid.
+fn remote(headers: &HeaderMap) -> Option<opentelemetry::Context> {
+    let context = TraceContextPropagator::new().extract(&Headers(headers));
     context.span().span_context().is_valid().then_some(context)
 }
 

@@ -257,27 +257,29 @@ fn the_trace_context_goes_out_and_comes_back_in_through_meta() {
     let spans = traced(|| {
         let outer = request_span(&request(Some(PARENT)));
         let call = outer.in_scope(|| tracing::info_span!("upstream call"));
-        carried = trace_context(&call);
+        carried = TraceContext::of(&call);
         let mut headers = HeaderMap::new();
         inject(&call, &mut headers);
         assert_eq!(
             headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()),
-            carried.as_ref().map(|(parent, _)| parent.as_str())
+            carried.as_ref().map(|c| c.traceparent.as_str())
         );
         drop(call);
 
         // Another process reads it from `_meta`.
         let remote = tracing::info_span!("remote tool");
-        let (parent, state) = carried.clone().unwrap();
-        assert!(set_parent(&remote, &parent, state.as_deref()));
-        assert!(!set_parent(&tracing::info_span!("x"), "garbage", None));
+        assert!(set_parent(&remote, carried.as_ref().unwrap()));
+        assert!(!set_parent(
+            &tracing::info_span!("x"),
+            &TraceContext::new("garbage", None)
+        ));
     });
-    let (parent, state) = carried.unwrap();
-    assert_eq!(state, None);
+    let carried = carried.unwrap();
+    assert_eq!(carried.tracestate, None);
     let call = spans.iter().find(|s| s.name == "upstream call").unwrap();
     let remote = spans.iter().find(|s| s.name == "remote tool").unwrap();
     assert_eq!(
-        parent,
+        carried.traceparent,
         format!(
             "00-{}-{}-01",
             call.span_context.trace_id(),
@@ -289,13 +291,64 @@ fn the_trace_context_goes_out_and_comes_back_in_through_meta() {
 }
 
 #[test]
+fn a_tool_call_continues_its_request_or_the_other_trace_its_message_names() {
+    let request = TraceContext::new(PARENT, None);
+    let same_trace = TraceContext::new(
+        "00-0af7651916cd43dd8448eb211c80319c-1111111111111111-01",
+        None,
+    );
+    let other = TraceContext::new(
+        "00-5b8efff798038103d269b633813fc60c-eee19b7ec3c1b174-01",
+        None,
+    );
+    let long = "t".repeat(500);
+    let spans = traced(|| {
+        drop(tool_span("alone", Some(&request), None));
+        drop(tool_span("same", Some(&request), Some(&same_trace)));
+        drop(tool_span("other", Some(&request), Some(&other)));
+        drop(tool_span(&long, None, None));
+    });
+    let named = |tool: &str| {
+        spans
+            .iter()
+            .find(|s| text(s, "gen_ai.tool.name").as_deref() == Some(tool))
+            .unwrap()
+    };
+    let caller = SpanId::from_hex("b7ad6b7169203331").unwrap();
+    // The request's context alone, or a message in the same trace: a
+    // child of the request.
+    for tool in ["alone", "same"] {
+        let span = named(tool);
+        assert_eq!(span.parent_span_id, caller, "{tool}");
+        assert_eq!(span.name, format!("tools/call {tool}"));
+        assert!(span.links.is_empty(), "{tool}");
+    }
+    // A message naming another trace: its child, the request linked.
+    let span = named("other");
+    assert_eq!(
+        span.span_context.trace_id(),
+        TraceId::from_hex("5b8efff798038103d269b633813fc60c").unwrap()
+    );
+    assert_eq!(
+        span.parent_span_id,
+        SpanId::from_hex("eee19b7ec3c1b174").unwrap()
+    );
+    let links: Vec<_> = span.links.iter().collect();
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].span_context.span_id(), caller);
+    // Neither: a trace of its own; the caller's name bounded.
+    let span = named(&long[..128]);
+    assert_eq!(span.parent_span_id, SpanId::INVALID);
+}
+
+#[test]
 fn without_a_subscriber_nothing_is_traced_and_nothing_fails() {
     let span = request_span(&request(Some(PARENT)));
-    assert_eq!(trace_context(&span), None);
+    assert_eq!(TraceContext::of(&span), None);
     let mut headers = HeaderMap::new();
     inject(&span, &mut headers);
     assert!(headers.is_empty());
-    assert!(!set_parent(&span, PARENT, None));
+    assert!(!set_parent(&span, &TraceContext::new(PARENT, None)));
     record_response(&span, &Response::new(()));
 }
 

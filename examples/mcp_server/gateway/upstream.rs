@@ -1000,16 +1000,16 @@ impl Upstreams {
         // which the transport also sends as the `traceparent` header.
         let span = tracing::info_span!(
             "upstream call",
-            otel.name = format!("tools/call {tool}"),
+            otel.name = format!("tools/call {}", otel::bounded(tool)),
             otel.kind = "client",
             mcp.method.name = "tools/call",
-            gen_ai.tool.name = tool,
+            gen_ai.tool.name = otel::bounded(tool),
             gateway.connection = %connection.id,
         );
-        if let Some((parent, state)) = otel::trace_context(&span) {
-            params.set_traceparent(&parent);
-            if let Some(state) = state {
-                params.set_tracestate(&state);
+        if let Some(context) = otel::TraceContext::of(&span) {
+            params.set_traceparent(&context.traceparent);
+            if let Some(state) = &context.tracestate {
+                params.set_tracestate(state);
             }
         }
         let result = self
